@@ -1,0 +1,27 @@
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+
+const root = path.resolve(import.meta.dirname, "../..");
+
+function cli(...args: string[]) {
+  return spawnSync(
+    process.execPath,
+    ["--disable-warning=ExperimentalWarning", path.join(root, "runtime/cli.ts"), ...args],
+    {
+      encoding: "utf8",
+    },
+  );
+}
+
+test("--help lists the command groups", () => {
+  const r = cli("--help");
+  expect(r.status).toBe(0);
+  expect(r.stdout).toMatch(/mechanism/);
+  expect(r.stdout).toMatch(/train/);
+});
+
+test("an unknown command is a clear error with exit 1", () => {
+  const r = cli("frobnicate");
+  expect(r.status).toBe(1);
+  expect(r.stderr).toMatch(/unknown command 'frobnicate'/);
+});

@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// The bilevel command line. Each command group lives in runtime/commands/.
+import { Command, CommanderError } from "commander";
+import { registerMechanismCommands } from "./commands/mechanism.ts";
+import { registerRunCommands } from "./commands/run.ts";
+import { registerTrainCommand } from "./commands/train.ts";
+
+export function buildProgram(): Command {
+  const program = new Command("bilevel")
+    .description(
+      "Bilevel autoresearch: an LLM tunes a GPT pretraining run while an outer loop writes " +
+        "new search mechanisms in TypeScript and runs them in an isolated-vm sandbox.",
+    )
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  program
+    .command("test")
+    .description("run every check: format, lint, types, python checks, jest (handled by ./bilevel)");
+  registerRunCommands(program);
+  registerTrainCommand(program);
+  registerMechanismCommands(program);
+  return program;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv]);
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    process.stderr.write(`bilevel: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv);

@@ -1,0 +1,1 @@
+"""bilevel trainer: GPT pretraining trials scored by val_bpb."""
