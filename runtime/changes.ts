@@ -1,0 +1,78 @@
+// Checking and applying parameter changes against the search space. Every change that reaches
+// the trainer passes through here, whoever made it (LLM, offline proposer, mechanism).
+import type { Change, Config, ParamSpec, ParamValue } from "../mechanism-api/index.d.ts";
+
+/** Problems with `changes`, one sentence each; empty when they are valid. */
+export function checkChanges(
+  changes: readonly Change[],
+  params: readonly ParamSpec[],
+  options: { active?: readonly string[]; maxChanges?: number } = {},
+): string[] {
+  const errors: string[] = [];
+  const byName = new Map(params.map((p) => [p.name, p]));
+  if (changes.length === 0) errors.push("no changes: propose at least one");
+  if (options.maxChanges !== undefined && changes.length > options.maxChanges) {
+    errors.push(`too many changes: ${changes.length} (at most ${options.maxChanges})`);
+  }
+  const seen = new Set<string>();
+  for (const change of changes) {
+    const spec = byName.get(change.param);
+    if (!spec) {
+      errors.push(`${change.param}: unknown parameter`);
+      continue;
+    }
+    if (seen.has(change.param)) errors.push(`${change.param}: changed twice`);
+    seen.add(change.param);
+    if (options.active && !options.active.includes(change.param)) {
+      errors.push(`${change.param}: frozen this cycle (active: ${options.active.join(", ")})`);
+    }
+    const problem = checkValue(spec, change.value);
+    if (problem) errors.push(`${change.param}: ${problem}`);
+  }
+  return errors;
+}
+
+export function checkValue(spec: ParamSpec, value: ParamValue): string | null {
+  if (spec.kind === "choice") {
+    return spec.choices?.includes(value) ? null : `must be one of ${JSON.stringify(spec.choices ?? [])}`;
+  }
+  if (typeof value !== "number" || !Number.isFinite(value)) return "must be a finite number";
+  if (spec.kind === "int" && !Number.isInteger(value)) return "must be an integer";
+  if (spec.min !== undefined && value < spec.min) return `${value} is below the minimum ${spec.min}`;
+  if (spec.max !== undefined && value > spec.max) return `${value} is above the maximum ${spec.max}`;
+  return null;
+}
+
+export function applyChanges(config: Config, changes: readonly Change[]): Config {
+  const next: Record<string, ParamValue> = { ...config };
+  for (const change of changes) next[change.param] = change.value;
+  return next;
+}
+
+/** Drop changes that set a parameter to the value it already has. */
+export function effectiveChanges(config: Config, changes: readonly Change[]): Change[] {
+  return changes.filter((c) => config[c.param] !== c.value);
+}
+
+export function describeChanges(config: Config, changes: readonly Change[]): string {
+  if (changes.length === 0) return "no change";
+  return changes
+    .map((c) => `${c.param} ${formatValue(config[c.param])} -> ${formatValue(c.value)}`)
+    .join(", ");
+}
+
+function formatValue(value: ParamValue | undefined): string {
+  if (value === undefined) return "?";
+  if (typeof value === "string") return value;
+  return Number.isInteger(value) ? String(value) : Number(value.toPrecision(4)).toString();
+}
+
+export function defaultConfig(params: readonly ParamSpec[]): Config {
+  return Object.fromEntries(params.map((p) => [p.name, p.default]));
+}
+
+export function sameConfig(a: Config, b: Config): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const k of keys) if (a[k] !== b[k]) return false;
+  return true;
+}

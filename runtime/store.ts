@@ -1,0 +1,564 @@
+// One SQLite database per run (WAL): everything the run did, so that it can be resumed,
+// reported and audited. Writes that belong together go in one transaction.
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import type { Change, Config, Json, Manifest, TrialStatus } from "../mechanism-api/index.d.ts";
+import type { CapabilityState, ValidationReport } from "../sandbox/types.ts";
+import type { RunConfig } from "./config.ts";
+
+const SCHEMA_VERSION = 1;
+
+const DDL = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS search_configs (
+  id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, cycle INTEGER NOT NULL, source TEXT NOT NULL,
+  config_json TEXT NOT NULL, rationale TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS proposals (
+  id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, attempt INTEGER NOT NULL, source TEXT NOT NULL,
+  mechanism_id TEXT, changes_json TEXT NOT NULL, rationale TEXT NOT NULL, config_json TEXT,
+  status TEXT NOT NULL, reason TEXT, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+  id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, kind TEXT NOT NULL, proposal_id INTEGER,
+  seed INTEGER NOT NULL, config_json TEXT NOT NULL, changes_json TEXT NOT NULL, status TEXT NOT NULL,
+  val_bpb REAL, kept INTEGER NOT NULL, delta REAL, result_json TEXT, message TEXT NOT NULL,
+  duration_ms REAL NOT NULL, description TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS llm_exchanges (
+  id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, purpose TEXT NOT NULL, model TEXT NOT NULL,
+  messages_json TEXT NOT NULL, reply TEXT, error TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
+  latency_ms REAL NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mechanisms (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, origin TEXT NOT NULL, status TEXT NOT NULL,
+  source TEXT NOT NULL, js TEXT, source_hash TEXT, js_hash TEXT, manifest_json TEXT,
+  validation_json TEXT, state_json TEXT, capabilities_json TEXT, reason TEXT,
+  created_iteration INTEGER NOT NULL, activated_iteration INTEGER, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger (
+  id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, mechanism_id TEXT NOT NULL, hook TEXT NOT NULL,
+  outcome TEXT NOT NULL, detail_json TEXT NOT NULL, latency_ms REAL NOT NULL,
+  proposal_id INTEGER, trial_id INTEGER, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, level TEXT NOT NULL, kind TEXT NOT NULL,
+  message TEXT NOT NULL, data_json TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS ledger_by_mechanism ON ledger (mechanism_id, iteration);
+CREATE INDEX IF NOT EXISTS trials_by_iteration ON trials (iteration);
+`;
+
+export type TrialKind = "baseline" | "search";
+export type MechanismOrigin = "library" | "file" | "generated";
+export type MechanismStatus = "active" | "pending-approval" | "rejected" | "quarantined" | "retired";
+export type EventLevel = "run" | "1" | "1.5" | "2";
+
+export interface TrialRow {
+  readonly id: number;
+  readonly iteration: number;
+  readonly kind: TrialKind;
+  readonly proposalId: number | null;
+  readonly seed: number;
+  readonly config: Config;
+  readonly changes: readonly Change[];
+  readonly status: TrialStatus;
+  readonly valBpb: number | null;
+  readonly kept: boolean;
+  readonly delta: number | null;
+  readonly result: Json | null;
+  readonly message: string;
+  readonly durationMs: number;
+  readonly description: string;
+}
+
+export interface ProposalRow {
+  readonly id: number;
+  readonly iteration: number;
+  readonly attempt: number;
+  readonly source: string;
+  readonly mechanismId: string | null;
+  readonly changes: readonly Change[];
+  readonly rationale: string;
+  readonly config: Config | null;
+  readonly status: string;
+  readonly reason: string | null;
+}
+
+export interface MechanismRow {
+  readonly id: string;
+  readonly name: string;
+  readonly origin: MechanismOrigin;
+  readonly status: MechanismStatus;
+  readonly source: string;
+  readonly js: string | null;
+  readonly sourceHash: string | null;
+  readonly jsHash: string | null;
+  readonly manifest: Manifest | null;
+  readonly validation: ValidationReport | null;
+  readonly state: Json;
+  readonly capabilities: CapabilityState;
+  readonly reason: string | null;
+  readonly createdIteration: number;
+  readonly activatedIteration: number | null;
+}
+
+export interface LedgerRow {
+  readonly id: number;
+  readonly iteration: number;
+  readonly mechanismId: string;
+  readonly hook: string;
+  readonly outcome: string;
+  readonly detail: Json;
+  readonly latencyMs: number;
+  readonly proposalId: number | null;
+  readonly trialId: number | null;
+}
+
+export interface SearchConfigRow {
+  readonly id: number;
+  readonly iteration: number;
+  readonly cycle: number;
+  readonly source: string;
+  readonly config: SearchConfig;
+  readonly rationale: string;
+}
+
+/** The inner loop's search settings, which Level 1.5 adjusts. */
+export interface SearchConfig {
+  readonly strategy: "explore" | "exploit" | "balanced";
+  readonly active: readonly string[];
+  readonly frozen: readonly string[];
+  readonly guidance: string;
+}
+
+export interface ExchangeInput {
+  readonly iteration: number;
+  readonly purpose: string;
+  readonly model: string;
+  readonly messages: Json;
+  readonly reply: string | null;
+  readonly error: string | null;
+  readonly promptTokens: number | null;
+  readonly completionTokens: number | null;
+  readonly latencyMs: number;
+}
+
+export const EMPTY_CAPABILITIES: CapabilityState = { tabu: {}, bandit: {} };
+
+type Row = Record<string, SQLInputValue>;
+
+const now = () => new Date().toISOString();
+const json = (value: unknown) => JSON.stringify(value);
+function parse<T>(text: unknown): T {
+  return JSON.parse(String(text)) as T;
+}
+function parseOrNull<T>(text: unknown): T | null {
+  return text === null || text === undefined ? null : (JSON.parse(String(text)) as T);
+}
+const numOrNull = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+
+export class RunStore {
+  readonly dir: string;
+  private readonly db: DatabaseSync;
+
+  private constructor(dir: string, db: DatabaseSync) {
+    this.dir = dir;
+    this.db = db;
+  }
+
+  static dbPath(dir: string): string {
+    return path.join(dir, "run.db");
+  }
+
+  static exists(dir: string): boolean {
+    return existsSync(RunStore.dbPath(dir));
+  }
+
+  /** Open (creating if needed) the run database in `dir`. */
+  static open(dir: string, options: { readOnly?: boolean } = {}): RunStore {
+    if (!options.readOnly) mkdirSync(dir, { recursive: true });
+    const db = new DatabaseSync(RunStore.dbPath(dir), { readOnly: options.readOnly ?? false });
+    db.exec("PRAGMA busy_timeout = 5000");
+    if (!options.readOnly) {
+      db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
+      db.exec(DDL);
+      db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)").run(
+        String(SCHEMA_VERSION),
+      );
+    }
+    const store = new RunStore(dir, db);
+    const version = store.getMeta("schema_version");
+    if (version !== null && Number(version) !== SCHEMA_VERSION) {
+      db.close();
+      throw new Error(
+        `run database ${dir} has schema version ${version}; this bilevel reads ${SCHEMA_VERSION}`,
+      );
+    }
+    return store;
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+
+  /** Run `fn` in one transaction (nested calls join the outer one). */
+  transaction<T>(fn: () => T): T {
+    if (this.db.isTransaction) return fn();
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = fn();
+      this.db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      this.db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  // ---- meta and checkpoints
+
+  getMeta(key: string): string | null {
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = ?").get(key) as Row | undefined;
+    return row ? String(row.value) : null;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db
+      .prepare(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+      )
+      .run(key, value);
+  }
+
+  runConfig(): RunConfig | null {
+    const text = this.getMeta("run_config");
+    return text === null ? null : (JSON.parse(text) as RunConfig);
+  }
+
+  hasCheckpoint(name: string): boolean {
+    return this.db.prepare("SELECT 1 FROM checkpoints WHERE name = ?").get(name) !== undefined;
+  }
+
+  checkpoint(name: string): void {
+    this.db.prepare("INSERT OR IGNORE INTO checkpoints (name, created_at) VALUES (?, ?)").run(name, now());
+  }
+
+  // ---- search configs
+
+  addSearchConfig(
+    iteration: number,
+    cycle: number,
+    source: string,
+    config: SearchConfig,
+    rationale: string,
+  ): void {
+    this.db
+      .prepare(
+        "INSERT INTO search_configs (iteration, cycle, source, config_json, rationale, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+      )
+      .run(iteration, cycle, source, json(config), rationale, now());
+  }
+
+  searchConfigs(): SearchConfigRow[] {
+    return (this.db.prepare("SELECT * FROM search_configs ORDER BY id").all() as Row[]).map((r) => ({
+      id: Number(r.id),
+      iteration: Number(r.iteration),
+      cycle: Number(r.cycle),
+      source: String(r.source),
+      config: parse<SearchConfig>(r.config_json),
+      rationale: String(r.rationale),
+    }));
+  }
+
+  // ---- proposals
+
+  addProposal(p: Omit<ProposalRow, "id">): number {
+    const r = this.db
+      .prepare(
+        `INSERT INTO proposals (iteration, attempt, source, mechanism_id, changes_json, rationale, config_json, status, reason, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        p.iteration,
+        p.attempt,
+        p.source,
+        p.mechanismId,
+        json(p.changes),
+        p.rationale,
+        p.config === null ? null : json(p.config),
+        p.status,
+        p.reason,
+        now(),
+      );
+    return Number(r.lastInsertRowid);
+  }
+
+  setProposalStatus(id: number, status: string): void {
+    this.db.prepare("UPDATE proposals SET status = ? WHERE id = ?").run(status, id);
+  }
+
+  proposals(iteration?: number): ProposalRow[] {
+    const rows = (
+      iteration === undefined
+        ? this.db.prepare("SELECT * FROM proposals ORDER BY id").all()
+        : this.db.prepare("SELECT * FROM proposals WHERE iteration = ? ORDER BY id").all(iteration)
+    ) as Row[];
+    return rows.map((r) => ({
+      id: Number(r.id),
+      iteration: Number(r.iteration),
+      attempt: Number(r.attempt),
+      source: String(r.source),
+      mechanismId: r.mechanism_id === null ? null : String(r.mechanism_id),
+      changes: parse<Change[]>(r.changes_json),
+      rationale: String(r.rationale),
+      config: parseOrNull<Config>(r.config_json),
+      status: String(r.status),
+      reason: r.reason === null ? null : String(r.reason),
+    }));
+  }
+
+  // ---- trials
+
+  addTrial(t: Omit<TrialRow, "id">): number {
+    const r = this.db
+      .prepare(
+        `INSERT INTO trials (iteration, kind, proposal_id, seed, config_json, changes_json, status, val_bpb, kept, delta,
+           result_json, message, duration_ms, description, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        t.iteration,
+        t.kind,
+        t.proposalId,
+        t.seed,
+        json(t.config),
+        json(t.changes),
+        t.status,
+        t.valBpb,
+        t.kept ? 1 : 0,
+        t.delta,
+        t.result === null ? null : json(t.result),
+        t.message,
+        t.durationMs,
+        t.description,
+        now(),
+      );
+    return Number(r.lastInsertRowid);
+  }
+
+  trials(): TrialRow[] {
+    return (this.db.prepare("SELECT * FROM trials ORDER BY id").all() as Row[]).map((r) => ({
+      id: Number(r.id),
+      iteration: Number(r.iteration),
+      kind: String(r.kind) as TrialKind,
+      proposalId: numOrNull(r.proposal_id),
+      seed: Number(r.seed),
+      config: parse<Config>(r.config_json),
+      changes: parse<Change[]>(r.changes_json),
+      status: String(r.status) as TrialStatus,
+      valBpb: numOrNull(r.val_bpb),
+      kept: Number(r.kept) === 1,
+      delta: numOrNull(r.delta),
+      result: parseOrNull<Json>(r.result_json),
+      message: String(r.message),
+      durationMs: Number(r.duration_ms),
+      description: String(r.description),
+    }));
+  }
+
+  // ---- LLM exchanges
+
+  addExchange(e: ExchangeInput): number {
+    const r = this.db
+      .prepare(
+        `INSERT INTO llm_exchanges (iteration, purpose, model, messages_json, reply, error, prompt_tokens, completion_tokens, latency_ms, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        e.iteration,
+        e.purpose,
+        e.model,
+        json(e.messages),
+        e.reply,
+        e.error,
+        e.promptTokens,
+        e.completionTokens,
+        e.latencyMs,
+        now(),
+      );
+    return Number(r.lastInsertRowid);
+  }
+
+  exchanges(): (ExchangeInput & { id: number })[] {
+    return (this.db.prepare("SELECT * FROM llm_exchanges ORDER BY id").all() as Row[]).map((r) => ({
+      id: Number(r.id),
+      iteration: Number(r.iteration),
+      purpose: String(r.purpose),
+      model: String(r.model),
+      messages: parse<Json>(r.messages_json),
+      reply: r.reply === null ? null : String(r.reply),
+      error: r.error === null ? null : String(r.error),
+      promptTokens: numOrNull(r.prompt_tokens),
+      completionTokens: numOrNull(r.completion_tokens),
+      latencyMs: Number(r.latency_ms),
+    }));
+  }
+
+  // ---- mechanisms
+
+  upsertMechanism(m: MechanismRow): void {
+    this.db
+      .prepare(
+        `INSERT INTO mechanisms (id, name, origin, status, source, js, source_hash, js_hash, manifest_json, validation_json,
+           state_json, capabilities_json, reason, created_iteration, activated_iteration, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET status = excluded.status, js = excluded.js, source_hash = excluded.source_hash,
+           js_hash = excluded.js_hash, manifest_json = excluded.manifest_json, validation_json = excluded.validation_json,
+           state_json = excluded.state_json, capabilities_json = excluded.capabilities_json, reason = excluded.reason,
+           activated_iteration = excluded.activated_iteration, updated_at = excluded.updated_at`,
+      )
+      .run(
+        m.id,
+        m.name,
+        m.origin,
+        m.status,
+        m.source,
+        m.js,
+        m.sourceHash,
+        m.jsHash,
+        m.manifest === null ? null : json(m.manifest),
+        m.validation === null ? null : json(m.validation),
+        json(m.state),
+        json(m.capabilities),
+        m.reason,
+        m.createdIteration,
+        m.activatedIteration,
+        now(),
+      );
+  }
+
+  setMechanismState(id: string, state: Json, capabilities: CapabilityState): void {
+    this.db
+      .prepare("UPDATE mechanisms SET state_json = ?, capabilities_json = ?, updated_at = ? WHERE id = ?")
+      .run(json(state), json(capabilities), now(), id);
+  }
+
+  setMechanismStatus(
+    id: string,
+    status: MechanismStatus,
+    reason: string | null,
+    activatedIteration?: number,
+  ): void {
+    if (activatedIteration === undefined) {
+      this.db
+        .prepare("UPDATE mechanisms SET status = ?, reason = ?, updated_at = ? WHERE id = ?")
+        .run(status, reason, now(), id);
+    } else {
+      this.db
+        .prepare(
+          "UPDATE mechanisms SET status = ?, reason = ?, activated_iteration = ?, updated_at = ? WHERE id = ?",
+        )
+        .run(status, reason, activatedIteration, now(), id);
+    }
+  }
+
+  mechanisms(): MechanismRow[] {
+    return (this.db.prepare("SELECT * FROM mechanisms ORDER BY rowid").all() as Row[]).map((r) => ({
+      id: String(r.id),
+      name: String(r.name),
+      origin: String(r.origin) as MechanismOrigin,
+      status: String(r.status) as MechanismStatus,
+      source: String(r.source),
+      js: r.js === null ? null : String(r.js),
+      sourceHash: r.source_hash === null ? null : String(r.source_hash),
+      jsHash: r.js_hash === null ? null : String(r.js_hash),
+      manifest: parseOrNull<Manifest>(r.manifest_json),
+      validation: parseOrNull<ValidationReport>(r.validation_json),
+      state: parseOrNull<Json>(r.state_json),
+      capabilities: parseOrNull<CapabilityState>(r.capabilities_json) ?? EMPTY_CAPABILITIES,
+      reason: r.reason === null ? null : String(r.reason),
+      createdIteration: Number(r.created_iteration),
+      activatedIteration: numOrNull(r.activated_iteration),
+    }));
+  }
+
+  // ---- ledger and events
+
+  addLedger(e: Omit<LedgerRow, "id">): number {
+    const r = this.db
+      .prepare(
+        `INSERT INTO ledger (iteration, mechanism_id, hook, outcome, detail_json, latency_ms, proposal_id, trial_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        e.iteration,
+        e.mechanismId,
+        e.hook,
+        e.outcome,
+        json(e.detail),
+        e.latencyMs,
+        e.proposalId,
+        e.trialId,
+        now(),
+      );
+    return Number(r.lastInsertRowid);
+  }
+
+  /** Attach the trial that an iteration produced to that iteration's ledger rows. */
+  linkLedgerToTrial(iteration: number, trialId: number): void {
+    this.db
+      .prepare("UPDATE ledger SET trial_id = ? WHERE iteration = ? AND trial_id IS NULL")
+      .run(trialId, iteration);
+  }
+
+  ledger(): LedgerRow[] {
+    return (this.db.prepare("SELECT * FROM ledger ORDER BY id").all() as Row[]).map((r) => ({
+      id: Number(r.id),
+      iteration: Number(r.iteration),
+      mechanismId: String(r.mechanism_id),
+      hook: String(r.hook),
+      outcome: String(r.outcome),
+      detail: parse<Json>(r.detail_json),
+      latencyMs: Number(r.latency_ms),
+      proposalId: numOrNull(r.proposal_id),
+      trialId: numOrNull(r.trial_id),
+    }));
+  }
+
+  addEvent(iteration: number, level: EventLevel, kind: string, message: string, data: Json = {}): void {
+    this.db
+      .prepare(
+        "INSERT INTO events (iteration, level, kind, message, data_json, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+      )
+      .run(iteration, level, kind, message, json(data), now());
+  }
+
+  events(): { iteration: number; level: EventLevel; kind: string; message: string; data: Json }[] {
+    return (this.db.prepare("SELECT * FROM events ORDER BY id").all() as Row[]).map((r) => ({
+      iteration: Number(r.iteration),
+      level: String(r.level) as EventLevel,
+      kind: String(r.kind),
+      message: String(r.message),
+      data: parse<Json>(r.data_json),
+    }));
+  }
+
+  /** Karpathy's results.tsv (commit val_bpb memory_gb status description); the first column holds the trial id. */
+  writeResultsTsv(): string {
+    const file = path.join(this.dir, "results.tsv");
+    const clean = (s: string) => s.replace(/[\t\r\n]+/g, " ");
+    const lines = ["commit\tval_bpb\tmemory_gb\tstatus\tdescription"];
+    for (const t of this.trials()) {
+      const result = t.result as { peak_memory_mb?: number } | null;
+      const memGb = result && typeof result.peak_memory_mb === "number" ? result.peak_memory_mb / 1024 : 0;
+      const status = t.status !== "ok" ? "crash" : t.kept ? "keep" : "discard";
+      lines.push(
+        [
+          `trial-${t.id}`,
+          (t.valBpb ?? 0).toFixed(6),
+          memGb.toFixed(1),
+          status,
+          clean(`${t.kind === "baseline" ? "baseline" : t.description}`),
+        ].join("\t"),
+      );
+    }
+    writeFileSync(file, `${lines.join("\n")}\n`);
+    return file;
+  }
+}
