@@ -74,7 +74,7 @@ export class MechanismManager {
       if (row.status !== "active") continue;
       const compiled = compiledFromRow(row);
       const loaded = compiled ? await this.sandbox.load(row.id, compiled) : null;
-      if (!compiled || !loaded || !loaded.ok) {
+      if (!compiled || !loaded?.ok) {
         const reason = loaded && !loaded.ok ? loaded.error.message : "stored mechanism has no compiled code";
         this.store.setMechanismStatus(row.id, "quarantined", `could not be reloaded on resume: ${reason}`);
         this.store.addEvent(iteration, "2", "quarantined", `${row.name}: could not be reloaded: ${reason}`);

@@ -46,7 +46,13 @@ CREATE INDEX IF NOT EXISTS trials_by_iteration ON trials (iteration);
 
 export type TrialKind = "baseline" | "search";
 export type MechanismOrigin = "library" | "file" | "generated";
-export type MechanismStatus = "active" | "pending-approval" | "rejected" | "quarantined" | "retired";
+export type MechanismStatus =
+  | "active"
+  | "pending-approval"
+  | "approved"
+  | "rejected"
+  | "quarantined"
+  | "retired";
 export type EventLevel = "run" | "1" | "1.5" | "2";
 
 export interface TrialRow {

@@ -1,0 +1,134 @@
+// Level 1 proposers: the LLM (schema-constrained, validated, repaired with the errors fed
+// back) and the offline one. Both return changes to the incumbent, checked against the space.
+import type { Change, Config, ParamSpec } from "../mechanism-api/index.d.ts";
+import { checkChanges, describeChanges } from "./changes.ts";
+import type { SearchConfig, TrialRow } from "./store.ts";
+
+export interface ProposerInput {
+  readonly iteration: number;
+  readonly params: readonly ParamSpec[];
+  readonly search: SearchConfig;
+  readonly incumbent: { readonly config: Config; readonly valBpb: number | null };
+  readonly best: { readonly config: Config; readonly valBpb: number } | null;
+  /** Recent search trials, oldest first. */
+  readonly history: readonly TrialRow[];
+  /** One line per failed trial worth remembering. */
+  readonly crashLessons: readonly string[];
+  /** Texts from active mechanisms' `guide` hooks. */
+  readonly guidance: readonly { readonly mechanism: string; readonly text: string }[];
+  /** Proposals rejected earlier this iteration, with the reasons. */
+  readonly rejected: readonly { readonly changes: readonly Change[]; readonly reason: string }[];
+  readonly maxChanges: number;
+  readonly seed: number;
+  readonly attempt: number;
+}
+
+export type ProposerResult =
+  | { readonly ok: true; readonly changes: readonly Change[]; readonly rationale: string }
+  | { readonly ok: false; readonly reason: string };
+
+export interface Proposer {
+  readonly kind: "llm" | "offline";
+  propose(input: ProposerInput): Promise<ProposerResult>;
+}
+
+/** JSON Schema of an LLM proposal (OpenAI structured outputs: strict, every field required). */
+export function proposalSchema(maxChanges: number) {
+  return {
+    type: "object",
+    additionalProperties: false,
+    required: ["changes", "rationale"],
+    properties: {
+      changes: {
+        type: "array",
+        minItems: 1,
+        maxItems: maxChanges,
+        items: {
+          type: "object",
+          additionalProperties: false,
+          required: ["param", "value"],
+          properties: {
+            param: { type: "string" },
+            value: { anyOf: [{ type: "number" }, { type: "string" }] },
+          },
+        },
+      },
+      rationale: { type: "string", maxLength: 2000 },
+    },
+  } as const;
+}
+
+function describeParam(p: ParamSpec): string {
+  const range =
+    p.kind === "choice"
+      ? `one of ${JSON.stringify(p.choices)}`
+      : `${p.kind} in [${p.min}, ${p.max}]${p.log ? " (log scale)" : ""}`;
+  return `- ${p.name}: ${range}; ${p.description}`;
+}
+
+function describeTrial(t: TrialRow, incumbentBefore: Config | null): string {
+  const score = t.valBpb === null ? t.status : `val_bpb ${t.valBpb.toFixed(4)}`;
+  const delta = t.delta === null ? "" : ` (Δ ${t.delta >= 0 ? "+" : ""}${t.delta.toFixed(4)})`;
+  const changes = incumbentBefore ? describeChanges(incumbentBefore, t.changes) : t.description;
+  return `#${t.iteration}: ${changes} -> ${score}${delta}, ${t.kept ? "KEPT" : "discarded"}`;
+}
+
+export function proposalPrompt(input: ProposerInput): { system: string; user: string } {
+  const active = input.params.filter((p) => input.search.active.includes(p.name));
+  const system = [
+    "You tune the hyperparameters of a small GPT pretraining run. Each trial trains for a fixed time budget",
+    "and is scored by validation bits per byte (val_bpb, lower is better). Propose ONE experiment: 1 to",
+    `${input.maxChanges} changes to the incumbent config, only to ACTIVE parameters, each value inside its range.`,
+    'Reply with JSON only: {"changes": [{"param": NAME, "value": VALUE}], "rationale": TEXT}.',
+  ].join(" ");
+  const lines = [
+    `Iteration ${input.iteration}. Strategy: ${input.search.strategy}.`,
+    input.search.guidance ? `Guidance: ${input.search.guidance}` : "",
+    "",
+    "Active parameters:",
+    ...active.map(describeParam),
+    input.search.frozen.length > 0 ? `Frozen (do not change): ${input.search.frozen.join(", ")}` : "",
+    "",
+    `Incumbent config (val_bpb ${input.incumbent.valBpb?.toFixed(4) ?? "unknown"}):`,
+    JSON.stringify(input.incumbent.config),
+    input.best ? `Best seen: val_bpb ${input.best.valBpb.toFixed(4)}` : "",
+    "",
+    "Recent trials (oldest first):",
+    ...(input.history.length > 0 ? input.history.map((t) => describeTrial(t, null)) : ["(none yet)"]),
+    ...(input.crashLessons.length > 0
+      ? ["", "Crash lessons:", ...input.crashLessons.map((l) => `- ${l}`)]
+      : []),
+    ...(input.guidance.length > 0
+      ? [
+          "",
+          "Advice from active search mechanisms:",
+          ...input.guidance.map((g) => `- [${g.mechanism}] ${g.text}`),
+        ]
+      : []),
+    ...(input.rejected.length > 0
+      ? [
+          "",
+          "Already rejected this iteration (do not repeat):",
+          ...input.rejected.map(
+            (r) => `- ${describeChanges(input.incumbent.config, r.changes)}: ${r.reason}`,
+          ),
+        ]
+      : []),
+  ];
+  return { system, user: lines.filter((l, i, all) => l !== "" || all[i - 1] !== "").join("\n") };
+}
+
+/** Validate an LLM proposal against the space; the errors are fed back on retry. */
+export function checkProposal(
+  value: { changes: readonly Change[]; rationale: string },
+  input: ProposerInput,
+): string[] {
+  const errors = checkChanges(value.changes, input.params, {
+    active: input.search.active,
+    maxChanges: input.maxChanges,
+  });
+  if (value.changes.every((c) => input.incumbent.config[c.param] === c.value)) {
+    errors.push("every change keeps the incumbent's value: change something");
+  }
+  return errors;
+}
