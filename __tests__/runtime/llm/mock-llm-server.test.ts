@@ -1,0 +1,148 @@
+import { afterEach, describe, expect, test } from "@jest/globals";
+import { type MockLlm, routeByMarker, startMockLlm, systemPrompt } from "../../support/mock-llm-server.ts";
+
+let mock: MockLlm | null = null;
+afterEach(async () => {
+  await mock?.close();
+  mock = null;
+});
+
+function chat(baseURL: string, body: object, signal?: AbortSignal): Promise<Response> {
+  return fetch(`${baseURL}/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    ...(signal ? { signal } : {}),
+  });
+}
+
+const request = (system: string, user = "hi") => ({
+  model: "m1",
+  messages: [
+    { role: "system", content: system },
+    { role: "user", content: user },
+  ],
+});
+
+describe("mock LLM server", () => {
+  test("serves scripted steps in order over real HTTP and records every request", async () => {
+    mock = await startMockLlm([
+      { content: "first", usage: { prompt_tokens: 7, completion_tokens: 3 } },
+      { content: "cut", finishReason: "length" },
+    ]);
+    expect(mock.baseURL).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1$/);
+    const r1 = await chat(mock.baseURL, request("sys", "one"));
+    expect(r1.status).toBe(200);
+    const b1 = (await r1.json()) as {
+      model: string;
+      choices: { message: { content: string }; finish_reason: string }[];
+      usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+    };
+    expect(b1.model).toBe("m1");
+    expect(b1.choices[0]?.message.content).toBe("first");
+    expect(b1.choices[0]?.finish_reason).toBe("stop");
+    expect(b1.usage).toEqual({ prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 });
+    const b2 = (await (await chat(mock.baseURL, request("sys", "two"))).json()) as {
+      choices: { finish_reason: string }[];
+    };
+    expect(b2.choices[0]?.finish_reason).toBe("length");
+    expect(mock.requests).toHaveLength(2);
+    expect(mock.requests[1]?.body?.messages?.[1]?.content).toBe("two");
+    expect(mock.requests[0]?.method).toBe("POST");
+  });
+
+  test("answers 599 with a clear message once the script is exhausted", async () => {
+    mock = await startMockLlm([]);
+    const r = await chat(mock.baseURL, request("s"));
+    expect(r.status).toBe(599);
+    expect(await r.text()).toContain("script exhausted after 0 steps");
+    expect(mock.requests).toHaveLength(1);
+  });
+
+  test("HTTP errors, raw bodies and refusals", async () => {
+    mock = await startMockLlm([{ status: 500 }, { rawBody: "not json" }, { refusal: "no" }]);
+    const r1 = await chat(mock.baseURL, request("s"));
+    expect(r1.status).toBe(500);
+    expect(await r1.text()).toContain("mock failure 500");
+    const r2 = await chat(mock.baseURL, request("s"));
+    expect(r2.status).toBe(200);
+    expect(r2.headers.get("content-type")).toBe("application/json");
+    expect(await r2.text()).toBe("not json");
+    const r3 = (await (await chat(mock.baseURL, request("s"))).json()) as {
+      choices: { message: { content: null; refusal: string } }[];
+    };
+    expect(r3.choices[0]?.message).toMatchObject({ content: null, refusal: "no" });
+  });
+
+  test("records a request body that is not JSON as raw text with body null", async () => {
+    mock = await startMockLlm([{ content: "x" }]);
+    await fetch(`${mock.baseURL}/chat/completions`, { method: "POST", body: "{garbage" });
+    expect(mock.requests[0]?.raw).toBe("{garbage");
+    expect(mock.requests[0]?.body).toBeNull();
+  });
+
+  test("unknown paths get 404 without consuming a step", async () => {
+    mock = await startMockLlm([{ content: "x" }]);
+    const r = await fetch(`${mock.baseURL}/models`);
+    expect(r.status).toBe(404);
+    const ok = (await (await chat(mock.baseURL, request("s"))).json()) as {
+      choices: { message: { content: string } }[];
+    };
+    expect(ok.choices[0]?.message.content).toBe("x");
+  });
+
+  test("a delayed step outlives an aborting client, and close() does not hang on it", async () => {
+    mock = await startMockLlm([{ content: "late", delayMs: 5_000 }]);
+    const controller = new AbortController();
+    const pending = chat(mock.baseURL, request("s"), controller.signal);
+    setTimeout(() => controller.abort(), 50);
+    await expect(pending).rejects.toThrow();
+    const started = Date.now();
+    await mock.close();
+    mock = null;
+    expect(Date.now() - started).toBeLessThan(4_000);
+  });
+
+  test("a function script sees each request and its index", async () => {
+    mock = await startMockLlm((req, index) => ({ content: `${index}:${systemPrompt(req)}` }));
+    const a = (await (await chat(mock.baseURL, request("alpha"))).json()) as {
+      choices: { message: { content: string } }[];
+    };
+    const b = (await (await chat(mock.baseURL, request("beta"))).json()) as {
+      choices: { message: { content: string } }[];
+    };
+    expect(a.choices[0]?.message.content).toBe("0:alpha");
+    expect(b.choices[0]?.message.content).toBe("1:beta");
+  });
+
+  test("routeByMarker keeps one queue per marker and names an unmatched or exhausted route", async () => {
+    mock = await startMockLlm(
+      routeByMarker([
+        { marker: "[A]", steps: [{ content: "a1" }, { content: "a2" }] },
+        { marker: "[B]", steps: [{ content: "b1" }] },
+      ]),
+    );
+    const text = async (sys: string) => {
+      const r = await chat(mock!.baseURL, request(sys));
+      const body = (await r.json()) as {
+        error?: { message: string };
+        choices?: { message: { content: string } }[];
+      };
+      return `${r.status} ${body.error?.message ?? body.choices?.[0]?.message.content}`;
+    };
+    expect(await text("step [B]")).toContain("b1");
+    expect(await text("step [A]")).toContain("a1");
+    expect(await text("step [A]")).toContain("a2");
+    expect(await text("step [A]")).toMatch(/^599 .*route "\[A\]" exhausted/);
+    expect(await text("step [C]")).toMatch(/^599 .*no route matches/);
+  });
+
+  test("a throwing script function becomes a 599, not a crashed server", async () => {
+    mock = await startMockLlm(() => {
+      throw new Error("boom");
+    });
+    const r = await chat(mock.baseURL, request("s"));
+    expect(r.status).toBe(599);
+    expect(await r.text()).toContain("script threw: Error: boom");
+  });
+});
