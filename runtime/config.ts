@@ -260,7 +260,7 @@ export const RUN_CONFIG_SCHEMA = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: true, strict: true, coerceTypes: false });
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, coerceTypes: false });
 const validateRunConfig = ajv.compile<RunConfig>(RUN_CONFIG_SCHEMA);
 
 export class ConfigError extends Error {

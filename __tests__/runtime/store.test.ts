@@ -1,0 +1,82 @@
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { EMPTY_CAPABILITIES, RunStore } from "../../runtime/store.ts";
+
+function fresh(): RunStore {
+  return RunStore.open(mkdtempSync(path.join(tmpdir(), "bilevel-store-")));
+}
+
+test("a store round-trips trials, mechanisms, ledger and checkpoints, in WAL mode", () => {
+  const store = fresh();
+  const id = store.addTrial({
+    iteration: 1,
+    kind: "search",
+    proposalId: null,
+    seed: 1,
+    config: { A: 1 },
+    changes: [{ param: "A", value: 1 }],
+    status: "ok",
+    valBpb: 2.5,
+    kept: true,
+    delta: -0.1,
+    result: { peak_memory_mb: 2048 },
+    message: "ok",
+    durationMs: 10,
+    description: "A 0 -> 1",
+  });
+  expect(store.trials()).toEqual([
+    expect.objectContaining({ id, valBpb: 2.5, kept: true, config: { A: 1 } }),
+  ]);
+  store.upsertMechanism({
+    id: "m1",
+    name: "x",
+    origin: "library",
+    status: "active",
+    source: "src",
+    js: "js",
+    sourceHash: "a",
+    jsHash: "b",
+    manifest: { name: "x", version: 1, hooks: ["filter"], capabilities: [] },
+    validation: null,
+    state: { n: 1 },
+    capabilities: EMPTY_CAPABILITIES,
+    reason: null,
+    createdIteration: 0,
+    activatedIteration: 0,
+  });
+  store.setMechanismState("m1", { n: 2 }, EMPTY_CAPABILITIES);
+  expect(store.mechanisms()[0]?.state).toEqual({ n: 2 });
+  store.addLedger({
+    iteration: 1,
+    mechanismId: "m1",
+    hook: "filter",
+    outcome: "rejected",
+    detail: {},
+    latencyMs: 0.2,
+    proposalId: null,
+    trialId: null,
+  });
+  store.linkLedgerToTrial(1, id);
+  expect(store.ledger()[0]?.trialId).toBe(id);
+  store.checkpoint("x");
+  store.checkpoint("x");
+  expect(store.hasCheckpoint("x")).toBe(true);
+  expect(store.getMeta("schema_version")).toBe("1");
+  const tsv = readFileSync(store.writeResultsTsv(), "utf8").split("\n");
+  expect(tsv[0]).toBe("commit\tval_bpb\tmemory_gb\tstatus\tdescription");
+  expect(tsv[1]).toBe(`trial-${id}\t2.500000\t2.0\tkeep\tA 0 -> 1`);
+  store.close();
+});
+
+test("a failed transaction leaves nothing behind", () => {
+  const store = fresh();
+  expect(() =>
+    store.transaction(() => {
+      store.checkpoint("half");
+      throw new Error("boom");
+    }),
+  ).toThrow("boom");
+  expect(store.hasCheckpoint("half")).toBe(false);
+  store.close();
+});

@@ -1,0 +1,74 @@
+// The live display of a run on stderr: one line per event, a progress bar for the running trial
+// (on a TTY), best so far and the active mechanisms.
+import { SingleBar } from "cli-progress";
+import type { TrainerProgress } from "../trainer/types.ts";
+import type { LoopObserver } from "./loop.ts";
+import type { EventLevel, TrialRow } from "./store.ts";
+
+const LEVEL_TAG: Record<EventLevel, string> = { run: "run", "1": "L1 ", "1.5": "L1.5", "2": "L2 " };
+
+export class RunDisplay implements LoopObserver {
+  private bar: SingleBar | null = null;
+  private readonly out: NodeJS.WriteStream;
+  private readonly tty: boolean;
+  private iteration = 0;
+  private total = 0;
+
+  constructor(out: NodeJS.WriteStream = process.stderr) {
+    this.out = out;
+    this.tty = Boolean(out.isTTY);
+  }
+
+  private line(text: string): void {
+    if (this.bar) {
+      this.bar.stop();
+      this.bar = null;
+    }
+    this.out.write(`${text}\n`);
+  }
+
+  event(level: EventLevel, message: string): void {
+    this.line(`[${LEVEL_TAG[level]}] ${message}`);
+  }
+
+  iterationStart(iteration: number, total: number): void {
+    this.iteration = iteration;
+    this.total = total;
+  }
+
+  trialStart(iteration: number, description: string, budgetSeconds: number): void {
+    const label = iteration === 0 ? description : `iteration ${iteration}/${this.total}: ${description}`;
+    this.line(`[L1 ] training ${label} (budget ${budgetSeconds}s)`);
+    if (this.tty) {
+      this.bar = new SingleBar({
+        format: "      {bar} {percentage}% | step {step} | loss {loss} | {tps} tok/s",
+        hideCursor: true,
+        clearOnComplete: true,
+        stream: this.out,
+      });
+      this.bar.start(100, 0, { step: 0, loss: "-", tps: 0 });
+    }
+  }
+
+  trialProgress(p: TrainerProgress): void {
+    this.bar?.update(Math.round(p.progress * 100), {
+      step: p.step,
+      loss: p.loss.toFixed(3),
+      tps: Math.round(p.tokensPerSecond),
+    });
+  }
+
+  trialEnd(trial: TrialRow, best: number | null): void {
+    const score = trial.valBpb === null ? trial.status.toUpperCase() : `val_bpb ${trial.valBpb.toFixed(4)}`;
+    const verdict = trial.kind === "baseline" ? "baseline" : trial.kept ? "KEPT" : "discarded";
+    this.line(
+      `[L1 ] ${trial.kind === "baseline" ? "baseline" : `#${trial.iteration}`} ${score} — ${verdict}; best so far ${best === null ? "n/a" : best.toFixed(4)}`,
+    );
+  }
+
+  close(): void {
+    this.bar?.stop();
+    this.bar = null;
+    void this.iteration;
+  }
+}

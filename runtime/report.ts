@@ -1,0 +1,141 @@
+// What a run did, read back from its store: `bilevel status` and the end-of-run summary.
+// For every mechanism: did it fire, how often, what it changed, which kept trials it touched.
+import type { Config } from "../mechanism-api/index.d.ts";
+import type { MechanismStatus, RunStore, SearchConfig } from "./store.ts";
+
+export interface MechanismReport {
+  readonly id: string;
+  readonly name: string;
+  readonly origin: string;
+  readonly status: MechanismStatus;
+  readonly reason: string | null;
+  readonly activatedIteration: number | null;
+  readonly calls: { readonly [hook: string]: number };
+  /** Ledger outcomes by kind: suggested, rejected, modified, guided, fault, ... */
+  readonly outcomes: { readonly [outcome: string]: number };
+  /** Calls that changed what the loop did (suggested, rejected, modified). */
+  readonly fired: number;
+  readonly keptTrialsTouched: readonly number[];
+  readonly medianLatencyMs: number | null;
+}
+
+export interface RunReport {
+  readonly dir: string;
+  readonly name: string;
+  readonly status: string;
+  readonly mode: string;
+  readonly iterationsPlanned: number;
+  readonly iterationsDone: number;
+  readonly trials: number;
+  readonly kept: number;
+  readonly failed: number;
+  readonly baseline: { readonly mean: number; readonly sigma: number; readonly n: number } | null;
+  readonly best: { readonly trialId: number; readonly valBpb: number; readonly config: Config } | null;
+  readonly searchConfig: SearchConfig | null;
+  readonly searchConfigChanges: number;
+  readonly mechanisms: readonly MechanismReport[];
+  readonly llmExchanges: number;
+  readonly events: { readonly level15: number; readonly level2: number };
+}
+
+const ACTING = new Set(["suggested", "rejected", "modified"]);
+
+function median(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+export function buildReport(store: RunStore): RunReport {
+  const config = store.runConfig();
+  const trials = store.trials();
+  const ledger = store.ledger();
+  const searchConfigs = store.searchConfigs();
+  const keptIds = new Set(trials.filter((t) => t.kept).map((t) => t.id));
+  let best: RunReport["best"] = null;
+  for (const t of trials) {
+    if (t.status === "ok" && t.valBpb !== null && (best === null || t.valBpb < best.valBpb)) {
+      best = { trialId: t.id, valBpb: t.valBpb, config: t.config };
+    }
+  }
+  const mechanisms = store.mechanisms().map((m): MechanismReport => {
+    const rows = ledger.filter((l) => l.mechanismId === m.id);
+    const calls: Record<string, number> = {};
+    const outcomes: Record<string, number> = {};
+    for (const r of rows) {
+      calls[r.hook] = (calls[r.hook] ?? 0) + 1;
+      outcomes[r.outcome] = (outcomes[r.outcome] ?? 0) + 1;
+    }
+    const touched = new Set(
+      rows
+        .filter((r) => ACTING.has(r.outcome) && r.trialId !== null && keptIds.has(r.trialId))
+        .map((r) => r.trialId),
+    );
+    return {
+      id: m.id,
+      name: m.name,
+      origin: m.origin,
+      status: m.status,
+      reason: m.reason,
+      activatedIteration: m.activatedIteration,
+      calls,
+      outcomes,
+      fired: rows.filter((r) => ACTING.has(r.outcome)).length,
+      keptTrialsTouched: [...touched].filter((t): t is number => t !== null),
+      medianLatencyMs: median(rows.map((r) => r.latencyMs)),
+    };
+  });
+  const events = store.events();
+  const noise = store.getMeta("noise");
+  const done = trials.filter((t) => t.kind === "search").map((t) => t.iteration);
+  return {
+    dir: store.dir,
+    name: config?.name ?? "?",
+    status: store.getMeta("status") ?? "unknown",
+    mode: store.getMeta("mode") ?? "unknown",
+    iterationsPlanned: config?.iterations ?? 0,
+    iterationsDone: done.length > 0 ? Math.max(...done) : 0,
+    trials: trials.length,
+    kept: trials.filter((t) => t.kept).length,
+    failed: trials.filter((t) => t.status !== "ok").length,
+    baseline: noise ? (JSON.parse(noise) as RunReport["baseline"]) : null,
+    best,
+    searchConfig: searchConfigs.at(-1)?.config ?? null,
+    searchConfigChanges: searchConfigs.length - 1,
+    mechanisms,
+    llmExchanges: store.exchanges().length,
+    events: {
+      level15: events.filter((e) => e.level === "1.5").length,
+      level2: events.filter((e) => e.level === "2").length,
+    },
+  };
+}
+
+export function formatReport(r: RunReport): string {
+  const lines = [
+    `run ${r.name} (${r.dir})`,
+    `  status ${r.status}, ${r.mode}${r.mode === "offline" ? " (no LLM endpoint: offline proposer, rule-based Level 1.5, Level 2 from the built-in library)" : ""}`,
+    `  iterations ${r.iterationsDone}/${r.iterationsPlanned}, trials ${r.trials} (kept ${r.kept}, failed ${r.failed})`,
+    `  baseline ${r.baseline ? `${r.baseline.mean.toFixed(4)} ± σ ${r.baseline.sigma.toFixed(4)} (n=${r.baseline.n})` : "n/a"}`,
+    `  best ${r.best ? `${r.best.valBpb.toFixed(4)} (trial ${r.best.trialId})` : "n/a"}`,
+    `  search config: ${r.searchConfig ? `${r.searchConfig.strategy}, frozen ${r.searchConfig.frozen.join(", ") || "none"}` : "n/a"} (${r.searchConfigChanges} Level 1.5 updates)`,
+    `  LLM exchanges: ${r.llmExchanges}`,
+    `  mechanisms (${r.mechanisms.length}):`,
+  ];
+  if (r.mechanisms.length === 0) lines.push("    none");
+  for (const m of r.mechanisms) {
+    const calls = Object.entries(m.calls)
+      .map(([h, n]) => `${h}×${n}`)
+      .join(" ");
+    const outcomes = Object.entries(m.outcomes)
+      .map(([o, n]) => `${o} ${n}`)
+      .join(", ");
+    lines.push(
+      `    ${m.id} [${m.origin}] ${m.status}${m.reason ? ` (${m.reason})` : ""}`,
+      `      ${m.fired === 0 ? "NEVER FIRED" : `fired ${m.fired}×`}; calls: ${calls || "none"}; outcomes: ${outcomes || "none"}`,
+      `      kept trials touched: ${m.keptTrialsTouched.length > 0 ? m.keptTrialsTouched.join(", ") : "none"}; median latency ${m.medianLatencyMs?.toFixed(2) ?? "n/a"} ms`,
+    );
+  }
+  return lines.join("\n");
+}
