@@ -18,7 +18,9 @@ import {
   STRATEGY_SCHEMA,
   type StrategyRequest,
 } from "./level15.ts";
+import type { LlmClient, LlmExchange } from "./llm/client.ts";
 import type { Researcher, ResearchResult, Strategist } from "./loop.ts";
+import type { RunStore } from "./store.ts";
 
 /**
  * One structured LLM request: the reply must match `schema` and pass `check`; invalid replies are
@@ -35,6 +37,50 @@ export type ChatJson = <T>(request: {
   readonly check?: (value: T) => string[];
   readonly maxRepairs: number;
 }) => Promise<{ ok: true; value: T } | { ok: false; reason: string }>;
+
+/** Store one LLM exchange (called as soon as it completes, so a killed run keeps it). */
+export function storeExchange(store: RunStore, iteration: number, e: LlmExchange): void {
+  store.addExchange({
+    iteration,
+    purpose: e.purpose,
+    model: e.model,
+    messages: e.messages.map((m) => ({ role: m.role, content: m.content })),
+    reply: e.reply,
+    error: e.error,
+    promptTokens: e.promptTokens,
+    completionTokens: e.completionTokens,
+    latencyMs: e.latencyMs,
+  });
+}
+
+/** `ChatJson` over the run's LLM client; every exchange lands in the store. */
+export class ChatJsonAdapter {
+  private readonly llm: LlmClient;
+  private readonly store: RunStore;
+
+  constructor(llm: LlmClient, store: RunStore) {
+    this.llm = llm;
+    this.store = store;
+  }
+
+  readonly chat: ChatJson = async (request) => {
+    const result = await this.llm.chatJson({
+      purpose: request.purpose,
+      messages: [
+        { role: "system", content: request.system },
+        { role: "user", content: request.user },
+      ],
+      schema: request.schema,
+      schemaName: request.schemaName,
+      maxRepairs: request.maxRepairs,
+      ...(request.check ? { check: request.check } : {}),
+      onExchange: (e) => storeExchange(this.store, request.iteration, e),
+    });
+    return result.ok
+      ? { ok: true, value: result.value }
+      : { ok: false, reason: `LLM ${result.error.code}: ${result.error.message}` };
+  };
+}
 
 export class LlmProposer implements Proposer {
   readonly kind = "llm";
