@@ -74,11 +74,13 @@ export function promptText(request: RecordedRequest): string {
  * that matches none, or whose queue is empty, gets an HTTP 599 naming the problem.
  */
 export function routeByMarker(
-  routes: readonly { readonly marker: string; readonly steps: MockStep[] }[],
+  routes: readonly { readonly marker: string; readonly steps: readonly MockStep[] }[],
 ): (request: RecordedRequest) => MockStep {
+  // Own copies of the queues: the caller's arrays stay intact for reuse across tests.
+  const queues = routes.map((r) => ({ marker: r.marker, steps: [...r.steps] }));
   return (request) => {
     const system = systemPrompt(request);
-    const route = routes.find((r) => system.includes(r.marker));
+    const route = queues.find((r) => system.includes(r.marker));
     if (!route)
       return { status: 599, body: { error: { message: "mock-llm: no route matches this request" } } };
     const step = route.steps.shift();
