@@ -1,0 +1,17 @@
+"""python3 -m trainer: one training trial (see trainer/train.py)."""
+
+import os
+import sys
+
+from trainer.cpu_env import child_env, needs_reexec
+
+# OpenBLAS reads its settings when torch loads it: fix the environment first, then
+# restart the interpreter once with it (the flag guards against a loop).
+if needs_reexec() and not os.environ.get("BILEVEL_TRAINER_REEXEC"):
+    env = child_env(dict(os.environ))
+    env["BILEVEL_TRAINER_REEXEC"] = "1"
+    os.execve(sys.executable, [sys.executable, "-m", "trainer", *sys.argv[1:]], env)
+
+from trainer.train import main  # noqa: E402
+
+sys.exit(main())

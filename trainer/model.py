@@ -1,0 +1,300 @@
+"""A small modern GPT in the nanochat / autoresearch lineage.
+
+RMSNorm (no weights), rotary embeddings, QK-norm, ReLU² MLP, untied head, logit
+soft-cap, per-layer residual scalars (resid_lambdas, x0_lambdas) and an optional
+sliding-window pattern. Attention uses SDPA where PyTorch has it (CUDA) and a
+hand-written masked softmax otherwise (Debian's torch 1.13 on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from trainer.hparams import Value
+
+SDPA: Optional[Callable[..., torch.Tensor]] = getattr(
+    F, "scaled_dot_product_attention", None
+)
+HAS_SDPA = SDPA is not None
+SOFTCAP = 15.0
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int
+    n_layer: int
+    n_head: int
+    head_dim: int
+    seq_len: int
+    windows: Tuple[int, ...]  # attention span per layer (seq_len = full)
+
+    @property
+    def d_model(self) -> int:
+        return self.n_head * self.head_dim
+
+
+def model_config(hp: Dict[str, Value], vocab_size: int) -> GPTConfig:
+    depth = int(hp["DEPTH"])
+    head_dim = int(hp["HEAD_DIM"])
+    seq_len = int(hp["SEQ_LEN"])
+    width = depth * int(hp["ASPECT_RATIO"])
+    n_head = max(1, math.ceil(width / head_dim))
+    pattern = str(hp["WINDOW_PATTERN"])
+    windows = [
+        seq_len if pattern[i % len(pattern)] == "L" else max(1, seq_len // 2)
+        for i in range(depth)
+    ]
+    windows[-1] = seq_len  # the last layer always sees the full context
+    return GPTConfig(vocab_size, depth, n_head, head_dim, seq_len, tuple(windows))
+
+
+class _RMSNorm(torch.autograd.Function):
+    """x / rms(x) with a hand-written backward (3 passes instead of autograd's ~7)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:  # type: ignore[override]
+        xf = (
+            x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+        )  # reduce in >= fp32
+        r = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+        y = x * r.to(x.dtype)
+        ctx.save_for_backward(y, r)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> Tuple[torch.Tensor, None]:  # type: ignore[override]
+        y, r = ctx.saved_tensors
+        # d(x r)/dx . g = r (g - y mean(g y))
+        gy = g * y
+        t = (
+            (gy.float() if gy.dtype in (torch.bfloat16, torch.float16) else gy)
+            .mean(-1, keepdim=True)
+            .to(g.dtype)
+        )
+        return torch.addcmul(g, y, t, value=-1.0).mul_(r.to(g.dtype)), None
+
+
+def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    # torch 1.13 has no F.rms_norm.
+    out: torch.Tensor = _RMSNorm.apply(x, eps)
+    return out
+
+
+def rotary_tables(
+    seq_len: int, head_dim: int, base: float = 10000.0
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """cos and signed sin over the full head dim, so rotary is x * cos + swap_halves(x) * sin."""
+    inv = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv)
+    cos, sin = freqs.cos(), freqs.sin()
+    return (
+        torch.cat((cos, cos), -1)[None, :, None, :],
+        torch.cat((sin, -sin), -1)[None, :, None, :],
+    )
+
+
+def _swap_halves(x: torch.Tensor) -> torch.Tensor:
+    d = x.shape[-1] // 2
+    return torch.cat((x[..., d:], x[..., :d]), dim=-1)
+
+
+class _Rotary(torch.autograd.Function):
+    """y = x cos + swap(x) sin. Linear in x and swap is symmetric, so dx = g cos + swap(g sin)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(cos, sin)
+        return torch.addcmul(x * cos, _swap_halves(x), sin)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> Tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        cos, sin = ctx.saved_tensors
+        return (g * cos).add_(_swap_halves(g * sin)), None, None
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin): sin carries the signs.
+    out: torch.Tensor = _Rotary.apply(x, cos.to(x.dtype), sin.to(x.dtype))
+    return out
+
+
+class ReluSquared(torch.autograd.Function):
+    """relu(x)^2 with a hand-written backward: fewer passes over the MLP's widest tensor."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        r = torch.relu(x)
+        ctx.save_for_backward(r)
+        return r * r
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (r,) = ctx.saved_tensors
+        return (grad * r).mul_(2.0)
+
+
+def softcap(logits: torch.Tensor, cap: float = SOFTCAP) -> torch.Tensor:
+    # cap * tanh(x / cap), written with sigmoid: CPU tanh is ~9x slower than sigmoid here.
+    return torch.sigmoid(logits * (2.0 / cap)) * (2.0 * cap) - cap
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: GPTConfig, window: int) -> None:
+        super().__init__()
+        self.n_head, self.head_dim, self.window = cfg.n_head, cfg.head_dim, window
+        d = cfg.d_model
+        # q, k and v in one matmul; Muon orthogonalizes the three d x d blocks separately.
+        self.c_qkv = nn.Linear(d, 3 * d, bias=False)
+        setattr(self.c_qkv.weight, "muon_blocks", 3)
+        self.c_proj = nn.Linear(d, d, bias=False)
+        self._bias: Dict[Tuple[int, str, torch.dtype], torch.Tensor] = {}
+
+    def mask(self, t: int, device: torch.device) -> torch.Tensor:
+        """Boolean (t, t) mask, True where attention is allowed: causal, within the window."""
+        i = torch.arange(t, device=device)
+        rel = i[:, None] - i[None, :]
+        return (rel >= 0) & (rel < self.window)
+
+    def bias(self, t: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The mask as an additive (1, t, t) bias: 0 where allowed, -inf elsewhere."""
+        key = (t, str(device), dtype)
+        if key not in self._bias:
+            b = torch.zeros(t, t, device=device, dtype=dtype)
+            self._bias[key] = b.masked_fill(~self.mask(t, device), float("-inf"))[None]
+        return self._bias[key]
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> torch.Tensor:
+        b, t, d = x.shape
+        h, hd = self.n_head, self.head_dim
+        qkv = self.c_qkv(x)
+        # QK-norm then rotary (rotation keeps the norm, so the order does not matter).
+        qk = apply_rotary(rms_norm(qkv[..., : 2 * d].view(b, t, 2 * h, hd)), cos, sin)
+        q, k = qk[:, :, :h].transpose(1, 2), qk[:, :, h:].transpose(
+            1, 2
+        )  # (B, H, T, D)
+        v = qkv[..., 2 * d :].view(b, t, h, hd).transpose(1, 2)
+        if SDPA is not None and x.is_cuda:
+            if self.window >= t:
+                y = SDPA(q, k, v, is_causal=True)
+            else:
+                y = SDPA(q, k, v, attn_mask=self.mask(t, x.device))
+        else:
+            # Hand-written attention (torch 1.13 has no SDPA): scale and mask fused into one baddbmm.
+            qf = q.reshape(b * h, t, hd)
+            kf = k.reshape(b * h, t, hd)
+            vf = v.reshape(b * h, t, hd)
+            att = torch.baddbmm(
+                self.bias(t, x.device, qf.dtype),
+                qf,
+                kf.transpose(1, 2),
+                alpha=hd**-0.5,
+            )
+            y = torch.bmm(torch.softmax(att, dim=-1).to(vf.dtype), vf).view(b, h, t, hd)
+        return self.c_proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class MLP(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(d, 4 * d, bias=False)
+        self.c_proj = nn.Linear(4 * d, d, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(ReluSquared.apply(self.c_fc(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig, window: int) -> None:
+        super().__init__()
+        self.attn = Attention(cfg, window)
+        self.mlp = MLP(cfg.d_model)
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> torch.Tensor:
+        x = x + self.attn(rms_norm(x), cos, sin)
+        return x + self.mlp(rms_norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.wte = nn.Embedding(cfg.vocab_size, d)
+        self.blocks = nn.ModuleList([Block(cfg, w) for w in cfg.windows])
+        self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False)
+        self.resid_lambdas = nn.Parameter(torch.ones(cfg.n_layer))
+        self.x0_lambdas = nn.Parameter(torch.full((cfg.n_layer,), 0.1))
+        cos, sin = rotary_tables(cfg.seq_len, cfg.head_dim)
+        self.cos_table: torch.Tensor
+        self.sin_table: torch.Tensor
+        self.register_buffer("cos_table", cos, persistent=False)
+        self.register_buffer("sin_table", sin, persistent=False)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        d = self.cfg.d_model
+        bound = math.sqrt(3.0) * d**-0.5
+        nn.init.normal_(self.wte.weight, std=1.0)
+        nn.init.normal_(self.lm_head.weight, std=0.001)
+        for block in self.blocks:
+            assert isinstance(block, Block)
+            for lin in (block.attn.c_qkv, block.mlp.c_fc):
+                nn.init.uniform_(lin.weight, -bound, bound)
+            # Zero-init output projections: every block starts as the identity.
+            nn.init.zeros_(block.attn.c_proj.weight)
+            nn.init.zeros_(block.mlp.c_proj.weight)
+
+    def param_groups(self) -> Dict[str, List[torch.Tensor]]:
+        matrices: List[torch.Tensor] = [
+            p for p in self.blocks.parameters() if p.ndim == 2
+        ]
+        return {
+            "embedding": [self.wte.weight],
+            "unembedding": [self.lm_head.weight],
+            "resid": [self.resid_lambdas],
+            "x0": [self.x0_lambdas],
+            "matrix": matrices,
+        }
+
+    def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        t = idx.shape[1]
+        cos, sin = self.cos_table[:, :t], self.sin_table[:, :t]
+        x = rms_norm(self.wte(idx))
+        x0 = x
+        for i, block in enumerate(self.blocks):
+            x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+            x = block(x, cos, sin)
+        return softcap(self.lm_head(rms_norm(x)).float())
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
+        logits = self.logits(idx)
+        return F.cross_entropy(
+            logits.view(-1, logits.shape[-1]), targets.reshape(-1), reduction=reduction
+        )
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token (Karpathy's estimate: 6 per matmul weight + attention)."""
+        n_matmul = (
+            sum(p.numel() for p in self.blocks.parameters() if p.ndim == 2)
+            + self.lm_head.weight.numel()
+        )
+        attn = sum(
+            12 * self.cfg.d_model * min(w, self.cfg.seq_len) for w in self.cfg.windows
+        )
+        return 6.0 * n_matmul + attn

@@ -1,0 +1,128 @@
+"""Optimizers: Muon (orthogonalized momentum) for block matrices, AdamW for the rest."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Tuple
+
+import torch
+
+# Quintic Newton-Schulz coefficients from Keller Jordan's Muon.
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+
+def orthogonalize(
+    g: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Approximately U V^T for each matrix of g = U S V^T (batched over leading dims)."""
+    a, b, c = NS_COEFFS
+    x = g.to(dtype)
+    tall = x.shape[-2] > x.shape[-1]
+    if tall:
+        x = x.transpose(-2, -1)
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for _ in range(steps):
+        m = x @ x.transpose(-2, -1)
+        x = a * x + (b * m + c * (m @ m)) @ x
+    if tall:
+        x = x.transpose(-2, -1)
+    return x.to(g.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """SGD with Nesterov momentum whose update is orthogonalized (for 2-D weights).
+
+    Matrices of the same shape are orthogonalized together (one batched matmul per
+    Newton-Schulz iteration: far fewer small calls). A weight with a `muon_blocks`
+    attribute (the fused q|k|v) is split into that many square blocks first.
+    Decoupled weight decay: p *= 1 - lr * weight_decay. The trainer sets lr, momentum
+    and weight_decay every step (schedules live in the trainer). `ns_dtype` is bf16 on
+    GPUs and on CPUs with bf16 matmul units, float32 otherwise.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        lr: float,
+        momentum: float = 0.95,
+        weight_decay: float = 0.0,
+        ns_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__(
+            params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
+        )
+        self.ns_dtype = ns_dtype
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+            by_shape: Dict[
+                Tuple[int, int], List[Tuple[torch.Tensor, int, torch.Tensor]]
+            ] = {}
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad)
+                buf: torch.Tensor = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - mom)
+                nesterov = p.grad.lerp(buf, mom)
+                blocks = getattr(p, "muon_blocks", 1)
+                for i, chunk in enumerate(nesterov.chunk(blocks, dim=0)):
+                    by_shape.setdefault((chunk.shape[0], chunk.shape[1]), []).append(
+                        (p, i, chunk)
+                    )
+            updates: Dict[int, List[Tuple[int, torch.Tensor]]] = {}
+            for (rows, cols), items in by_shape.items():
+                ortho = orthogonalize(
+                    torch.stack([c for _, _, c in items]), dtype=self.ns_dtype
+                )
+                ortho.mul_(max(1.0, rows / cols) ** 0.5)
+                for (p, i, _), u in zip(items, ortho):
+                    updates.setdefault(id(p), []).append((i, u))
+            for p in group["params"]:
+                if id(p) not in updates:
+                    continue
+                parts = [u for _, u in sorted(updates[id(p)], key=lambda iu: iu[0])]
+                update = parts[0] if len(parts) == 1 else torch.cat(parts)
+                if wd:
+                    p.mul_(1 - lr * wd)
+                p.add_(update, alpha=-lr)
+
+
+def build(
+    groups: Dict[str, List[torch.Tensor]],
+    hp: Dict[str, Any],
+    d_model: int,
+    cuda: bool,
+    ns_dtype: torch.dtype = torch.float32,
+) -> List[torch.optim.Optimizer]:
+    """AdamW for embedding, head and scalars; Muon for block matrices.
+
+    Each param group records its peak LR as `initial_lr`; the trainer multiplies it by
+    the schedule every step.
+    """
+    scale = (d_model / 768) ** -0.5  # embedding/head LRs were tuned at d_model 768
+    betas = (float(hp["ADAM_BETA1"]), float(hp["ADAM_BETA2"]))
+    adam_groups = [
+        dict(params=groups["embedding"], lr=hp["EMBEDDING_LR"] * scale),
+        dict(params=groups["unembedding"], lr=hp["UNEMBEDDING_LR"] * scale),
+        dict(params=groups["resid"], lr=hp["SCALAR_LR"] * 0.01),
+        dict(params=groups["x0"], lr=hp["SCALAR_LR"]),
+    ]
+    kwargs: Dict[str, Any] = dict(betas=betas, eps=1e-10, weight_decay=0.0)
+    if cuda:
+        kwargs["fused"] = True
+    adam = torch.optim.AdamW(adam_groups, **kwargs)  # type: ignore[arg-type]
+    muon = Muon(
+        groups["matrix"],
+        lr=float(hp["MATRIX_LR"]),
+        weight_decay=float(hp["WEIGHT_DECAY"]),
+        ns_dtype=ns_dtype,
+    )
+    opts: List[torch.optim.Optimizer] = [adam, muon]
+    for opt in opts:
+        for g in opt.param_groups:
+            g["initial_lr"] = g["lr"]
+    return opts
