@@ -163,6 +163,65 @@ export function parseJsonReply(text: string): { ok: true; value: unknown } | { o
   }
 }
 
+// ---- what goes on the wire
+
+/**
+ * Keywords some OpenAI-compatible servers reject in strict mode ("not permitted"). They are
+ * dropped from the schema sent; ajv still enforces them here, and a violation is repaired.
+ */
+const LOCAL_ONLY_KEYWORDS = new Set([
+  "minLength",
+  "maxLength",
+  "uniqueItems",
+  "minProperties",
+  "maxProperties",
+]);
+
+/** The schema as sent in `response_format`: a copy without the local-only keywords. */
+export function wireSchema(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(wireSchema);
+  const record = asRecord(schema);
+  if (!record) return schema;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(record)) {
+    // Inside `properties` the keys are field names, not keywords: keep them all.
+    if (key === "properties" && asRecord(value)) {
+      out[key] = Object.fromEntries(Object.entries(value as object).map(([k, v]) => [k, wireSchema(v)]));
+    } else if (!LOCAL_ONLY_KEYWORDS.has(key)) {
+      out[key] = wireSchema(value);
+    }
+  }
+  return out;
+}
+
+/**
+ * Why a schema would fail OpenAI's strict mode: every object needs `additionalProperties: false`
+ * and every property listed in `required`. Empty when it is fine. (For tests of callers' schemas.)
+ */
+export function strictSchemaProblems(schema: unknown, where = "(root)"): string[] {
+  if (Array.isArray(schema)) return schema.flatMap((s, i) => strictSchemaProblems(s, `${where}[${i}]`));
+  const node = asRecord(schema);
+  if (!node) return [];
+  const problems: string[] = [];
+  const props = asRecord(node.properties);
+  if (node.type === "object" || props) {
+    if (node.additionalProperties !== false) problems.push(`${where}: additionalProperties must be false`);
+    const required = Array.isArray(node.required) ? node.required : [];
+    for (const key of Object.keys(props ?? {})) {
+      if (!required.includes(key)) problems.push(`${where}: property ${key} must be required`);
+    }
+  }
+  for (const [key, value] of Object.entries(node)) {
+    if (key === "properties" && props) {
+      for (const [name, sub] of Object.entries(props))
+        problems.push(...strictSchemaProblems(sub, `${where}.${name}`));
+    } else if (typeof value === "object" && value !== null) {
+      problems.push(...strictSchemaProblems(value, `${where}/${key}`));
+    }
+  }
+  return problems;
+}
+
 // ---- the client
 
 interface RawReply {
@@ -256,7 +315,7 @@ export class OpenAiLlmClient implements LlmClient {
       type: "json_schema" as const,
       json_schema: {
         name: request.schemaName,
-        schema: request.schema as Record<string, unknown>,
+        schema: wireSchema(request.schema) as Record<string, unknown>,
         strict: true,
       },
     };

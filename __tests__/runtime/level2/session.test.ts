@@ -1,13 +1,23 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, test } from "@jest/globals";
-import { STEP_MARKERS } from "../../../runtime/level2/prompts.ts";
+import {
+  CRITIQUE_SCHEMA,
+  exploreSchema,
+  STEP_MARKERS,
+  specifySchema,
+} from "../../../runtime/level2/prompts.ts";
 import {
   extractCode,
   type ResearchSessionInput,
   runResearchSession,
 } from "../../../runtime/level2/session.ts";
-import { createLlmClient, type LlmClient, type LlmExchange } from "../../../runtime/llm/client.ts";
+import {
+  createLlmClient,
+  type LlmClient,
+  type LlmExchange,
+  strictSchemaProblems,
+} from "../../../runtime/llm/client.ts";
 import type { ValidationReport } from "../../../sandbox/types.ts";
 import {
   type MockLlm,
@@ -318,6 +328,16 @@ describe("Level 2 research session", () => {
       expect(outcome.message).toBe("sandbox child died");
       expect(outcome.exchanges).toHaveLength(4);
     }
+  });
+});
+
+describe("schemas", () => {
+  test("every Level 2 schema satisfies OpenAI's strict mode, with and without capabilities", () => {
+    for (const allowed of [["tabu", "bandit", "space"] as const, [] as const]) {
+      expect(strictSchemaProblems(exploreSchema(allowed))).toEqual([]);
+      expect(strictSchemaProblems(specifySchema(allowed))).toEqual([]);
+    }
+    expect(strictSchemaProblems(CRITIQUE_SCHEMA)).toEqual([]);
   });
 });
 

@@ -8,6 +8,8 @@ import {
   type LlmExchange,
   makeScrubber,
   parseJsonReply,
+  strictSchemaProblems,
+  wireSchema,
 } from "../../../runtime/llm/client.ts";
 import { type MockLlm, type MockScript, startMockLlm } from "../../support/mock-llm-server.ts";
 
@@ -375,5 +377,67 @@ describe("parseJsonReply", () => {
     expect(parseJsonReply('```json\n{"a":2}\n```')).toEqual({ ok: true, value: { a: 2 } });
     expect(parseJsonReply("{a:1}").ok).toBe(false);
     expect(parseJsonReply("").ok).toBe(false);
+  });
+});
+
+describe("schemas on the wire", () => {
+  const LIMITED = {
+    type: "object",
+    additionalProperties: false,
+    required: ["maxLength", "tags"],
+    properties: {
+      maxLength: { type: "string", maxLength: 5 },
+      tags: { type: "array", items: { type: "string" }, uniqueItems: true, maxItems: 3 },
+    },
+  } as const;
+
+  test("length keywords are not sent but still enforced locally (and repaired)", async () => {
+    const { llm, mock } = await setup([
+      { content: '{"maxLength":"far too long","tags":["a","a"]}' },
+      { content: '{"maxLength":"ok","tags":["a"]}' },
+    ]);
+    const r = await llm.chatJson({
+      purpose: "p",
+      messages: [{ role: "user", content: "x" }],
+      schema: LIMITED,
+      schemaName: "limited",
+      maxRepairs: 1,
+    });
+    expect(r).toMatchObject({ ok: true, value: { maxLength: "ok" } });
+    const sent = mock.requests[0]?.body?.response_format?.json_schema?.schema;
+    expect(sent).toEqual({
+      type: "object",
+      additionalProperties: false,
+      required: ["maxLength", "tags"],
+      properties: {
+        maxLength: { type: "string" },
+        tags: { type: "array", items: { type: "string" }, maxItems: 3 },
+      },
+    });
+    const feedback = mock.requests[1]?.body?.messages?.at(-1)?.content ?? "";
+    expect(feedback).toContain("/maxLength: must NOT have more than 5 characters");
+    expect(feedback).toContain("/tags: must NOT have duplicate items");
+  });
+
+  test("wireSchema leaves the caller's schema untouched", () => {
+    const copy = JSON.parse(JSON.stringify(LIMITED));
+    wireSchema(LIMITED);
+    expect(LIMITED).toEqual(copy);
+  });
+
+  test("strictSchemaProblems names objects strict mode would refuse", () => {
+    expect(strictSchemaProblems(SCHEMA)).toEqual([]);
+    expect(
+      strictSchemaProblems({
+        type: "object",
+        required: ["a"],
+        properties: { a: { type: "object", properties: { x: { type: "number" } } }, b: { type: "string" } },
+      }),
+    ).toEqual([
+      "(root): additionalProperties must be false",
+      "(root): property b must be required",
+      "(root).a: additionalProperties must be false",
+      "(root).a: property x must be required",
+    ]);
   });
 });
