@@ -93,6 +93,7 @@ export function formatTrace(trace: ResearchTrace): string {
   return [
     `Iteration ${trace.iteration}: ${trace.totalTrials} search trials, ${trace.keptTrials} kept.`,
     `Incumbent val_bpb ${bpb(trace.incumbent.valBpb)}; best val_bpb ${bpb(trace.best?.valBpb)}.`,
+    `Incumbent config: ${JSON.stringify(trace.incumbent.config)}`,
     trace.noiseSigma === null
       ? ""
       : `Noise: σ(val_bpb) ≈ ${trace.noiseSigma.toFixed(4)} between repeated runs.`,

@@ -112,6 +112,7 @@ describe("research trace", () => {
     expect(text).toContain("- MATRIX_LR: float [0.001, 0.2] log, default 0.04");
     expect(text).toContain('- WINDOW_PATTERN: choice of ["L","SL","SSSL"], default SSSL');
     expect(text).toContain("Notes:\n- n1");
+    expect(text).toContain('Incumbent config: {"MATRIX_LR":0.05,"WARMUP_RATIO":0,"WINDOW_PATTERN":"SSSL"}');
   });
 
   test("an empty run formats without throwing", () => {
