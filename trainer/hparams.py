@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -274,7 +275,19 @@ def export() -> Dict[str, object]:
 
 
 def export_json() -> str:
-    return json.dumps(export(), indent=2) + "\n"
+    text = json.dumps(export(), indent=2)
+    # Arrays of scalars on one line, as biome formats them (the file is checked by biome).
+    text = re.sub(
+        r"\[\s+([^\[\]{}]*?)\s+\]",
+        lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
+        text,
+    )
+    return text + "\n"
+
+
+def _num(x: Optional[float]) -> str:
+    assert x is not None
+    return str(int(x)) if float(x).is_integer() and abs(x) >= 1 else f"{x:g}"
 
 
 def markdown_table() -> str:
@@ -286,7 +299,7 @@ def markdown_table() -> str:
         if p.kind == "choice":
             rng = ", ".join(json.dumps(c) for c in p.choices)
         else:
-            rng = f"{p.min:g} … {p.max:g}" + (" (log)" if p.log else "")
+            rng = f"{_num(p.min)} … {_num(p.max)}" + (" (log)" if p.log else "")
         rows.append(
             f"| `{p.name}` | {p.kind} | {rng} | {json.dumps(p.cpu)} | {json.dumps(p.gpu)} | {p.description} |"
         )

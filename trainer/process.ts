@@ -1,0 +1,161 @@
+// One supervised child process: its own process group (so a kill takes its children
+// too), a hard deadline, AbortSignal support, output split into lines for parsing and
+// copied to a log file. Never throws for anything the child does.
+import { spawn } from "node:child_process";
+import { createWriteStream, mkdirSync } from "node:fs";
+import path from "node:path";
+
+export interface ProcessOptions {
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly cwd: string;
+  readonly env: NodeJS.ProcessEnv;
+  /** Everything the child prints goes here (stdout and stderr, interleaved as received). */
+  readonly logPath: string;
+  readonly timeoutMs: number;
+  readonly signal?: AbortSignal;
+  /** Called for each line (split on \n and \r) of stdout or stderr. */
+  readonly onLine?: (line: string, stream: "stdout" | "stderr") => void;
+  /** Longer lines are cut to this many characters (default 64 KiB). */
+  readonly maxLineChars?: number;
+  /** The log stops growing after this many bytes (default 64 MiB). */
+  readonly maxLogBytes?: number;
+}
+
+export interface ProcessResult {
+  readonly exitCode: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly timedOut: boolean;
+  readonly aborted: boolean;
+  /** Set when the process could not be started at all. */
+  readonly spawnError: string | null;
+  /** The last few KB of stderr, for error messages. */
+  readonly stderrTail: string;
+  readonly durationMs: number;
+}
+
+const TAIL_CHARS = 4000;
+
+class LineSplitter {
+  private buffer = "";
+  private dropping = false;
+  private readonly max: number;
+  private readonly emit: (line: string) => void;
+
+  constructor(max: number, emit: (line: string) => void) {
+    this.max = max;
+    this.emit = emit;
+  }
+
+  push(chunk: string): void {
+    let text = this.buffer + chunk;
+    for (;;) {
+      const i = text.search(/[\r\n]/);
+      if (i < 0) break;
+      const line = text.slice(0, i);
+      text = text.slice(i + 1);
+      if (!this.dropping) this.emit(line.length > this.max ? line.slice(0, this.max) : line);
+      this.dropping = false;
+    }
+    if (text.length > this.max) {
+      // An endless line: keep its head, skip the rest until the next newline.
+      if (!this.dropping) this.emit(text.slice(0, this.max));
+      this.dropping = true;
+      text = "";
+    }
+    this.buffer = text;
+  }
+
+  end(): void {
+    if (this.buffer && !this.dropping) this.emit(this.buffer);
+    this.buffer = "";
+  }
+}
+
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // The group is already gone.
+  }
+}
+
+export function runProcess(options: ProcessOptions): Promise<ProcessResult> {
+  const started = Date.now();
+  const maxLine = options.maxLineChars ?? 64 * 1024;
+  const maxLog = options.maxLogBytes ?? 64 * 1024 * 1024;
+  mkdirSync(path.dirname(options.logPath), { recursive: true });
+  const log = createWriteStream(options.logPath);
+  let logged = 0;
+  const writeLog = (text: string) => {
+    if (logged >= maxLog) return;
+    const bytes = Buffer.byteLength(text);
+    log.write(logged + bytes > maxLog ? `${text.slice(0, maxLog - logged)}\n[log truncated]\n` : text);
+    logged += bytes;
+  };
+  const finish = (result: Omit<ProcessResult, "durationMs">): Promise<ProcessResult> =>
+    new Promise((resolve) => log.end(() => resolve({ ...result, durationMs: Date.now() - started })));
+
+  if (options.signal?.aborted) {
+    return finish({
+      exitCode: null,
+      signal: null,
+      timedOut: false,
+      aborted: true,
+      spawnError: null,
+      stderrTail: "",
+    });
+  }
+
+  return new Promise((resolve) => {
+    let timedOut = false;
+    let aborted = false;
+    let stderrTail = "";
+    const child = spawn(options.command, [...options.args], {
+      cwd: options.cwd,
+      env: options.env,
+      detached: true, // its own process group: a kill reaches its children too
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const out = new LineSplitter(maxLine, (line) => options.onLine?.(line, "stdout"));
+    const err = new LineSplitter(maxLine, (line) => options.onLine?.(line, "stderr"));
+    child.stdout.setEncoding("utf8");
+    child.stderr.setEncoding("utf8");
+    child.stdout.on("data", (chunk: string) => {
+      writeLog(chunk);
+      out.push(chunk);
+    });
+    child.stderr.on("data", (chunk: string) => {
+      writeLog(chunk);
+      stderrTail = (stderrTail + chunk).slice(-TAIL_CHARS);
+      err.push(chunk);
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup(child.pid);
+    }, options.timeoutMs);
+    const onAbort = () => {
+      aborted = true;
+      killGroup(child.pid);
+    };
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    let spawnError: string | null = null;
+    let settled = false;
+    const settle = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
+      out.end();
+      err.end();
+      killGroup(child.pid); // leftovers (e.g. compile workers) go with their parent
+      void finish({ exitCode: code, signal, timedOut, aborted, spawnError, stderrTail }).then(resolve);
+    };
+    child.on("error", (e) => {
+      spawnError = e.message;
+      if (child.pid === undefined) settle(null, null); // never started: no "close" is coming
+    });
+    child.on("close", settle);
+  });
+}

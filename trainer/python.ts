@@ -1,0 +1,38 @@
+// Finding a Python that can import torch: $BILEVEL_PYTHON first, then /usr/bin/python3
+// (Debian's python3-torch), then python3 on PATH (which may be a pyenv shim without torch).
+import { spawnSync } from "node:child_process";
+
+export type PythonLookup = { ok: true; python: string } | { ok: false; error: string };
+
+function hasModule(python: string, module: string): boolean {
+  const r = spawnSync(python, ["-c", `import ${module}`], { stdio: "ignore", timeout: 60_000 });
+  return r.status === 0;
+}
+
+const cache = new Map<string, PythonLookup>();
+
+/** Locate a Python with `module` (default torch). Never throws; the result is cached per process. */
+export function findPython(module = "torch", env: NodeJS.ProcessEnv = process.env): PythonLookup {
+  const key = `${module}\0${env.BILEVEL_PYTHON ?? ""}\0${env.PATH ?? ""}`;
+  const hit = cache.get(key);
+  if (hit) return hit;
+  let found: PythonLookup;
+  const explicit = env.BILEVEL_PYTHON;
+  if (explicit) {
+    found = hasModule(explicit, module)
+      ? { ok: true, python: explicit }
+      : { ok: false, error: `BILEVEL_PYTHON=${explicit} cannot import ${module}` };
+  } else {
+    const python = ["/usr/bin/python3", "python3"].find((p) => hasModule(p, module));
+    found = python
+      ? { ok: true, python }
+      : {
+          ok: false,
+          error:
+            `no Python with ${module} found (tried /usr/bin/python3, python3): on Debian ` +
+            "`apt-get install python3-torch libopenblas0-pthread`, or set BILEVEL_PYTHON",
+        };
+  }
+  cache.set(key, found);
+  return found;
+}
