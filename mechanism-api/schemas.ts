@@ -1,0 +1,366 @@
+// JSON Schemas (draft-07, for ajv in strict mode) of every value that crosses the sandbox boundary.
+// Plain data only: this folder imports nothing. Every object schema closes its properties
+// (additionalProperties: false) so that nothing unexpected rides along.
+
+const NAME_MAX = 200;
+const TEXT_MAX = 4000;
+
+/** Any JSON value. Structure and size are bounded by the sandbox's byte and depth caps, not here. */
+export const jsonSchema = {} as const;
+
+export const paramValueSchema = {
+  anyOf: [{ type: "number" }, { type: "string", maxLength: NAME_MAX }],
+} as const;
+
+export const configSchema = {
+  type: "object",
+  maxProperties: 256,
+  propertyNames: { type: "string", minLength: 1, maxLength: NAME_MAX },
+  additionalProperties: paramValueSchema,
+} as const;
+
+export const paramSpecSchema = {
+  type: "object",
+  required: ["name", "kind", "default", "description"],
+  additionalProperties: false,
+  properties: {
+    name: { type: "string", minLength: 1, maxLength: NAME_MAX },
+    kind: { enum: ["int", "float", "choice"] },
+    min: { type: "number" },
+    max: { type: "number" },
+    log: { type: "boolean" },
+    choices: { type: "array", minItems: 1, maxItems: 256, items: paramValueSchema },
+    default: paramValueSchema,
+    description: { type: "string", maxLength: TEXT_MAX },
+  },
+} as const;
+
+export const changeSchema = {
+  type: "object",
+  required: ["param", "value"],
+  additionalProperties: false,
+  properties: {
+    param: { type: "string", minLength: 1, maxLength: NAME_MAX },
+    value: paramValueSchema,
+  },
+} as const;
+
+const changesSchema = { type: "array", maxItems: 256, items: changeSchema } as const;
+
+export const proposalSchema = {
+  type: "object",
+  required: ["changes", "rationale", "source", "config"],
+  additionalProperties: false,
+  properties: {
+    changes: changesSchema,
+    rationale: { type: "string", maxLength: TEXT_MAX },
+    source: { enum: ["llm", "offline", "mechanism"] },
+    config: configSchema,
+  },
+} as const;
+
+export const trialSchema = {
+  type: "object",
+  required: ["id", "iteration", "config", "changes", "status", "valBpb", "kept", "delta"],
+  additionalProperties: false,
+  properties: {
+    id: { type: "integer" },
+    iteration: { type: "integer" },
+    config: configSchema,
+    changes: changesSchema,
+    status: { enum: ["ok", "invalid-config", "oom", "diverged", "timeout", "crashed"] },
+    valBpb: { type: ["number", "null"] },
+    kept: { type: "boolean" },
+    delta: { type: ["number", "null"] },
+  },
+} as const;
+
+/** What `filter` returns. */
+export const filterVerdictSchema = {
+  oneOf: [
+    {
+      type: "object",
+      required: ["verdict"],
+      additionalProperties: false,
+      properties: { verdict: { const: "accept" } },
+    },
+    {
+      type: "object",
+      required: ["verdict", "reason"],
+      additionalProperties: false,
+      properties: {
+        verdict: { const: "reject" },
+        reason: { type: "string", maxLength: TEXT_MAX },
+      },
+    },
+    {
+      type: "object",
+      required: ["verdict", "changes", "reason"],
+      additionalProperties: false,
+      properties: {
+        verdict: { const: "modify" },
+        changes: { ...changesSchema, minItems: 1 },
+        reason: { type: "string", maxLength: TEXT_MAX },
+      },
+    },
+  ],
+} as const;
+
+/** What `suggest` returns (null = no suggestion). */
+export const suggestionSchema = {
+  type: "object",
+  required: ["changes", "rationale"],
+  additionalProperties: false,
+  properties: {
+    changes: { ...changesSchema, minItems: 1 },
+    rationale: { type: "string", maxLength: TEXT_MAX },
+  },
+} as const;
+
+/** What `guide` returns (null = nothing to add). */
+export const guideTextSchema = { type: ["string", "null"], maxLength: TEXT_MAX } as const;
+
+export const hookNameSchema = { enum: ["init", "guide", "suggest", "filter", "observe"] } as const;
+export const capabilityNameSchema = { enum: ["tabu", "bandit", "space"] } as const;
+
+export const manifestSchema = {
+  type: "object",
+  required: ["name", "version", "hooks", "capabilities"],
+  additionalProperties: false,
+  properties: {
+    name: { type: "string", minLength: 1, maxLength: 64, pattern: "^[a-z0-9]+(-[a-z0-9]+)*$" },
+    version: { type: "integer", minimum: 1 },
+    description: { type: "string", maxLength: TEXT_MAX },
+    hooks: { type: "array", minItems: 1, maxItems: 5, uniqueItems: true, items: hookNameSchema },
+    capabilities: { type: "array", maxItems: 3, uniqueItems: true, items: capabilityNameSchema },
+  },
+} as const;
+
+const identifierSchema = { type: "string", minLength: 1, maxLength: NAME_MAX } as const;
+
+export const capabilityStateSchema = {
+  type: "object",
+  required: ["tabu", "bandit"],
+  additionalProperties: false,
+  properties: {
+    tabu: {
+      type: "object",
+      maxProperties: 64,
+      propertyNames: identifierSchema,
+      additionalProperties: {
+        type: "array",
+        maxItems: 1000,
+        items: {
+          type: "object",
+          required: ["config", "expires"],
+          additionalProperties: false,
+          properties: { config: configSchema, expires: { type: "integer" } },
+        },
+      },
+    },
+    bandit: {
+      type: "object",
+      maxProperties: 64,
+      propertyNames: identifierSchema,
+      additionalProperties: {
+        type: "object",
+        maxProperties: 256,
+        propertyNames: identifierSchema,
+        additionalProperties: {
+          type: "object",
+          required: ["pulls", "rewardSum"],
+          additionalProperties: false,
+          properties: {
+            pulls: { type: "integer", minimum: 0 },
+            rewardSum: { type: "number" },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+export const hookContextDataSchema = {
+  type: "object",
+  required: ["iteration", "params", "incumbent", "best", "history", "seed"],
+  additionalProperties: false,
+  properties: {
+    iteration: { type: "integer", minimum: 0 },
+    params: { type: "array", maxItems: 256, items: paramSpecSchema },
+    incumbent: {
+      type: "object",
+      required: ["config", "valBpb"],
+      additionalProperties: false,
+      properties: { config: configSchema, valBpb: { type: ["number", "null"] } },
+    },
+    best: {
+      oneOf: [
+        { type: "null" },
+        {
+          type: "object",
+          required: ["config", "valBpb"],
+          additionalProperties: false,
+          properties: { config: configSchema, valBpb: { type: "number" } },
+        },
+      ],
+    },
+    history: { type: "array", maxItems: 1000, items: trialSchema },
+    seed: { type: "integer" },
+  },
+} as const;
+
+export const hookCallSchema = {
+  type: "object",
+  required: ["mechanismId", "hook", "context", "state", "capabilities"],
+  additionalProperties: false,
+  properties: {
+    mechanismId: identifierSchema,
+    hook: hookNameSchema,
+    context: hookContextDataSchema,
+    state: jsonSchema,
+    capabilities: capabilityStateSchema,
+    argument: { anyOf: [proposalSchema, trialSchema] },
+  },
+} as const;
+
+export const sandboxErrorSchema = {
+  type: "object",
+  required: ["stage", "code", "message"],
+  additionalProperties: false,
+  properties: {
+    stage: { enum: ["compile", "lint", "load", "init", "guide", "suggest", "filter", "observe"] },
+    code: {
+      enum: [
+        "type-error",
+        "syntax-error",
+        "forbidden-syntax",
+        "invalid-manifest",
+        "missing-hook",
+        "timeout",
+        "memory",
+        "invalid-result",
+        "invalid-state",
+        "capability-denied",
+        "capability-budget",
+        "capability-error",
+        "thrown",
+        "crashed",
+        "quarantined",
+      ],
+    },
+    message: { type: "string", maxLength: 2 * TEXT_MAX },
+    line: { type: "integer", minimum: 1 },
+    column: { type: "integer", minimum: 1 },
+  },
+} as const;
+
+export const compiledMechanismSchema = {
+  type: "object",
+  required: ["manifest", "source", "js", "sourceHash", "jsHash"],
+  additionalProperties: false,
+  properties: {
+    manifest: manifestSchema,
+    source: { type: "string" },
+    js: { type: "string" },
+    sourceHash: { type: "string", pattern: "^[0-9a-f]{64}$" },
+    jsHash: { type: "string", pattern: "^[0-9a-f]{64}$" },
+  },
+} as const;
+
+export const sandboxPolicySchema = {
+  type: "object",
+  required: [
+    "grantedCapabilities",
+    "hookTimeoutMs",
+    "isolateMemoryMb",
+    "capabilityCallBudget",
+    "maxJsonBytes",
+    "maxStateBytes",
+    "maxLogLines",
+  ],
+  additionalProperties: false,
+  properties: {
+    grantedCapabilities: { type: "array", maxItems: 3, uniqueItems: true, items: capabilityNameSchema },
+    hookTimeoutMs: { type: "integer", minimum: 1, maximum: 600000 },
+    isolateMemoryMb: { type: "integer", minimum: 8, maximum: 4096 },
+    capabilityCallBudget: { type: "integer", minimum: 0, maximum: 1000000 },
+    maxJsonBytes: { type: "integer", minimum: 1024, maximum: 64 * 1024 * 1024 },
+    maxStateBytes: { type: "integer", minimum: 2, maximum: 64 * 1024 * 1024 },
+    maxLogLines: { type: "integer", minimum: 0, maximum: 10000 },
+  },
+} as const;
+
+// ---- capability arguments (each capability call crosses as a JSON array of its arguments) ----
+
+const listName = identifierSchema;
+const tolerance = { type: "number", minimum: 0, maximum: 1 } as const;
+const paramNames = { type: "array", maxItems: 256, items: identifierSchema } as const;
+
+export const capabilityArgumentSchemas = {
+  "tabu.add": {
+    type: "array",
+    minItems: 3,
+    maxItems: 3,
+    items: [listName, configSchema, { type: "integer", minimum: 1, maximum: 100000 }],
+  },
+  "tabu.contains": { type: "array", minItems: 2, maxItems: 3, items: [listName, configSchema, tolerance] },
+  "tabu.size": { type: "array", minItems: 1, maxItems: 1, items: [listName] },
+  "tabu.clear": { type: "array", minItems: 1, maxItems: 1, items: [listName] },
+  "bandit.arms": {
+    type: "array",
+    minItems: 2,
+    maxItems: 2,
+    items: [listName, { type: "array", minItems: 1, maxItems: 256, items: identifierSchema }],
+  },
+  "bandit.select": {
+    type: "array",
+    minItems: 2,
+    maxItems: 3,
+    items: [
+      listName,
+      { enum: ["ucb1", "thompson", "epsilon-greedy"] },
+      {
+        type: "object",
+        additionalProperties: false,
+        properties: {
+          epsilon: { type: "number", minimum: 0, maximum: 1 },
+          c: { type: "number", minimum: 0, maximum: 100 },
+        },
+      },
+    ],
+  },
+  "bandit.reward": {
+    type: "array",
+    minItems: 3,
+    maxItems: 3,
+    items: [listName, identifierSchema, { type: "number" }],
+  },
+  "bandit.stats": { type: "array", minItems: 1, maxItems: 1, items: [listName] },
+  "space.clamp": { type: "array", minItems: 2, maxItems: 2, items: [identifierSchema, paramValueSchema] },
+  "space.neighbour": {
+    type: "array",
+    minItems: 3,
+    maxItems: 4,
+    items: [
+      configSchema,
+      identifierSchema,
+      { enum: [1, -1] },
+      { type: "number", exclusiveMinimum: 0, maximum: 1 },
+    ],
+  },
+  "space.distance": { type: "array", minItems: 2, maxItems: 2, items: [configSchema, configSchema] },
+  "space.latinHypercube": {
+    type: "array",
+    minItems: 1,
+    maxItems: 2,
+    items: [{ type: "integer", minimum: 1, maximum: 1000 }, paramNames],
+  },
+  "space.orthogonalArray": {
+    type: "array",
+    minItems: 2,
+    maxItems: 2,
+    items: [{ ...paramNames, minItems: 1 }, { enum: [2, 3] }],
+  },
+} as const;
+
+export type CapabilityOperation = keyof typeof capabilityArgumentSchemas;

@@ -1,0 +1,195 @@
+// Host side of one sandbox child: spawn, line protocol, per-request deadlines, SIGKILL, and an RSS
+// watchdog (the OS-level memory cap: RLIMIT_AS cannot work because every isolate reserves ~0.5 GB
+// of address space, and RLIMIT_DATA stops V8 from reserving its code range at all).
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { isResponse, LineReader, MAX_LINE_CHARS, type Request, type Response } from "./protocol.ts";
+import type { SandboxPolicy } from "./types.ts";
+
+const CHILD_ENTRY = path.join(import.meta.dirname, "child.ts");
+const PAGE_BYTES = 4096;
+
+export type Failure = { readonly failure: "timeout" | "crashed" | "memory"; readonly detail: string };
+export type Reply = Response | Failure;
+
+export interface ChildOptions {
+  readonly policy: SandboxPolicy;
+  /** RSS cap for the whole child (isolates + compiler); the watchdog SIGKILLs above it. */
+  readonly memoryMb: number;
+  /** V8 heap cap of the child's own Node heap (the compiler lives there; isolates have their own). */
+  readonly heapMb: number;
+  readonly startTimeoutMs: number;
+  readonly watchdogIntervalMs: number;
+}
+
+type Distributive<T> = T extends unknown ? Omit<T, "id"> : never;
+export type RequestBody = Distributive<Request>;
+
+export function isFailure(reply: Reply): reply is Failure {
+  return "failure" in reply;
+}
+
+export class SandboxChild {
+  private readonly proc: ChildProcess;
+  private readonly pending = new Map<number, { resolve: (reply: Reply) => void; timer: NodeJS.Timeout }>();
+  private readonly watchdog: NodeJS.Timeout;
+  private nextId = 1;
+  private stderrTail = "";
+  private killedFor: Failure | null = null;
+  private readyResolve: ((ok: boolean) => void) | null = null;
+  readonly exited: Promise<void>;
+  alive = true;
+
+  private constructor(options: ChildOptions) {
+    const node = process.execPath;
+    const args = [
+      "--no-node-snapshot",
+      `--max-old-space-size=${options.heapMb}`,
+      "--disable-warning=ExperimentalWarning",
+      CHILD_ENTRY,
+    ];
+    // No core dumps from aborts; a minimal environment (no host secrets reach the child).
+    this.proc = spawn("/bin/sh", ["-c", 'ulimit -c 0 2>/dev/null; exec "$@"', "sh", node, ...args], {
+      stdio: ["pipe", "ignore", "pipe", "pipe"],
+      env: { BILEVEL_SANDBOX_POLICY: JSON.stringify(options.policy) },
+    });
+    this.exited = new Promise((resolve) => {
+      this.proc.once("exit", () => resolve());
+      this.proc.once("error", () => resolve());
+    });
+    void this.exited.then(() => this.onExit());
+    const stderr = this.proc.stderr as Readable;
+    stderr.setEncoding("utf8");
+    stderr.on("data", (chunk: string) => {
+      this.stderrTail = (this.stderrTail + chunk).slice(-8192);
+    });
+    const channel = this.proc.stdio[3] as Readable;
+    channel.setEncoding("utf8");
+    const reader = new LineReader(
+      MAX_LINE_CHARS,
+      (line) => this.onLine(line),
+      () => this.kill({ failure: "crashed", detail: "the sandbox child sent an oversized message" }),
+    );
+    channel.on("data", (chunk: string) => reader.push(chunk));
+    (this.proc.stdin as Writable).on("error", () => {});
+    channel.on("error", () => {});
+    this.watchdog = setInterval(() => void this.checkMemory(options.memoryMb), options.watchdogIntervalMs);
+    this.watchdog.unref();
+  }
+
+  static async start(options: ChildOptions): Promise<SandboxChild> {
+    const child = new SandboxChild(options);
+    const ready = new Promise<boolean>((resolve) => {
+      child.readyResolve = resolve;
+    });
+    const timer = setTimeout(() => child.readyResolve?.(false), options.startTimeoutMs);
+    const ok = await Promise.race([ready, child.exited.then(() => false)]);
+    clearTimeout(timer);
+    if (!ok) {
+      const detail = child.stderrTail.trim().split("\n").slice(-3).join(" | ");
+      child.kill({ failure: "crashed", detail: "start failed" });
+      await child.exited;
+      throw new Error(`the sandbox child did not start${detail ? `: ${detail}` : ""}`);
+    }
+    return child;
+  }
+
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  /** Send one request; resolve with its response, or with a Failure after SIGKILL on the deadline. */
+  request(body: RequestBody, deadlineMs: number): Promise<Reply> {
+    if (!this.alive)
+      return Promise.resolve({ failure: "crashed", detail: "the sandbox child is not running" });
+    const id = this.nextId++;
+    return new Promise<Reply>((resolve) => {
+      const timer = setTimeout(() => {
+        this.kill({ failure: "timeout", detail: `no answer within ${deadlineMs} ms` });
+      }, deadlineMs);
+      this.pending.set(id, { resolve, timer });
+      (this.proc.stdin as Writable).write(`${JSON.stringify({ ...body, id })}\n`);
+    });
+  }
+
+  /** SIGKILL; pending requests resolve with `reason` once the process is gone. */
+  kill(reason: Failure): void {
+    if (!this.alive) return;
+    this.killedFor ??= reason;
+    this.proc.kill("SIGKILL");
+  }
+
+  /** Ask the child to exit (closing stdin), SIGKILL if it does not within a moment. */
+  async close(): Promise<void> {
+    if (!this.alive) return;
+    (this.proc.stdin as Writable).end();
+    const timer = setTimeout(() => this.kill({ failure: "crashed", detail: "closed" }), 2000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  private onLine(line: string): void {
+    let message: unknown;
+    try {
+      message = JSON.parse(line);
+    } catch {
+      this.kill({ failure: "crashed", detail: "the sandbox child sent a message that is not JSON" });
+      return;
+    }
+    if (!isResponse(message)) {
+      this.kill({
+        failure: "crashed",
+        detail: `the sandbox child sent an invalid message: ${isResponse.explain()}`,
+      });
+      return;
+    }
+    if (message.op === "ready") {
+      this.readyResolve?.(true);
+      return;
+    }
+    const entry = this.pending.get(message.id);
+    if (!entry) return;
+    this.pending.delete(message.id);
+    clearTimeout(entry.timer);
+    entry.resolve(message);
+  }
+
+  private onExit(): void {
+    this.alive = false;
+    clearInterval(this.watchdog);
+    const reason = this.killedFor ?? this.exitReason();
+    for (const { resolve, timer } of this.pending.values()) {
+      clearTimeout(timer);
+      resolve(reason);
+    }
+    this.pending.clear();
+  }
+
+  private exitReason(): Failure {
+    const tail = this.stderrTail;
+    if (/out of memory|heap limit|allocation failed/i.test(tail)) {
+      return { failure: "memory", detail: "the sandbox child ran out of memory" };
+    }
+    const signal = this.proc.signalCode;
+    const code = this.proc.exitCode;
+    return {
+      failure: "crashed",
+      detail: `the sandbox child died (${signal ? `signal ${signal}` : `exit code ${String(code)}`})`,
+    };
+  }
+
+  private async checkMemory(memoryMb: number): Promise<void> {
+    if (!this.alive || this.proc.pid === undefined) return;
+    try {
+      const statm = await readFile(`/proc/${this.proc.pid}/statm`, "utf8");
+      const residentPages = Number(statm.split(" ")[1]);
+      if (residentPages * PAGE_BYTES > memoryMb * 1024 * 1024) {
+        this.kill({ failure: "memory", detail: `the sandbox child exceeded its ${memoryMb} MB memory cap` });
+      }
+    } catch {
+      // not Linux, or the process just exited
+    }
+  }
+}

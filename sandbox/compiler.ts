@@ -1,0 +1,289 @@
+// Compile a mechanism: one long-lived in-memory ts-morph Project (pinned options, the API as an
+// in-memory module), type-check, lint, extract the manifest statically, transpile to a CommonJS
+// script body the isolate evaluates. Runs in the sandbox child: a pathological file can only hang
+// or crash the child, which the host kills on its compile deadline.
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { Project, ts } from "ts-morph";
+import type { HookName, Manifest } from "../mechanism-api/index.d.ts";
+import { manifestSchema } from "../mechanism-api/schemas.ts";
+import { API_MODULE, lintMechanism } from "./lint.ts";
+import type { CompiledMechanism, SandboxError } from "./types.ts";
+import { validator } from "./validation.ts";
+
+const API_PATH = "/bilevel/mechanism-api.d.ts";
+const FILE_PATH = "/mechanism/mechanism.ts";
+const HOOKS: readonly HookName[] = ["init", "guide", "suggest", "filter", "observe"];
+const MAX_ERRORS = 20;
+
+const isManifest = validator<Manifest>(manifestSchema);
+
+export const COMPILER_OPTIONS: ts.CompilerOptions = {
+  strict: true,
+  lib: ["lib.es2022.d.ts"],
+  types: [],
+  target: ts.ScriptTarget.ES2022,
+  module: ts.ModuleKind.ESNext,
+  moduleResolution: ts.ModuleResolutionKind.Bundler,
+  noEmit: false,
+  skipLibCheck: true,
+  allowJs: false,
+  noImplicitOverride: true,
+  paths: { [API_MODULE]: [API_PATH] },
+};
+
+/** What the emitted JS is: a CommonJS module body (the child wraps it as a factory). */
+const EMIT_OPTIONS: ts.CompilerOptions = {
+  module: ts.ModuleKind.CommonJS,
+  target: ts.ScriptTarget.ES2022,
+  sourceMap: false,
+  removeComments: false,
+  inlineSourceMap: false,
+};
+
+export type CompileResult =
+  | { ok: true; mechanism: CompiledMechanism; compileMs: number; lintMs: number }
+  | { ok: false; errors: SandboxError[]; compileMs: number; lintMs: number };
+
+let project: Project | null = null;
+
+function getProject(): Project {
+  if (project) return project;
+  project = new Project({
+    useInMemoryFileSystem: true,
+    skipAddingFilesFromTsConfig: true,
+    compilerOptions: COMPILER_OPTIONS,
+  });
+  const apiText = readFileSync(path.join(import.meta.dirname, "../mechanism-api/index.d.ts"), "utf8");
+  project.createSourceFile(API_PATH, apiText, { overwrite: true });
+  return project;
+}
+
+export function sha256(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
+}
+
+function position(sf: ts.SourceFile, pos: number): { line: number; column: number } {
+  const { line, character } = sf.getLineAndCharacterOfPosition(Math.min(Math.max(0, pos), sf.text.length));
+  return { line: line + 1, column: character + 1 };
+}
+
+function fromDiagnostic(d: ts.Diagnostic, code: "syntax-error" | "type-error"): SandboxError {
+  const text = ts.flattenDiagnosticMessageText(d.messageText, " ").slice(0, 1000);
+  const where = d.file && d.start !== undefined ? position(d.file, d.start) : {};
+  return { stage: "compile", code, message: `TS${d.code}: ${text}`, ...where };
+}
+
+export function compileMechanism(source: string): CompileResult {
+  const t0 = performance.now();
+  const p = getProject();
+  p.createSourceFile(FILE_PATH, source, { overwrite: true });
+  const program = p.getProgram().compilerObject;
+  const sf = program.getSourceFile(FILE_PATH);
+  if (!sf) throw new Error("the compiler lost the mechanism file");
+  const syntax = program.getSyntacticDiagnostics(sf);
+  if (syntax.length > 0) {
+    const errors = syntax.slice(0, MAX_ERRORS).map((d) => fromDiagnostic(d, "syntax-error"));
+    return { ok: false, errors, compileMs: performance.now() - t0, lintMs: 0 };
+  }
+  const semantic = [...program.getSemanticDiagnostics(sf), ...program.getGlobalDiagnostics()].filter(
+    (d) => d.category === ts.DiagnosticCategory.Error && (d.file === undefined || d.file === sf),
+  );
+  const typeErrors = semantic.slice(0, MAX_ERRORS).map((d) => fromDiagnostic(d, "type-error"));
+  const compileMs = performance.now() - t0;
+
+  const t1 = performance.now();
+  const checker = program.getTypeChecker();
+  const lintErrors = lintMechanism(sf, checker);
+  const extracted = extractManifest(sf, checker);
+  const lintMs = performance.now() - t1;
+  const errors = [...typeErrors, ...lintErrors, ...("errors" in extracted ? extracted.errors : [])];
+  if (errors.length > 0 || !("manifest" in extracted)) {
+    return { ok: false, errors: errors.slice(0, MAX_ERRORS), compileMs, lintMs };
+  }
+  const js = ts.transpileModule(source, {
+    compilerOptions: EMIT_OPTIONS,
+    fileName: "mechanism.ts",
+    reportDiagnostics: false,
+  }).outputText;
+  const mechanism: CompiledMechanism = {
+    manifest: extracted.manifest,
+    source,
+    js,
+    sourceHash: sha256(source),
+    jsHash: sha256(js),
+  };
+  return { ok: true, mechanism, compileMs: compileMs + (performance.now() - t1 - lintMs), lintMs };
+}
+
+/** Source map of the emitted JS, to map runtime positions back to the TypeScript source. */
+export function sourceMapFor(source: string): { js: string; map: string } {
+  const out = ts.transpileModule(source, {
+    compilerOptions: { ...EMIT_OPTIONS, sourceMap: true },
+    fileName: "mechanism.ts",
+    reportDiagnostics: false,
+  });
+  // transpileModule appends a sourceMappingURL comment when sourceMap is on; the stored JS has none.
+  const js = out.outputText.replace(/\n\/\/# sourceMappingURL=.*$/, "");
+  return { js, map: out.sourceMapText ?? "" };
+}
+
+// ---- manifest extraction: the default export must be an object literal with a literal manifest ----
+
+type Extracted = { manifest: Manifest } | { errors: SandboxError[] };
+
+function lintError(
+  sf: ts.SourceFile,
+  node: ts.Node,
+  code: SandboxError["code"],
+  message: string,
+): SandboxError {
+  return { stage: "lint", code, message, ...position(sf, node.getStart(sf)) };
+}
+
+function unwrap(expr: ts.Expression): ts.Expression {
+  let e = expr;
+  while (
+    ts.isParenthesizedExpression(e) ||
+    ts.isSatisfiesExpression(e) ||
+    ts.isAsExpression(e) ||
+    ts.isTypeAssertionExpression(e) ||
+    ts.isNonNullExpression(e)
+  ) {
+    e = e.expression;
+  }
+  return e;
+}
+
+function extractManifest(sf: ts.SourceFile, checker: ts.TypeChecker): Extracted {
+  const exportDefault = sf.statements.find(
+    (s): s is ts.ExportAssignment => ts.isExportAssignment(s) && !s.isExportEquals,
+  );
+  if (!exportDefault) {
+    const fnOrClass = sf.statements.find(
+      (s) =>
+        (ts.isFunctionDeclaration(s) || ts.isClassDeclaration(s)) &&
+        ts.getModifiers(s)?.some((m) => m.kind === ts.SyntaxKind.DefaultKeyword),
+    );
+    const node = fnOrClass ?? sf;
+    return {
+      errors: [
+        lintError(
+          sf,
+          node,
+          "invalid-manifest",
+          "the default export must be an object literal with a `manifest`",
+        ),
+      ],
+    };
+  }
+  let expr = unwrap(exportDefault.expression);
+  if (ts.isIdentifier(expr)) {
+    const symbol = checker.getSymbolAtLocation(expr);
+    const decl = symbol?.valueDeclaration;
+    if (decl && ts.isVariableDeclaration(decl) && decl.initializer) expr = unwrap(decl.initializer);
+  }
+  if (!ts.isObjectLiteralExpression(expr)) {
+    return {
+      errors: [
+        lintError(
+          sf,
+          expr,
+          "invalid-manifest",
+          "the default export must be an object literal (a `const` of one is fine)",
+        ),
+      ],
+    };
+  }
+  const errors: SandboxError[] = [];
+  let manifestNode: ts.Expression | undefined;
+  const defined = new Map<HookName, ts.Node>();
+  for (const prop of expr.properties) {
+    if (ts.isSpreadAssignment(prop)) {
+      errors.push(lintError(sf, prop, "invalid-manifest", "spreads are not allowed in the default export"));
+      continue;
+    }
+    const name =
+      prop.name && (ts.isIdentifier(prop.name) || ts.isStringLiteral(prop.name)) ? prop.name.text : null;
+    if (name === null) {
+      errors.push(lintError(sf, prop, "invalid-manifest", "the default export's keys must be plain names"));
+      continue;
+    }
+    if (name === "manifest") {
+      if (ts.isPropertyAssignment(prop)) manifestNode = prop.initializer;
+      else
+        errors.push(
+          lintError(sf, prop, "invalid-manifest", "`manifest` must be a property with a literal value"),
+        );
+    } else if ((HOOKS as readonly string[]).includes(name)) {
+      defined.set(name as HookName, prop);
+    }
+  }
+  if (errors.length > 0) return { errors };
+  if (!manifestNode)
+    return { errors: [lintError(sf, expr, "invalid-manifest", "the default export has no `manifest`")] };
+  const value = literalValue(manifestNode);
+  if ("error" in value) return { errors: [lintError(sf, value.node, "invalid-manifest", value.error)] };
+  if (!isManifest(value.value)) {
+    return { errors: [lintError(sf, manifestNode, "invalid-manifest", `manifest: ${isManifest.explain()}`)] };
+  }
+  const manifest = value.value;
+  for (const hook of manifest.hooks) {
+    if (!defined.has(hook)) {
+      errors.push(
+        lintError(sf, manifestNode, "missing-hook", `the manifest declares ${hook} but it is not defined`),
+      );
+    }
+  }
+  for (const [hook, node] of defined) {
+    if (!manifest.hooks.includes(hook)) {
+      errors.push(
+        lintError(sf, node, "missing-hook", `${hook} is defined but the manifest does not declare it`),
+      );
+    }
+  }
+  return errors.length > 0 ? { errors } : { manifest };
+}
+
+type Literal = { value: unknown } | { error: string; node: ts.Node };
+
+function literalValue(node: ts.Expression): Literal {
+  const e = unwrap(node);
+  if (ts.isStringLiteralLike(e)) return { value: e.text };
+  if (ts.isNumericLiteral(e)) return { value: Number(e.text) };
+  if (e.kind === ts.SyntaxKind.TrueKeyword) return { value: true };
+  if (e.kind === ts.SyntaxKind.FalseKeyword) return { value: false };
+  if (
+    ts.isPrefixUnaryExpression(e) &&
+    e.operator === ts.SyntaxKind.MinusToken &&
+    ts.isNumericLiteral(e.operand)
+  ) {
+    return { value: -Number(e.operand.text) };
+  }
+  if (ts.isArrayLiteralExpression(e)) {
+    const out: unknown[] = [];
+    for (const item of e.elements) {
+      const v = literalValue(item);
+      if ("error" in v) return v;
+      out.push(v.value);
+    }
+    return { value: out };
+  }
+  if (ts.isObjectLiteralExpression(e)) {
+    const out: Record<string, unknown> = {};
+    for (const prop of e.properties) {
+      if (!ts.isPropertyAssignment(prop) || !(ts.isIdentifier(prop.name) || ts.isStringLiteral(prop.name))) {
+        return {
+          error: "the manifest must be a plain literal (no spreads, methods or computed keys)",
+          node: prop,
+        };
+      }
+      const v = literalValue(prop.initializer);
+      if ("error" in v) return v;
+      out[prop.name.text] = v.value;
+    }
+    return { value: out };
+  }
+  return { error: "the manifest must be written as a literal (strings, numbers, arrays)", node: e };
+}

@@ -1,0 +1,392 @@
+// The Sandbox: the host's handle on the supervised child. It serialises requests, enforces a
+// deadline on every one (compile, load, call), SIGKILLs and restarts the child on a missed deadline
+// or a crash, reloads the healthy mechanisms into the new child, and quarantines the offender.
+// Public methods never throw for anything a mechanism does.
+
+import type { HookName, Json } from "../mechanism-api/index.d.ts";
+import { compiledMechanismSchema, hookCallSchema } from "../mechanism-api/schemas.ts";
+import { type Failure, isFailure, type Reply, type RequestBody, SandboxChild } from "./child-process.ts";
+import { defaultPolicy } from "./policy.ts";
+import type {
+  CompiledMechanism,
+  CompileOutcome,
+  DryRunTrace,
+  HookCall,
+  HookOutcome,
+  SandboxError,
+  SandboxPolicy,
+  SandboxStage,
+  ValidationReport,
+} from "./types.ts";
+import { validator } from "./validation.ts";
+
+/** Process-level limits (not part of the run policy). */
+export interface SandboxOptions {
+  /** RSS cap of the child process in MB (isolates + compiler), enforced by a watchdog. Default 2048. */
+  readonly childMemoryMb?: number;
+  /** The child's own V8 heap cap in MB (the TypeScript compiler lives there). Default 1024. */
+  readonly childHeapMb?: number;
+  /** Deadline for one compile in ms (the first one also loads the compiler). Default 30000. */
+  readonly compileTimeoutMs?: number;
+  /** Largest mechanism source accepted, in bytes. Default 512 KiB. */
+  readonly maxSourceBytes?: number;
+  /** Deadline for the child to come up, in ms. Default 20000. */
+  readonly startTimeoutMs?: number;
+}
+
+const HOOK_ORDER: readonly HookName[] = ["init", "guide", "suggest", "filter", "observe"];
+const EMPTY_CAPABILITIES = { tabu: {}, bandit: {} } as const;
+
+const isHookCall = validator<HookCall>(hookCallSchema);
+const isCompiledMechanism = validator<CompiledMechanism>(compiledMechanismSchema);
+
+function failureError(stage: SandboxStage, failure: Failure): SandboxError {
+  const code =
+    failure.failure === "timeout" ? "timeout" : failure.failure === "memory" ? "memory" : "crashed";
+  return { stage, code, message: failure.detail };
+}
+
+export class Sandbox {
+  readonly policy: SandboxPolicy;
+  private readonly options: Required<SandboxOptions>;
+  private child: SandboxChild | null = null;
+  private readonly loaded = new Map<string, CompiledMechanism>();
+  private readonly quarantined = new Map<string, SandboxError>();
+  private lock: Promise<unknown> = Promise.resolve();
+  private restartCount = 0;
+  private closed = false;
+  private validations = 0;
+  /** Timings of the last compile, split by stage (for validate's report). */
+  private lastCompileSplit = { compileMs: 0, lintMs: 0 };
+
+  private constructor(policy: SandboxPolicy, options: SandboxOptions) {
+    this.policy = policy;
+    this.options = {
+      childMemoryMb: options.childMemoryMb ?? 2048,
+      childHeapMb: options.childHeapMb ?? 1024,
+      compileTimeoutMs: options.compileTimeoutMs ?? 30000,
+      maxSourceBytes: options.maxSourceBytes ?? 512 * 1024,
+      startTimeoutMs: options.startTimeoutMs ?? 20000,
+    };
+  }
+
+  /** Spawn the supervised child. Throws only if the child cannot start at all (or the policy is invalid). */
+  static async start(policy: Partial<SandboxPolicy> = {}, options: SandboxOptions = {}): Promise<Sandbox> {
+    const sandbox = new Sandbox(defaultPolicy(policy), options);
+    sandbox.child = await sandbox.spawnChild();
+    return sandbox;
+  }
+
+  /** How many times the child was replaced after a kill or a crash. */
+  get restarts(): number {
+    return this.restartCount;
+  }
+
+  /** The child's pid (for tests and diagnostics). */
+  get childPid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  quarantineReason(id: string): SandboxError | null {
+    return this.quarantined.get(id) ?? null;
+  }
+
+  async compile(source: string, _fileName?: string): Promise<CompileOutcome> {
+    const t0 = performance.now();
+    const fail = (error: SandboxError): CompileOutcome => ({
+      ok: false,
+      errors: [error],
+      durationMs: performance.now() - t0,
+    });
+    if (typeof source !== "string")
+      return fail({ stage: "compile", code: "syntax-error", message: "the source is not text" });
+    const bytes = Buffer.byteLength(source, "utf8");
+    if (bytes > this.options.maxSourceBytes) {
+      return fail({
+        stage: "compile",
+        code: "syntax-error",
+        message: `the source is ${bytes} bytes, over the ${this.options.maxSourceBytes}-byte limit`,
+      });
+    }
+    const reply = await this.exclusive(() =>
+      this.send({ op: "compile", source }, this.options.compileTimeoutMs),
+    );
+    if (isFailure(reply)) {
+      const error = failureError("compile", reply);
+      return fail(
+        error.code === "timeout"
+          ? { ...error, message: `the compiler did not finish within ${this.options.compileTimeoutMs} ms` }
+          : error,
+      );
+    }
+    if (reply.op !== "compile")
+      return fail({ stage: "compile", code: "crashed", message: unexpected(reply) });
+    const { result } = reply;
+    this.lastCompileSplit = { compileMs: result.compileMs, lintMs: result.lintMs };
+    const durationMs = performance.now() - t0;
+    return result.ok
+      ? { ok: true, mechanism: result.mechanism, durationMs }
+      : { ok: false, errors: result.errors, durationMs };
+  }
+
+  async load(
+    id: string,
+    mechanism: CompiledMechanism,
+  ): Promise<{ ok: true } | { ok: false; error: SandboxError }> {
+    if (typeof id !== "string" || id.length === 0 || id.length > 200) {
+      return {
+        ok: false,
+        error: { stage: "load", code: "invalid-manifest", message: "invalid mechanism id" },
+      };
+    }
+    if (!isCompiledMechanism(mechanism)) {
+      return {
+        ok: false,
+        error: {
+          stage: "load",
+          code: "invalid-manifest",
+          message: `not a compiled mechanism: ${isCompiledMechanism.explain()}`,
+        },
+      };
+    }
+    return this.exclusive(async () => {
+      this.quarantined.delete(id);
+      this.loaded.delete(id);
+      const reply = await this.send({ op: "load", mechanismId: id, mechanism }, this.loadDeadline());
+      if (isFailure(reply)) return { ok: false, error: failureError("load", reply) };
+      if (reply.op !== "load")
+        return { ok: false, error: { stage: "load", code: "crashed", message: unexpected(reply) } };
+      if (reply.error) return { ok: false, error: reply.error };
+      this.loaded.set(id, mechanism);
+      return { ok: true };
+    });
+  }
+
+  async call(call: HookCall): Promise<HookOutcome> {
+    const t0 = performance.now();
+    const stage: SandboxStage = HOOK_ORDER.includes(call?.hook) ? call.hook : "load";
+    const failed = (error: SandboxError): HookOutcome => ({
+      ok: false,
+      error,
+      durationMs: performance.now() - t0,
+    });
+    if (!isHookCall(call))
+      return failed({ stage, code: "invalid-state", message: `invalid hook call: ${isHookCall.explain()}` });
+    const id = call.mechanismId;
+    const known = this.quarantined.get(id);
+    if (known)
+      return failed({
+        stage,
+        code: "quarantined",
+        message: `quarantined after ${known.stage}/${known.code}: ${known.message}`,
+      });
+    if (!this.loaded.has(id))
+      return failed({ stage, code: "crashed", message: `mechanism "${id}" is not loaded` });
+    const stateBytes = Buffer.byteLength(JSON.stringify(call.state), "utf8");
+    if (stateBytes > this.policy.maxStateBytes) {
+      return failed({
+        stage,
+        code: "invalid-state",
+        message: `the state is ${stateBytes} bytes, over the ${this.policy.maxStateBytes}-byte cap`,
+      });
+    }
+    const body: RequestBody = { op: "call", call };
+    if (Buffer.byteLength(JSON.stringify(call), "utf8") > this.policy.maxJsonBytes) {
+      return failed({
+        stage,
+        code: "invalid-state",
+        message: `the hook call's data exceeds ${this.policy.maxJsonBytes} bytes`,
+      });
+    }
+    return this.exclusive(async () => {
+      if (!this.loaded.has(id))
+        return failed({ stage, code: "crashed", message: `mechanism "${id}" is not loaded` });
+      const reply = await this.send(body, this.callDeadline());
+      let error: SandboxError;
+      if (isFailure(reply)) error = failureError(stage, reply);
+      else if (reply.op !== "call") error = { stage, code: "crashed", message: unexpected(reply) };
+      else if (!reply.outcome.ok) error = reply.outcome.error;
+      else {
+        const o = reply.outcome;
+        return {
+          ok: true,
+          result: o.result,
+          state: o.state as Json,
+          capabilities: o.capabilities,
+          logs: o.logs,
+          droppedLogLines: o.droppedLogLines,
+          capabilityCalls: o.capabilityCalls,
+          durationMs: performance.now() - t0,
+        };
+      }
+      await this.quarantine(id, error);
+      return failed(error);
+    });
+  }
+
+  async unload(id: string): Promise<void> {
+    await this.exclusive(async () => {
+      const wasLoaded = this.loaded.delete(id);
+      if (wasLoaded && this.child?.alive)
+        await this.send({ op: "unload", mechanismId: id }, this.loadDeadline());
+    });
+  }
+
+  async validate(source: string, trace: DryRunTrace, fileName?: string): Promise<ValidationReport> {
+    const stages: { stage: SandboxStage; ok: boolean; durationMs: number; error?: SandboxError }[] = [];
+    const report = (
+      error: SandboxError | null,
+      manifest: ValidationReport["manifest"],
+      compiled: CompiledMechanism | null,
+    ): ValidationReport => ({
+      ok: error === null,
+      manifest,
+      stages,
+      error,
+      compiled,
+    });
+    const compiled = await this.compile(source, fileName);
+    if (!compiled.ok) {
+      const first = compiled.errors[0]!;
+      if (first.stage === "lint") {
+        stages.push({ stage: "compile", ok: true, durationMs: this.lastCompileSplit.compileMs });
+        stages.push({ stage: "lint", ok: false, durationMs: this.lastCompileSplit.lintMs, error: first });
+      } else {
+        stages.push({ stage: "compile", ok: false, durationMs: compiled.durationMs, error: first });
+      }
+      return report(first, null, null);
+    }
+    const { mechanism } = compiled;
+    const lintMs = this.lastCompileSplit.lintMs;
+    stages.push({ stage: "compile", ok: true, durationMs: compiled.durationMs - lintMs });
+    stages.push({ stage: "lint", ok: true, durationMs: lintMs });
+    const id = `validate-${++this.validations}`;
+    const tLoad = performance.now();
+    const loaded = await this.load(id, mechanism);
+    if (!loaded.ok) {
+      stages.push({ stage: "load", ok: false, durationMs: performance.now() - tLoad, error: loaded.error });
+      return report(loaded.error, mechanism.manifest, mechanism);
+    }
+    stages.push({ stage: "load", ok: true, durationMs: performance.now() - tLoad });
+    let state: Json = {};
+    let capabilities: HookCall["capabilities"] = EMPTY_CAPABILITIES;
+    try {
+      for (const hook of HOOK_ORDER) {
+        if (!mechanism.manifest.hooks.includes(hook)) continue;
+        const argument = hook === "filter" ? trace.proposal : hook === "observe" ? trace.trial : undefined;
+        const outcome = await this.call({
+          mechanismId: id,
+          hook,
+          context: trace.context,
+          state,
+          capabilities,
+          ...(argument === undefined ? {} : { argument }),
+        });
+        if (!outcome.ok) {
+          stages.push({ stage: hook, ok: false, durationMs: outcome.durationMs, error: outcome.error });
+          return report(outcome.error, mechanism.manifest, mechanism);
+        }
+        stages.push({ stage: hook, ok: true, durationMs: outcome.durationMs });
+        state = outcome.state;
+        capabilities = outcome.capabilities;
+      }
+    } finally {
+      await this.unload(id);
+      this.quarantined.delete(id);
+    }
+    return report(null, mechanism.manifest, mechanism);
+  }
+
+  async close(): Promise<void> {
+    await this.exclusive(async () => {
+      this.closed = true;
+      this.loaded.clear();
+      await this.child?.close();
+      this.child = null;
+    });
+  }
+
+  // ---- internals ----
+
+  private callDeadline(): number {
+    const t = this.policy.hookTimeoutMs;
+    return t + Math.max(200, t);
+  }
+
+  private loadDeadline(): number {
+    return this.callDeadline() + 2000;
+  }
+
+  /** Run `fn` after every earlier operation (one request in flight at a time). */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn, fn);
+    this.lock = run.catch(() => {});
+    return run;
+  }
+
+  /** Send to a live child, replacing a dead one first (and reloading the healthy mechanisms). */
+  private async send(body: RequestBody, deadlineMs: number): Promise<Reply> {
+    if (this.closed) return { failure: "crashed", detail: "the sandbox is closed" };
+    if (!this.child?.alive) {
+      try {
+        await this.restart();
+      } catch (e) {
+        return {
+          failure: "crashed",
+          detail: e instanceof Error ? e.message : "the sandbox child could not restart",
+        };
+      }
+    }
+    const child = this.child!;
+    const reply = await child.request(body, deadlineMs);
+    if (isFailure(reply)) await child.exited;
+    return reply;
+  }
+
+  private async spawnChild(): Promise<SandboxChild> {
+    return SandboxChild.start({
+      policy: this.policy,
+      memoryMb: this.options.childMemoryMb,
+      heapMb: this.options.childHeapMb,
+      startTimeoutMs: this.options.startTimeoutMs,
+      watchdogIntervalMs: 50,
+    });
+  }
+
+  private async restart(): Promise<void> {
+    this.child = await this.spawnChild();
+    this.restartCount++;
+    for (const [id, mechanism] of [...this.loaded]) {
+      const reply = await this.child.request({ op: "load", mechanismId: id, mechanism }, this.loadDeadline());
+      const error = isFailure(reply)
+        ? failureError("load", reply)
+        : reply.op === "load"
+          ? reply.error
+          : { stage: "load" as const, code: "crashed" as const, message: unexpected(reply) };
+      if (error) {
+        this.loaded.delete(id);
+        this.quarantined.set(id, {
+          ...error,
+          message: `could not be reloaded after a sandbox restart: ${error.message}`,
+        });
+        if (!this.child.alive) {
+          await this.child.exited;
+          return this.restart();
+        }
+      }
+    }
+  }
+
+  private async quarantine(id: string, error: SandboxError): Promise<void> {
+    this.quarantined.set(id, error);
+    if (this.loaded.delete(id) && this.child?.alive) {
+      await this.child.request({ op: "unload", mechanismId: id }, this.loadDeadline());
+    }
+  }
+}
+
+function unexpected(reply: Reply): string {
+  return "op" in reply && reply.op === "invalid"
+    ? `the sandbox child refused the request: ${reply.message}`
+    : "unexpected reply from the sandbox child";
+}

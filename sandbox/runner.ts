@@ -1,0 +1,413 @@
+// Child side: one isolate per loaded mechanism, a fresh context per hook call (the next one is
+// prepared in the background right after a call), capabilities behind a single ivm.Callback.
+import ivm from "isolated-vm";
+import type { CapabilityName, HookName } from "../mechanism-api/index.d.ts";
+import { type CapabilitySession, invokeCapability } from "./capabilities/index.ts";
+import { sha256, sourceMapFor } from "./compiler.ts";
+import { FIXED_NOW, GUEST_BOOTSTRAP, GUEST_FILE, wrapMechanismJs } from "./guest.ts";
+import { type ChildCallOutcome, isHookResult } from "./protocol.ts";
+import { callSeed, sfc32 } from "./rng.ts";
+import { originalPosition } from "./sourcemap.ts";
+import type {
+  CompiledMechanism,
+  HookCall,
+  HookResult,
+  SandboxError,
+  SandboxPolicy,
+  SandboxStage,
+} from "./types.ts";
+import { jsonDepth } from "./validation.ts";
+
+const MAX_DEPTH = 64;
+const MAX_LOG_CHARS = 2000;
+
+interface Loaded {
+  readonly id: string;
+  readonly compiled: CompiledMechanism;
+  readonly isolate: ivm.Isolate;
+  readonly script: ivm.Script;
+  prepared: ivm.Context | null;
+  preparing: Promise<void> | null;
+  /** Source-map mappings, computed on the first runtime error that needs a position. */
+  mappings?: string | null;
+}
+
+interface Active {
+  readonly session: CapabilitySession;
+  readonly logs: string[];
+  dropped: number;
+  fault: { code: SandboxError["code"]; message: string } | null;
+}
+
+export class Runner {
+  private readonly policy: SandboxPolicy;
+  private readonly loaded = new Map<string, Loaded>();
+  private active: Active | null = null;
+  private readonly callback: ivm.Callback;
+
+  constructor(policy: SandboxPolicy) {
+    this.policy = policy;
+    this.callback = new ivm.Callback((op: unknown, args: unknown) => this.dispatch(op, args));
+  }
+
+  /** The guest's one way out. Runs synchronously inside a hook call; never throws. */
+  private dispatch(op: unknown, args: unknown): string {
+    const active = this.active;
+    if (!active) return '{"ok":false,"message":"no hook call is active"}';
+    if (active.fault) return JSON.stringify({ ok: false, message: active.fault.message });
+    if (op === "log") {
+      if (active.logs.length < this.policy.maxLogLines) {
+        active.logs.push(typeof args === "string" ? args.slice(0, MAX_LOG_CHARS) : "(not a string)");
+      } else {
+        active.dropped++;
+      }
+      return '{"ok":true,"value":null}';
+    }
+    const result = invokeCapability(active.session, op, args);
+    if (!result.ok) {
+      // Sticky: the hook call fails with this error even if the guest catches the exception.
+      active.fault = { code: result.code, message: result.message };
+      return JSON.stringify({ ok: false, message: result.message });
+    }
+    return JSON.stringify({ ok: true, value: result.value });
+  }
+
+  async load(id: string, compiled: CompiledMechanism): Promise<SandboxError | null> {
+    await this.unload(id);
+    const denied = compiled.manifest.capabilities.filter((c) => !this.policy.grantedCapabilities.includes(c));
+    if (denied.length > 0) {
+      return err("load", "capability-denied", `the run's policy does not grant: ${denied.join(", ")}`);
+    }
+    if (sha256(compiled.js) !== compiled.jsHash) {
+      return err("load", "invalid-manifest", "the compiled JavaScript does not match its hash");
+    }
+    const isolate = new ivm.Isolate({ memoryLimit: this.policy.isolateMemoryMb });
+    let script: ivm.Script;
+    try {
+      script = isolate.compileScriptSync(wrapMechanismJs(compiled.js), {
+        filename: GUEST_FILE,
+        lineOffset: -1,
+      });
+    } catch (e) {
+      isolate.dispose();
+      return err("load", "syntax-error", `the compiled JavaScript does not parse: ${safeMessage(e)}`);
+    }
+    const m: Loaded = { id, compiled, isolate, script, prepared: null, preparing: null };
+    let context: ivm.Context | null = null;
+    try {
+      context = this.newContextSync(m);
+      const raw: unknown = context.evalClosureSync("return __bilevel_inspect()", [], {
+        timeout: this.policy.hookTimeoutMs,
+      });
+      const inspected = parseGuest(raw, this.policy.maxJsonBytes);
+      if (!inspected.ok) {
+        const e = inspected.error;
+        dispose(m);
+        return this.mapPosition(m, { ...e, stage: "load" });
+      }
+      const problem = checkInspection(inspected.value, compiled);
+      if (problem) {
+        dispose(m);
+        return problem;
+      }
+    } catch (e) {
+      dispose(m);
+      return classifyRunError(e, "load", isolate);
+    } finally {
+      releaseContext(context);
+    }
+    this.loaded.set(id, m);
+    this.prepare(m);
+    return null;
+  }
+
+  async unload(id: string): Promise<void> {
+    const m = this.loaded.get(id);
+    if (!m) return;
+    this.loaded.delete(id);
+    await m.preparing?.catch(() => {});
+    dispose(m);
+  }
+
+  async call(call: HookCall): Promise<ChildCallOutcome> {
+    const stage = call.hook;
+    const m = this.loaded.get(call.mechanismId);
+    if (!m || m.isolate.isDisposed)
+      return { ok: false, error: err(stage, "crashed", "the mechanism is not loaded") };
+    if (!m.compiled.manifest.hooks.includes(call.hook)) {
+      return { ok: false, error: err(stage, "missing-hook", `the manifest does not declare ${call.hook}`) };
+    }
+    await m.preparing;
+    let context = m.prepared;
+    m.prepared = null;
+    const declared = new Set<CapabilityName>(m.compiled.manifest.capabilities);
+    const allowed = new Set([...declared].filter((c) => this.policy.grantedCapabilities.includes(c)));
+    const { context: cx } = call;
+    const active: Active = {
+      session: {
+        params: cx.params,
+        iteration: cx.iteration,
+        declared,
+        allowed,
+        budget: this.policy.capabilityCallBudget,
+        random: sfc32(callSeed(cx.seed, call.mechanismId, cx.iteration, call.hook, "capabilities")),
+        calls: 0,
+        state: { tabu: call.capabilities.tabu, bandit: call.capabilities.bandit },
+      },
+      logs: [],
+      dropped: 0,
+      fault: null,
+    };
+    const input = JSON.stringify({
+      hook: call.hook,
+      seed: callSeed(cx.seed, call.mechanismId, cx.iteration, call.hook, "guest"),
+      context: {
+        iteration: cx.iteration,
+        params: cx.params,
+        incumbent: cx.incumbent,
+        best: cx.best,
+        history: cx.history,
+      },
+      state: call.state,
+      argument: call.argument ?? null,
+    });
+    let raw: unknown;
+    try {
+      context ??= this.newContextSync(m);
+      this.active = active;
+      raw = context.evalClosureSync("return __bilevel_invoke($0)", [input], {
+        timeout: this.policy.hookTimeoutMs,
+      });
+    } catch (e) {
+      return { ok: false, error: classifyRunError(e, stage, m.isolate) };
+    } finally {
+      this.active = null;
+      releaseContext(context);
+      if (!m.isolate.isDisposed) this.prepare(m);
+    }
+    if (active.fault) return { ok: false, error: err(stage, active.fault.code, active.fault.message) };
+    const parsed = parseGuest(raw, this.policy.maxJsonBytes * 2);
+    if (!parsed.ok) return { ok: false, error: this.mapPosition(m, { ...parsed.error, stage }) };
+    const out = parsed.value as { value?: unknown; state?: unknown };
+    const result = { hook: call.hook, value: out.value };
+    if (!isHookResult(result)) {
+      return {
+        ok: false,
+        error: err(
+          stage,
+          "invalid-result",
+          `${call.hook} returned ${describeResult(call.hook)}: ${isHookResult.explain()}`,
+        ),
+      };
+    }
+    const stateBytes = Buffer.byteLength(JSON.stringify(out.state ?? null), "utf8");
+    if (stateBytes > this.policy.maxStateBytes) {
+      return {
+        ok: false,
+        error: err(
+          stage,
+          "invalid-state",
+          `the state is ${stateBytes} bytes, over the ${this.policy.maxStateBytes}-byte cap`,
+        ),
+      };
+    }
+    if (jsonDepth(out.state, MAX_DEPTH) > MAX_DEPTH || jsonDepth(out.value, MAX_DEPTH) > MAX_DEPTH) {
+      return {
+        ok: false,
+        error: err(stage, "invalid-state", `the state or result nests deeper than ${MAX_DEPTH} levels`),
+      };
+    }
+    return {
+      ok: true,
+      result: result as HookResult,
+      state: out.state ?? null,
+      capabilities: active.session.state,
+      logs: active.logs,
+      droppedLogLines: active.dropped,
+      capabilityCalls: active.session.calls,
+    };
+  }
+
+  /** A context with the bootstrap and the mechanism's factory in place. */
+  private newContextSync(m: Loaded): ivm.Context {
+    const context = m.isolate.createContextSync();
+    try {
+      context.evalClosureSync(GUEST_BOOTSTRAP, [this.callback, FIXED_NOW, this.policy.maxJsonBytes], {
+        timeout: this.policy.hookTimeoutMs,
+      });
+      m.script.runSync(context, { timeout: this.policy.hookTimeoutMs });
+    } catch (e) {
+      context.release();
+      throw e;
+    }
+    return context;
+  }
+
+  /** Build the next call's context off the critical path. */
+  private prepare(m: Loaded): void {
+    if (m.prepared || m.preparing) return;
+    m.preparing = (async () => {
+      const context = await m.isolate.createContext();
+      try {
+        await context.evalClosure(GUEST_BOOTSTRAP, [this.callback, FIXED_NOW, this.policy.maxJsonBytes], {
+          timeout: this.policy.hookTimeoutMs,
+        });
+        await m.script.run(context, { timeout: this.policy.hookTimeoutMs });
+        if (this.loaded.get(m.id) === m) m.prepared = context;
+        else context.release();
+      } catch {
+        // The next call builds its context synchronously and reports the error there.
+        releaseContext(context);
+      }
+    })()
+      .catch(() => {})
+      .finally(() => {
+        m.preparing = null;
+      });
+  }
+
+  /** Map a compiled-JS position to the TypeScript source (lazily: only errors need it). */
+  private mapPosition(m: Loaded, error: SandboxError): SandboxError {
+    if (error.line === undefined || error.column === undefined) return stripPosition(error);
+    if (m.mappings === undefined) {
+      try {
+        const { js, map } = sourceMapFor(m.compiled.source);
+        const parsed: unknown = JSON.parse(map);
+        const mappings = (parsed as { mappings?: unknown }).mappings;
+        m.mappings = js === m.compiled.js && typeof mappings === "string" ? mappings : null;
+      } catch {
+        m.mappings = null;
+      }
+    }
+    if (m.mappings === null) return stripPosition(error);
+    const pos = originalPosition(m.mappings, error.line, error.column);
+    return pos ? { ...error, line: pos.line, column: pos.column } : stripPosition(error);
+  }
+
+  disposeAll(): void {
+    for (const m of this.loaded.values()) dispose(m);
+    this.loaded.clear();
+  }
+}
+
+function stripPosition(error: SandboxError): SandboxError {
+  const { line: _l, column: _c, ...rest } = error;
+  return rest;
+}
+
+function describeResult(hook: HookName): string {
+  switch (hook) {
+    case "guide":
+      return "something other than text or nothing";
+    case "suggest":
+      return "something other than a suggestion or nothing";
+    case "filter":
+      return "something other than a verdict";
+    default:
+      return "an invalid value";
+  }
+}
+
+function err(stage: SandboxStage, code: SandboxError["code"], message: string): SandboxError {
+  return { stage, code, message: sanitize(message) };
+}
+
+/** Never let a host path or URL cross back. */
+export function sanitize(message: string): string {
+  return message
+    .replace(/file:\/\/\S+/g, "<path>")
+    .replace(/(?:\/[\w.@+-]+){2,}/g, "<path>")
+    .slice(0, 2000);
+}
+
+function safeMessage(e: unknown): string {
+  try {
+    if (e instanceof Error) return String(e.message);
+    return typeof e === "string" ? e : "unknown error";
+  } catch {
+    return "unknown error";
+  }
+}
+
+function classifyRunError(e: unknown, stage: SandboxStage, isolate: ivm.Isolate): SandboxError {
+  const message = safeMessage(e);
+  if (isolate.isDisposed || /memory limit/i.test(message)) {
+    return err(stage, "memory", `the isolate ran out of memory (${message})`);
+  }
+  if (/timed out/i.test(message)) return err(stage, "timeout", `did not finish in time (${message})`);
+  return err(stage, "thrown", message);
+}
+
+type Parsed = { ok: true; value: unknown } | { ok: false; error: SandboxError };
+
+/** Parse what the guest returned: a JSON string of bounded size, {ok:true,…} or {ok:false,code,message}. */
+function parseGuest(raw: unknown, maxChars: number): Parsed {
+  if (typeof raw !== "string")
+    return { ok: false, error: err("load", "invalid-result", "the sandbox entry point was tampered with") };
+  if (raw.length > maxChars)
+    return { ok: false, error: err("load", "invalid-result", "the result is too large") };
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return { ok: false, error: err("load", "invalid-result", "the result is not JSON") };
+  }
+  if (value === null || typeof value !== "object") {
+    return { ok: false, error: err("load", "invalid-result", "the sandbox entry point was tampered with") };
+  }
+  const v = value as { ok?: unknown; code?: unknown; message?: unknown; line?: unknown; column?: unknown };
+  if (v.ok === true) return { ok: true, value };
+  const allowed = ["thrown", "invalid-result", "invalid-state", "invalid-manifest", "missing-hook"] as const;
+  const code = allowed.find((c) => c === v.code) ?? "thrown";
+  const error: SandboxError = {
+    ...err("load", code, typeof v.message === "string" ? v.message : "unknown error"),
+    ...(Number.isInteger(v.line) && (v.line as number) > 0 ? { line: v.line as number } : {}),
+    ...(Number.isInteger(v.column) && (v.column as number) > 0 ? { column: v.column as number } : {}),
+  };
+  return { ok: false, error };
+}
+
+function checkInspection(value: unknown, compiled: CompiledMechanism): SandboxError | null {
+  const v = value as { hooks?: unknown; manifest?: unknown };
+  if (canonical(v.manifest) !== canonical(compiled.manifest)) {
+    return err("load", "invalid-manifest", "the manifest at run time differs from the compiled manifest");
+  }
+  const hooks = Array.isArray(v.hooks) ? v.hooks : [];
+  for (const hook of compiled.manifest.hooks) {
+    if (!hooks.includes(hook))
+      return err("load", "missing-hook", `the manifest declares ${hook} but it is not a function`);
+  }
+  for (const hook of hooks) {
+    if (!(compiled.manifest.hooks as readonly unknown[]).includes(hook)) {
+      return err("load", "missing-hook", `${String(hook)} is defined but the manifest does not declare it`);
+    }
+  }
+  return null;
+}
+
+/** JSON with sorted keys, for comparing manifests. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : v,
+  );
+}
+
+function releaseContext(context: ivm.Context | null): void {
+  try {
+    context?.release();
+  } catch {
+    // already released with its isolate
+  }
+}
+
+function dispose(m: Loaded): void {
+  releaseContext(m.prepared);
+  m.prepared = null;
+  try {
+    if (!m.isolate.isDisposed) m.isolate.dispose();
+  } catch {
+    // disposing twice is harmless
+  }
+}
