@@ -40,12 +40,26 @@ describe("createRng", () => {
 
 describe("param-scale", () => {
   it("round-trips bounds and uses the log scale for log parameters", () => {
-    const lr = params.find((p) => p.name === "MATRIX_LR") as ParamSpec;
+    const lr: ParamSpec = {
+      name: "LR",
+      kind: "float",
+      min: 0.001,
+      max: 0.3,
+      log: true,
+      default: 0.01,
+      description: "",
+    };
     expect(toUnit(lr, 0.001)).toBeCloseTo(0);
     expect(toUnit(lr, 0.3)).toBeCloseTo(1);
     // Geometric midpoint of [0.001, 0.3].
     expect(fromUnit(lr, 0.5) as number).toBeCloseTo(Math.sqrt(0.001 * 0.3), 5);
-    const hd = params.find((p) => p.name === "HEAD_DIM") as ParamSpec;
+    const hd: ParamSpec = {
+      name: "HD",
+      kind: "choice",
+      choices: [32, 64, 128],
+      default: 64,
+      description: "",
+    };
     expect(toUnit(hd, 64)).toBeCloseTo(0.5);
     expect(Number.isNaN(toUnit(hd, 63))).toBe(true);
     expect(fromUnit(hd, 2)).toBe(128);

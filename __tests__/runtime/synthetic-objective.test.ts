@@ -70,11 +70,28 @@ describe("syntheticObjective", () => {
   });
 
   it("fails like a trainer: divergence, out of memory, invalid configs", () => {
-    expect(syntheticObjective(params, { ...defaults, MATRIX_LR: 0.25 }).status).toBe("diverged");
+    // Values relative to the declared ranges, so the test follows the trainer's search space.
+    const at = (name: string, u: number) => fromUnit(params.find((p) => p.name === name) as ParamSpec, u);
+    expect(syntheticObjective(params, { ...defaults, MATRIX_LR: at("MATRIX_LR", 0.85) }).status).toBe(
+      "diverged",
+    );
     // Warmup makes the same LR survivable.
-    expect(syntheticObjective(params, { ...defaults, MATRIX_LR: 0.12, WARMUP_RATIO: 0.5 }).status).toBe("ok");
-    expect(syntheticObjective(params, { ...defaults, EMBEDDING_LR: 2.9 }).status).toBe("diverged");
-    const oom = syntheticObjective(params, { ...defaults, DEVICE_BATCH_SIZE: 256, SEQ_LEN: 2048, DEPTH: 8 });
+    expect(
+      syntheticObjective(params, {
+        ...defaults,
+        MATRIX_LR: at("MATRIX_LR", 0.85),
+        WARMUP_RATIO: at("WARMUP_RATIO", 1),
+      }).status,
+    ).toBe("ok");
+    expect(syntheticObjective(params, { ...defaults, EMBEDDING_LR: at("EMBEDDING_LR", 0.95) }).status).toBe(
+      "diverged",
+    );
+    const oom = syntheticObjective(params, {
+      ...defaults,
+      DEVICE_BATCH_SIZE: at("DEVICE_BATCH_SIZE", 1),
+      SEQ_LEN: at("SEQ_LEN", 1),
+      DEPTH: 8,
+    });
     expect(oom).toEqual({ status: "oom", valBpb: null, message: expect.stringMatching(/out of memory/) });
     for (const bad of [
       { HEAD_DIM: 48 },

@@ -1,0 +1,351 @@
+// `bilevel mechanism test FILE.ts`: the regression harness on the command line. Exit 0: ran clean
+// (and matches the baseline); 1: the mechanism did not compile, faulted, or regressed against the
+// baseline; 2: a usage error (bad flags, unreadable file, corrupt baseline).
+import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { type Command, CommanderError, Option } from "commander";
+import type { ParamSpec } from "../../mechanism-api/index.d.ts";
+import { loadDefaultParams, Sandbox } from "../../sandbox/index.ts";
+import type { CompileOutcome } from "../../sandbox/types.ts";
+import {
+  DEFAULT_SETTINGS,
+  type HarnessReport,
+  type HarnessSandbox,
+  type HarnessSettings,
+  type HarnessSummary,
+  HOOKS,
+  runHarness,
+} from "../harness.ts";
+import { type Comparison, compareToBaseline, parseBaseline } from "../harness-baseline.ts";
+
+export interface MechanismTestOptions {
+  readonly seeds?: string;
+  readonly iterations?: string;
+  readonly noise?: string;
+  readonly tolerance?: string;
+  readonly baseline?: string;
+  readonly saveBaseline?: string;
+  readonly control?: boolean;
+  readonly json?: boolean;
+}
+
+export interface TestIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+/** What the command needs of a sandbox; tests may pass their own started one. */
+export interface TestSandbox extends HarnessSandbox {
+  compile(source: string, fileName?: string): Promise<CompileOutcome>;
+  close(): Promise<void>;
+}
+
+export interface MechanismTestDeps {
+  readonly startSandbox?: () => Promise<TestSandbox>;
+  readonly params?: readonly ParamSpec[];
+}
+
+export const DEFAULT_SEEDS = 3;
+export const DEFAULT_TOLERANCE = 0.005;
+const MAX_SEEDS = 100;
+const MAX_ITERATIONS = 1000;
+
+class UsageError extends Error {}
+
+function parseCount(flag: string, text: string, max: number): number {
+  if (!/^\d+$/.test(text.trim())) throw new UsageError(`${flag} takes a whole number, got "${text}"`);
+  const n = Number(text);
+  if (n < 1 || n > max) throw new UsageError(`${flag} must be between 1 and ${max}, got ${n}`);
+  return n;
+}
+
+function parseNumber(flag: string, text: string, max: number): number {
+  const n = text.trim() === "" ? Number.NaN : Number(text);
+  if (!Number.isFinite(n) || n < 0 || n > max)
+    throw new UsageError(`${flag} takes a number in [0, ${max}], got "${text}"`);
+  return n;
+}
+
+function readText(what: string, file: string): string {
+  let isFile = false;
+  try {
+    isFile = statSync(file).isFile();
+  } catch {
+    throw new UsageError(`cannot read ${what} ${file}: no such file`);
+  }
+  if (!isFile) throw new UsageError(`cannot read ${what} ${file}: not a file`);
+  try {
+    return readFileSync(file, "utf8");
+  } catch (error) {
+    throw new UsageError(
+      `cannot read ${what} ${file}: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+}
+
+/** Settings from the flags, defaulting to the baseline's; a flag that contradicts the baseline is a usage error. */
+function resolveSettings(options: MechanismTestOptions, baseline: HarnessSummary | null): HarnessSettings {
+  const seedsCount =
+    options.seeds === undefined ? undefined : parseCount("--seeds", options.seeds, MAX_SEEDS);
+  const iterations =
+    options.iterations === undefined
+      ? undefined
+      : parseCount("--iterations", options.iterations, MAX_ITERATIONS);
+  const noise = options.noise === undefined ? undefined : parseNumber("--noise", options.noise, 1);
+  if (baseline) {
+    const b = baseline.settings;
+    const mismatch = (flag: string, given: string, recorded: string) =>
+      new UsageError(
+        `${flag} ${given} does not match the baseline (recorded with ${recorded}); drop ${flag}, or record a new baseline with --save-baseline`,
+      );
+    if (seedsCount !== undefined && seedsCount !== b.seeds.length) {
+      throw mismatch("--seeds", String(seedsCount), `${b.seeds.length} seeds`);
+    }
+    if (iterations !== undefined && iterations !== b.iterations) {
+      throw mismatch("--iterations", String(iterations), `${b.iterations} iterations`);
+    }
+    if (noise !== undefined && noise !== b.noiseSigma)
+      throw mismatch("--noise", String(noise), `noise ${b.noiseSigma}`);
+    return { ...b, seeds: [...b.seeds] };
+  }
+  const n = seedsCount ?? DEFAULT_SEEDS;
+  return {
+    ...DEFAULT_SETTINGS,
+    seeds: Array.from({ length: n }, (_, i) => i + 1),
+    iterations: iterations ?? DEFAULT_SETTINGS.iterations,
+    noiseSigma: noise ?? DEFAULT_SETTINGS.noiseSigma,
+  };
+}
+
+/** Run the command; returns the exit code. Never throws. */
+export async function mechanismTest(
+  file: string,
+  options: MechanismTestOptions,
+  io: TestIo,
+  deps: MechanismTestDeps = {},
+): Promise<number> {
+  let source: string;
+  let baseline: HarnessSummary | null = null;
+  let settings: HarnessSettings;
+  let tolerance = DEFAULT_TOLERANCE;
+  try {
+    if (options.tolerance !== undefined) tolerance = parseNumber("--tolerance", options.tolerance, 10);
+    if (options.baseline !== undefined) {
+      const parsed = parseBaseline(readText("baseline", options.baseline));
+      if (!parsed.ok) throw new UsageError(`baseline ${options.baseline} is unusable: ${parsed.error}`);
+      baseline = parsed.summary;
+    }
+    settings = resolveSettings(options, baseline);
+    source = readText("mechanism", file);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr(`bilevel mechanism test: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+
+  let sandbox: TestSandbox | null = null;
+  try {
+    const box: TestSandbox = await (deps.startSandbox ?? (() => Sandbox.start()))();
+    sandbox = box;
+    const params = deps.params ?? loadDefaultParams();
+    const compiled = await box.compile(source, file);
+    if (!compiled.ok) {
+      const lines = compiled.errors.map(
+        (e) =>
+          `  ${e.stage}/${e.code}${e.line !== undefined ? ` at ${e.line}:${e.column ?? 0}` : ""}: ${e.message}`,
+      );
+      if (options.json) io.stdout(`${JSON.stringify({ ok: false, errors: compiled.errors }, null, 2)}\n`);
+      else io.stderr(`${file} was rejected before it could run:\n${lines.join("\n")}\n`);
+      return 1;
+    }
+    const report = await runHarness(box, compiled.mechanism, params, settings);
+    const control = options.control ? await runHarness(box, null, params, settings) : null;
+    const comparison = baseline ? compareToBaseline(report.summary, baseline, tolerance) : null;
+    let saved: string | null = null;
+    if (options.saveBaseline !== undefined) {
+      writeFileSync(options.saveBaseline, `${JSON.stringify(report.summary, null, 2)}\n`);
+      saved = options.saveBaseline;
+    }
+    const faults = report.summary.totals.faults;
+    const failed = comparison ? comparison.regressions.length > 0 : faults > 0;
+    if (options.json) {
+      io.stdout(
+        `${JSON.stringify(
+          {
+            ok: !failed,
+            summary: report.summary,
+            ...(control ? { control: control.summary } : {}),
+            ...(comparison ? { comparison } : {}),
+            ...(saved ? { savedBaseline: saved } : {}),
+            timing: report.timing,
+          },
+          null,
+          2,
+        )}\n`,
+      );
+    } else {
+      io.stdout(formatReport(report, control, comparison, tolerance, saved));
+    }
+    return failed ? 1 : 0;
+  } catch (error) {
+    io.stderr(`bilevel mechanism test: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  } finally {
+    await sandbox?.close();
+  }
+}
+
+function pad(cells: readonly string[], widths: readonly number[]): string {
+  return cells
+    .map((c, i) => c.padEnd(widths[i] ?? 0))
+    .join("  ")
+    .trimEnd();
+}
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  return [pad(header, widths), ...rows.map((r) => pad(r, widths))];
+}
+
+export function formatReport(
+  report: HarnessReport,
+  control: HarnessReport | null,
+  comparison: Comparison | null,
+  tolerance: number,
+  saved: string | null,
+): string {
+  const s = report.summary;
+  const m = s.mechanism;
+  const out: string[] = [];
+  out.push(
+    m
+      ? `mechanism ${m.name} v${m.version} (hooks: ${m.hooks.join(", ") || "none"}; capabilities: ${m.capabilities.join(", ") || "none"})`
+      : "no mechanism (control)",
+    `${s.settings.seeds.length} seeds × ${s.settings.iterations} iterations: offline proposer, synthetic objective (noise σ ${s.settings.noiseSigma}), strict keep-if-better`,
+    "",
+  );
+  out.push(
+    ...table(
+      [
+        "seed",
+        "baseline",
+        "best",
+        "at",
+        "kept",
+        "trials",
+        "failed",
+        "suggested",
+        "rejected",
+        "modified",
+        "guided",
+        "faults",
+      ],
+      s.seeds.map((x) => [
+        String(x.seed),
+        x.baseline.toFixed(4),
+        x.best.toFixed(4),
+        String(x.bestIteration),
+        String(x.kept),
+        String(x.trials),
+        String(Object.values(x.failures).reduce((a, b) => a + (b ?? 0), 0)),
+        String(x.suggested),
+        String(x.rejected),
+        String(x.modified),
+        String(x.guided),
+        String(x.faults.length),
+      ]),
+    ),
+  );
+  out.push("", `mean best ${s.totals.meanBest.toFixed(4)}`);
+  if (control) {
+    const c = control.summary.totals.meanBest;
+    const d = s.totals.meanBest - c;
+    out.push(
+      `control (same seeds, no mechanism): mean best ${c.toFixed(4)}; difference ${d >= 0 ? "+" : ""}${d.toFixed(4)}`,
+    );
+  }
+  out.push("");
+  const hookRows = HOOKS.filter((h) => m?.hooks.includes(h)).map((h) => {
+    const t = report.timing.hooks[h];
+    return [
+      h,
+      String(s.totals.calls[h]),
+      t ? t.medianMs.toFixed(2) : "-",
+      t ? t.p99Ms.toFixed(2) : "-",
+      s.totals.calls[h] === 0 ? "NEVER FIRED" : "",
+    ];
+  });
+  if (hookRows.length > 0) {
+    out.push(...table(["hook", "calls", "median ms", "p99 ms", ""], hookRows), "");
+  }
+  for (const x of s.seeds) {
+    for (const f of x.faults)
+      out.push(`fault: seed ${x.seed}, iteration ${f.iteration}, ${f.hook}/${f.code}: ${f.message}`);
+    if (x.quarantined)
+      out.push(`seed ${x.seed}: the mechanism was quarantined after its fault; the seed ran on without it`);
+  }
+  const samples = [...new Set(s.seeds.flatMap((x) => x.guideSamples))].slice(0, 3);
+  for (const g of samples) out.push(`guide: ${g}`);
+  if (comparison) {
+    out.push("");
+    for (const n of comparison.notes) out.push(`note: ${n}`);
+    if (comparison.regressions.length === 0) out.push(`baseline: OK (tolerance ${tolerance})`);
+    else {
+      out.push(`baseline: REGRESSION (${comparison.regressions.length})`);
+      for (const r of comparison.regressions) out.push(`  - ${r}`);
+    }
+  } else if (s.totals.faults > 0) {
+    out.push("", `FAILED: ${s.totals.faults} fault(s)`);
+  }
+  if (saved) out.push(`baseline saved to ${saved}`);
+  out.push(
+    `(latencies are host round trips, ${report.timing.wallMs.toFixed(0)} ms in all; they are never compared)`,
+  );
+  return `${out.join("\n")}\n`;
+}
+
+/** Add `test` to the `mechanism` command group. */
+export function registerMechanismTestCommand(group: Command): void {
+  group
+    .command("test")
+    .description(
+      "regression harness: run a mechanism in a simulated loop (offline proposer, synthetic objective) for N seeds; " +
+        "report hook calls, latencies, proposals suggested/rejected/modified and the best objective per seed",
+    )
+    .argument("<file>", "the mechanism's TypeScript source")
+    .addOption(
+      new Option(
+        "--seeds <n>",
+        `number of seeds, 1..${MAX_SEEDS} (default ${DEFAULT_SEEDS}, or the baseline's)`,
+      ),
+    )
+    .addOption(
+      new Option(
+        "--iterations <n>",
+        `iterations per seed, 1..${MAX_ITERATIONS} (default ${DEFAULT_SETTINGS.iterations}, or the baseline's)`,
+      ),
+    )
+    .addOption(new Option("--noise <sigma>", `objective noise σ (default ${DEFAULT_SETTINGS.noiseSigma})`))
+    .option("--baseline <file>", "compare with a saved summary; exit 1 on a regression")
+    .option("--save-baseline <file>", "save this run's summary as a baseline")
+    .addOption(
+      new Option(
+        "--tolerance <x>",
+        `how much worse a seed's best may be than the baseline's (default ${DEFAULT_TOLERANCE})`,
+      ),
+    )
+    .option("--control", "also run the same seeds without the mechanism, for comparison")
+    .option("--json", "print JSON: summary (deterministic), control, comparison, timing")
+    .exitOverride((error) => {
+      // Commander's own usage errors (unknown option, missing argument) exit 2 like ours.
+      if (error.exitCode !== 0) throw new CommanderError(2, error.code, error.message);
+      throw error;
+    })
+    .action(async (file: string, options: MechanismTestOptions) => {
+      process.exitCode = await mechanismTest(file, options, {
+        stdout: (t) => process.stdout.write(t),
+        stderr: (t) => process.stderr.write(t),
+      });
+    });
+}
