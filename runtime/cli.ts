@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The bilevel command line. Each command group lives in runtime/commands/.
 import { Command, CommanderError } from "commander";
+import { registerApproveCommand } from "./commands/approve.ts";
 import { registerMechanismCommands } from "./commands/mechanism.ts";
+import { registerMechanismTestCommand } from "./commands/mechanism-test.ts";
 import { registerRunCommands } from "./commands/run.ts";
 import { registerTrainCommand } from "./commands/train.ts";
 
@@ -19,6 +21,10 @@ export function buildProgram(): Command {
   registerRunCommands(program);
   registerTrainCommand(program);
   registerMechanismCommands(program);
+  const mechanism = program.commands.find((c) => c.name() === "mechanism");
+  if (!mechanism) throw new Error("the mechanism command group is missing");
+  registerMechanismTestCommand(mechanism);
+  registerApproveCommand(mechanism);
   return program;
 }
 

@@ -12,6 +12,7 @@ import type { RunConfig } from "./config.ts";
 import type { Proposer } from "./level1.ts";
 import { enforceCaps, type StrategyRequest } from "./level15.ts";
 import { type Batch, describe, MechanismManager, type SandboxLike } from "./mechanisms.ts";
+import { ACTING_OUTCOMES } from "./report.ts";
 import type { EventLevel, MechanismOrigin, MechanismRow, RunStore, SearchConfig, TrialRow } from "./store.ts";
 import { EMPTY_CAPABILITIES } from "./store.ts";
 
@@ -359,7 +360,8 @@ export class BilevelLoop {
         continue;
       }
       const changes = effectiveChanges(incumbent.config, value.changes);
-      const errors = checkChanges(changes, params);
+      // Level 1.5's frozen set binds mechanisms too: the search config is the outer levels' lever.
+      const errors = checkChanges(changes, params, { active: this.search.active });
       if (errors.length > 0) {
         this.mechanisms.record(batch, it, r.mechanism, "suggest", r.outcome, null, "invalid-suggestion", {
           changes: value.changes as unknown as Json,
@@ -457,7 +459,7 @@ export class BilevelLoop {
         }
         if (v.verdict === "modify") {
           const modified = effectiveChanges(incumbent.config, v.changes);
-          const errors = checkChanges(modified, params);
+          const errors = checkChanges(modified, params, { active: this.search.active });
           if (errors.length > 0) {
             filterLedger.push((pid, target) =>
               this.mechanisms.record(
@@ -734,7 +736,12 @@ export class BilevelLoop {
       });
       return;
     }
-    this.emit("2", `Level 2 research session (${this.d.researcher.kind})`);
+    this.event(
+      it,
+      "2",
+      "session",
+      `Level 2 research session (${this.d.researcher.kind === "llm" ? "LLM" : "offline: built-in library"})`,
+    );
     const trace = this.liveTrace(it);
     const result = await this.d.researcher.research({
       iteration: it,
@@ -837,10 +844,7 @@ export class BilevelLoop {
       const row = this.d.store.mechanisms().find((r) => r.id === m.id);
       if (!row || row.activatedIteration === null || it - row.activatedIteration < window) continue;
       const recent = ledger.filter(
-        (l) =>
-          l.mechanismId === m.id &&
-          l.iteration > it - window &&
-          ["suggested", "rejected", "modified", "guided"].includes(l.outcome),
+        (l) => l.mechanismId === m.id && l.iteration > it - window && ACTING_OUTCOMES.includes(l.outcome),
       );
       if (recent.length === 0) continue;
       const helped = recent.some((l) => l.trialId !== null && keptIds.has(l.trialId));

@@ -38,7 +38,9 @@ export interface RunReport {
   readonly events: { readonly level15: number; readonly level2: number };
 }
 
-const ACTING = new Set(["suggested", "rejected", "modified"]);
+/** Ledger outcomes that changed what the loop did (a guide text reaches the LLM proposer's prompt). */
+export const ACTING_OUTCOMES: readonly string[] = ["suggested", "rejected", "modified", "guided"];
+const ACTING = new Set(ACTING_OUTCOMES);
 
 function median(values: readonly number[]): number | null {
   if (values.length === 0) return null;

@@ -3,6 +3,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { ParamSpec } from "../mechanism-api/index.d.ts";
+import { TorchTrainer } from "../trainer/torch-trainer.ts";
 import type { Trainer, TrialOutcome, TrialRequest } from "../trainer/types.ts";
 import type { RunConfig } from "./config.ts";
 import { syntheticObjective } from "./synthetic-objective.ts";
@@ -80,6 +81,7 @@ export function createTrainer(config: RunConfig, params: readonly ParamSpec[]): 
     case "synthetic":
       return new SyntheticTrainer(params, t.delayMs, t.noise);
     case "python":
+      return new TorchTrainer();
     case "external":
       throw new Error(`trainer kind ${t.kind} is not wired yet`);
   }

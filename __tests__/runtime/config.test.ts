@@ -52,3 +52,14 @@ test("config files: missing, not JSON, and valid", () => {
   expect(c.iterations).toBe(7);
   expect(c.seed).toBe(9);
 });
+
+test("the published schema file is the one the code validates with", async () => {
+  const { RUN_CONFIG_SCHEMA } = await import("../../runtime/config.ts");
+  const published = JSON.parse(
+    (await import("node:fs")).readFileSync(
+      path.resolve(import.meta.dirname, "../../runtime/run-config.schema.json"),
+      "utf8",
+    ),
+  );
+  expect(published).toEqual(JSON.parse(JSON.stringify(RUN_CONFIG_SCHEMA)));
+});
