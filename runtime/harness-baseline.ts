@@ -87,7 +87,7 @@ const SEED_SCHEMA = {
 const SUMMARY_SCHEMA = {
   type: "object",
   additionalProperties: false,
-  required: ["format", "mechanism", "settings", "seeds", "totals"],
+  required: ["format", "mechanism", "settings", "spaceHash", "seeds", "totals"],
   properties: {
     format: { const: SUMMARY_FORMAT },
     mechanism: {
@@ -120,6 +120,7 @@ const SUMMARY_SCHEMA = {
         maxChanges: { type: "integer", minimum: 1, maximum: 3 },
       },
     },
+    spaceHash: { type: "string", pattern: "^[0-9a-f]{64}$" },
     seeds: { type: "array", minItems: 1, items: SEED_SCHEMA },
     totals: {
       type: "object",
@@ -209,6 +210,14 @@ export function compareToBaseline(
   const diffs = settingsDiff(current.settings, baseline.settings);
   if (diffs.length > 0)
     return { regressions: [`settings differ from the baseline's: ${diffs.join("; ")}`], notes: [] };
+  if (current.spaceHash !== baseline.spaceHash) {
+    return {
+      regressions: [
+        "the search space (trainer/search-space.json) changed since the baseline was recorded: results are not comparable; re-record it with --save-baseline",
+      ],
+      notes: [],
+    };
+  }
   const regressions: string[] = [];
   const notes: string[] = [];
   const name = (s: HarnessSummary) =>

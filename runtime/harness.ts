@@ -100,6 +100,8 @@ export interface HarnessSummary {
     readonly sourceHash: string;
   } | null;
   readonly settings: HarnessSettings;
+  /** sha256 of the search space the run used: a baseline is only comparable on the same space. */
+  readonly spaceHash: string;
   readonly seeds: readonly SeedSummary[];
   readonly totals: {
     readonly calls: HookCounts;
@@ -183,6 +185,7 @@ export async function runHarness(
           }
         : null,
       settings: { ...settings, seeds: [...settings.seeds] },
+      spaceHash: createHash("sha256").update(JSON.stringify(space)).digest("hex"),
       seeds,
       totals,
     },
