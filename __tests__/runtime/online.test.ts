@@ -1,0 +1,122 @@
+// A full bilevel run against a real local OpenAI-compatible server (scripted replies) and the
+// real sandbox: the LLM proposes, an HTTP 500 is recorded as an invalid proposal and the run
+// goes on, Level 1.5 asks the LLM, Level 2 generates a mechanism that is validated, activated
+// and shown by the ledger to have fired and changed proposals. Secrets stay out of the store.
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { resolveRunConfig } from "../../runtime/config.ts";
+import { STEP_MARKERS } from "../../runtime/level2/prompts.ts";
+import { RunStore } from "../../runtime/store.ts";
+import { executeRun } from "../../runtime/wiring.ts";
+import {
+  type MockStep,
+  type RecordedRequest,
+  startMockLlm,
+  systemPrompt,
+} from "../support/mock-llm-server.ts";
+import { CRITIQUE_REPLY, EXPLORE_REPLY, fenced, GOOD_SOURCE, SPEC_REPLY } from "./level2/fixtures.ts";
+
+const SECRET = "sk-test-0123456789abcdef0123456789";
+
+function script() {
+  let proposals = 0;
+  const level2: Record<string, MockStep[]> = {
+    [STEP_MARKERS.explore]: [{ content: JSON.stringify(EXPLORE_REPLY) }],
+    [STEP_MARKERS.critique]: [{ content: JSON.stringify(CRITIQUE_REPLY) }],
+    [STEP_MARKERS.specify]: [{ content: JSON.stringify(SPEC_REPLY) }],
+    [STEP_MARKERS.generate]: [{ content: fenced(GOOD_SOURCE) }],
+  };
+  return (request: RecordedRequest): MockStep => {
+    const system = systemPrompt(request);
+    for (const [marker, steps] of Object.entries(level2)) {
+      if (system.includes(marker)) return steps.shift() ?? { status: 599, body: "script exhausted" };
+    }
+    if (request.body?.response_format?.json_schema?.name === "strategy") {
+      return {
+        content: JSON.stringify({
+          strategy: "exploit",
+          freeze: ["DEPTH"],
+          unfreeze: [],
+          guidance: "refine the learning rates",
+          rationale: "DEPTH is expensive to explore",
+        }),
+      };
+    }
+    proposals++;
+    if (proposals === 1) return { status: 500, body: { error: { message: "upstream overloaded" } } };
+    // Always the same (worse) change: once discarded, the generated repeat-guard rejects repeats of it.
+    return {
+      content: JSON.stringify({
+        changes: [{ param: "WARMUP_RATIO", value: 0.4 }],
+        rationale: "try a long warmup",
+      }),
+      usage: { prompt_tokens: 100, completion_tokens: 20 },
+    };
+  };
+}
+
+test("online run with a scripted LLM: invalid proposals recorded, Level 1.5 by the LLM, a generated mechanism fires", async () => {
+  const mock = await startMockLlm(script());
+  const dir = mkdtempSync(path.join(tmpdir(), "bilevel-online-"));
+  try {
+    const config = resolveRunConfig({
+      name: "online",
+      iterations: 6,
+      trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },
+      llm: { baseURL: mock.baseURL, model: "scripted", maxRetries: 0, timeoutMs: 5000 },
+      acceptance: { baselineRepeats: 2 },
+      level15: { every: 2, minActive: 6 },
+      level2: { everyCycles: 1, retireWindow: 0 },
+      policy: { maxActiveMechanisms: 1 },
+    });
+    const summary = await executeRun({
+      dir,
+      config,
+      offline: false,
+      env: { OPENAI_API_KEY: SECRET },
+      observer: {},
+    });
+    expect(summary.stopped).toBe(false);
+
+    const store = RunStore.open(dir);
+    expect(store.getMeta("mode")).toBe("online");
+    // The 500 became an invalid proposal of iteration 1, and iteration 1 trained nothing.
+    const invalid = store.proposals().filter((p) => p.status === "invalid");
+    expect(invalid[0]).toMatchObject({ iteration: 1 });
+    expect(invalid[0]?.reason).toMatch(/http/i);
+    expect(store.trials().some((t) => t.kind === "search" && t.iteration === 1)).toBe(false);
+    expect(store.trials().filter((t) => t.kind === "search").length).toBeGreaterThanOrEqual(3);
+
+    // Level 1.5 by the LLM: DEPTH frozen.
+    const llmConfigs = store.searchConfigs().filter((c) => c.source === "llm");
+    expect(llmConfigs.length).toBeGreaterThan(0);
+    expect(llmConfigs[0]?.config.frozen).toContain("DEPTH");
+
+    // Level 2 generated repeat-guard; it is active and its source, JS and hashes are stored.
+    const generated = store.mechanisms().find((m) => m.origin === "generated");
+    expect(generated).toMatchObject({ name: "repeat-guard", status: "active" });
+    expect(generated?.js).toMatch(/streak/);
+    expect(generated?.sourceHash).toMatch(/^[0-9a-f]{64}$/);
+    // ... and the ledger shows it rejected a repeated proposal, which sent the proposer back.
+    const rejections = store
+      .ledger()
+      .filter((l) => l.mechanismId === generated?.id && l.outcome === "rejected");
+    expect(rejections.length).toBeGreaterThan(0);
+    expect(
+      store.proposals().some((p) => p.status === "rejected" && p.reason?.startsWith("repeat-guard")),
+    ).toBe(true);
+
+    // Every exchange is stored, the four Level 2 calls included; the key is in none of them.
+    const exchanges = store.exchanges();
+    for (const purpose of ["propose", "level15"])
+      expect(exchanges.some((e) => e.purpose === purpose)).toBe(true);
+    expect(exchanges.filter((e) => e.purpose.startsWith("level2")).length).toBeGreaterThanOrEqual(4);
+    store.close();
+    const db = readFileSync(path.join(dir, "run.db"));
+    expect(db.includes(Buffer.from(SECRET))).toBe(false);
+    expect(mock.requests.every((r) => !r.raw.includes(SECRET))).toBe(true);
+  } finally {
+    await mock.close();
+  }
+});
