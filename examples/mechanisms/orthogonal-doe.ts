@@ -22,12 +22,20 @@ interface State {
 const PREFERRED = ["MATRIX_LR", "TOTAL_BATCH_SIZE", "EMBEDDING_LR", "WARMDOWN_RATIO"];
 const STEP = 0.12;
 
+/** The design level (-1, 0, +1) of an orthogonal-array value: where it sits in the (log) range. */
 function levelOf(spec: ParamSpec, value: Config[string]): number {
-  if (spec.kind === "choice") {
+  if (spec.kind === "choice" || typeof value !== "number") {
     const choices = spec.choices ?? [];
     return value === choices[0] ? -1 : value === choices[choices.length - 1] ? 1 : 0;
   }
-  return value === spec.min ? -1 : value === spec.max ? 1 : 0;
+  const lo = spec.min ?? 0;
+  const hi = spec.max ?? lo;
+  if (hi === lo) return 0;
+  const u =
+    spec.log && lo > 0
+      ? (Math.log(value) - Math.log(lo)) / (Math.log(hi) - Math.log(lo))
+      : (value - lo) / (hi - lo);
+  return u < 1 / 3 ? -1 : u > 2 / 3 ? 1 : 0;
 }
 
 function configFor(
