@@ -8,9 +8,8 @@ const TEXT_MAX = 4000;
 /** Any JSON value. Structure and size are bounded by the sandbox's byte and depth caps, not here. */
 export const jsonSchema = {} as const;
 
-export const paramValueSchema = {
-  anyOf: [{ type: "number" }, { type: "string", maxLength: NAME_MAX }],
-} as const;
+/** A number or a short string (one type list, not anyOf: this is validated on every hook call). */
+export const paramValueSchema = { type: ["number", "string"], maxLength: NAME_MAX } as const;
 
 export const configSchema = {
   type: "object",
@@ -77,6 +76,10 @@ export const trialSchema = {
 
 /** What `filter` returns. */
 export const filterVerdictSchema = {
+  type: "object",
+  discriminator: { propertyName: "verdict" },
+  required: ["verdict"],
+  properties: { verdict: { type: "string" } },
   oneOf: [
     {
       type: "object",

@@ -5,7 +5,14 @@
 import net from "node:net";
 import { type CompileResult, compileMechanism } from "./compiler.ts";
 import { DEFAULT_POLICY, defaultPolicy } from "./policy.ts";
-import { isRequest, LineReader, MAX_LINE_CHARS, type Request, type Response } from "./protocol.ts";
+import {
+  InvalidRequest,
+  isRequest,
+  LineReader,
+  MAX_LINE_CHARS,
+  type Request,
+  type Response,
+} from "./protocol.ts";
 import { Runner, sanitize } from "./runner.ts";
 import type { SandboxPolicy } from "./types.ts";
 
@@ -47,7 +54,7 @@ async function handle(request: Request): Promise<void> {
       send({ id: request.id, op: "load", error: await runner.load(request.mechanismId, request.mechanism) });
       return;
     case "call":
-      send({ id: request.id, op: "call", outcome: await runner.call(request.call) });
+      send({ id: request.id, op: "call", outcome: await runner.call(request) });
       return;
     case "unload":
       await runner.unload(request.mechanismId);
@@ -76,7 +83,8 @@ function onLine(line: string): void {
   const request = message;
   queue = queue.then(() =>
     handle(request).catch((e: unknown) => {
-      send({ id: request.id, op: "invalid", message: sanitize(`request failed: ${String(e)}`) });
+      const message = e instanceof InvalidRequest ? e.message : `request failed: ${String(e)}`;
+      send({ id: request.id, op: "invalid", message: sanitize(message) });
     }),
   );
 }

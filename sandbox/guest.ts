@@ -164,19 +164,26 @@ defineProperty(G, "__bilevel_inspect", {
 });
 
 defineProperty(G, "__bilevel_invoke", {
-  value: function (inputJson) {
-    const input = parse(inputJson);
+  // head: {hook, seed, iteration, incumbent, best, state}; params/history parsed only if the hook reads them.
+  value: function (headJson, paramsJson, historyJson, argumentJson) {
+    const input = parse(headJson);
     seed(input.seed);
     let m;
     try { m = G.__bilevel_factory(); } catch (e) { return fail("thrown", e); }
     if (m === null || typeof m !== "object" || typeof m[input.hook] !== "function") {
       return failText("missing-hook", "the default export has no function " + input.hook);
     }
-    const cx = input.context;
+    let params, history;
     const ctx = {
-      iteration: cx.iteration, params: cx.params, incumbent: cx.incumbent, best: cx.best, history: cx.history,
-      state: input.state, random, log, tabu, bandit, space,
+      iteration: input.iteration,
+      get params() { return params === undefined ? (params = parse(paramsJson)) : params; },
+      incumbent: input.incumbent,
+      best: input.best,
+      get history() { return history === undefined ? (history = parse(historyJson)) : history; },
+      state: input.state,
+      random, log, tabu, bandit, space,
     };
+    if (argumentJson !== null) input.argument = parse(argumentJson);
     let ret;
     try {
       ret = input.hook === "filter" || input.hook === "observe" ? m[input.hook](input.argument, ctx) : m[input.hook](ctx);

@@ -4,7 +4,7 @@
 // Public methods never throw for anything a mechanism does.
 
 import type { HookName, Json } from "../mechanism-api/index.d.ts";
-import { compiledMechanismSchema, hookCallSchema } from "../mechanism-api/schemas.ts";
+import { compiledMechanismSchema } from "../mechanism-api/schemas.ts";
 import { type Failure, isFailure, type Reply, type RequestBody, SandboxChild } from "./child-process.ts";
 import { defaultPolicy } from "./policy.ts";
 import type {
@@ -37,7 +37,6 @@ export interface SandboxOptions {
 const HOOK_ORDER: readonly HookName[] = ["init", "guide", "suggest", "filter", "observe"];
 const EMPTY_CAPABILITIES = { tabu: {}, bandit: {} } as const;
 
-const isHookCall = validator<HookCall>(hookCallSchema);
 const isCompiledMechanism = validator<CompiledMechanism>(compiledMechanismSchema);
 
 function failureError(stage: SandboxStage, failure: Failure): SandboxError {
@@ -170,28 +169,47 @@ export class Sandbox {
       error,
       durationMs: performance.now() - t0,
     });
-    if (!isHookCall(call))
-      return failed({ stage, code: "invalid-state", message: `invalid hook call: ${isHookCall.explain()}` });
+    // The child validates the call (ajv) on receipt; here only what decides whether to send it.
+    if (
+      call === null ||
+      typeof call !== "object" ||
+      typeof call.mechanismId !== "string" ||
+      typeof call.context !== "object" ||
+      call.context === null
+    ) {
+      return failed({ stage, code: "invalid-state", message: "invalid hook call" });
+    }
     const id = call.mechanismId;
     const known = this.quarantined.get(id);
-    if (known)
+    if (known) {
       return failed({
         stage,
         code: "quarantined",
         message: `quarantined after ${known.stage}/${known.code}: ${known.message}`,
       });
+    }
     if (!this.loaded.has(id))
       return failed({ stage, code: "crashed", message: `mechanism "${id}" is not loaded` });
-    const stateBytes = Buffer.byteLength(JSON.stringify(call.state), "utf8");
-    if (stateBytes > this.policy.maxStateBytes) {
-      return failed({
-        stage,
-        code: "invalid-state",
-        message: `the state is ${stateBytes} bytes, over the ${this.policy.maxStateBytes}-byte cap`,
+    let line: string;
+    try {
+      const { context, ...rest } = call;
+      line = JSON.stringify({
+        op: "call",
+        ...rest,
+        iteration: context.iteration,
+        seed: context.seed,
+        incumbent: context.incumbent,
+        best: context.best,
+        paramsJson: JSON.stringify(context.params),
+        historyJson: JSON.stringify(context.history),
       });
+    } catch {
+      return failed({ stage, code: "invalid-state", message: "the hook call's data is not JSON" });
     }
-    const body: RequestBody = { op: "call", call };
-    if (Buffer.byteLength(JSON.stringify(call), "utf8") > this.policy.maxJsonBytes) {
+    if (
+      line.length > this.policy.maxJsonBytes ||
+      Buffer.byteLength(line, "utf8") > this.policy.maxJsonBytes
+    ) {
       return failed({
         stage,
         code: "invalid-state",
@@ -201,10 +219,13 @@ export class Sandbox {
     return this.exclusive(async () => {
       if (!this.loaded.has(id))
         return failed({ stage, code: "crashed", message: `mechanism "${id}" is not loaded` });
-      const reply = await this.send(body, this.callDeadline());
+      const reply = await this.send(line, this.callDeadline());
       let error: SandboxError;
       if (isFailure(reply)) error = failureError(stage, reply);
-      else if (reply.op !== "call") error = { stage, code: "crashed", message: unexpected(reply) };
+      else if (reply.op === "invalid") {
+        // The call's data failed the child's schema: the caller's mistake, not the mechanism's.
+        return failed({ stage, code: "invalid-state", message: reply.message });
+      } else if (reply.op !== "call") error = { stage, code: "crashed", message: unexpected(reply) };
       else if (!reply.outcome.ok) error = reply.outcome.error;
       else {
         const o = reply.outcome;
@@ -212,7 +233,7 @@ export class Sandbox {
           ok: true,
           result: o.result,
           state: o.state as Json,
-          capabilities: o.capabilities,
+          capabilities: o.capabilities ?? call.capabilities,
           logs: o.logs,
           droppedLogLines: o.droppedLogLines,
           capabilityCalls: o.capabilityCalls,
@@ -325,7 +346,7 @@ export class Sandbox {
   }
 
   /** Send to a live child, replacing a dead one first (and reloading the healthy mechanisms). */
-  private async send(body: RequestBody, deadlineMs: number): Promise<Reply> {
+  private async send(body: RequestBody | string, deadlineMs: number): Promise<Reply> {
     if (this.closed) return { failure: "crashed", detail: "the sandbox is closed" };
     if (!this.child?.alive) {
       try {

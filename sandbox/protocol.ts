@@ -1,19 +1,24 @@
 // The host <-> child protocol: one JSON object per line, host -> child on the child's stdin, child
 // -> host on fd 3. Both sides cap the line length before parsing and validate every message with
 // ajv: the host does not trust the child (it runs guest code), the child does not trust its input.
+
+import type { Config, HookName, Json, ParamSpec, Proposal, Trial } from "../mechanism-api/index.d.ts";
 import {
   capabilityStateSchema,
   compiledMechanismSchema,
   filterVerdictSchema,
   guideTextSchema,
-  hookCallSchema,
+  hookContextDataSchema,
+  hookNameSchema,
   jsonSchema,
   manifestSchema,
+  proposalSchema,
   sandboxErrorSchema,
   suggestionSchema,
+  trialSchema,
 } from "../mechanism-api/schemas.ts";
 import type { CompileResult } from "./compiler.ts";
-import type { CapabilityState, CompiledMechanism, HookCall, HookResult, SandboxError } from "./types.ts";
+import type { CapabilityState, CompiledMechanism, HookResult, SandboxError } from "./types.ts";
 import { validator } from "./validation.ts";
 
 /** Longest protocol line either side accepts (compile requests carry the source, JSON-escaped). */
@@ -27,15 +32,34 @@ export type Request =
       readonly mechanismId: string;
       readonly mechanism: CompiledMechanism;
     }
-  | { readonly id: number; readonly op: "call"; readonly call: HookCall }
+  | ({ readonly id: number; readonly op: "call" } & WireCall)
   | { readonly id: number; readonly op: "unload"; readonly mechanismId: string };
+
+/**
+ * A HookCall as it crosses to the child: the search space and the history travel as JSON strings,
+ * which the child validates once per distinct string and hands to the isolate without re-encoding.
+ */
+export interface WireCall {
+  readonly mechanismId: string;
+  readonly hook: HookName;
+  readonly iteration: number;
+  readonly seed: number;
+  readonly incumbent: { readonly config: Config; readonly valBpb: number | null };
+  readonly best: { readonly config: Config; readonly valBpb: number } | null;
+  readonly state: Json;
+  readonly capabilities: CapabilityState;
+  readonly argument?: Proposal | Trial;
+  readonly paramsJson: string;
+  readonly historyJson: string;
+}
 
 export type ChildCallOutcome =
   | {
       readonly ok: true;
       readonly result: HookResult;
       readonly state: unknown;
-      readonly capabilities: CapabilityState;
+      /** null when the call changed nothing (saves copying and validating large tabu lists). */
+      readonly capabilities: CapabilityState | null;
       readonly logs: readonly string[];
       readonly droppedLogLines: number;
       readonly capabilityCalls: number;
@@ -54,6 +78,10 @@ const id = { type: "integer", minimum: 0 } as const;
 const identifier = { type: "string", minLength: 1, maxLength: 200 } as const;
 
 const requestSchema = {
+  type: "object",
+  discriminator: { propertyName: "op" },
+  required: ["op"],
+  properties: { op: { type: "string" } },
   oneOf: [
     {
       type: "object",
@@ -69,9 +97,36 @@ const requestSchema = {
     },
     {
       type: "object",
-      required: ["id", "op", "call"],
       additionalProperties: false,
-      properties: { id, op: { const: "call" }, call: hookCallSchema },
+      required: [
+        "id",
+        "op",
+        "mechanismId",
+        "hook",
+        "iteration",
+        "seed",
+        "incumbent",
+        "best",
+        "state",
+        "capabilities",
+        "paramsJson",
+        "historyJson",
+      ],
+      properties: {
+        id,
+        op: { const: "call" },
+        mechanismId: identifier,
+        hook: hookNameSchema,
+        iteration: hookContextDataSchema.properties.iteration,
+        seed: hookContextDataSchema.properties.seed,
+        incumbent: hookContextDataSchema.properties.incumbent,
+        best: hookContextDataSchema.properties.best,
+        state: jsonSchema,
+        capabilities: capabilityStateSchema,
+        argument: { anyOf: [proposalSchema, trialSchema] },
+        paramsJson: { type: "string" },
+        historyJson: { type: "string" },
+      },
     },
     {
       type: "object",
@@ -85,6 +140,10 @@ const requestSchema = {
 const ms = { type: "number", minimum: 0 } as const;
 
 const hookResultSchema = {
+  type: "object",
+  discriminator: { propertyName: "hook" },
+  required: ["hook"],
+  properties: { hook: { type: "string" } },
   oneOf: [
     {
       type: "object",
@@ -120,6 +179,10 @@ const hookResultSchema = {
 } as const;
 
 const responseSchema = {
+  type: "object",
+  discriminator: { propertyName: "op" },
+  required: ["op"],
+  properties: { op: { type: "string" } },
   oneOf: [
     {
       type: "object",
@@ -193,7 +256,7 @@ const responseSchema = {
                 ok: { const: true },
                 result: hookResultSchema,
                 state: jsonSchema,
-                capabilities: capabilityStateSchema,
+                capabilities: { oneOf: [{ type: "null" }, capabilityStateSchema] },
                 logs: { type: "array", maxItems: 10000, items: { type: "string", maxLength: 2000 } },
                 droppedLogLines: { type: "integer", minimum: 0 },
                 capabilityCalls: { type: "integer", minimum: 0 },
@@ -227,7 +290,14 @@ const responseSchema = {
 export const isRequest = validator<Request>(requestSchema);
 export const isResponse = validator<Response>(responseSchema);
 export const isHookResult = validator<HookResult>(hookResultSchema);
+export const isParamList = validator<ParamSpec[]>(hookContextDataSchema.properties.params);
+export const isHistory = validator<Trial[]>(hookContextDataSchema.properties.history);
 export const isManifest = validator<CompiledMechanism["manifest"]>(manifestSchema);
+
+/** A request whose data is invalid: answered with op "invalid", never blamed on a mechanism. */
+export class InvalidRequest extends Error {
+  override readonly name = "InvalidRequest";
+}
 
 /** Splits a byte stream into lines, refusing any line longer than `maxChars` (without buffering it). */
 export class LineReader {

@@ -1,21 +1,21 @@
 // Child side: one isolate per loaded mechanism, a fresh context per hook call (the next one is
 // prepared in the background right after a call), capabilities behind a single ivm.Callback.
 import ivm from "isolated-vm";
-import type { CapabilityName, HookName } from "../mechanism-api/index.d.ts";
+import type { CapabilityName, HookName, ParamSpec } from "../mechanism-api/index.d.ts";
 import { type CapabilitySession, invokeCapability } from "./capabilities/index.ts";
 import { sha256, sourceMapFor } from "./compiler.ts";
 import { FIXED_NOW, GUEST_BOOTSTRAP, GUEST_FILE, wrapMechanismJs } from "./guest.ts";
-import { type ChildCallOutcome, isHookResult } from "./protocol.ts";
+import {
+  type ChildCallOutcome,
+  InvalidRequest,
+  isHistory,
+  isHookResult,
+  isParamList,
+  type WireCall,
+} from "./protocol.ts";
 import { callSeed, sfc32 } from "./rng.ts";
 import { originalPosition } from "./sourcemap.ts";
-import type {
-  CompiledMechanism,
-  HookCall,
-  HookResult,
-  SandboxError,
-  SandboxPolicy,
-  SandboxStage,
-} from "./types.ts";
+import type { CompiledMechanism, HookResult, SandboxError, SandboxPolicy, SandboxStage } from "./types.ts";
 import { jsonDepth } from "./validation.ts";
 
 const MAX_DEPTH = 64;
@@ -44,6 +44,9 @@ export class Runner {
   private readonly loaded = new Map<string, Loaded>();
   private active: Active | null = null;
   private readonly callback: ivm.Callback;
+  /** The last validated search space and history strings: they rarely change between calls. */
+  private paramsCache: { json: string; value: ParamSpec[] } | null = null;
+  private historyCache: string | null = null;
 
   constructor(policy: SandboxPolicy) {
     this.policy = policy;
@@ -129,8 +132,28 @@ export class Runner {
     dispose(m);
   }
 
-  async call(call: HookCall): Promise<ChildCallOutcome> {
+  private params(json: string): ParamSpec[] {
+    if (this.paramsCache?.json === json) return this.paramsCache.value;
+    const value = parseJson(json);
+    if (!isParamList(value)) throw new InvalidRequest(`invalid search space: ${isParamList.explain()}`);
+    this.paramsCache = { json, value };
+    return value;
+  }
+
+  private checkHistory(json: string): void {
+    if (this.historyCache === json) return;
+    const value = parseJson(json);
+    if (!isHistory(value)) throw new InvalidRequest(`invalid history: ${isHistory.explain()}`);
+    this.historyCache = json;
+  }
+
+  async call(call: WireCall): Promise<ChildCallOutcome> {
     const stage = call.hook;
+    const params = this.params(call.paramsJson);
+    this.checkHistory(call.historyJson);
+    if (Buffer.byteLength(JSON.stringify(call.state), "utf8") > this.policy.maxStateBytes) {
+      throw new InvalidRequest(`the state passed in exceeds ${this.policy.maxStateBytes} bytes`);
+    }
     const m = this.loaded.get(call.mechanismId);
     if (!m || m.isolate.isDisposed)
       return { ok: false, error: err(stage, "crashed", "the mechanism is not loaded") };
@@ -142,15 +165,14 @@ export class Runner {
     m.prepared = null;
     const declared = new Set<CapabilityName>(m.compiled.manifest.capabilities);
     const allowed = new Set([...declared].filter((c) => this.policy.grantedCapabilities.includes(c)));
-    const { context: cx } = call;
     const active: Active = {
       session: {
-        params: cx.params,
-        iteration: cx.iteration,
+        params,
+        iteration: call.iteration,
         declared,
         allowed,
         budget: this.policy.capabilityCallBudget,
-        random: sfc32(callSeed(cx.seed, call.mechanismId, cx.iteration, call.hook, "capabilities")),
+        random: sfc32(callSeed(call.seed, call.mechanismId, call.iteration, call.hook, "capabilities")),
         calls: 0,
         state: { tabu: call.capabilities.tabu, bandit: call.capabilities.bandit },
       },
@@ -158,24 +180,25 @@ export class Runner {
       dropped: 0,
       fault: null,
     };
-    const input = JSON.stringify({
+    const head = JSON.stringify({
       hook: call.hook,
-      seed: callSeed(cx.seed, call.mechanismId, cx.iteration, call.hook, "guest"),
-      context: {
-        iteration: cx.iteration,
-        params: cx.params,
-        incumbent: cx.incumbent,
-        best: cx.best,
-        history: cx.history,
-      },
+      seed: callSeed(call.seed, call.mechanismId, call.iteration, call.hook, "guest"),
+      iteration: call.iteration,
+      incumbent: call.incumbent,
+      best: call.best,
       state: call.state,
-      argument: call.argument ?? null,
     });
+    const args = [
+      head,
+      call.paramsJson,
+      call.historyJson,
+      call.argument === undefined ? null : JSON.stringify(call.argument),
+    ];
     let raw: unknown;
     try {
       context ??= this.newContextSync(m);
       this.active = active;
-      raw = context.evalClosureSync("return __bilevel_invoke($0)", [input], {
+      raw = context.evalClosureSync("return __bilevel_invoke($0, $1, $2, $3)", args, {
         timeout: this.policy.hookTimeoutMs,
       });
     } catch (e) {
@@ -221,7 +244,12 @@ export class Runner {
       ok: true,
       result: result as HookResult,
       state: out.state ?? null,
-      capabilities: active.session.state,
+      // null = unchanged (capability updates replace objects, so identity tells).
+      capabilities:
+        active.session.state.tabu === call.capabilities.tabu &&
+        active.session.state.bandit === call.capabilities.bandit
+          ? null
+          : active.session.state,
       logs: active.logs,
       droppedLogLines: active.dropped,
       capabilityCalls: active.session.calls,
@@ -287,6 +315,14 @@ export class Runner {
   disposeAll(): void {
     for (const m of this.loaded.values()) dispose(m);
     this.loaded.clear();
+  }
+}
+
+function parseJson(json: string): unknown {
+  try {
+    return JSON.parse(json);
+  } catch {
+    throw new InvalidRequest("not JSON");
   }
 }
 
