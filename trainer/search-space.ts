@@ -157,7 +157,7 @@ export function parseAssignment(text: string): { entries: [string, ParamValue][]
       out.push(...r.entries);
       errors.push(...r.errors);
     });
-    return { entries: out, errors };
+    return errors.length ? { entries: [], errors } : { entries: out, errors };
   }
   const spec = entries().find((p) => p.name === key);
   if (!spec) {
