@@ -208,7 +208,11 @@ export class BilevelLoop {
     await this.activateStartMechanisms();
 
     for (let it = 1; it <= config.iterations; it++) {
-      if (store.hasCheckpoint(`iter:${it}:done`)) continue;
+      if (store.hasCheckpoint(`iter:${it}:done`)) {
+        // A run killed between iterations may still owe this one its Level 1.5/2 steps.
+        await this.afterIteration(it);
+        continue;
+      }
       this.d.observer?.iterationStart?.(it, config.iterations);
       await this.processApprovals(it);
       if (!store.hasCheckpoint(`iter:${it}:proposed`)) await this.proposePhase(it);
@@ -310,7 +314,8 @@ export class BilevelLoop {
   private async activateStartMechanisms(): Promise<void> {
     const { store } = this.d;
     if (store.hasCheckpoint("start-mechanisms")) return;
-    for (const m of this.d.startMechanisms ?? []) {
+    for (const [index, m] of (this.d.startMechanisms ?? []).entries()) {
+      if (store.hasCheckpoint(`start-mechanism:${index}`)) continue;
       const name = path.basename(m.file).replace(/\.ts$/, "");
       const report = await this.d.sandbox.validate(m.source, this.liveTrace(0), path.basename(m.file));
       if (!report.ok) {
@@ -318,7 +323,11 @@ export class BilevelLoop {
           `mechanism ${m.file} failed validation: ${report.error ? describe(report.error) : "unknown error"}`,
         );
       }
-      await this.install(0, { status: "validated", origin: "file", name, source: m.source, report });
+      await this.install(
+        0,
+        { status: "validated", origin: "file", name, source: m.source, report },
+        `start-mechanism:${index}`,
+      );
     }
     store.checkpoint("start-mechanisms");
   }
@@ -756,14 +765,18 @@ export class BilevelLoop {
       tried: rows.map((r) => r.name),
       validate: (source) => this.d.sandbox.validate(source, trace),
     });
-    await this.install(it, result);
-    store.checkpoint(`cycle:${cycle}:level2`);
+    await this.install(it, result, `cycle:${cycle}:level2`);
   }
 
-  private async install(it: number, result: ResearchResult): Promise<void> {
+  /** Record a Level 2 result (and activate it); `checkpoint` is written in the same transaction. */
+  private async install(it: number, result: ResearchResult, checkpoint: string): Promise<void> {
     const { store, config } = this.d;
     if (result.status === "none") {
-      this.event(it, "2", "none", `Level 2 produced no mechanism: ${result.reason}`);
+      store.transaction(() => {
+        store.addEvent(it, "2", "none", `Level 2 produced no mechanism: ${result.reason}`);
+        store.checkpoint(checkpoint);
+      });
+      this.emit("2", `Level 2 produced no mechanism: ${result.reason}`);
       return;
     }
     const id = `m${store.mechanisms().length + 1}-${result.name}`.slice(0, 80);
@@ -789,6 +802,7 @@ export class BilevelLoop {
       store.transaction(() => {
         store.upsertMechanism({ ...base, reason: result.reason });
         store.addEvent(it, "2", "rejected", `Level 2 rejected ${result.name}: ${result.reason}`, { id });
+        store.checkpoint(checkpoint);
       });
       this.emit("2", `Level 2 rejected ${result.name}: ${result.reason}`);
       return;
@@ -803,21 +817,25 @@ export class BilevelLoop {
           `${result.name} validated; waiting for: bilevel mechanism approve ${store.dir} ${id}`,
           { id },
         );
+        store.checkpoint(checkpoint);
       });
       this.emit("2", `${result.name} validated and waits for approval (id ${id})`);
       return;
     }
-    await this.activateRow(it, base);
+    await this.activateRow(it, base, checkpoint);
   }
 
-  private async activateRow(it: number, row: MechanismRow): Promise<void> {
+  private async activateRow(it: number, row: MechanismRow, checkpoint?: string): Promise<void> {
     const batch: Batch = [];
     const error: SandboxError | null = await this.mechanisms.activate(row, this.context(it), batch);
-    this.commit(batch);
     const message = error
       ? `${row.name} failed to activate: ${describe(error)}`
       : `${row.name} activated (${row.origin}; hooks: ${row.manifest?.hooks.join(", ")})`;
-    this.event(it, "2", error ? "quarantined" : "activated", message, { id: row.id });
+    batch.push(() =>
+      this.d.store.addEvent(it, "2", error ? "quarantined" : "activated", message, { id: row.id }),
+    );
+    this.commit(batch, checkpoint);
+    this.emit("2", message);
   }
 
   private async processApprovals(it: number): Promise<void> {
