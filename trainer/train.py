@@ -213,6 +213,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     if args.max_steps is not None and args.max_steps < 1:
         raise InvalidConfig("--max-steps must be >= 1")
 
+    # Config and data problems are found before torch loads (a second or so).
+    resolve(overrides, "cpu")
+    corpus = data_mod.load(args.data)
+
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -224,7 +228,6 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     hp = resolve(overrides, dev_name)
     budget = float(args.budget if args.budget is not None else 60.0)
     eval_bytes = int(args.eval_bytes or EVAL_BYTES[dev_name])
-    corpus = data_mod.load(args.data)
     data_mod.eval_segments(
         corpus.val, eval_bytes, MAX_SEQ_LEN
     )  # fail early, before training
