@@ -287,8 +287,11 @@ export function formatReport(
   }
   const samples = [...new Set(s.seeds.flatMap((x) => x.guideSamples))].slice(0, 3);
   for (const g of samples) out.push(`guide: ${g}`);
+  const gap = () => {
+    if (out.at(-1) !== "") out.push("");
+  };
   if (comparison) {
-    out.push("");
+    gap();
     for (const n of comparison.notes) out.push(`note: ${n}`);
     if (comparison.regressions.length === 0) out.push(`baseline: OK (tolerance ${tolerance})`);
     else {
@@ -296,7 +299,8 @@ export function formatReport(
       for (const r of comparison.regressions) out.push(`  - ${r}`);
     }
   } else if (s.totals.faults > 0) {
-    out.push("", `FAILED: ${s.totals.faults} fault(s)`);
+    gap();
+    out.push(`FAILED: ${s.totals.faults} fault(s)`);
   }
   if (saved) out.push(`baseline saved to ${saved}`);
   out.push(
