@@ -2,8 +2,10 @@
 // real loop when no LLM endpoint is configured, and by the mechanism regression harness.
 // Pure: the same input (and RNG seed) gives the same proposal.
 import type { Change, Config, ParamSpec, ParamValue } from "../mechanism-api/index.d.ts";
+import { applyChanges } from "./changes.ts";
+import type { Proposer, ProposerInput, ProposerResult } from "./level1.ts";
 import { clampValue, fromUnit, fullConfig, spaceKey, toUnit } from "./param-scale.ts";
-import type { Rng } from "./rng.ts";
+import { createRng, type Rng } from "./rng.ts";
 
 export interface OfflineProposerInput {
   readonly params: readonly ParamSpec[];
@@ -142,4 +144,25 @@ function format(value: ParamValue): string {
 function rationale(notes: readonly string[], repeat: boolean): string {
   const text = `offline local step: ${notes.join(", ")}`;
   return repeat ? `${text} (every draw repeated a tried config)` : text;
+}
+
+/**
+ * The loop's `Proposer` over `proposeOffline`: seeded by (run seed, iteration, attempt), only
+ * active parameters, avoiding the recent history and this iteration's rejected proposals.
+ */
+export class OfflineProposer implements Proposer {
+  readonly kind = "offline";
+
+  async propose(input: ProposerInput): Promise<ProposerResult> {
+    const result = proposeOffline({
+      params: input.params,
+      incumbent: input.incumbent.config,
+      history: input.history,
+      active: input.search.active,
+      rng: createRng("offline-proposer", input.seed, input.iteration, input.attempt),
+      maxChanges: input.maxChanges,
+      avoid: input.rejected.map((r) => applyChanges(input.incumbent.config, r.changes)),
+    });
+    return result.ok ? { ok: true, changes: result.changes, rationale: result.rationale } : result;
+  }
 }

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Config, ParamSpec } from "../../mechanism-api/index.d.ts";
 import { checkChanges } from "../../runtime/changes.ts";
-import { proposeOffline } from "../../runtime/offline-proposer.ts";
+import { OfflineProposer, proposeOffline } from "../../runtime/offline-proposer.ts";
 import { fromUnit, spaceKey, toUnit } from "../../runtime/param-scale.ts";
 import { createRng } from "../../runtime/rng.ts";
 
@@ -191,5 +191,46 @@ describe("proposeOffline", () => {
       rng: createRng(1),
     });
     expect(unknown).toEqual({ ok: false, reason: expect.stringMatching(/no active parameter/) });
+  });
+});
+
+describe("OfflineProposer (the loop's Proposer)", () => {
+  const input = (
+    attempt: number,
+    rejected: { changes: { param: string; value: number | string }[]; reason: string }[],
+  ) => ({
+    iteration: 4,
+    params,
+    search: { strategy: "balanced" as const, active: ["MATRIX_LR", "DEPTH"], frozen: [], guidance: "" },
+    incumbent: { config: defaults, valBpb: 2.2 },
+    best: null,
+    history: [],
+    crashLessons: [],
+    guidance: [],
+    rejected,
+    maxChanges: 2,
+    seed: 9,
+    attempt,
+  });
+
+  it("is seeded by (seed, iteration, attempt), keeps to active parameters and avoids rejected proposals", async () => {
+    const p = new OfflineProposer();
+    expect(p.kind).toBe("offline");
+    const a = await p.propose(input(0, []));
+    expect(await p.propose(input(0, []))).toEqual(a);
+    if (!a.ok) throw new Error(a.reason);
+    for (const c of a.changes) expect(["MATRIX_LR", "DEPTH"]).toContain(c.param);
+    expect(a.changes.length).toBeLessThanOrEqual(2);
+    const b = await p.propose(input(1, [{ changes: [...a.changes], reason: "tabu" }]));
+    if (!b.ok) throw new Error(b.reason);
+    expect(b.changes).not.toEqual(a.changes);
+  });
+
+  it("reports failure when nothing is active", async () => {
+    const r = await new OfflineProposer().propose({
+      ...input(0, []),
+      search: { ...input(0, []).search, active: [] },
+    });
+    expect(r.ok).toBe(false);
   });
 });
