@@ -3,7 +3,7 @@
 // an RSS watchdog, and SIGKILLs it on any missed deadline. Requests arrive one JSON line at a time
 // on stdin; responses leave on fd 3. Requests are handled strictly one after another.
 import net from "node:net";
-import { type CompileResult, compileMechanism } from "./compiler.ts";
+import type { CompileResult } from "./compiler.ts";
 import { DEFAULT_POLICY, defaultPolicy } from "./policy.ts";
 import {
   InvalidRequest,
@@ -35,6 +35,8 @@ async function handle(request: Request): Promise<void> {
     case "compile": {
       let result: CompileResult;
       try {
+        // Loaded on first use: a child that only runs hooks starts without the compiler.
+        const { compileMechanism } = await import("./compiler.ts");
         result = compileMechanism(request.source);
       } catch (e) {
         // Deep nesting and similar can overflow the compiler's stack: a clear error, not a crash.

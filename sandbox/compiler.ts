@@ -2,12 +2,12 @@
 // in-memory module), type-check, lint, extract the manifest statically, transpile to a CommonJS
 // script body the isolate evaluates. Runs in the sandbox child: a pathological file can only hang
 // or crash the child, which the host kills on its compile deadline.
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Project, ts } from "ts-morph";
 import type { HookName, Manifest } from "../mechanism-api/index.d.ts";
 import { manifestSchema } from "../mechanism-api/schemas.ts";
+import { sha256 } from "./hash.ts";
 import { API_MODULE, lintMechanism } from "./lint.ts";
 import type { CompiledMechanism, SandboxError } from "./types.ts";
 import { validator } from "./validation.ts";
@@ -58,10 +58,6 @@ function getProject(): Project {
   const apiText = readFileSync(path.join(import.meta.dirname, "../mechanism-api/index.d.ts"), "utf8");
   project.createSourceFile(API_PATH, apiText, { overwrite: true });
   return project;
-}
-
-export function sha256(text: string): string {
-  return createHash("sha256").update(text, "utf8").digest("hex");
 }
 
 function position(sf: ts.SourceFile, pos: number): { line: number; column: number } {
@@ -125,7 +121,7 @@ export function sourceMapFor(source: string): { js: string; map: string } {
     reportDiagnostics: false,
   });
   // transpileModule appends a sourceMappingURL comment when sourceMap is on; the stored JS has none.
-  const js = out.outputText.replace(/\n\/\/# sourceMappingURL=.*$/, "");
+  const js = out.outputText.replace(/\/\/# sourceMappingURL=.*$/, "");
   return { js, map: out.sourceMapText ?? "" };
 }
 

@@ -3,8 +3,8 @@
 import ivm from "isolated-vm";
 import type { CapabilityName, HookName, ParamSpec } from "../mechanism-api/index.d.ts";
 import { type CapabilitySession, invokeCapability } from "./capabilities/index.ts";
-import { sha256, sourceMapFor } from "./compiler.ts";
 import { FIXED_NOW, GUEST_BOOTSTRAP, GUEST_FILE, wrapMechanismJs } from "./guest.ts";
+import { sha256 } from "./hash.ts";
 import {
   type ChildCallOutcome,
   InvalidRequest,
@@ -106,7 +106,7 @@ export class Runner {
       if (!inspected.ok) {
         const e = inspected.error;
         dispose(m);
-        return this.mapPosition(m, { ...e, stage: "load" });
+        return await this.mapPosition(m, { ...e, stage: "load" });
       }
       const problem = checkInspection(inspected.value, compiled);
       if (problem) {
@@ -210,7 +210,7 @@ export class Runner {
     }
     if (active.fault) return { ok: false, error: err(stage, active.fault.code, active.fault.message) };
     const parsed = parseGuest(raw, this.policy.maxJsonBytes * 2);
-    if (!parsed.ok) return { ok: false, error: this.mapPosition(m, { ...parsed.error, stage }) };
+    if (!parsed.ok) return { ok: false, error: await this.mapPosition(m, { ...parsed.error, stage }) };
     const out = parsed.value as { value?: unknown; state?: unknown };
     const result = { hook: call.hook, value: out.value };
     if (!isHookResult(result)) {
@@ -295,14 +295,17 @@ export class Runner {
   }
 
   /** Map a compiled-JS position to the TypeScript source (lazily: only errors need it). */
-  private mapPosition(m: Loaded, error: SandboxError): SandboxError {
+  private async mapPosition(m: Loaded, error: SandboxError): Promise<SandboxError> {
     if (error.line === undefined || error.column === undefined) return stripPosition(error);
     if (m.mappings === undefined) {
       try {
+        // The compiler (ts-morph) loads only when first needed: hook calls do not need it.
+        const { sourceMapFor } = await import("./compiler.ts");
         const { js, map } = sourceMapFor(m.compiled.source);
         const parsed: unknown = JSON.parse(map);
         const mappings = (parsed as { mappings?: unknown }).mappings;
-        m.mappings = js === m.compiled.js && typeof mappings === "string" ? mappings : null;
+        m.mappings =
+          js.trimEnd() === m.compiled.js.trimEnd() && typeof mappings === "string" ? mappings : null;
       } catch {
         m.mappings = null;
       }

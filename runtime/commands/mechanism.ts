@@ -1,6 +1,114 @@
-// Placeholder until the sandbox lands: `bilevel mechanism check|test`.
-import type { Command } from "commander";
+// `bilevel mechanism …`: the command group, and `check FILE.ts [--json]` — compile, lint, load and
+// dry-run every declared hook on the built-in synthetic trace. Exit 0: valid; 1: rejected (stage,
+// category and, for code errors, line:column); 2: usage error (missing or unreadable file).
+// Everything runs in the sandbox child, so no file content can hang or crash this process.
+import { readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import { type Command, CommanderError } from "commander";
+import { loadDefaultParams, Sandbox, syntheticTrace } from "../../sandbox/index.ts";
+import type { SandboxError, ValidationReport } from "../../sandbox/types.ts";
 
-export function registerMechanismCommands(program: Command): void {
-  program.command("mechanism").description("check and test search mechanisms (sandbox)");
+/** Larger files are refused before reading (the sandbox refuses sources over 512 KiB anyway). */
+const MAX_FILE_BYTES = 16 * 1024 * 1024;
+
+export interface CheckIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+export function formatError(file: string, error: SandboxError): string {
+  const at = error.line !== undefined ? `:${error.line}:${error.column ?? 1}` : "";
+  return `${file}${at}: ${error.stage}/${error.code}: ${error.message}`;
+}
+
+function readSource(file: string): { source: string } | { usage: string } {
+  let size: number;
+  try {
+    const stat = statSync(file);
+    if (!stat.isFile()) return { usage: `${file} is not a file` };
+    size = stat.size;
+  } catch {
+    return { usage: `cannot read ${file}: no such file` };
+  }
+  if (size > MAX_FILE_BYTES)
+    return { usage: `${file} is ${size} bytes; mechanisms are small TypeScript files` };
+  try {
+    return { source: readFileSync(file, "utf8") };
+  } catch {
+    return { usage: `cannot read ${file}` };
+  }
+}
+
+/** Run the check; returns the exit code. `sandbox` lets tests share a started one. */
+export async function mechanismCheck(
+  file: string,
+  options: { json?: boolean },
+  io: CheckIo,
+  sandbox?: Sandbox,
+): Promise<number> {
+  const read = readSource(file);
+  if ("usage" in read) {
+    io.stderr(`bilevel mechanism check: ${read.usage}\n`);
+    return 2;
+  }
+  const own = sandbox === undefined;
+  let box: Sandbox;
+  try {
+    box = sandbox ?? (await Sandbox.start());
+  } catch (e) {
+    io.stderr(
+      `bilevel mechanism check: the sandbox could not start: ${e instanceof Error ? e.message : String(e)}\n`,
+    );
+    return 1;
+  }
+  let report: ValidationReport;
+  try {
+    report = await box.validate(read.source, syntheticTrace(loadDefaultParams()), path.basename(file));
+  } finally {
+    if (own) await box.close();
+  }
+  if (options.json) {
+    const { compiled: _compiled, ...rest } = report;
+    io.stdout(`${JSON.stringify({ file, ...rest }, null, 2)}\n`);
+  } else if (report.ok) {
+    const m = report.manifest!;
+    const hooks = report.stages.filter(
+      (s) => s.stage !== "compile" && s.stage !== "lint" && s.stage !== "load",
+    );
+    io.stdout(
+      `${file}: ok — ${m.name} v${m.version}; hooks ${m.hooks.join(", ")}; ` +
+        `capabilities ${m.capabilities.length > 0 ? m.capabilities.join(", ") : "none"}\n` +
+        report.stages.map((s) => `  ${s.stage.padEnd(8)} ok  ${s.durationMs.toFixed(1)} ms`).join("\n") +
+        `\n  dry-ran ${hooks.length} hook${hooks.length === 1 ? "" : "s"} on the synthetic trace\n`,
+    );
+  } else {
+    io.stderr(
+      `${formatError(file, report.error!)}\nrejected at ${report.error!.stage} (${report.error!.code})\n`,
+    );
+  }
+  return report.ok ? 0 : 1;
+}
+
+/** Register the `mechanism` group with `check`; returns the group so others can add subcommands. */
+export function registerMechanismCommands(program: Command): Command {
+  const group = program.command("mechanism").description("check and test search mechanisms (sandbox)");
+  group
+    .command("check")
+    .description(
+      "compile, lint, load and dry-run every declared hook of a mechanism on a synthetic trace " +
+        "(exit 0 valid, 1 rejected, 2 usage error)",
+    )
+    .argument("<file>", "the mechanism's TypeScript source")
+    .option("--json", "print the validation report as JSON")
+    .exitOverride((error) => {
+      if (error.exitCode !== 0) throw new CommanderError(2, error.code, error.message);
+      throw error;
+    })
+    .action(async (file: string, options: { json?: boolean }) => {
+      process.exitCode = await mechanismCheck(file, options, {
+        stdout: (t) => process.stdout.write(t),
+        stderr: (t) => process.stderr.write(t),
+      });
+    });
+  return group;
 }
