@@ -29,12 +29,13 @@ interface TrainOptions {
   workDir?: string;
 }
 
+/** Parse a numeric option; `min` is inclusive for integers and exclusive for other numbers. */
 function numberOption(name: string, raw: string, errors: string[], integer: boolean, min: number): number {
   const n = Number(raw);
-  if (raw.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) {
-    errors.push(
-      `${name} must be ${integer ? "an integer" : "a number"} >= ${min}, got ${JSON.stringify(raw)}`,
-    );
+  const tooSmall = integer ? n < min : n <= min;
+  if (raw.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || tooSmall) {
+    const what = integer ? `an integer >= ${min}` : `a number > ${min}`;
+    errors.push(`${name} must be ${what}, got ${JSON.stringify(raw)}`);
   }
   return n;
 }
