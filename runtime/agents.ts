@@ -20,8 +20,6 @@ import {
 } from "./level15.ts";
 import type { LlmClient, LlmExchange } from "./llm/client.ts";
 import type { Researcher, ResearchResult, Strategist } from "./loop.ts";
-import { proposeOffline } from "./offline-proposer.ts";
-import { createRng } from "./rng.ts";
 import type { RunStore } from "./store.ts";
 
 /**
@@ -112,27 +110,6 @@ export class LlmProposer implements Proposer {
       changes: reply.value.changes.filter((c) => input.incumbent.config[c.param] !== c.value),
       rationale: reply.value.rationale,
     };
-  }
-}
-
-/** The offline proposer: seeded local random search (same run seed, iteration, attempt → same proposal). */
-export class OfflineProposer implements Proposer {
-  readonly kind = "offline";
-
-  async propose(input: ProposerInput): Promise<ProposerResult> {
-    const result = proposeOffline({
-      params: input.params,
-      incumbent: input.incumbent.config,
-      history: input.history,
-      active: input.search.active,
-      rng: createRng("proposer", input.seed, input.iteration, input.attempt),
-      maxChanges: input.maxChanges,
-      avoid: input.rejected.map((r) => ({
-        ...input.incumbent.config,
-        ...Object.fromEntries(r.changes.map((c) => [c.param, c.value])),
-      })),
-    });
-    return result.ok ? { ok: true, changes: result.changes, rationale: result.rationale } : result;
   }
 }
 

@@ -34,7 +34,8 @@ async function main(argv: readonly string[]): Promise<number> {
     await program.parseAsync([...argv]);
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode;
+    // Usage errors (bad flags, missing arguments) exit 2; --help and --version exit 0.
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     process.stderr.write(`bilevel: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   }

@@ -193,7 +193,19 @@ export class BilevelLoop {
         `run ${config.name} started (${this.d.proposer.kind === "llm" ? "LLM proposer" : "OFFLINE: no LLM endpoint, non-LLM proposer, rule-based Level 1.5, Level 2 from the built-in mechanism library"})`,
       );
     } else {
-      this.event(0, "run", "resume", `run ${config.name} resumed`);
+      const before = store.runConfig();
+      const changed = before
+        ? (Object.keys(config) as (keyof RunConfig)[]).filter(
+            (k) => JSON.stringify(before[k]) !== JSON.stringify(config[k]),
+          )
+        : [];
+      store.setMeta("run_config", JSON.stringify(config));
+      this.event(
+        0,
+        "run",
+        "resume",
+        `run ${config.name} resumed${changed.length > 0 ? ` (changed: ${changed.map((k) => `${k} ${JSON.stringify(before?.[k])} -> ${JSON.stringify(config[k])}`).join(", ")})` : ""}`,
+      );
     }
     store.setMeta("status", "running");
     this.trials = store.trials();

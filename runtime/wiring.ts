@@ -4,19 +4,13 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { loadDefaultParams, Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import type { Trainer } from "../trainer/types.ts";
-import {
-  ChatJsonAdapter,
-  LibraryResearcher,
-  LlmProposer,
-  LlmStrategist,
-  OfflineProposer,
-  RuleStrategist,
-} from "./agents.ts";
+import { ChatJsonAdapter, LibraryResearcher, LlmProposer, LlmStrategist, RuleStrategist } from "./agents.ts";
 import type { RunConfig } from "./config.ts";
 import { RunDisplay } from "./display.ts";
 import { LlmResearcher } from "./level2/researcher.ts";
 import { createLlmClient, type LlmClient } from "./llm/client.ts";
 import { BilevelLoop, type LoopObserver, type RunSummary } from "./loop.ts";
+import { OfflineProposer } from "./offline-proposer.ts";
 import { buildReport, type RunReport } from "./report.ts";
 import { RunStore } from "./store.ts";
 import { createTrainer } from "./trainers.ts";

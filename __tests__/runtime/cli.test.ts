@@ -20,8 +20,8 @@ test("--help lists the command groups", () => {
   expect(r.stdout).toMatch(/train/);
 });
 
-test("an unknown command is a clear error with exit 1", () => {
+test("an unknown command is a clear usage error with exit 2", () => {
   const r = cli("frobnicate");
-  expect(r.status).toBe(1);
+  expect(r.status).toBe(2);
   expect(r.stderr).toMatch(/unknown command 'frobnicate'/);
 });

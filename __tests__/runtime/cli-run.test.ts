@@ -1,0 +1,117 @@
+// The run-facing commands as a user calls them (subprocesses): run, status, export, approve,
+// resume with more iterations, and garbage input for each.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { RunStore } from "../../runtime/store.ts";
+
+const root = path.resolve(import.meta.dirname, "../..");
+const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-cli-run-"));
+
+function cli(...args: string[]) {
+  return spawnSync(
+    process.execPath,
+    [
+      "--no-node-snapshot",
+      "--disable-warning=ExperimentalWarning",
+      path.join(root, "runtime/cli.ts"),
+      ...args,
+    ],
+    { encoding: "utf8", cwd: tmp, timeout: 120_000 },
+  );
+}
+
+function config(name: string, body: object): string {
+  const file = path.join(tmp, `${name}.json`);
+  writeFileSync(file, JSON.stringify(body));
+  return file;
+}
+
+const base = {
+  iterations: 4,
+  trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },
+  acceptance: { baselineRepeats: 2 },
+  level15: { every: 2, minActive: 6 },
+  level2: { everyCycles: 1, retireWindow: 0 },
+};
+
+test.each([
+  [["run", "--iterations", "abc"], /--iterations.*expected a positive integer, got "abc"/],
+  [["run", "--budget", "-3"], /--budget.*expected a positive number/],
+  [["run", "--config", "missing.json"], /cannot read config missing\.json: ENOENT/],
+  [["run", "--resume", "nowhere"], /--resume nowhere: no run database/],
+  [["status", "nowhere"], /nowhere: no run database/],
+  [["export", "nowhere", "--format", "xml"], /argument 'xml' is invalid/],
+  [["mechanism", "approve", "nowhere", "m1"], /nowhere: no run database/],
+])("%j is a clear usage error (exit 2)", (args, message) => {
+  const r = cli(...args);
+  expect(r.stderr).toMatch(message);
+  expect(r.status).toBe(2);
+});
+
+test("a config that names a bad field is refused before anything runs", () => {
+  const r = cli("run", "--config", config("bad", { ...base, acceptance: { k: -1 } }), "--out", "bad-run");
+  expect(r.status).toBe(2);
+  expect(r.stderr).toMatch(/acceptance\.k: must be >= 0/);
+  expect(RunStore.exists(path.join(tmp, "bad-run"))).toBe(false);
+});
+
+test("approval policy: a Level 2 mechanism waits, `mechanism approve` releases it, a resumed run activates it", () => {
+  const file = config("approval", { ...base, policy: { autoActivate: false } });
+  const first = cli("run", "--config", file, "--out", "approval-run", "--offline");
+  expect(first.status).toBe(0);
+  const dir = path.join(tmp, "approval-run");
+  let store = RunStore.open(dir, { readOnly: true });
+  const waiting = store.mechanisms().filter((m) => m.status === "pending-approval");
+  store.close();
+  expect(waiting.length).toBeGreaterThan(0);
+  const id = waiting[0]?.id ?? "";
+
+  expect(cli("mechanism", "approve", dir, "m-none").stderr).toMatch(
+    /no mechanism m-none .* waiting for approval: m/,
+  );
+  const approve = cli("mechanism", "approve", dir, id);
+  expect(approve.status).toBe(0);
+  expect(cli("mechanism", "approve", dir, id).stderr).toMatch(/is approved, not waiting/);
+
+  const resumed = cli("run", "--resume", dir, "--offline", "--iterations", "6");
+  expect(resumed.status).toBe(0);
+  store = RunStore.open(dir, { readOnly: true });
+  expect(store.mechanisms().find((m) => m.id === id)?.status).toBe("active");
+  expect(
+    store
+      .trials()
+      .filter((t) => t.kind === "search")
+      .map((t) => t.iteration),
+  ).toEqual([1, 2, 3, 4, 5, 6]);
+  store.close();
+
+  const status = cli("status", dir, "--json");
+  expect(status.status).toBe(0);
+  const report = JSON.parse(status.stdout) as {
+    iterationsDone: number;
+    mechanisms: { id: string; status: string }[];
+  };
+  expect(report.iterationsDone).toBe(6);
+  expect(report.mechanisms.find((m) => m.id === id)?.status).toBe("active");
+  expect(cli("status", dir).stdout).toMatch(/iterations 6\/6/);
+
+  const tsv = cli("export", dir).stdout.trim().split("\n");
+  expect(tsv[0]).toBe("commit\tval_bpb\tmemory_gb\tstatus\tdescription");
+  expect(tsv).toHaveLength(1 + 2 + 6);
+  const json = JSON.parse(cli("export", dir, "--format", "json").stdout) as {
+    trials: unknown[];
+    ledger: unknown[];
+  };
+  expect(json.trials).toHaveLength(8);
+  expect(json.ledger.length).toBeGreaterThan(0);
+});
+
+test("a run folder that already holds a run is not overwritten", () => {
+  const file = config("twice", { ...base, iterations: 1, level2: { everyCycles: 0 } });
+  expect(cli("run", "--config", file, "--out", "twice-run", "--offline").status).toBe(0);
+  const again = cli("run", "--config", file, "--out", "twice-run", "--offline");
+  expect(again.status).toBe(2);
+  expect(again.stderr).toMatch(/already holds a run: use --resume/);
+});
