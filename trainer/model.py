@@ -80,9 +80,19 @@ class _RMSNorm(torch.autograd.Function):
         return torch.addcmul(g, y, t, value=-1.0).mul_(r.to(g.dtype)), None
 
 
+# On CUDA the plain expressions below are used: torch.compile fuses them, and custom
+# autograd Functions would only get in its way. The hand-written backwards are for CPU.
+F_RMS_NORM: Optional[Callable[..., torch.Tensor]] = getattr(F, "rms_norm", None)
+
+
 def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    # torch 1.13 has no F.rms_norm.
-    out: torch.Tensor = _RMSNorm.apply(x, eps)
+    if x.is_cuda:
+        if F_RMS_NORM is not None:
+            return F_RMS_NORM(x, (x.shape[-1],), eps=eps)
+        return x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps).to(
+            x.dtype
+        )
+    out: torch.Tensor = _RMSNorm.apply(x, eps)  # torch 1.13 has no F.rms_norm
     return out
 
 
@@ -119,8 +129,12 @@ class _Rotary(torch.autograd.Function):
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin): sin carries the signs.
-    out: torch.Tensor = _Rotary.apply(x, cos.to(x.dtype), sin.to(x.dtype))
+    # (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin): sin carries the signs. The tables
+    # follow x's dtype (bf16 under autocast), so q, k and v agree for SDPA.
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    if x.is_cuda:
+        return x * cos + _swap_halves(x) * sin
+    out: torch.Tensor = _Rotary.apply(x, cos, sin)
     return out
 
 
@@ -139,7 +153,16 @@ class ReluSquared(torch.autograd.Function):
         return (grad * r).mul_(2.0)
 
 
+def relu_squared(x: torch.Tensor) -> torch.Tensor:
+    if x.is_cuda:
+        return torch.relu(x).square()
+    out: torch.Tensor = ReluSquared.apply(x)
+    return out
+
+
 def softcap(logits: torch.Tensor, cap: float = SOFTCAP) -> torch.Tensor:
+    if logits.is_cuda:
+        return cap * torch.tanh(logits / cap)
     # cap * tanh(x / cap), written with sigmoid: CPU tanh is ~9x slower than sigmoid here.
     return torch.sigmoid(logits * (2.0 / cap)) * (2.0 * cap) - cap
 
@@ -208,7 +231,7 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(4 * d, d, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(ReluSquared.apply(self.c_fc(x)))
+        return self.c_proj(relu_squared(self.c_fc(x)))
 
 
 class Block(nn.Module):
