@@ -177,10 +177,23 @@ export function lintMechanism(sf: ts.SourceFile, checker: ts.TypeChecker): Sandb
   const checkElementAccess = (node: ts.ElementAccessExpression): void => {
     const arg = node.argumentExpression;
     if (ts.isStringLiteralLike(arg) || ts.isNumericLiteral(arg)) return; // the literal itself is checked separately
-    const type = checker.getTypeAtLocation(node.expression);
-    const name = (type.aliasSymbol ?? type.getSymbol())?.getName();
-    if (name !== undefined && CAPABILITY_TYPES.has(name)) {
-      report(node, `computed access on ${name} must use a literal member name`);
+    // Look through casts too: `(ctx.tabu as any)[k]` is still the capability object.
+    for (let e: ts.Expression = node.expression; ; e = (e as ts.AsExpression).expression) {
+      const type = checker.getTypeAtLocation(e);
+      const name = (type.aliasSymbol ?? type.getSymbol())?.getName();
+      if (name !== undefined && CAPABILITY_TYPES.has(name)) {
+        report(node, `computed access on ${name} must use a literal member name`);
+        return;
+      }
+      if (
+        !ts.isParenthesizedExpression(e) &&
+        !ts.isAsExpression(e) &&
+        !ts.isSatisfiesExpression(e) &&
+        !ts.isNonNullExpression(e) &&
+        !ts.isTypeAssertionExpression(e)
+      ) {
+        return;
+      }
     }
   };
 

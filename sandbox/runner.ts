@@ -114,8 +114,9 @@ export class Runner {
         return problem;
       }
     } catch (e) {
+      const error = classifyRunError(e, "load", isolate);
       dispose(m);
-      return classifyRunError(e, "load", isolate);
+      return error;
     } finally {
       releaseContext(context);
     }
@@ -202,6 +203,8 @@ export class Runner {
         timeout: this.policy.hookTimeoutMs,
       });
     } catch (e) {
+      // A capability fault is the root cause even if the guest then ran out of time retrying.
+      if (active.fault) return { ok: false, error: err(stage, active.fault.code, active.fault.message) };
       return { ok: false, error: classifyRunError(e, stage, m.isolate) };
     } finally {
       this.active = null;
@@ -397,7 +400,15 @@ function parseGuest(raw: unknown, maxChars: number): Parsed {
   const v = value as { ok?: unknown; code?: unknown; message?: unknown; line?: unknown; column?: unknown };
   if (v.ok === true) return { ok: true, value };
   const allowed = ["thrown", "invalid-result", "invalid-state", "invalid-manifest", "missing-hook"] as const;
-  const code = allowed.find((c) => c === v.code) ?? "thrown";
+  let code: SandboxError["code"] = allowed.find((c) => c === v.code) ?? "thrown";
+  // Allocation failures outside the JS heap (ArrayBuffers) surface as RangeErrors in the guest.
+  if (
+    code === "thrown" &&
+    typeof v.message === "string" &&
+    /^RangeError: Array buffer allocation failed/.test(v.message)
+  ) {
+    code = "memory";
+  }
   const error: SandboxError = {
     ...err("load", code, typeof v.message === "string" ? v.message : "unknown error"),
     ...(Number.isInteger(v.line) && (v.line as number) > 0 ? { line: v.line as number } : {}),
