@@ -20,7 +20,7 @@ export function fixture(name: string): string {
  */
 export function rawMechanism(
   js: string,
-  manifest: Partial<Manifest> & { hooks: HookName[] },
+  manifest: Partial<Manifest> & { hooks: readonly HookName[] },
 ): CompiledMechanism {
   return {
     manifest: { name: "raw", version: 1, capabilities: [], ...manifest },
