@@ -9,7 +9,7 @@ import { defaultConfig } from "../trainer/search-space.ts";
 import { TorchTrainer } from "../trainer/torch-trainer.ts";
 import type { TrialOutcome } from "../trainer/types.ts";
 
-const REFERENCE = String.raw`
+const REFERENCE = `
 """A plain GPT as one would first write it: LayerNorm, learned positions, GELU MLP, AdamW,
 float32, attention by hand (torch 1.13 has no SDPA). Same size as the trainer's default."""
 import argparse, json, math, time
