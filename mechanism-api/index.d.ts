@@ -147,6 +147,7 @@ export interface SpaceApi {
 /** The view a hook gets. Everything is a copy; only `state` is written back. */
 export interface Context<S> {
   readonly iteration: number;
+  /** The parameters the search may change now (Level 1.5 may freeze others; changes to those are refused). */
   readonly params: readonly ParamSpec[];
   /** The config proposals start from, and its score. */
   readonly incumbent: { readonly config: Config; readonly valBpb: number | null };

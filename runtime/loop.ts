@@ -166,7 +166,8 @@ export class BilevelLoop {
     const best = this.best();
     return {
       iteration,
-      params: this.d.params,
+      // Mechanisms see only the parameters they may change: Level 1.5's frozen set binds them too.
+      params: this.d.params.filter((p) => this.search.active.includes(p.name)),
       incumbent: this.incumbent(),
       best: best ? { config: best.config, valBpb: best.valBpb } : null,
       history: this.searchTrials().slice(-this.d.config.proposer.historyWindow).map(toApiTrial),
@@ -708,7 +709,17 @@ export class BilevelLoop {
     }
     const { config: next, notes } = enforceCaps(this.search, result.request, params, config.level15);
     const changed = JSON.stringify(next) !== JSON.stringify(this.search);
-    const summary = `strategy ${next.strategy}; frozen: ${next.frozen.length > 0 ? next.frozen.join(", ") : "none"}${notes.length > 0 ? ` (${notes.join("; ")})` : ""}`;
+    const froze = next.frozen.filter((p) => !this.search.frozen.includes(p));
+    const unfroze = this.search.frozen.filter((p) => !next.frozen.includes(p));
+    const summary = [
+      `strategy ${next.strategy}`,
+      froze.length > 0 ? `froze ${froze.join(", ")}` : "",
+      unfroze.length > 0 ? `unfroze ${unfroze.join(", ")}` : "",
+      `${next.active.length} active`,
+      notes.length > 0 ? `${notes.length} request(s) refused by the caps` : "",
+    ]
+      .filter((x) => x !== "")
+      .join("; ");
     store.transaction(() => {
       store.addSearchConfig(it, cycle, this.d.strategist.kind, next, result.request.rationale);
       store.addEvent(
