@@ -74,7 +74,7 @@ try {
     level2: { everyCycles: 0 },
     mechanisms: [
       path.join(root, "examples/mechanisms/tabu-search.ts"),
-      path.join(root, "examples/mechanisms/ucb-bandit.ts"),
+      path.join(root, "examples/mechanisms/stagnation-restart.ts"),
     ],
   });
   const t0 = performance.now();
@@ -115,8 +115,11 @@ try {
   console.log(
     `  mock LLM latency per iteration (excluded): median ${(llmTimes[Math.floor(llmTimes.length / 2)] ?? 0).toFixed(2)} ms`,
   );
-  console.log(`  hook calls recorded: ${ledger.length}; whole run ${total.toFixed(0)} ms`);
+  console.log(
+    `  hook calls recorded: ${ledger.length}; LLM exchanges: ${exchanges.length}; whole run ${total.toFixed(0)} ms`,
+  );
 } finally {
   await llm.close();
-  rmSync(dir, { recursive: true, force: true });
+  if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
+  else console.log(`  kept ${dir}`);
 }
