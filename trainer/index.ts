@@ -1,0 +1,21 @@
+// The trainer's public TypeScript API (see docs/trainer.md).
+export { ExternalTrainer, type ExternalTrainerOptions, parseSummary, rewriteConstants } from "./external.ts";
+export { findPython } from "./python.ts";
+export {
+  checkValue,
+  defaultConfig,
+  loadSearchSpace,
+  parseAssignment,
+  parseNumber,
+  SEARCH_SPACE_PATH,
+  validateConfig,
+} from "./search-space.ts";
+export {
+  EXIT_CODES,
+  parseResult,
+  TorchTrainer,
+  type TorchTrainerOptions,
+  trainerEnv,
+  validateRequest,
+} from "./torch-trainer.ts";
+export type * from "./types.ts";
