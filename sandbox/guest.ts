@@ -197,6 +197,7 @@ defineProperty(G, "__bilevel_invoke", {
       case "init":
         if (ret === undefined) return failText("invalid-result", "init must return the initial state");
         state = ret;
+        value = ret;
         break;
       case "observe":
         if (ret !== undefined) state = ret;
