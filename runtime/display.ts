@@ -11,8 +11,6 @@ export class RunDisplay implements LoopObserver {
   private bar: SingleBar | null = null;
   private readonly out: NodeJS.WriteStream;
   private readonly tty: boolean;
-  private iteration = 0;
-  private total = 0;
 
   constructor(out: NodeJS.WriteStream = process.stderr) {
     this.out = out;
@@ -31,14 +29,24 @@ export class RunDisplay implements LoopObserver {
     this.line(`[${LEVEL_TAG[level]}] ${message}`);
   }
 
-  iterationStart(iteration: number, total: number): void {
-    this.iteration = iteration;
-    this.total = total;
+  iterationStart(
+    iteration: number,
+    total: number,
+    status: {
+      readonly best: number | null;
+      readonly mechanisms: readonly string[];
+      readonly strategy: string;
+    },
+  ): void {
+    this.line(
+      `── iteration ${iteration}/${total} · best ${status.best === null ? "n/a" : status.best.toFixed(4)} · strategy ${status.strategy} · mechanisms: ${status.mechanisms.length > 0 ? status.mechanisms.join(", ") : "none"}`,
+    );
   }
 
   trialStart(iteration: number, description: string, budgetSeconds: number): void {
-    const label = iteration === 0 ? description : `iteration ${iteration}/${this.total}: ${description}`;
-    this.line(`[L1 ] training ${label} (budget ${budgetSeconds}s)`);
+    this.line(
+      `[L1 ] training${iteration === 0 ? "" : ` #${iteration}`}: ${description} (budget ${budgetSeconds}s)`,
+    );
     if (this.tty) {
       this.bar = new SingleBar({
         format: "      {bar} {percentage}% | step {step} | loss {loss} | {tps} tok/s",
@@ -69,6 +77,5 @@ export class RunDisplay implements LoopObserver {
   close(): void {
     this.bar?.stop();
     this.bar = null;
-    void this.iteration;
   }
 }

@@ -18,7 +18,11 @@ import { EMPTY_CAPABILITIES } from "./store.ts";
 
 export interface LoopObserver {
   event?(level: EventLevel, message: string): void;
-  iterationStart?(iteration: number, total: number): void;
+  iterationStart?(
+    iteration: number,
+    total: number,
+    status: { readonly best: number | null; readonly mechanisms: readonly string[]; readonly strategy: string },
+  ): void;
   trialStart?(iteration: number, description: string, budgetSeconds: number): void;
   trialProgress?(progress: TrainerProgress): void;
   trialEnd?(trial: TrialRow, best: number | null): void;
@@ -226,7 +230,11 @@ export class BilevelLoop {
         await this.afterIteration(it);
         continue;
       }
-      this.d.observer?.iterationStart?.(it, config.iterations);
+      this.d.observer?.iterationStart?.(it, config.iterations, {
+        best: this.best()?.valBpb ?? null,
+        mechanisms: this.mechanisms.list().map((m) => m.name),
+        strategy: this.search.strategy,
+      });
       await this.processApprovals(it);
       if (!store.hasCheckpoint(`iter:${it}:proposed`)) await this.proposePhase(it);
       if (this.aborted()) return this.finish(true);

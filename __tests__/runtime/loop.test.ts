@@ -64,3 +64,25 @@ test("an offline run: baselines, Level 1.5 changes, Level 2 activations, mechani
   expect(tsv).toHaveLength(trials.length + 1);
   store.close();
 });
+
+test("a mechanism that fires without touching a kept trial over the window is retired, with the reason", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "bilevel-retire-"));
+  await executeRun({
+    dir,
+    config: resolveRunConfig({
+      ...SYNTHETIC_RUN,
+      iterations: 12,
+      level2: { everyCycles: 1, retireWindow: 4 },
+      acceptance: { baselineRepeats: 3, k: 3 },
+    }),
+    offline: true,
+    observer: {},
+  });
+  const store = RunStore.open(dir, { readOnly: true });
+  const retired = store.mechanisms().filter((m) => m.status === "retired");
+  expect(retired.length).toBeGreaterThan(0);
+  for (const m of retired)
+    expect(m.reason).toMatch(/fired \d+ times in the last 4 iterations without touching a kept trial/);
+  expect(store.events().filter((e) => e.kind === "retired")).toHaveLength(retired.length);
+  store.close();
+});

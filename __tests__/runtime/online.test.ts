@@ -120,3 +120,27 @@ test("online run with a scripted LLM: invalid proposals recorded, Level 1.5 by t
     await mock.close();
   }
 });
+
+test("policy allowCodeGeneration=false: online, but Level 2 only uses the built-in library", async () => {
+  const mock = await startMockLlm(script());
+  const dir = mkdtempSync(path.join(tmpdir(), "bilevel-online-nogen-"));
+  try {
+    const config = resolveRunConfig({
+      name: "online-nogen",
+      iterations: 2,
+      trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },
+      llm: { baseURL: mock.baseURL, model: "scripted", maxRetries: 0, timeoutMs: 5000 },
+      acceptance: { baselineRepeats: 2 },
+      level15: { every: 2, minActive: 6 },
+      level2: { everyCycles: 1 },
+      policy: { allowCodeGeneration: false },
+    });
+    await executeRun({ dir, config, offline: false, env: { OPENAI_API_KEY: SECRET }, observer: {} });
+    const store = RunStore.open(dir, { readOnly: true });
+    expect(store.exchanges().some((e) => e.purpose.startsWith("level2"))).toBe(false);
+    expect(store.mechanisms().map((m) => m.origin)).toEqual(["library"]);
+    store.close();
+  } finally {
+    await mock.close();
+  }
+});

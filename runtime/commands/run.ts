@@ -139,7 +139,7 @@ export function registerRunCommands(program: Command): void {
   program
     .command("demo")
     .description(
-      "an offline run on the CPU trainer with a small budget that shows every level acting (~8 min)",
+      "an offline run on the CPU trainer with a small budget that shows every level acting (about 5 min)",
     )
     .option("--out <dir>", "run folder (default runs/demo-TIMESTAMP)")
     .option("--iterations <n>", "Level 1 iterations", positiveInt)
