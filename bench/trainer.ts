@@ -2,7 +2,7 @@
 // next to a plain, straightforward reference GPT of the same size (written below in
 // Python, run through the same adapter and process protocol), in one run.
 // Goals: ratio >= 1.0 and >= 25k tokens/s on one core. BENCH_SECONDS sets each run's budget.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { defaultConfig } from "../trainer/search-space.ts";
@@ -62,9 +62,9 @@ def batch():
     i = torch.randint(0, len(train) - T - 1, (B, 1))
     c = train[i + torch.arange(T + 1)].long()
     return c[:, :-1], c[:, 1:]
-t0 = time.time(); step = 0; elapsed = 0.0; tokens = 0
+t0 = time.time(); step = 0; elapsed = 0.0; tokens = 0; cpu = 0.0
 while elapsed < args.budget:
-    s = time.perf_counter()
+    s, c = time.perf_counter(), time.process_time()
     for _ in range(ACCUM):
         x, y = batch()
         loss = F.cross_entropy(model(x).view(-1, 256), y.reshape(-1))
@@ -73,7 +73,7 @@ while elapsed < args.budget:
     dt = time.perf_counter() - s
     step += 1
     if step > 1:  # like the trainer: the first step is warm-up
-        elapsed += dt; tokens += ACCUM * B * T
+        elapsed += dt; tokens += ACCUM * B * T; cpu += time.process_time() - c
     if step % 10 == 0:
         print(json.dumps({"event": "progress", "step": step, "loss": loss.item(), "elapsed": elapsed,
                           "tokens_per_second": tokens / max(elapsed, 1e-9), "progress": min(1.0, elapsed / args.budget)}), flush=True)
@@ -84,12 +84,24 @@ with torch.no_grad():
 print(json.dumps({"event": "result", "val_bpb": nats / (math.log(2) * 64 * T), "training_seconds": elapsed,
                   "total_seconds": time.time() - t0, "warmup_seconds": 0.0, "num_steps": step, "num_tokens": tokens,
                   "num_params": sum(p.numel() for p in model.parameters()), "peak_memory_mb": 0.0, "mfu_percent": None,
-                  "tokens_per_second": tokens / elapsed, "device": "cpu", "config": hp}), flush=True)
+                  "tokens_per_second": tokens / elapsed, "tokens_per_cpu_second": tokens / cpu, "device": "cpu", "config": hp}), flush=True)
 `;
 
 interface Row {
   name: string;
   outcome: TrialOutcome;
+  /** Tokens per CPU-second of the timed steps (from the result record in the log). */
+  cpuRate: number;
+}
+
+/** tokens_per_cpu_second is outside the typed result contract: read it from the log. */
+function cpuRate(outcome: TrialOutcome): number {
+  for (const line of readFileSync(outcome.logPath, "utf8").split("\n")) {
+    if (!line.startsWith('{"event": "result"')) continue;
+    const rate = (JSON.parse(line) as { tokens_per_cpu_second?: unknown }).tokens_per_cpu_second;
+    return typeof rate === "number" ? rate : 0;
+  }
+  return 0;
 }
 
 async function main(): Promise<void> {
@@ -113,7 +125,7 @@ async function main(): Promise<void> {
     });
     if (outcome.status !== "ok")
       process.stderr.write(`  ${name} failed: ${outcome.status}: ${outcome.message}\n`);
-    rows.push({ name, outcome });
+    rows.push({ name, outcome, cpuRate: outcome.status === "ok" ? cpuRate(outcome) : 0 });
   };
   // Interleaved, so a change in machine load hits both sides alike.
   for (let i = 0; i < 2; i++) {
@@ -124,9 +136,11 @@ async function main(): Promise<void> {
   rmSync(tmp, { recursive: true, force: true });
 
   const mean = (name: string) => {
-    const ok = rows.filter((r) => r.name === name && r.outcome.result).map((r) => r.outcome.result!);
+    const done = rows.filter((r) => r.name === name && r.outcome.result);
+    const ok = done.map((r) => r.outcome.result!);
     if (!ok.length) return null;
     return {
+      cps: done.reduce((s, r) => s + r.cpuRate, 0) / done.length,
       tps: ok.reduce((s, r) => s + r.tokens_per_second, 0) / ok.length,
       bpb: ok.reduce((s, r) => s + r.val_bpb, 0) / ok.length,
       steps: ok.reduce((s, r) => s + r.num_steps, 0) / ok.length,
@@ -138,12 +152,13 @@ async function main(): Promise<void> {
     `\ntrainer benchmark: default CPU config, ${seconds} s per run, one core (OPENBLAS_NUM_THREADS=1)`,
   );
   console.log(`config: ${JSON.stringify(config)}`);
-  console.log("name           tokens/s   val_bpb   steps   params");
+  console.log(`load average at the end: ${os.loadavg()[0]?.toFixed(2)} on ${os.cpus().length} cores`);
+  console.log("name           tokens/s   tokens/CPU-s   val_bpb   steps   params");
   for (const { name, m } of table) {
     if (!m) console.log(`${name.padEnd(14)} failed`);
     else {
       console.log(
-        `${name.padEnd(14)} ${m.tps.toFixed(0).padStart(8)}   ${m.bpb.toFixed(3).padStart(7)}   ${m.steps.toFixed(0).padStart(5)}   ${m.params}`,
+        `${name.padEnd(14)} ${m.tps.toFixed(0).padStart(8)}   ${m.cps.toFixed(0).padStart(12)}   ${m.bpb.toFixed(3).padStart(7)}   ${m.steps.toFixed(0).padStart(5)}   ${m.params}`,
       );
     }
   }
@@ -151,6 +166,9 @@ async function main(): Promise<void> {
   const b = table[1]?.m;
   if (a && b) {
     const ratio = a.tps / b.tps;
+    console.log(
+      `ratio per CPU-second (less sensitive to other load on the machine): ${(a.cps / b.cps).toFixed(2)}`,
+    );
     console.log(
       `ratio trainer / reference: ${ratio.toFixed(2)} (goal >= 1.0: ${ratio >= 1 ? "met" : "missed"})`,
     );
