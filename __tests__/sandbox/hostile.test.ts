@@ -7,7 +7,7 @@ import type { HookOutcome, SandboxError } from "../../sandbox/types.ts";
 import { fixture, HEALTHY, hookCall, rawFixture, rawMechanism, trace } from "./helpers.ts";
 
 const POLICY = {
-  hookTimeoutMs: 150,
+  hookTimeoutMs: 250,
   isolateMemoryMb: 32,
   capabilityCallBudget: 50,
   maxJsonBytes: 256 * 1024,
