@@ -12,8 +12,8 @@ export type TrainerConfig =
       readonly kind: "external";
       /** A Karpathy-style train.py whose top-level constants are rewritten per trial. */
       readonly script: string;
-      /** The command that runs it, e.g. ["uv", "run", "train.py"]; "{script}" is replaced by the copy's path. */
-      readonly command: readonly string[];
+      /** The command that runs it, e.g. ["uv", "run", "{script}"]; "{script}" is replaced by the copy's path. Default: a Python with torch. */
+      readonly command?: readonly string[];
     }
   | {
       readonly kind: "synthetic";
@@ -156,7 +156,7 @@ export const RUN_CONFIG_SCHEMA = {
         {
           type: "object",
           additionalProperties: false,
-          required: ["kind", "script", "command"],
+          required: ["kind", "script"],
           properties: {
             kind: { const: "external" },
             script: { type: "string", minLength: 1 },

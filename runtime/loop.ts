@@ -21,7 +21,11 @@ export interface LoopObserver {
   iterationStart?(
     iteration: number,
     total: number,
-    status: { readonly best: number | null; readonly mechanisms: readonly string[]; readonly strategy: string },
+    status: {
+      readonly best: number | null;
+      readonly mechanisms: readonly string[];
+      readonly strategy: string;
+    },
   ): void;
   trialStart?(iteration: number, description: string, budgetSeconds: number): void;
   trialProgress?(progress: TrainerProgress): void;
@@ -314,8 +318,9 @@ export class BilevelLoop {
       .filter((t) => t.kind === "baseline" && t.valBpb !== null)
       .map((t) => t.valBpb as number);
     if (values.length === 0) {
+      const last = this.trials.filter((t) => t.kind === "baseline").at(-1);
       throw new Error(
-        "every baseline run failed: see the trial logs under trials/ (the starting config does not train)",
+        `every baseline run failed (the starting config does not train): ${last ? `${last.status}: ${last.message}` : "no baseline ran"}; logs under ${path.join(store.dir, "trials")}`,
       );
     }
     this.noise = estimateNoise(values, config.acceptance.minSigma);

@@ -164,7 +164,8 @@ export class RunStore {
   private readonly db: DatabaseSync;
 
   private constructor(dir: string, db: DatabaseSync) {
-    this.dir = dir;
+    // Absolute, because trainers run in other working directories.
+    this.dir = path.resolve(dir);
     this.db = db;
   }
 

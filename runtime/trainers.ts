@@ -3,9 +3,10 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { ParamSpec } from "../mechanism-api/index.d.ts";
+import { ExternalTrainer } from "../trainer/external.ts";
 import { TorchTrainer } from "../trainer/torch-trainer.ts";
 import type { Trainer, TrialOutcome, TrialRequest } from "../trainer/types.ts";
-import type { RunConfig } from "./config.ts";
+import { ConfigError, type RunConfig } from "./config.ts";
 import { syntheticObjective } from "./synthetic-objective.ts";
 
 /** Scores configs with the synthetic objective after `delayMs`; seeded noise per (seed, config). */
@@ -82,7 +83,25 @@ export function createTrainer(config: RunConfig, params: readonly ParamSpec[]): 
       return new SyntheticTrainer(params, t.delayMs, t.noise);
     case "python":
       return new TorchTrainer();
-    case "external":
-      throw new Error(`trainer kind ${t.kind} is not wired yet`);
+    case "external": {
+      // Only the searched constants are written into the user's script; the rest keep its own values.
+      const searched = config.activeParams;
+      if (!searched || searched.length === 0) {
+        throw new ConfigError(
+          "trainer.kind external needs activeParams: the names of the script's constants to search (and startConfig: their current values)",
+        );
+      }
+      const inner = new ExternalTrainer({
+        script: path.resolve(t.script),
+        ...(t.command ? { command: t.command } : {}),
+      });
+      return {
+        run: (request) =>
+          inner.run({
+            ...request,
+            config: Object.fromEntries(Object.entries(request.config).filter(([k]) => searched.includes(k))),
+          }),
+      };
+    }
   }
 }

@@ -33,6 +33,8 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
     ? null
     : createLlmClient(config.llm, options.env ?? process.env);
   const params = loadDefaultParams();
+  // Built before anything is written, so a trainer config error leaves no run folder behind.
+  const trainer = options.trainer ?? createTrainer(config, params);
   const store = RunStore.open(dir);
   const sandbox = await Sandbox.start({
     grantedCapabilities: config.policy.capabilities,
@@ -57,7 +59,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
       store,
       config,
       params,
-      trainer: options.trainer ?? createTrainer(config, params),
+      trainer,
       sandbox,
       proposer: chat ? new LlmProposer(chat.chat, config.proposer.maxRepairs) : new OfflineProposer(),
       strategist: chat

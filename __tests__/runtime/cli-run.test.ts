@@ -115,3 +115,33 @@ test("a run folder that already holds a run is not overwritten", () => {
   expect(again.status).toBe(2);
   expect(again.stderr).toMatch(/already holds a run: use --resume/);
 });
+
+test("trainer kind external: a Karpathy-style train.py drives the loop; only the searched constants are rewritten", () => {
+  const script = path.join(root, "__tests__/fixtures/trainer/karpathy_train.py");
+  const external = { ...base, iterations: 3, level2: { everyCycles: 0 }, acceptance: { mode: "strict" } };
+  const missing = cli(
+    "run",
+    "--config",
+    config("ext-bad", { ...external, trainer: { kind: "external", script } }),
+  );
+  expect(missing.status).toBe(2);
+  expect(missing.stderr).toMatch(/external needs activeParams/);
+
+  const file = config("ext", {
+    ...external,
+    trainer: { kind: "external", script },
+    activeParams: ["DEPTH", "MATRIX_LR", "EMBEDDING_LR"],
+    startConfig: { DEPTH: 8, MATRIX_LR: 0.04, EMBEDDING_LR: 0.6 },
+  });
+  const r = cli("run", "--config", file, "--out", "ext-run", "--offline");
+  if (r.status !== 0) throw new Error(r.stderr.slice(-2000));
+  const store = RunStore.open(path.join(tmp, "ext-run"), { readOnly: true });
+  const trials = store.trials();
+  store.close();
+  expect(trials).toHaveLength(4);
+  for (const t of trials) {
+    expect(t.status).toBe("ok");
+    // The fixture scores 1 + DEPTH/100 + log2(TOTAL_BATCH_SIZE)/1000 + ...: DEPTH reached the script.
+    expect(t.valBpb).toBeGreaterThan(1 + Number(t.config.DEPTH) / 100);
+  }
+});

@@ -99,7 +99,13 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
     if (error instanceof ConfigError) fail(error.message);
     throw error;
   }
-  const summary = await executeRun({ dir, config, offline: options.offline ?? false });
+  let summary: Awaited<ReturnType<typeof executeRun>>;
+  try {
+    summary = await executeRun({ dir, config, offline: options.offline ?? false });
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message);
+    throw error;
+  }
   process.stderr.write(`\n${formatReport(summary.report)}\n`);
   process.stderr.write(
     `\nresults: ${path.join(dir, "run.db")} (SQLite), ${path.join(dir, "results.tsv")}; trial logs in ${path.join(dir, "trials")}\n` +
