@@ -82,15 +82,19 @@ export class ChatJsonAdapter {
   };
 }
 
-export class LlmProposer implements Proposer {
-  readonly kind = "llm";
-  private readonly chat: ChatJson;
-  private readonly maxRepairs: number;
+/** A decider that asks the LLM, repairing invalid replies at most `maxRepairs` times. */
+abstract class LlmBacked {
+  protected readonly chat: ChatJson;
+  protected readonly maxRepairs: number;
 
   constructor(chat: ChatJson, maxRepairs: number) {
     this.chat = chat;
     this.maxRepairs = maxRepairs;
   }
+}
+
+export class LlmProposer extends LlmBacked implements Proposer {
+  readonly kind = "llm";
 
   async propose(input: ProposerInput): Promise<ProposerResult> {
     const prompt = proposalPrompt(input);
@@ -130,15 +134,8 @@ export class RuleStrategist implements Strategist {
   }
 }
 
-export class LlmStrategist implements Strategist {
+export class LlmStrategist extends LlmBacked implements Strategist {
   readonly kind = "llm";
-  private readonly chat: ChatJson;
-  private readonly maxRepairs: number;
-
-  constructor(chat: ChatJson, maxRepairs: number) {
-    this.chat = chat;
-    this.maxRepairs = maxRepairs;
-  }
 
   async decide(input: Parameters<Strategist["decide"]>[0]) {
     const names = new Set(input.params.map((p) => p.name));

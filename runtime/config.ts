@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject } from "ajv";
 import type { CapabilityName } from "../mechanism-api/index.d.ts";
+import type { LlmConfig } from "./llm/client.ts";
 
 export type AcceptanceMode = "noise-aware" | "strict";
 
@@ -32,16 +33,8 @@ export interface RunConfig {
   readonly device: "auto" | "cpu" | "cuda";
   readonly dataDir: string | null;
   readonly trainer: TrainerConfig;
-  readonly llm: {
-    /** OpenAI-compatible endpoint; null = OPENAI_BASE_URL from the environment, else offline. */
-    readonly baseURL: string | null;
-    readonly apiKeyEnv: string;
-    readonly model: string;
-    readonly temperature: number;
-    readonly maxTokens: number;
-    readonly timeoutMs: number;
-    readonly maxRetries: number;
-  };
+  /** The LLM endpoint (runtime/llm/client.ts); baseURL null = OPENAI_BASE_URL from the environment, else offline. */
+  readonly llm: Required<LlmConfig>;
   readonly proposer: {
     readonly maxChanges: number;
     /** Retries of an invalid LLM reply, with the errors fed back. */
@@ -109,6 +102,7 @@ export const DEFAULT_RUN_CONFIG: RunConfig = {
     maxTokens: 4000,
     timeoutMs: 120_000,
     maxRetries: 2,
+    maxTokensField: "max_tokens",
   },
   proposer: { maxChanges: 3, maxRepairs: 2, maxFilterRejections: 3, historyWindow: 12 },
   acceptance: { mode: "noise-aware", baselineRepeats: 3, k: 1, minSigma: 0.001 },
@@ -178,7 +172,16 @@ export const RUN_CONFIG_SCHEMA = {
     llm: {
       type: "object",
       additionalProperties: false,
-      required: ["baseURL", "apiKeyEnv", "model", "temperature", "maxTokens", "timeoutMs", "maxRetries"],
+      required: [
+        "baseURL",
+        "apiKeyEnv",
+        "model",
+        "temperature",
+        "maxTokens",
+        "timeoutMs",
+        "maxRetries",
+        "maxTokensField",
+      ],
       properties: {
         baseURL: { type: ["string", "null"], pattern: "^https?://" },
         apiKeyEnv: { type: "string", pattern: "^[A-Za-z_][A-Za-z0-9_]*$" },
@@ -187,6 +190,7 @@ export const RUN_CONFIG_SCHEMA = {
         maxTokens: positiveInt,
         timeoutMs: { type: "integer", minimum: 100 },
         maxRetries: { type: "integer", minimum: 0, maximum: 10 },
+        maxTokensField: { enum: ["max_tokens", "max_completion_tokens"] },
       },
     },
     proposer: {

@@ -2,7 +2,7 @@
 // (on a TTY), best so far and the active mechanisms.
 import { SingleBar } from "cli-progress";
 import type { TrainerProgress } from "../trainer/types.ts";
-import type { LoopObserver } from "./loop.ts";
+import type { IterationStatus, LoopObserver } from "./loop.ts";
 import type { EventLevel, TrialRow } from "./store.ts";
 
 const LEVEL_TAG: Record<EventLevel, string> = { run: "run", "1": "L1 ", "1.5": "L1.5", "2": "L2 " };

@@ -16,6 +16,13 @@ import { ACTING_OUTCOMES } from "./report.ts";
 import type { EventLevel, MechanismOrigin, MechanismRow, RunStore, SearchConfig, TrialRow } from "./store.ts";
 import { EMPTY_CAPABILITIES } from "./store.ts";
 
+/** What the display shows at the start of an iteration. */
+export interface IterationStatus {
+  readonly best: number | null;
+  readonly mechanisms: readonly string[];
+  readonly strategy: string;
+}
+
 export interface LoopObserver {
   event?(level: EventLevel, message: string): void;
   iterationStart?(
