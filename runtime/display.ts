@@ -29,15 +29,7 @@ export class RunDisplay implements LoopObserver {
     this.line(`[${LEVEL_TAG[level]}] ${message}`);
   }
 
-  iterationStart(
-    iteration: number,
-    total: number,
-    status: {
-      readonly best: number | null;
-      readonly mechanisms: readonly string[];
-      readonly strategy: string;
-    },
-  ): void {
+  iterationStart(iteration: number, total: number, status: IterationStatus): void {
     this.line(
       `── iteration ${iteration}/${total} · best ${status.best === null ? "n/a" : status.best.toFixed(4)} · strategy ${status.strategy} · mechanisms: ${status.mechanisms.length > 0 ? status.mechanisms.join(", ") : "none"}`,
     );
