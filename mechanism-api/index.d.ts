@@ -28,6 +28,8 @@ export interface ParamSpec {
   readonly choices?: readonly ParamValue[];
   readonly default: ParamValue;
   readonly description: string;
+  /** True while Level 1.5 has frozen it: proposals and suggestions that change it are refused. */
+  readonly frozen?: boolean;
 }
 
 /** One change of one parameter. */
@@ -147,7 +149,7 @@ export interface SpaceApi {
 /** The view a hook gets. Everything is a copy; only `state` is written back. */
 export interface Context<S> {
   readonly iteration: number;
-  /** The parameters the search may change now (Level 1.5 may freeze others; changes to those are refused). */
+  /** The search space; Level 1.5 may mark some parameters `frozen` (changes to those are refused). */
   readonly params: readonly ParamSpec[];
   /** The config proposals start from, and its score. */
   readonly incumbent: { readonly config: Config; readonly valBpb: number | null };

@@ -31,6 +31,7 @@ export const paramSpecSchema = {
     choices: { type: "array", minItems: 1, maxItems: 256, items: paramValueSchema },
     default: paramValueSchema,
     description: { type: "string", maxLength: TEXT_MAX },
+    frozen: { type: "boolean" },
   },
 } as const;
 

@@ -181,8 +181,8 @@ export class BilevelLoop {
     const best = this.best();
     return {
       iteration,
-      // Mechanisms see only the parameters they may change: Level 1.5's frozen set binds them too.
-      params: this.d.params.filter((p) => this.search.active.includes(p.name)),
+      // Level 1.5's frozen set binds mechanisms too: they see it, and changes to frozen parameters are refused.
+      params: this.d.params.map((p) => (this.search.frozen.includes(p.name) ? { ...p, frozen: true } : p)),
       incumbent: this.incumbent(),
       best: best ? { config: best.config, valBpb: best.valBpb } : null,
       history: this.searchTrials().slice(-this.d.config.proposer.historyWindow).map(toApiTrial),

@@ -1,6 +1,6 @@
 // The bilevel loop end to end on the synthetic trainer (fast, deterministic), with the real
 // sandbox and the built-in mechanism library: every level acts and the ledger shows it.
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { resolveRunConfig } from "../../runtime/config.ts";
@@ -84,5 +84,43 @@ test("a mechanism that fires without touching a kept trial over the window is re
   for (const m of retired)
     expect(m.reason).toMatch(/fired \d+ times in the last 4 iterations without touching a kept trial/);
   expect(store.events().filter((e) => e.kind === "retired")).toHaveLength(retired.length);
+  store.close();
+});
+
+test("mechanisms see Level 1.5's frozen parameters in ctx.params", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "bilevel-frozen-"));
+  const file = path.join(dir, "frozen-reporter.ts");
+  writeFileSync(
+    file,
+    `import type { Mechanism } from "bilevel/mechanism-api";
+export default {
+  manifest: { name: "frozen-reporter", version: 1, hooks: ["guide"], capabilities: [] },
+  guide(ctx) {
+    const frozen = ctx.params.filter((p) => p.frozen).map((p) => p.name);
+    return frozen.length > 0 ? frozen.join(",") : undefined;
+  },
+} satisfies Mechanism;
+`,
+  );
+  await executeRun({
+    dir: path.join(dir, "run"),
+    config: resolveRunConfig({
+      ...SYNTHETIC_RUN,
+      iterations: 6,
+      level15: { every: 2, maxFreezesPerCycle: 2, minActive: 2, freezeAfterTries: 1 },
+      level2: { everyCycles: 0 },
+      mechanisms: [file],
+    }),
+    offline: true,
+    observer: {},
+  });
+  const store = RunStore.open(path.join(dir, "run"), { readOnly: true });
+  const configs = store.searchConfigs();
+  const guided = store.ledger().filter((l) => l.hook === "guide" && l.outcome === "guided");
+  expect(guided.length).toBeGreaterThan(0);
+  for (const row of guided) {
+    const inForce = configs.filter((c) => c.iteration < row.iteration).at(-1);
+    expect((row.detail as { text: string }).text.split(",")).toEqual(inForce?.config.frozen);
+  }
   store.close();
 });

@@ -69,7 +69,7 @@ export default {
   },
 
   init(ctx) {
-    const numeric = ctx.params.filter((p) => p.kind !== "choice").map((p) => p.name);
+    const numeric = ctx.params.filter((p) => p.kind !== "choice" && !p.frozen).map((p) => p.name);
     const factors = [
       ...PREFERRED.filter((n) => numeric.includes(n)),
       ...numeric.filter((n) => !PREFERRED.includes(n)),

@@ -41,7 +41,7 @@ export default {
     if (s.sinceImprovement < s.patience || ctx.best === null) return undefined;
     const best = ctx.best.config;
     // Pick `width` distinct parameters with the seeded RNG, and a random direction for each.
-    const pool = ctx.params.map((p) => p.name);
+    const pool = ctx.params.filter((p) => !p.frozen).map((p) => p.name);
     let target = best;
     for (let i = 0; i < s.width && pool.length > 0; i++) {
       const name = pool.splice(Math.floor(ctx.random() * pool.length), 1)[0] as string;

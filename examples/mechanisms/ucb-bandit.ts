@@ -32,7 +32,7 @@ export default {
   },
 
   suggest(ctx) {
-    const arms = ctx.params.flatMap((p) => [`${p.name}:+`, `${p.name}:-`]);
+    const arms = ctx.params.filter((p) => !p.frozen).flatMap((p) => [`${p.name}:+`, `${p.name}:-`]);
     ctx.bandit.arms(BANDIT, arms);
     // A move that cannot change anything (the parameter is at its bound) earns 0 and we pick again.
     for (let tries = 0; tries < 4; tries++) {
