@@ -8,7 +8,7 @@ import type { DryRunTrace, HookContextData, SandboxError, ValidationReport } fro
 import type { Trainer, TrainerProgress, TrialOutcome } from "../trainer/types.ts";
 import { decide, estimateNoise, type NoiseEstimate } from "./acceptance.ts";
 import { applyChanges, checkChanges, defaultConfig, describeChanges, effectiveChanges } from "./changes.ts";
-import type { RunConfig } from "./config.ts";
+import { ConfigError, type RunConfig } from "./config.ts";
 import type { Proposer } from "./level1.ts";
 import { enforceCaps, type StrategyRequest } from "./level15.ts";
 import { type Batch, describe, MechanismManager, type SandboxLike } from "./mechanisms.ts";
@@ -123,6 +123,18 @@ export function toApiTrial(t: TrialRow): Trial {
   };
 }
 
+/** Settings that every stored trial depends on: a resumed run must keep them. */
+export const FIXED_ON_RESUME: readonly (keyof RunConfig)[] = [
+  "seed",
+  "budgetSeconds",
+  "maxSteps",
+  "device",
+  "dataDir",
+  "trainer",
+  "acceptance",
+  "startConfig",
+];
+
 export class BilevelLoop {
   private readonly d: LoopDeps;
   private readonly mechanisms: MechanismManager;
@@ -146,6 +158,18 @@ export class BilevelLoop {
     this.emit(level, message);
   }
 
+  /** An event that belongs to a phase: shown now, stored with the phase's commit. */
+  private queueEvent(
+    batch: Batch,
+    iteration: number,
+    level: EventLevel,
+    kind: string,
+    message: string,
+  ): void {
+    batch.push(() => this.d.store.addEvent(iteration, level, kind, message));
+    this.emit(level, message);
+  }
+
   private commit(batch: Batch, checkpoint?: string): void {
     this.d.store.transaction(() => {
       for (const write of batch) write();
@@ -159,7 +183,10 @@ export class BilevelLoop {
   private incumbent(): { config: Config; valBpb: number | null } {
     const kept = this.trials.filter((t) => t.kind === "search" && t.kept).at(-1);
     if (kept) return { config: kept.config, valBpb: kept.valBpb };
-    return { config: this.startConfig, valBpb: this.noise?.mean ?? null };
+    // Search trials all use the run seed: compare them with the baseline of that seed (common
+    // random numbers); the other seeds only measure σ. The mean stands in if that one failed.
+    const sameSeed = this.trials.find((t) => t.kind === "baseline" && t.seed === this.d.config.seed);
+    return { config: this.startConfig, valBpb: sameSeed?.valBpb ?? this.noise?.mean ?? null };
   }
 
   private best(): { config: Config; valBpb: number; trialId: number } | null {
@@ -198,31 +225,43 @@ export class BilevelLoop {
 
   async run(): Promise<RunSummary> {
     const { store, config } = this.d;
-    if (store.getMeta("run_config") === null) {
-      store.setMeta("run_config", JSON.stringify(config));
-      store.setMeta("created_at", new Date().toISOString());
-      store.setMeta("mode", this.d.proposer.kind === "llm" ? "online" : "offline");
-      this.event(
-        0,
-        "run",
-        "start",
-        `run ${config.name} started (${this.d.proposer.kind === "llm" ? "LLM proposer" : "OFFLINE: no LLM endpoint, non-LLM proposer, rule-based Level 1.5, Level 2 from the built-in mechanism library"})`,
-      );
+    const mode = this.d.proposer.kind === "llm" ? "online" : "offline";
+    const before = store.runConfig();
+    if (before === null) {
+      store.transaction(() => {
+        store.setMeta("run_config", JSON.stringify(config));
+        store.setMeta("created_at", new Date().toISOString());
+        store.setMeta("mode", mode);
+        store.addEvent(
+          0,
+          "run",
+          "start",
+          `run ${config.name} started (${mode === "online" ? "LLM proposer" : "OFFLINE: no LLM endpoint, non-LLM proposer, rule-based Level 1.5, Level 2 from the built-in mechanism library"})`,
+        );
+      });
     } else {
-      const before = store.runConfig();
-      const changed = before
-        ? (Object.keys(config) as (keyof RunConfig)[]).filter(
-            (k) => JSON.stringify(before[k]) !== JSON.stringify(config[k]),
-          )
-        : [];
-      store.setMeta("run_config", JSON.stringify(config));
-      this.event(
-        0,
-        "run",
-        "resume",
-        `run ${config.name} resumed${changed.length > 0 ? ` (changed: ${changed.map((k) => `${k} ${JSON.stringify(before?.[k])} -> ${JSON.stringify(config[k])}`).join(", ")})` : ""}`,
+      const changed = (Object.keys(config) as (keyof RunConfig)[]).filter(
+        (k) => JSON.stringify(before[k]) !== JSON.stringify(config[k]),
       );
+      const refused = changed.filter((k) => FIXED_ON_RESUME.includes(k));
+      if (refused.length > 0) {
+        throw new ConfigError(
+          `cannot resume with a different ${refused.join(", ")}: the baselines (σ) and every trial so far were measured with the stored values; start a new run instead`,
+        );
+      }
+      const previousMode = store.getMeta("mode");
+      store.transaction(() => {
+        store.setMeta("run_config", JSON.stringify(config));
+        if (previousMode !== mode) store.setMeta("mode", `${previousMode} then ${mode}`);
+        store.addEvent(
+          0,
+          "run",
+          "resume",
+          `run ${config.name} resumed (${mode})${changed.length > 0 ? `; changed: ${changed.map((k) => `${k} ${JSON.stringify(before[k])} -> ${JSON.stringify(config[k])}`).join(", ")}` : ""}`,
+        );
+      });
     }
+    this.emit("run", `run ${config.name} ${before === null ? "started" : "resumed"} (${mode})`);
     store.setMeta("status", "running");
     this.trials = store.trials();
     const searchRows = store.searchConfigs();
@@ -332,15 +371,14 @@ export class BilevelLoop {
     }
     this.noise = estimateNoise(values, config.acceptance.minSigma);
     if (!store.hasCheckpoint("baseline")) {
-      store.setMeta("noise", JSON.stringify(this.noise));
-      this.event(
-        0,
-        "1",
-        "baseline",
-        `baseline val_bpb ${this.noise.mean.toFixed(4)} ± σ ${this.noise.sigma.toFixed(4)} over ${this.noise.n} run(s)`,
-        { ...this.noise },
-      );
-      store.checkpoint("baseline");
+      const noise = this.noise;
+      const message = `baseline val_bpb ${noise.mean.toFixed(4)} ± σ ${noise.sigma.toFixed(4)} over ${noise.n} run(s)`;
+      store.transaction(() => {
+        store.setMeta("noise", JSON.stringify(noise));
+        store.addEvent(0, "1", "baseline", message, { ...noise });
+        store.checkpoint("baseline");
+      });
+      this.emit("1", message);
     }
   }
 
@@ -383,7 +421,14 @@ export class BilevelLoop {
       });
     }
 
-    let suggestion: { mechanismId: string; name: string; changes: Change[]; rationale: string } | null = null;
+    let suggestion: {
+      mechanismId: string;
+      name: string;
+      changes: Change[];
+      rationale: string;
+      /** Writes the suggest ledger row once the proposal it became has an id. */
+      record: (proposalId: number, target: Batch) => void;
+    } | null = null;
     for await (const r of this.mechanisms.callAll("suggest", ctx, batch)) {
       const value = r.result.value;
       if (value === null || suggestion !== null) {
@@ -416,11 +461,12 @@ export class BilevelLoop {
         name: r.mechanism.name,
         changes,
         rationale: value.rationale,
+        record: (pid, target) =>
+          this.mechanisms.record(target, it, r.mechanism, "suggest", r.outcome, pid, "suggested", {
+            changes: changes as unknown as Json,
+            rationale: value.rationale,
+          }),
       };
-      this.mechanisms.record(batch, it, r.mechanism, "suggest", r.outcome, null, "suggested", {
-        changes: changes as unknown as Json,
-        rationale: value.rationale,
-      });
     }
 
     const rejected: { changes: readonly Change[]; reason: string }[] = [];
@@ -434,7 +480,8 @@ export class BilevelLoop {
       if (suggestion !== null && attempt === 0) {
         source = "mechanism";
         ({ changes, rationale, mechanismId } = { ...suggestion });
-        this.event(
+        this.queueEvent(
+          batch,
           it,
           "1",
           "suggested",
@@ -469,7 +516,7 @@ export class BilevelLoop {
               reason: result.reason,
             }),
           );
-          this.event(it, "1", "invalid-proposal", `invalid proposal: ${result.reason}`);
+          this.queueEvent(batch, it, "1", "invalid-proposal", `invalid proposal: ${result.reason}`);
           break;
         }
         source = this.d.proposer.kind;
@@ -482,10 +529,9 @@ export class BilevelLoop {
         status: "accepted",
       };
       const filterLedger: ((proposalId: number, target: Batch) => void)[] = [];
-      for await (const r of this.mechanisms.callAll(
-        "filter",
-        ctx,
-        batch,
+      if (suggestion !== null && attempt === 0) filterLedger.push(suggestion.record);
+      // Each filter sees the proposal as the filters before it left it.
+      for await (const r of this.mechanisms.callAll("filter", ctx, batch, () =>
         this.proposal(incumbent.config, changes, rationale, source),
       )) {
         const v = r.result.value;
@@ -522,7 +568,8 @@ export class BilevelLoop {
           }
           const before = changes;
           changes = modified;
-          this.event(
+          this.queueEvent(
+            batch,
             it,
             "1",
             "modified",
@@ -562,7 +609,8 @@ export class BilevelLoop {
       });
       if (verdict.status === "rejected") {
         rejected.push({ changes, reason: verdict.reason });
-        this.event(
+        this.queueEvent(
+          batch,
           it,
           "1",
           "rejected",
@@ -573,7 +621,8 @@ export class BilevelLoop {
       }
     }
     if (accepted === null && rejected.length > config.proposer.maxFilterRejections) {
-      this.event(
+      this.queueEvent(
+        batch,
         it,
         "1",
         "all-rejected",
@@ -662,7 +711,7 @@ export class BilevelLoop {
       if (id !== trialId) throw new Error(`trial id mismatch: expected ${trialId}, got ${id}`);
       store.setProposalStatus(proposal.id, "trained");
       for (const write of batch) write();
-      store.linkLedgerToTrial(it, id);
+      store.linkLedgerToTrial(id, proposal.id, it, proposal.source === "llm");
       store.addEvent(
         it,
         "1",

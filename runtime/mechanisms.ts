@@ -174,11 +174,13 @@ export class MechanismManager {
     hook: H,
     context: HookContextData,
     batch: Batch,
-    argument?: Proposal | Trial,
+    /** The hook's argument; a function is asked again for each mechanism (a filter sees earlier modifications). */
+    argument?: Proposal | Trial | (() => Proposal | Trial),
   ): AsyncGenerator<HookReport<Extract<HookResult, { hook: H }>>> {
     for (const mechanism of [...this.active]) {
       if (!mechanism.manifest.hooks.includes(hook)) continue;
-      const outcome = await this.call(mechanism, hook, context, argument);
+      const arg = typeof argument === "function" ? argument() : argument;
+      const outcome = await this.call(mechanism, hook, context, arg);
       if (!outcome.ok) {
         this.record(batch, context.iteration, mechanism, hook, outcome, null, "fault", {});
         await this.quarantine(mechanism, outcome.error, context.iteration, batch);

@@ -507,11 +507,25 @@ export class RunStore {
     return Number(r.lastInsertRowid);
   }
 
-  /** Attach the trial that an iteration produced to that iteration's ledger rows. */
-  linkLedgerToTrial(iteration: number, trialId: number): void {
-    this.db
-      .prepare("UPDATE ledger SET trial_id = ? WHERE iteration = ? AND trial_id IS NULL")
-      .run(trialId, iteration);
+  /**
+   * Attach a trial to the ledger rows that shaped it: the calls about its proposal (suggest,
+   * filter, observe) and, when an LLM wrote the proposal, the iteration's guide texts (they
+   * were in its prompt; the offline proposer ignores them).
+   */
+  linkLedgerToTrial(
+    trialId: number,
+    proposalId: number,
+    iteration: number,
+    guidesReachedProposer: boolean,
+  ): void {
+    this.db.prepare("UPDATE ledger SET trial_id = ? WHERE proposal_id = ?").run(trialId, proposalId);
+    if (guidesReachedProposer) {
+      this.db
+        .prepare(
+          "UPDATE ledger SET trial_id = ? WHERE iteration = ? AND hook = 'guide' AND outcome = 'guided'",
+        )
+        .run(trialId, iteration);
+    }
   }
 
   ledger(): LedgerRow[] {

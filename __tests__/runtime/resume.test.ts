@@ -19,7 +19,7 @@ writeFileSync(
     trainer: { kind: "synthetic", delayMs: 250, noise: 0.003 },
     acceptance: { baselineRepeats: 2 },
     level15: { every: 2, minActive: 6, freezeAfterTries: 2 },
-    level2: { everyCycles: 1, retireWindow: 0 },
+    level2: { everyCycles: 1, retireWindow: 3 },
     mechanisms: [path.join(root, "examples/mechanisms/tabu-search.ts")],
   }),
 );
@@ -81,8 +81,26 @@ function records(dir: string) {
   }));
   const mechanisms = store.mechanisms().map((m) => ({ name: m.name, status: m.status, state: m.state }));
   const searchConfigs = store.searchConfigs().map((c) => c.config);
+  const names = new Map(store.mechanisms().map((m) => [m.id, m.name]));
+  // Every hook call, what it did and the trial it was linked to (latency aside).
+  const ledger = store.ledger().map((l) => ({
+    iteration: l.iteration,
+    mechanism: names.get(l.mechanismId),
+    hook: l.hook,
+    outcome: l.outcome,
+    detail: l.detail,
+    trialId: l.trialId,
+  }));
+  const proposals = store.proposals().map((p) => ({
+    iteration: p.iteration,
+    attempt: p.attempt,
+    source: p.source,
+    changes: p.changes,
+    status: p.status,
+    reason: p.reason,
+  }));
   store.close();
-  return { trials, mechanisms, searchConfigs };
+  return { trials, mechanisms, searchConfigs, ledger, proposals };
 }
 
 let reference: ReturnType<typeof records>;
@@ -93,6 +111,8 @@ beforeAll(async () => {
   expect(run).toMatchObject({ code: 0 });
   reference = records(dir);
   expect(reference.trials.filter((t) => t.kind === "search")).toHaveLength(8);
+  // The reference exercises retirement too, so resume has to reproduce it.
+  expect(reference.mechanisms.some((m) => m.status === "retired")).toBe(true);
 }, 120_000);
 
 const searchTrials = (s: RunStore) => s.trials().filter((t) => t.kind === "search").length;
@@ -120,3 +140,10 @@ test.each([
   },
   120_000,
 );
+
+test("a resume that would change what the trials were measured with is refused", async () => {
+  const dir = path.join(tmp, "reference");
+  const r = await finished(start(["run", "--resume", dir, "--offline", "--budget", "7"]));
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/cannot resume with a different budgetSeconds/);
+});

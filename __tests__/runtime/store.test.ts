@@ -47,18 +47,15 @@ test("a store round-trips trials, mechanisms, ledger and checkpoints, in WAL mod
   });
   store.setMechanismState("m1", { n: 2 }, EMPTY_CAPABILITIES);
   expect(store.mechanisms()[0]?.state).toEqual({ n: 2 });
-  store.addLedger({
-    iteration: 1,
-    mechanismId: "m1",
-    hook: "filter",
-    outcome: "rejected",
-    detail: {},
-    latencyMs: 0.2,
-    proposalId: null,
-    trialId: null,
-  });
-  store.linkLedgerToTrial(1, id);
-  expect(store.ledger()[0]?.trialId).toBe(id);
+  const row = { iteration: 1, mechanismId: "m1", detail: {}, latencyMs: 0.2, trialId: null };
+  store.addLedger({ ...row, hook: "filter", outcome: "accepted", proposalId: 5 });
+  store.addLedger({ ...row, hook: "filter", outcome: "rejected", proposalId: 4 }); // a proposal never trained
+  store.addLedger({ ...row, hook: "guide", outcome: "guided", proposalId: null });
+  store.linkLedgerToTrial(id, 5, 1, false);
+  expect(store.ledger().map((l) => l.trialId)).toEqual([id, null, null]);
+  // An LLM proposal read the iteration's guide texts: they are credited too.
+  store.linkLedgerToTrial(id, 5, 1, true);
+  expect(store.ledger().map((l) => l.trialId)).toEqual([id, null, id]);
   store.checkpoint("x");
   store.checkpoint("x");
   expect(store.hasCheckpoint("x")).toBe(true);
