@@ -280,6 +280,7 @@ export const sandboxPolicySchema = {
     "capabilityCallBudget",
     "maxJsonBytes",
     "maxStateBytes",
+    "maxCapabilityStateBytes",
     "maxLogLines",
   ],
   additionalProperties: false,
@@ -290,6 +291,8 @@ export const sandboxPolicySchema = {
     capabilityCallBudget: { type: "integer", minimum: 0, maximum: 1000000 },
     maxJsonBytes: { type: "integer", minimum: 1024, maximum: 64 * 1024 * 1024 },
     maxStateBytes: { type: "integer", minimum: 2, maximum: 64 * 1024 * 1024 },
+    // Well under the 32 MiB protocol line, which capability data must cross every call.
+    maxCapabilityStateBytes: { type: "integer", minimum: 1024, maximum: 16 * 1024 * 1024 },
     maxLogLines: { type: "integer", minimum: 0, maximum: 10000 },
   },
 } as const;
@@ -297,6 +300,8 @@ export const sandboxPolicySchema = {
 // ---- capability arguments (each capability call crosses as a JSON array of its arguments) ----
 
 const listName = identifierSchema;
+/** Largest |reward| bandit.reward accepts. */
+export const MAX_REWARD = 1e6;
 const tolerance = { type: "number", minimum: 0, maximum: 1 } as const;
 const paramNames = { type: "array", maxItems: 256, items: identifierSchema } as const;
 
@@ -337,7 +342,8 @@ export const capabilityArgumentSchemas = {
     type: "array",
     minItems: 3,
     maxItems: 3,
-    items: [listName, identifierSchema, { type: "number" }],
+    // Bounded so that a reward sum can never overflow to Infinity (which JSON cannot carry).
+    items: [listName, identifierSchema, { type: "number", minimum: -MAX_REWARD, maximum: MAX_REWARD }],
   },
   "bandit.stats": { type: "array", minItems: 1, maxItems: 1, items: [listName] },
   "space.clamp": { type: "array", minItems: 2, maxItems: 2, items: [identifierSchema, paramValueSchema] },

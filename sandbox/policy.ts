@@ -12,6 +12,7 @@ export const DEFAULT_POLICY: SandboxPolicy = Object.freeze({
   capabilityCallBudget: 1000,
   maxJsonBytes: 1024 * 1024,
   maxStateBytes: 64 * 1024,
+  maxCapabilityStateBytes: 512 * 1024,
   maxLogLines: 50,
 });
 

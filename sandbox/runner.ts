@@ -243,16 +243,32 @@ export class Runner {
         error: err(stage, "invalid-state", `the state or result nests deeper than ${MAX_DEPTH} levels`),
       };
     }
+    // null = unchanged (capability updates replace objects, so identity tells).
+    const capabilities =
+      active.session.state.tabu === call.capabilities.tabu &&
+      active.session.state.bandit === call.capabilities.bandit
+        ? null
+        : active.session.state;
+    if (capabilities) {
+      // The guest fills this host-kept data; it is stored with the run and sent with every call.
+      const cap = Math.min(this.policy.maxCapabilityStateBytes, Math.floor(this.policy.maxJsonBytes / 2));
+      const bytes = Buffer.byteLength(JSON.stringify(capabilities), "utf8");
+      if (bytes > cap) {
+        return {
+          ok: false,
+          error: err(
+            stage,
+            "invalid-state",
+            `the capability data (tabu lists, bandits) is ${bytes} bytes, over the ${cap}-byte cap`,
+          ),
+        };
+      }
+    }
     return {
       ok: true,
       result: result as HookResult,
       state: out.state ?? null,
-      // null = unchanged (capability updates replace objects, so identity tells).
-      capabilities:
-        active.session.state.tabu === call.capabilities.tabu &&
-        active.session.state.bandit === call.capabilities.bandit
-          ? null
-          : active.session.state,
+      capabilities,
       logs: active.logs,
       droppedLogLines: active.dropped,
       capabilityCalls: active.session.calls,

@@ -58,6 +58,11 @@ export interface SandboxPolicy {
   readonly maxJsonBytes: number;
   /** Max bytes of a mechanism's state. */
   readonly maxStateBytes: number;
+  /**
+   * Max bytes of a mechanism's host-kept capability data (tabu lists, bandit statistics) as JSON.
+   * The effective cap is at most half of maxJsonBytes, so that the next call still fits.
+   */
+  readonly maxCapabilityStateBytes: number;
   /** Max log lines per hook call (more are dropped and counted). */
   readonly maxLogLines: number;
 }

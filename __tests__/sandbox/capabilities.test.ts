@@ -187,6 +187,16 @@ describe("tabu lists", () => {
     for (let i = 0; i < 1005; i++) one = tabuAdd(one, 0, "l", { WD: i / 10000 }, 5);
     expect(tabuSize(one, 0, "l")).toBe(1000);
   });
+  test("an entry's config is bounded in size (the lists are guest-filled, host-kept)", () => {
+    // n keys of 190 characters with 190-character values: 386 characters of JSON per key.
+    const config = (n: number) =>
+      Object.fromEntries(Array.from({ length: n }, (_, i) => [`${i}`.padEnd(190, "k"), "v".repeat(190)]));
+    expect(JSON.stringify(config(42)).length).toBeLessThanOrEqual(16 * 1024);
+    expect(tabuSize(tabuAdd({}, 0, "l", config(42), 5), 0, "l")).toBe(1);
+    expect(() => tabuAdd({}, 0, "l", config(43), 5)).toThrow(
+      /tabu entry is 16599 characters as JSON, over 16384/,
+    );
+  });
 });
 
 describe("bandits", () => {
@@ -258,6 +268,13 @@ describe("bandits", () => {
     expect(() => banditSelect({}, "none", "ucb1", {}, random)).toThrow(/no arms/);
     expect(() => banditReward(fresh(), "b", "zzz", 1)).toThrow(/no arm "zzz"/);
     expect(() => banditReward(fresh(), "b", "a", Number.NaN)).toThrow(/finite/);
+    expect(() => banditReward(fresh(), "b", "a", 1e308)).toThrow(/\[-1000000, 1000000\]/);
+    expect(() => banditReward(fresh(), "b", "a", -1.000001e6)).toThrow(/finite number in/);
+    expect(banditStats(banditReward(fresh(), "b", "a", -1e6), "b")[0]).toEqual({
+      arm: "a",
+      pulls: 1,
+      meanReward: -1e6,
+    });
     expect(() =>
       banditArms(
         {},
@@ -323,8 +340,13 @@ describe("capability dispatcher", () => {
     ["too many LHS points", "space.latinHypercube", "[100000]"],
     ["bad levels", "space.orthogonalArray", '[["WD"], 4]'],
     ["huge args", "tabu.size", JSON.stringify(["x".repeat(300000)])],
+    // Two of these used to sum to Infinity, which serialises to null and killed the sandbox child.
+    ["a reward of 1e308", "bandit.reward", '["b", "a", 1e308]'],
+    ["a reward below -1e6", "bandit.reward", '["b", "a", -2e6]'],
   ])("bad input is a capability-error: %s", (_label, op, args) => {
-    const result = invokeCapability(session({ budget: 100 }), op, args);
+    const s = session({ budget: 100, allowed: new Set(["tabu", "space", "bandit"]) });
+    s.state.bandit = banditArms({}, "b", ["a"]);
+    const result = invokeCapability(s, op, args);
     expect(result).toMatchObject({ ok: false, code: "capability-error" });
     expect(result.ok ? "" : result.message.length).toBeGreaterThan(5);
   });

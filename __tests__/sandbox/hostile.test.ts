@@ -375,6 +375,30 @@ describe("capabilities under abuse", () => {
     expect(outcome.capabilities.tabu.t).toHaveLength(1);
   });
 
+  test("capability data growing past its cap: invalid-state, quarantined (it is host-kept but guest-filled)", async () => {
+    const id = await loadTs("capability-bloat.ts");
+    const first = await sandbox.call(hookCall(id, "guide"));
+    expect(text(first)).toBe("size 6");
+    if (!first.ok) return;
+    // Within the cap: min(maxCapabilityStateBytes, maxJsonBytes / 2) = 128 KiB here.
+    expect(JSON.stringify(first.capabilities).length).toBeGreaterThan(80 * 1024);
+    expect(JSON.stringify(first.capabilities).length).toBeLessThan(128 * 1024);
+    const second = failure(await sandbox.call(hookCall(id, "guide", { capabilities: first.capabilities })));
+    expect(second).toMatchObject({ stage: "guide", code: "invalid-state" });
+    expect(second.message).toMatch(/capability data .* is \d+ bytes, over the 131072-byte cap/);
+    await expectQuarantined(id, "invalid-state");
+  });
+
+  test("bandit rewards that would sum to Infinity: capability-error, not a killed child", async () => {
+    const id = await loadTs("reward-overflow.ts");
+    const restarts = sandbox.restarts;
+    const error = failure(await sandbox.call(hookCall(id, "guide")));
+    expect(error).toMatchObject({ stage: "guide", code: "capability-error" });
+    expect(error.message).toMatch(/bandit.reward/);
+    expect(sandbox.restarts).toBe(restarts);
+    await expectQuarantined(id, "capability-error");
+  });
+
   test("a capability the policy does not grant: the load is refused", async () => {
     const narrow = await Sandbox.start({ ...POLICY, grantedCapabilities: ["space"] });
     try {
@@ -460,5 +484,5 @@ describe("isolation and determinism", () => {
 });
 
 test("the healthy mechanism answered after every case", () => {
-  expect(healthyCalls).toBeGreaterThanOrEqual(38);
+  expect(healthyCalls).toBeGreaterThanOrEqual(40);
 });

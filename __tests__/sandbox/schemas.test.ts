@@ -179,12 +179,18 @@ describe("policy", () => {
     expect(p.grantedCapabilities).toEqual(["space"]);
     expect(Object.isFrozen(p)).toBe(true);
   });
+  test("capability data has its own size cap, well under the 32 MiB protocol line", () => {
+    expect(defaultPolicy().maxCapabilityStateBytes).toBe(512 * 1024);
+    expect(defaultPolicy({ maxCapabilityStateBytes: 4096 }).maxCapabilityStateBytes).toBe(4096);
+  });
   test.each([
     [{ hookTimeoutMs: 0 }],
     [{ hookTimeoutMs: 1.5 }],
     [{ isolateMemoryMb: 4 }],
     [{ grantedCapabilities: ["network"] }],
     [{ maxJsonBytes: "big" }],
+    [{ maxCapabilityStateBytes: 64 * 1024 * 1024 }],
+    [{ maxCapabilityStateBytes: 0 }],
     [{ unknown: 1 }],
   ])("bad overrides throw: %j", (overrides) => {
     expect(() => defaultPolicy(overrides as never)).toThrow(/invalid sandbox policy/);

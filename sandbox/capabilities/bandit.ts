@@ -3,6 +3,7 @@
 // sampling draws from Beta(1 + s, 1 + pulls − s) with s = rewardSum clipped to [0, pulls], which
 // equals clipping each reward to [0, 1] when rewards lie in that range.
 import type { ArmStats, BanditPolicy } from "../../mechanism-api/index.d.ts";
+import { MAX_REWARD } from "../../mechanism-api/schemas.ts";
 import type { CapabilityState } from "../types.ts";
 import { CapabilityFault } from "./fault.ts";
 
@@ -68,7 +69,10 @@ export function banditReward(bandits: Bandits, name: string, arm: string, value:
   const arms = bandits[name];
   const current = arms?.[arm];
   if (!arms || !current) throw new CapabilityFault(`bandit "${name}" has no arm "${arm}"`);
-  if (!Number.isFinite(value)) throw new CapabilityFault("a reward must be a finite number");
+  // Bounded: a sum of huge rewards would overflow to Infinity, which JSON cannot carry back.
+  if (!Number.isFinite(value) || Math.abs(value) > MAX_REWARD) {
+    throw new CapabilityFault(`a reward must be a finite number in [-${MAX_REWARD}, ${MAX_REWARD}]`);
+  }
   return {
     ...bandits,
     [name]: { ...arms, [arm]: { pulls: current.pulls + 1, rewardSum: current.rewardSum + value } },

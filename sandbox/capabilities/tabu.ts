@@ -10,6 +10,8 @@ import { paramDistance } from "./space.ts";
 export const MAX_TABU_LISTS = 64;
 export const MAX_TABU_ENTRIES = 1000;
 export const DEFAULT_TOLERANCE = 0.05;
+/** Max characters of one entry's config as JSON: the lists are guest-filled but host-kept. */
+export const MAX_TABU_ENTRY_CHARS = 16 * 1024;
 
 type TabuLists = CapabilityState["tabu"];
 type Entry = TabuLists[string][number];
@@ -27,6 +29,10 @@ export function tabuAdd(
 ): TabuLists {
   if (!(list in lists) && Object.keys(lists).length >= MAX_TABU_LISTS) {
     throw new CapabilityFault(`at most ${MAX_TABU_LISTS} tabu lists`);
+  }
+  const chars = JSON.stringify(config).length;
+  if (chars > MAX_TABU_ENTRY_CHARS) {
+    throw new CapabilityFault(`a tabu entry is ${chars} characters as JSON, over ${MAX_TABU_ENTRY_CHARS}`);
   }
   // Oldest entries go first when the list is full.
   const entries = [...live(lists[list], iteration), { config: { ...config }, expires: iteration + tenure }];
