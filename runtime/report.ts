@@ -1,5 +1,6 @@
 // What a run did, read back from its store: `bilevel status` and the end-of-run summary.
 // For every mechanism: did it fire, how often, what it changed, which kept trials it touched.
+import { plot } from "asciichart";
 import type { Config } from "../mechanism-api/index.d.ts";
 import type { MechanismStatus, RunStore, SearchConfig } from "./store.ts";
 
@@ -36,6 +37,12 @@ export interface RunReport {
   readonly mechanisms: readonly MechanismReport[];
   readonly llmExchanges: number;
   readonly events: { readonly level15: number; readonly level2: number };
+  /** Search trials in order: val_bpb (null when failed) and the best so far (baselines included). */
+  readonly curve: readonly {
+    readonly iteration: number;
+    readonly valBpb: number | null;
+    readonly best: number | null;
+  }[];
 }
 
 /** Ledger outcomes that changed what the loop did (a guide text reaches the LLM proposer's prompt). */
@@ -91,6 +98,13 @@ export function buildReport(store: RunStore): RunReport {
   const events = store.events();
   const noise = store.getMeta("noise");
   const done = trials.filter((t) => t.kind === "search").map((t) => t.iteration);
+  let bestSoFar: number | null = null;
+  const curve: RunReport["curve"][number][] = [];
+  for (const t of trials) {
+    if (t.valBpb !== null && t.status === "ok" && (bestSoFar === null || t.valBpb < bestSoFar))
+      bestSoFar = t.valBpb;
+    if (t.kind === "search") curve.push({ iteration: t.iteration, valBpb: t.valBpb, best: bestSoFar });
+  }
   return {
     dir: store.dir,
     name: config?.name ?? "?",
@@ -111,6 +125,7 @@ export function buildReport(store: RunStore): RunReport {
       level15: events.filter((e) => e.level === "1.5").length,
       level2: events.filter((e) => e.level === "2").length,
     },
+    curve,
   };
 }
 
@@ -139,5 +154,19 @@ export function formatReport(r: RunReport): string {
       `      kept trials touched: ${m.keptTrialsTouched.length > 0 ? m.keptTrialsTouched.join(", ") : "none"}; median latency ${m.medianLatencyMs?.toFixed(2) ?? "n/a"} ms`,
     );
   }
+  lines.push(...chart(r.curve));
   return lines.join("\n");
+}
+
+/** val_bpb per search trial (failed trials leave gaps) and the best so far, as an ASCII chart. */
+function chart(curve: RunReport["curve"]): string[] {
+  const scored = curve.filter((c) => c.valBpb !== null);
+  if (scored.length < 2) return [];
+  const series = [curve.map((c) => c.valBpb ?? Number.NaN), curve.map((c) => c.best ?? Number.NaN)];
+  return [
+    `  val_bpb by iteration (${curve[0]?.iteration}..${curve.at(-1)?.iteration}; lower line: best so far):`,
+    ...plot(series, { height: 8, format: (x: number) => x.toFixed(3).padStart(8) })
+      .split("\n")
+      .map((l) => `  ${l}`),
+  ];
 }

@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { resolveRunConfig } from "../../runtime/config.ts";
+import { formatReport } from "../../runtime/report.ts";
 import { RunStore } from "../../runtime/store.ts";
 import { executeRun } from "../../runtime/wiring.ts";
 
@@ -67,6 +68,15 @@ test("an offline run: baselines, Level 1.5 changes, Level 2 activations, mechani
     expect(ledger.some((l) => l.mechanismId === m.id)).toBe(true);
   }
   expect(ledger.some((l) => ["suggested", "rejected", "modified"].includes(l.outcome))).toBe(true);
+  // The report's curve: one point per search trial, best so far never rising, drawn as a chart.
+  const curve = summary.report.curve;
+  expect(curve.map((c) => c.iteration)).toEqual(search.map((t) => t.iteration));
+  for (let i = 1; i < curve.length; i++)
+    expect(curve[i]?.best ?? 0).toBeLessThanOrEqual(curve[i - 1]?.best ?? 0);
+  expect(curve.at(-1)?.best).toBe(summary.best?.valBpb);
+  expect(formatReport(summary.report)).toMatch(
+    /val_bpb by iteration \(1\.\.9; lower line: best so far\):\n.*┤/,
+  );
   // results.tsv: a header and one line per trial, Karpathy's columns.
   const tsv = readFileSync(path.join(dir, "results.tsv"), "utf8").trim().split("\n");
   expect(tsv[0]).toBe("commit\tval_bpb\tmemory_gb\tstatus\tdescription");
