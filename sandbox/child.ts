@@ -3,17 +3,10 @@
 // an RSS watchdog, and SIGKILLs it on any missed deadline. Requests arrive one JSON line at a time
 // on stdin; responses leave on fd 3. Requests are handled strictly one after another.
 import net from "node:net";
-import type { CompileResult } from "./compiler.ts";
+import { failedRequest, handleRequest } from "./child-handler.ts";
 import { DEFAULT_POLICY, defaultPolicy } from "./policy.ts";
-import {
-  InvalidRequest,
-  isRequest,
-  LineReader,
-  MAX_LINE_CHARS,
-  type Request,
-  type Response,
-} from "./protocol.ts";
-import { Runner, sanitize } from "./runner.ts";
+import { isRequest, LineReader, MAX_LINE_CHARS, type Response } from "./protocol.ts";
+import { Runner } from "./runner.ts";
 import type { SandboxPolicy } from "./types.ts";
 
 function readPolicy(): SandboxPolicy {
@@ -29,41 +22,6 @@ const send = (response: Response): void => {
 
 const runner = new Runner(readPolicy());
 let queue: Promise<void> = Promise.resolve();
-
-async function handle(request: Request): Promise<void> {
-  switch (request.op) {
-    case "compile": {
-      let result: CompileResult;
-      try {
-        // Loaded on first use: a child that only runs hooks starts without the compiler.
-        const { compileMechanism } = await import("./compiler.ts");
-        result = compileMechanism(request.source);
-      } catch (e) {
-        // Deep nesting and similar can overflow the compiler's stack: a clear error, not a crash.
-        const message =
-          e instanceof RangeError ? "the source is too deeply nested to compile" : "the compiler failed";
-        result = {
-          ok: false,
-          errors: [{ stage: "compile", code: "syntax-error", message: sanitize(`${message}: ${String(e)}`) }],
-          compileMs: 0,
-          lintMs: 0,
-        };
-      }
-      send({ id: request.id, op: "compile", result });
-      return;
-    }
-    case "load":
-      send({ id: request.id, op: "load", error: await runner.load(request.mechanismId, request.mechanism) });
-      return;
-    case "call":
-      send({ id: request.id, op: "call", outcome: await runner.call(request) });
-      return;
-    case "unload":
-      await runner.unload(request.mechanismId);
-      send({ id: request.id, op: "unload" });
-      return;
-  }
-}
 
 function onLine(line: string): void {
   let message: unknown;
@@ -83,12 +41,17 @@ function onLine(line: string): void {
     return;
   }
   const request = message;
-  queue = queue.then(() =>
-    handle(request).catch((e: unknown) => {
-      const message = e instanceof InvalidRequest ? e.message : `request failed: ${String(e)}`;
-      send({ id: request.id, op: "invalid", message: sanitize(message) });
-    }),
-  );
+  queue = queue
+    .then(async () => {
+      const response = await handleRequest(runner, request);
+      try {
+        send(response);
+      } catch (e) {
+        // e.g. a response that cannot be serialised: answer anyway, or the host waits to its deadline.
+        send(failedRequest(request, e));
+      }
+    })
+    .catch(() => {});
 }
 
 const reader = new LineReader(MAX_LINE_CHARS, onLine, () => {

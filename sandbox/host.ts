@@ -223,7 +223,8 @@ export class Sandbox {
       let error: SandboxError;
       if (isFailure(reply)) error = failureError(stage, reply);
       else if (reply.op === "invalid") {
-        // The call's data failed the child's schema: the caller's mistake, not the mechanism's.
+        // The call's data failed the child's checks, made before any guest code runs: the caller's
+        // mistake, not the mechanism's. (A failure after guest code ran comes back as an outcome.)
         return failed({ stage, code: "invalid-state", message: reply.message });
       } else if (reply.op !== "call") error = { stage, code: "crashed", message: unexpected(reply) };
       else if (!reply.outcome.ok) error = reply.outcome.error;

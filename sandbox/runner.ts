@@ -14,6 +14,7 @@ import {
   type WireCall,
 } from "./protocol.ts";
 import { callSeed, sfc32 } from "./rng.ts";
+import { sanitize } from "./sanitize.ts";
 import { originalPosition } from "./sourcemap.ts";
 import type { CompiledMechanism, HookResult, SandboxError, SandboxPolicy, SandboxStage } from "./types.ts";
 import { jsonDepth } from "./validation.ts";
@@ -148,13 +149,49 @@ export class Runner {
     this.historyCache = json;
   }
 
+  /** Check the caller's data before any guest code runs: the only place a call throws InvalidRequest. */
+  private checkCall(call: WireCall): ParamSpec[] {
+    try {
+      const params = this.params(call.paramsJson);
+      this.checkHistory(call.historyJson);
+      // Depth first: stringifying a very deep value overflows the stack.
+      if (jsonDepth(call.state, MAX_DEPTH) > MAX_DEPTH) {
+        throw new InvalidRequest(`the state passed in nests deeper than ${MAX_DEPTH} levels`);
+      }
+      if (Buffer.byteLength(JSON.stringify(call.state), "utf8") > this.policy.maxStateBytes) {
+        throw new InvalidRequest(`the state passed in exceeds ${this.policy.maxStateBytes} bytes`);
+      }
+      return params;
+    } catch (e) {
+      if (e instanceof InvalidRequest) throw e;
+      throw new InvalidRequest(`invalid call data: ${safeMessage(e)}`);
+    }
+  }
+
+  /**
+   * Run one hook call. Throws InvalidRequest for bad call data (before any guest code runs); every
+   * other failure, including an unexpected exception here once guest code ran, is an outcome that
+   * blames the mechanism (the host quarantines it).
+   */
   async call(call: WireCall): Promise<ChildCallOutcome> {
     const stage = call.hook;
-    const params = this.params(call.paramsJson);
-    this.checkHistory(call.historyJson);
-    if (Buffer.byteLength(JSON.stringify(call.state), "utf8") > this.policy.maxStateBytes) {
-      throw new InvalidRequest(`the state passed in exceeds ${this.policy.maxStateBytes} bytes`);
+    const params = this.checkCall(call);
+    try {
+      return await this.run(call, params);
+    } catch (e) {
+      return {
+        ok: false,
+        error: err(
+          stage,
+          "crashed",
+          `the sandbox failed while running the mechanism or handling its output: ${safeMessage(e)}`,
+        ),
+      };
     }
+  }
+
+  private async run(call: WireCall, params: ParamSpec[]): Promise<ChildCallOutcome> {
+    const stage = call.hook;
     const m = this.loaded.get(call.mechanismId);
     if (!m || m.isolate.isDisposed)
       return { ok: false, error: err(stage, "crashed", "the mechanism is not loaded") };
@@ -226,6 +263,13 @@ export class Runner {
         ),
       };
     }
+    // Depth before size: stringifying a very deep value overflows the stack.
+    if (jsonDepth(out.state, MAX_DEPTH) > MAX_DEPTH || jsonDepth(out.value, MAX_DEPTH) > MAX_DEPTH) {
+      return {
+        ok: false,
+        error: err(stage, "invalid-state", `the state or result nests deeper than ${MAX_DEPTH} levels`),
+      };
+    }
     const stateBytes = Buffer.byteLength(JSON.stringify(out.state ?? null), "utf8");
     if (stateBytes > this.policy.maxStateBytes) {
       return {
@@ -235,12 +279,6 @@ export class Runner {
           "invalid-state",
           `the state is ${stateBytes} bytes, over the ${this.policy.maxStateBytes}-byte cap`,
         ),
-      };
-    }
-    if (jsonDepth(out.state, MAX_DEPTH) > MAX_DEPTH || jsonDepth(out.value, MAX_DEPTH) > MAX_DEPTH) {
-      return {
-        ok: false,
-        error: err(stage, "invalid-state", `the state or result nests deeper than ${MAX_DEPTH} levels`),
       };
     }
     // null = unchanged (capability updates replace objects, so identity tells).
@@ -368,14 +406,6 @@ function describeResult(hook: HookName): string {
 
 function err(stage: SandboxStage, code: SandboxError["code"], message: string): SandboxError {
   return { stage, code, message: sanitize(message) };
-}
-
-/** Never let a host path or URL cross back. */
-export function sanitize(message: string): string {
-  return message
-    .replace(/file:\/\/\S+/g, "<path>")
-    .replace(/(?:\/[\w.@+-]+){2,}/g, "<path>")
-    .slice(0, 2000);
 }
 
 function safeMessage(e: unknown): string {

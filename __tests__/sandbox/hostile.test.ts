@@ -178,6 +178,15 @@ describe("memory", () => {
     const id = await loadTs("deep-state.ts");
     expect(failure(await sandbox.call(hookCall(id, "init"))).code).toBe("invalid-state");
   });
+
+  test("a state too deep is caught by the depth check before it is stringified (deep values overflow the stack)", async () => {
+    // 4000 levels and padding: within what the guest can serialise, over the depth and the 8 KiB size cap.
+    const id = await loadRaw("deeper-state.js");
+    const error = failure(await sandbox.call(hookCall(id, "guide")));
+    expect(error).toMatchObject({ stage: "guide", code: "invalid-state" });
+    expect(error.message).toMatch(/nests deeper than 64 levels/);
+    await expectQuarantined(id, "invalid-state");
+  });
 });
 
 describe("escapes", () => {
@@ -484,5 +493,5 @@ describe("isolation and determinism", () => {
 });
 
 test("the healthy mechanism answered after every case", () => {
-  expect(healthyCalls).toBeGreaterThanOrEqual(40);
+  expect(healthyCalls).toBeGreaterThanOrEqual(41);
 });

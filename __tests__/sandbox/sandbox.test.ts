@@ -132,6 +132,12 @@ test("bad call data is the caller's error (invalid-state), not the mechanism's: 
   if (!badContext.ok) expect(badContext.error.message).toMatch(/search space/);
   const badHook = await sandbox.call({ ...hookCall("victim", "guide"), hook: "launch" as never });
   expect(badHook.ok).toBe(false);
+  // Too deep for a state but small: refused before the hook runs (it used to run and be blamed).
+  let deep: unknown = 0;
+  for (let i = 0; i < 100; i++) deep = [deep];
+  const badDepth = await sandbox.call(hookCall("victim", "guide", { state: { seen: 1, deep } as never }));
+  expect(badDepth).toMatchObject({ ok: false, error: { code: "invalid-state" } });
+  if (!badDepth.ok) expect(badDepth.error.message).toMatch(/state passed in nests deeper than 64 levels/);
   expect(sandbox.quarantineReason("victim")).toBeNull();
   expect((await sandbox.call(hookCall("victim", "guide", { state: { seen: 2 } }))).ok).toBe(true);
   // A hook the manifest does not declare is refused too.
