@@ -439,6 +439,17 @@ describe("isolation and determinism", () => {
     expect(later.now).toBe(FIXED_NOW);
   });
 
+  test("local time in the guest is UTC, whatever the machine's time zone", async () => {
+    const id = await loadTs("timezone.ts");
+    const found = JSON.parse(text(await sandbox.call(hookCall(id, "guide")))) as Record<string, unknown>;
+    expect(found.text).toBe("Thu Jan 01 2026 00:00:00 GMT+0000 (Coordinated Universal Time)");
+    expect(found.called).toBe(found.text);
+    expect(found.hours).toBe(new Date(FIXED_NOW).getUTCHours());
+    expect(found.offset).toBe(0);
+    // June: a zone with summer time (or any non-UTC zone) would shift this.
+    expect(found.local).toBe(Date.UTC(2026, 5, 1, 12));
+  });
+
   test("no module or global state leaks between calls; only ctx.state is carried", async () => {
     const id = await loadTs("state-leak.ts");
     const one = await sandbox.call(hookCall(id, "guide"));
@@ -493,5 +504,5 @@ describe("isolation and determinism", () => {
 });
 
 test("the healthy mechanism answered after every case", () => {
-  expect(healthyCalls).toBeGreaterThanOrEqual(41);
+  expect(healthyCalls).toBeGreaterThanOrEqual(42);
 });
