@@ -3,7 +3,12 @@
 import os
 import sys
 
-from trainer.cpu_env import child_env, needs_reexec
+from trainer.parent_death import die_with_parent
+
+# First of all: die with the process that started us (see trainer/parent_death.py).
+die_with_parent()
+
+from trainer.cpu_env import child_env, needs_reexec  # noqa: E402
 
 # OpenBLAS reads its settings when torch loads it: fix the environment first, then
 # restart the interpreter once with it (the flag guards against a loop).

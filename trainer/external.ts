@@ -11,6 +11,8 @@ import { outcome, validateRequest } from "./torch-trainer.ts";
 import type { Trainer, TrainerResult, TrialOutcome, TrialRequest } from "./types.ts";
 
 const HELPER = path.join(import.meta.dirname, "rewrite_constants.py");
+/** Runs the user's command so that it (and its children) die with this process. */
+const TIE_TO_PARENT = path.join(import.meta.dirname, "parent_death.py");
 
 export interface ConstantChange {
   readonly name: string;
@@ -173,9 +175,12 @@ export class ExternalTrainer implements Trainer {
       PYTHONPATH: base.PYTHONPATH ? `${scriptDir}${path.delimiter}${base.PYTHONPATH}` : scriptDir,
       PYTHONUNBUFFERED: "1",
     };
+    // Linux: through the shim, so a SIGKILLed run takes the command and its children
+    // (e.g. the Python under `uv run`) with it.
+    const tied = process.platform === "linux";
     const proc = await runProcess({
-      command: exe,
-      args,
+      command: tied ? python : exe,
+      args: tied ? [TIE_TO_PARENT, exe, ...args] : args,
       cwd: this.options.cwd ?? scriptDir,
       env,
       logPath,
@@ -215,7 +220,15 @@ export class ExternalTrainer implements Trainer {
       );
     }
     if (proc.spawnError)
-      return outcome("crashed", `could not start ${exe}: ${proc.spawnError}`, logPath, started);
+      return outcome(
+        "crashed",
+        `could not start ${tied ? python : exe}: ${proc.spawnError}`,
+        logPath,
+        started,
+      );
+    const shimError = /parent_death: cannot run .*?: (.*)/.exec(proc.stderrTail)?.[1];
+    if (tied && proc.exitCode === 127 && shimError)
+      return outcome("crashed", `could not start ${exe}: ${shimError}`, logPath, started, at);
     const summary = parseSummary(stdout);
     const valBpb = num(summary, "val_bpb");
     const oom = /out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED/i.test(all);

@@ -1,6 +1,8 @@
 // One supervised child process: its own process group (so a kill takes its children
 // too), a hard deadline, AbortSignal support, output split into lines for parsing and
-// copied to a log file. Never throws for anything the child does.
+// copied to a log file. Never throws for anything the child does. Being detached, the
+// child does not die with us by itself: it ties itself to BILEVEL_PARENT_PID (see
+// trainer/parent_death.py).
 import { spawn } from "node:child_process";
 import { createWriteStream, mkdirSync } from "node:fs";
 import path from "node:path";
@@ -114,7 +116,9 @@ export function runProcess(options: ProcessOptions): Promise<ProcessResult> {
     let stderrTail = "";
     const child = spawn(options.command, [...options.args], {
       cwd: options.cwd,
-      env: options.env,
+      // Lets a child that ties itself to us (trainer/parent_death.py) see that we died
+      // before it could ask the kernel to tell it.
+      env: { ...options.env, BILEVEL_PARENT_PID: String(process.pid) },
       detached: true, // its own process group: a kill reaches its children too
       stdio: ["ignore", "pipe", "pipe"],
     });

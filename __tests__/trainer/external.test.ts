@@ -161,3 +161,11 @@ test("parseSummary reads the block after the last ---", () => {
   expect(s.get("num_steps")).toBe("953");
   expect(parseSummary(["val_bpb: 1.0"]).size).toBe(0);
 });
+
+test("a command that cannot start is a crash that names it", async () => {
+  const o = await new ExternalTrainer({ script, python, command: ["/nonexistent/cmd", "{script}"] }).run(
+    request("no-command"),
+  );
+  expect(o.status).toBe("crashed");
+  expect(o.message).toMatch(/could not start \/nonexistent\/cmd: .*No such file/);
+});
