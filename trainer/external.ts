@@ -7,6 +7,7 @@ import path from "node:path";
 import type { Config, ParamValue, TrialStatus } from "../mechanism-api/index.d.ts";
 import { runProcess } from "./process.ts";
 import { findPython } from "./python.ts";
+import { TailLines } from "./tail.ts";
 import { outcome, validateRequest } from "./torch-trainer.ts";
 import type { Trainer, TrainerResult, TrialOutcome, TrialRequest } from "./types.ts";
 
@@ -99,12 +100,27 @@ export interface ExternalTrainerOptions {
   readonly maxStepsConstant?: string;
 }
 
-function num(summary: Map<string, string>, key: string): number | null {
-  const raw = summary.get(key);
+/**
+ * A summary value as a number: Python's `inf`/`nan` spellings become ±Infinity/NaN,
+ * thousands separators are dropped; null when absent or not a number.
+ */
+export function summaryNumber(raw: string | undefined): number | null {
   if (raw === undefined) return null;
-  const n = Number(raw.replace(/,/g, ""));
-  return Number.isNaN(n) && !/nan/i.test(raw) ? null : n;
+  const text = raw.replace(/,/g, "").trim();
+  const special = /^([+-]?)(inf|infinity|nan)$/i.exec(text);
+  if (special) {
+    if (special[2]!.toLowerCase() === "nan") return Number.NaN;
+    return special[1] === "-" ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+  }
+  const n = text === "" ? Number.NaN : Number(text);
+  return Number.isNaN(n) ? null : n;
 }
+
+function num(summary: Map<string, string>, key: string): number | null {
+  return summaryNumber(summary.get(key));
+}
+
+const OOM = /out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED/i;
 
 /** Runs trials of a user's Karpathy-style train.py. */
 export class ExternalTrainer implements Trainer {
@@ -166,8 +182,12 @@ export class ExternalTrainer implements Trainer {
     const factor = this.options.timeoutFactor ?? 1.5;
     const grace = this.options.graceSeconds ?? 120;
     const timeoutMs = Math.round((request.budgetSeconds * factor + grace) * 1000);
-    const stdout: string[] = [];
-    let all = "";
+    // Only bounded tails are kept: a long run prints a \r progress line per step, and the
+    // summary block, an OOM or a traceback come at the end.
+    const tail = new TailLines(200, 64 * 1024); // stdout and stderr, for error messages
+    let summaryLines: string[] | null = null; // stdout after the last "---"
+    let failed = false; // a FAIL line
+    let oom = false;
     const base = { ...process.env, ...this.options.env };
     const env: NodeJS.ProcessEnv = {
       ...base,
@@ -187,9 +207,13 @@ export class ExternalTrainer implements Trainer {
       timeoutMs,
       ...(request.signal ? { signal: request.signal } : {}),
       onLine: (line, stream) => {
-        if (all.length < 1_000_000) all += `${line}\n`;
+        tail.push(line);
+        if (!oom && OOM.test(line)) oom = true;
         if (stream !== "stdout") return;
-        if (stdout.length < 100_000) stdout.push(line);
+        const trimmed = line.trim();
+        if (trimmed === "---") summaryLines = [];
+        else if (summaryLines && summaryLines.length < 1000) summaryLines.push(line);
+        if (trimmed === "FAIL") failed = true;
         const m = PROGRESS.exec(line);
         if (m?.[1] && m[2] && m[3]) {
           const progress = Math.min(1, Math.max(0, Number(m[2]) / 100));
@@ -229,24 +253,47 @@ export class ExternalTrainer implements Trainer {
     const shimError = /parent_death: cannot run .*?: (.*)/.exec(proc.stderrTail)?.[1];
     if (tied && proc.exitCode === 127 && shimError)
       return outcome("crashed", `could not start ${exe}: ${shimError}`, logPath, started, at);
-    const summary = parseSummary(stdout);
+    const summary = parseSummary(summaryLines ? ["---", ...summaryLines] : []);
     const valBpb = num(summary, "val_bpb");
-    const oom = /out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED/i.test(all);
+    const rawBpb = summary.get("val_bpb");
     if (valBpb === null) {
-      if (stdout.some((l) => l.trim() === "FAIL")) {
+      if (failed) {
         return outcome("diverged", "the script printed FAIL (loss NaN or exploding)", logPath, started, at);
       }
       if (oom) return outcome("oom", "out of memory", logPath, started, at);
-      const tail = all.trim().split("\n").at(-1) ?? "";
+      if (rawBpb !== undefined) {
+        return outcome(
+          "crashed",
+          `val_bpb: line is not a number: ${JSON.stringify(rawBpb)}`,
+          logPath,
+          started,
+          at,
+        );
+      }
+      const last =
+        tail
+          .toArray()
+          .map((l) => l.trim())
+          .filter(Boolean)
+          .at(-1) ?? "";
       return outcome(
         "crashed",
-        `no val_bpb: line in the output (exit ${proc.exitCode ?? proc.signal})${tail ? `: ${tail}` : ""}`,
+        `no val_bpb: line in the output (exit ${proc.exitCode ?? proc.signal})${last ? `: ${last}` : ""}`,
         logPath,
         started,
         at,
       );
     }
     if (!Number.isFinite(valBpb)) return outcome("diverged", `val_bpb is ${valBpb}`, logPath, started, at);
+    if (valBpb <= 0) {
+      return outcome(
+        "crashed",
+        `val_bpb must be > 0, got ${rawBpb} (bits per byte cannot be zero or negative)`,
+        logPath,
+        started,
+        at,
+      );
+    }
     if (proc.exitCode !== 0) {
       return outcome(
         "crashed",

@@ -2,7 +2,8 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { ExternalTrainer, parseSummary, rewriteConstants } from "../../trainer/external.ts";
+import { ExternalTrainer, parseSummary, rewriteConstants, summaryNumber } from "../../trainer/external.ts";
+import { TailLines } from "../../trainer/tail.ts";
 import type { TrainerProgress, TrialRequest } from "../../trainer/types.ts";
 
 const fixtures = path.resolve(import.meta.dirname, "../fixtures/trainer");
@@ -123,6 +124,10 @@ test.each([
   ["fail", "diverged", /FAIL/],
   ["oom", "oom", /out of memory/],
   ["nan", "diverged", /val_bpb is NaN/],
+  ["inf", "diverged", /val_bpb is Infinity/],
+  ["zero", "crashed", /val_bpb must be > 0, got 0\.000000/],
+  ["negative", "crashed", /val_bpb must be > 0, got -0\.500000/],
+  ["garbage-bpb", "crashed", /val_bpb: line is not a number: "abc"/],
 ])("MODE=%s is classified as %s", async (mode, status, message) => {
   const o = await new ExternalTrainer({ script, python }).run(
     request(`mode-${mode}`, { config: { MODE: mode } }),
@@ -130,6 +135,34 @@ test.each([
   expect(o.status).toBe(status);
   expect(o.message).toMatch(message);
   expect(o.valBpb).toBeNull();
+});
+
+describe("a long run (120k \\r progress lines, ~18 MB, before the end)", () => {
+  test("still yields the summary block", async () => {
+    let updates = 0;
+    const o = await new ExternalTrainer({ script, python }).run(
+      request("flood", { config: { MODE: "flood" }, onProgress: () => updates++ }),
+    );
+    expect(o.message).toBe("ok");
+    expect(o.valBpb).toBeCloseTo(1 + 0.08 + 0.019 + 0.000095, 6);
+    expect(o.result?.num_steps).toBe(953);
+    expect(updates).toBeGreaterThanOrEqual(119_999);
+  }, 60_000);
+
+  test.each([
+    ["flood-oom", "oom", /out of memory/],
+    ["flood-crash", "crashed", /no val_bpb: line .*exit 1.*RuntimeError: boom at the end/],
+  ])(
+    "MODE=%s: what is printed at the end still classifies it (%s)",
+    async (mode, status, message) => {
+      const o = await new ExternalTrainer({ script, python }).run(
+        request(`mode-${mode}`, { config: { MODE: mode } }),
+      );
+      expect(o.status).toBe(status);
+      expect(o.message).toMatch(message);
+    },
+    60_000,
+  );
 });
 
 test("a hanging script is killed at the deadline", async () => {
@@ -168,4 +201,26 @@ test("a command that cannot start is a crash that names it", async () => {
   );
   expect(o.status).toBe("crashed");
   expect(o.message).toMatch(/could not start \/nonexistent\/cmd: .*No such file/);
+});
+
+test("summaryNumber reads Python's spellings and refuses garbage", () => {
+  expect(summaryNumber("0.997900")).toBe(0.9979);
+  expect(summaryNumber("1,234,567")).toBe(1234567);
+  expect(summaryNumber("inf")).toBe(Number.POSITIVE_INFINITY);
+  expect(summaryNumber("-inf")).toBe(Number.NEGATIVE_INFINITY);
+  expect(summaryNumber("Infinity")).toBe(Number.POSITIVE_INFINITY);
+  expect(summaryNumber("nan")).toBeNaN();
+  for (const bad of ["abc", "", " ", "1.0x", "nanx", "n/a"]) expect(summaryNumber(bad)).toBeNull();
+  expect(summaryNumber(undefined)).toBeNull();
+});
+
+test("TailLines keeps the last lines within both bounds", () => {
+  const t = new TailLines(3, 12);
+  for (let i = 0; i < 10_000; i++) t.push(String(i));
+  expect(t.toArray()).toEqual(["9997", "9998", "9999"]);
+  t.push("abcdefgh"); // 4 + 4 + 8 characters > 12: the two older lines go
+  expect(t.toArray()).toEqual(["9999", "abcdefgh"]);
+  t.push("x".repeat(25)); // a line longer than the bound keeps its end
+  expect(t.toArray()).toEqual(["x".repeat(12)]);
+  expect(t.length).toBe(1);
 });
