@@ -1,6 +1,6 @@
 // Real trials of the Python trainer on the real corpus (CPU). Each failure class is
 // produced for real and must come back classified, never thrown.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { TorchTrainer } from "../../trainer/torch-trainer.ts";
@@ -139,8 +139,31 @@ test("an invalid config found by the trainer itself is exit 2 (too little valida
   expect(o.message).toMatch(/no \.txt or \.jsonl files/);
 }, 30_000);
 
-test("a trial that overruns budget × factor + grace is killed and classified as timeout", async () => {
+/** Processes as [pid, process group, cwd, state] (those we may not read are skipped). */
+function processes(): { pid: number; pgrp: number; cwd: string; zombie: boolean }[] {
+  const out: { pid: number; pgrp: number; cwd: string; zombie: boolean }[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.push({
+        pid: Number(name),
+        pgrp: Number(pgrp),
+        cwd: readlinkSync(`/proc/${name}/cwd`),
+        zombie: state === "Z",
+      });
+    } catch {
+      // Gone meanwhile, or not ours.
+    }
+  }
+  return out;
+}
+
+test("a trial that overruns budget × factor + grace is killed and classified as timeout; its process group is gone", async () => {
   const quick = new TorchTrainer({ env: { BILEVEL_CACHE: cache }, timeoutFactor: 1, graceSeconds: 4 });
+  const workDir = path.join(tmp, "timeout");
+  let group: { pid: number; pgrp: number }[] = [];
   const started = Date.now();
   const o = await quick.run({
     config: {},
@@ -148,12 +171,54 @@ test("a trial that overruns budget × factor + grace is killed and classified as
     maxSteps: 1_000_000, // MAX_STEPS overrides the time budget: the trainer never stops by itself
     seed: 0,
     device: "cpu",
-    workDir: path.join(tmp, "timeout"),
+    workDir,
+    onProgress: () => {
+      if (group.length) return;
+      // The trainer runs in workDir; its group is everyone in the trainer's process group.
+      const trainer = processes().find((p) => p.cwd === workDir && !p.zombie);
+      if (trainer) group = processes().filter((p) => p.pgrp === trainer.pgrp && !p.zombie);
+    },
   });
   expect(o.status).toBe("timeout");
   expect(o.message).toMatch(/killed after 5 s/);
   expect(Date.now() - started).toBeLessThan(20_000);
+  expect(group.length).toBeGreaterThanOrEqual(1);
+  const pgrp = group[0]!.pgrp;
+  expect(group.map((p) => p.pid)).toContain(pgrp); // the Python trainer leads its own group
+  const left = () =>
+    processes().filter((p) => !p.zombie && (p.pgrp === pgrp || group.some((g) => g.pid === p.pid)));
+  const deadline = Date.now() + 2000; // the kernel takes a moment to reap SIGKILLed members
+  while (left().length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const survivors = left();
+  for (const p of survivors) process.kill(p.pid, "SIGKILL"); // never leave one behind, then fail
+  expect(survivors).toEqual([]);
 }, 30_000);
+
+test("the validation bytes do not depend on SEQ_LEN or the batch size", async () => {
+  const configs = [
+    { SEQ_LEN: 128, DEVICE_BATCH_SIZE: 32, TOTAL_BATCH_SIZE: 4096 },
+    { SEQ_LEN: 96, DEVICE_BATCH_SIZE: 4, TOTAL_BATCH_SIZE: 768 }, // 2048 = 21 × 96 + 32: a tail window
+    { SEQ_LEN: 512, DEVICE_BATCH_SIZE: 2, TOTAL_BATCH_SIZE: 2048 },
+  ];
+  const evalBytes: number[] = [];
+  for (const [i, config] of configs.entries()) {
+    const o = await small.run({
+      config,
+      budgetSeconds: 30,
+      maxSteps: 1,
+      seed: 0,
+      device: "cpu",
+      workDir: path.join(tmp, `eval-bytes-${i}`),
+    });
+    expect(o.status).toBe("ok");
+    // eval_bytes is an extra field of the result record (not in the contract): read the log.
+    const record = readFileSync(o.logPath, "utf8")
+      .split("\n")
+      .find((l) => l.startsWith('{"event": "result"'));
+    evalBytes.push((JSON.parse(record!) as { eval_bytes: number }).eval_bytes);
+  }
+  expect(evalBytes).toEqual([16384, 16384, 16384]); // --eval-bytes 16384, one byte per token
+}, 60_000);
 
 test("an allocation failure inside the trainer is classified as oom (exit 3)", async () => {
   const capped = new TorchTrainer({
