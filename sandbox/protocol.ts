@@ -139,42 +139,27 @@ const requestSchema = {
 
 const ms = { type: "number", minimum: 0 } as const;
 
+/** One hook's result: `{ hook, value }` with the hook's own value schema. */
+function hookResult(hook: string, value: object) {
+  return {
+    type: "object",
+    required: ["hook", "value"],
+    additionalProperties: false,
+    properties: { hook: { const: hook }, value },
+  } as const;
+}
+
 const hookResultSchema = {
   type: "object",
   discriminator: { propertyName: "hook" },
   required: ["hook"],
   properties: { hook: { type: "string" } },
   oneOf: [
-    {
-      type: "object",
-      required: ["hook", "value"],
-      additionalProperties: false,
-      properties: { hook: { const: "init" }, value: jsonSchema },
-    },
-    {
-      type: "object",
-      required: ["hook", "value"],
-      additionalProperties: false,
-      properties: { hook: { const: "guide" }, value: guideTextSchema },
-    },
-    {
-      type: "object",
-      required: ["hook", "value"],
-      additionalProperties: false,
-      properties: { hook: { const: "suggest" }, value: { oneOf: [{ type: "null" }, suggestionSchema] } },
-    },
-    {
-      type: "object",
-      required: ["hook", "value"],
-      additionalProperties: false,
-      properties: { hook: { const: "filter" }, value: filterVerdictSchema },
-    },
-    {
-      type: "object",
-      required: ["hook", "value"],
-      additionalProperties: false,
-      properties: { hook: { const: "observe" }, value: { type: "null" } },
-    },
+    hookResult("init", jsonSchema),
+    hookResult("guide", guideTextSchema),
+    hookResult("suggest", { oneOf: [{ type: "null" }, suggestionSchema] }),
+    hookResult("filter", filterVerdictSchema),
+    hookResult("observe", { type: "null" }),
   ],
 } as const;
 
