@@ -1,0 +1,119 @@
+// SIGKILL while the LLM proposer is waiting for a reply (inside the proposal phase), resume,
+// and compare with an uninterrupted run against the same scripted LLM server. [slow: ~20 s]
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { RunStore } from "../../runtime/store.ts";
+import { type MockLlm, type RecordedRequest, startMockLlm } from "../support/mock-llm-server.ts";
+
+const root = path.resolve(import.meta.dirname, "../..");
+const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-resume-online-"));
+const SLOW_ITERATION = 3;
+let mock: MockLlm;
+
+const iterationOf = (r: RecordedRequest) =>
+  Number(/Iteration (\d+)\./.exec(r.body?.messages?.find((m) => m.role === "user")?.content ?? "")?.[1] ?? 0);
+
+beforeAll(async () => {
+  // Proposals depend only on the iteration, so a redone proposal phase asks the same question
+  // and gets the same answer; iteration 3's reply is slow enough to be killed in the middle of.
+  mock = await startMockLlm((request) => {
+    if (request.body?.response_format?.json_schema?.name === "strategy") {
+      return {
+        content: JSON.stringify({
+          strategy: "balanced",
+          freeze: [],
+          unfreeze: [],
+          guidance: "",
+          rationale: "steady",
+        }),
+      };
+    }
+    const it = iterationOf(request);
+    return {
+      content: JSON.stringify({
+        changes: [{ param: "MATRIX_LR", value: Number((0.015 + 0.01 * it).toFixed(3)) }],
+        rationale: `step ${it}`,
+      }),
+      ...(it === SLOW_ITERATION ? { delayMs: 1500 } : {}),
+    };
+  });
+  writeFileSync(
+    path.join(tmp, "run.json"),
+    JSON.stringify({
+      name: "resume-online",
+      seed: 2,
+      iterations: 5,
+      trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },
+      llm: { baseURL: mock.baseURL, model: "scripted", maxRetries: 0, timeoutMs: 10_000 },
+      acceptance: { baselineRepeats: 2 },
+      level15: { every: 2, minActive: 6 },
+      level2: { everyCycles: 0 },
+    }),
+  );
+});
+afterAll(async () => {
+  await mock.close();
+});
+
+function start(args: string[]): ChildProcess {
+  return spawn(
+    process.execPath,
+    [
+      "--no-node-snapshot",
+      "--disable-warning=ExperimentalWarning",
+      path.join(root, "runtime/cli.ts"),
+      ...args,
+    ],
+    {
+      stdio: ["ignore", "ignore", process.env.DEBUG_RESUME ? "inherit" : "ignore"],
+      env: { ...process.env, OPENAI_API_KEY: "test-key" },
+    },
+  );
+}
+
+const exit = (child: ChildProcess) => new Promise<number | null>((resolve) => child.on("exit", resolve));
+
+function records(dir: string) {
+  const store = RunStore.open(dir, { readOnly: true });
+  const out = {
+    trials: store
+      .trials()
+      .map((t) => ({ iteration: t.iteration, kind: t.kind, config: t.config, valBpb: t.valBpb })),
+    proposals: store
+      .proposals()
+      .map((p) => ({ iteration: p.iteration, changes: p.changes, status: p.status })),
+    ledger: store
+      .ledger()
+      .map((l) => ({ iteration: l.iteration, hook: l.hook, outcome: l.outcome, trial: l.trialId })),
+    exchanges: store.exchanges().map((e) => e.iteration),
+  };
+  store.close();
+  return out;
+}
+
+test("[slow] killed while waiting for the LLM's proposal, resumed: same trials, proposals and ledger", async () => {
+  const reference = path.join(tmp, "reference");
+  expect(await exit(start(["run", "--config", path.join(tmp, "run.json"), "--out", reference]))).toBe(0);
+
+  const dir = path.join(tmp, "killed");
+  const seen = mock.requests.length;
+  const child = start(["run", "--config", path.join(tmp, "run.json"), "--out", dir]);
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline && !mock.requests.slice(seen).some((r) => iterationOf(r) === SLOW_ITERATION)) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  child.kill("SIGKILL");
+  await exit(child);
+  const partial = records(dir);
+  expect(partial.trials.filter((t) => t.kind === "search").map((t) => t.iteration)).toEqual([1, 2]);
+  expect(partial.proposals.some((p) => p.iteration === SLOW_ITERATION)).toBe(false);
+
+  expect(await exit(start(["run", "--resume", dir]))).toBe(0);
+  const resumed = records(dir);
+  const expected = records(reference);
+  expect({ ...resumed, exchanges: null }).toEqual({ ...expected, exchanges: null });
+  // The killed call never completed, so it left no exchange behind: the stored exchanges match too.
+  expect(resumed.exchanges).toEqual(expected.exchanges);
+}, 90_000);
