@@ -7,6 +7,7 @@ import type { HookName, Json } from "../mechanism-api/index.d.ts";
 import { compiledMechanismSchema } from "../mechanism-api/schemas.ts";
 import { type Failure, isFailure, type Reply, type RequestBody, SandboxChild } from "./child-process.ts";
 import { defaultPolicy } from "./policy.ts";
+import { toWireCall } from "./protocol.ts";
 import type {
   CompiledMechanism,
   CompileOutcome,
@@ -192,17 +193,7 @@ export class Sandbox {
       return failed({ stage, code: "crashed", message: `mechanism "${id}" is not loaded` });
     let line: string;
     try {
-      const { context, ...rest } = call;
-      line = JSON.stringify({
-        op: "call",
-        ...rest,
-        iteration: context.iteration,
-        seed: context.seed,
-        incumbent: context.incumbent,
-        best: context.best,
-        paramsJson: JSON.stringify(context.params),
-        historyJson: JSON.stringify(context.history),
-      });
+      line = JSON.stringify({ op: "call", ...toWireCall(call) });
     } catch {
       return failed({ stage, code: "invalid-state", message: "the hook call's data is not JSON" });
     }

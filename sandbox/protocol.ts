@@ -18,7 +18,7 @@ import {
   trialSchema,
 } from "../mechanism-api/schemas.ts";
 import type { CompileResult } from "./compiler.ts";
-import type { CapabilityState, CompiledMechanism, HookResult, SandboxError } from "./types.ts";
+import type { CapabilityState, CompiledMechanism, HookCall, HookResult, SandboxError } from "./types.ts";
 import { validator } from "./validation.ts";
 
 /** Longest protocol line either side accepts (compile requests carry the source, JSON-escaped). */
@@ -51,6 +51,20 @@ export interface WireCall {
   readonly argument?: Proposal | Trial;
   readonly paramsJson: string;
   readonly historyJson: string;
+}
+
+/** The wire form of a hook call (throws if the call's data is not JSON-serialisable). */
+export function toWireCall(call: HookCall): WireCall {
+  const { context, ...rest } = call;
+  return {
+    ...rest,
+    iteration: context.iteration,
+    seed: context.seed,
+    incumbent: context.incumbent,
+    best: context.best,
+    paramsJson: JSON.stringify(context.params),
+    historyJson: JSON.stringify(context.history),
+  };
 }
 
 export type ChildCallOutcome =

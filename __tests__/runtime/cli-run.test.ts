@@ -5,21 +5,13 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { RunStore } from "../../runtime/store.ts";
+import { cliArgv } from "../support/cli.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-cli-run-"));
 
 function cli(...args: string[]) {
-  return spawnSync(
-    process.execPath,
-    [
-      "--no-node-snapshot",
-      "--disable-warning=ExperimentalWarning",
-      path.join(root, "runtime/cli.ts"),
-      ...args,
-    ],
-    { encoding: "utf8", cwd: tmp, timeout: 120_000 },
-  );
+  return spawnSync(process.execPath, cliArgv(...args), { encoding: "utf8", cwd: tmp, timeout: 120_000 });
 }
 
 function config(name: string, body: object): string {

@@ -1,16 +1,10 @@
 import { spawnSync } from "node:child_process";
-import path from "node:path";
-
-const root = path.resolve(import.meta.dirname, "../..");
+import { cliArgv } from "../support/cli.ts";
 
 function cli(...args: string[]) {
-  return spawnSync(
-    process.execPath,
-    ["--disable-warning=ExperimentalWarning", path.join(root, "runtime/cli.ts"), ...args],
-    {
-      encoding: "utf8",
-    },
-  );
+  return spawnSync(process.execPath, cliArgv(...args), {
+    encoding: "utf8",
+  });
 }
 
 test("--help lists the command groups", () => {

@@ -5,9 +5,9 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { RunStore } from "../../runtime/store.ts";
+import { cliArgv } from "../support/cli.ts";
 import { type MockLlm, type RecordedRequest, startMockLlm } from "../support/mock-llm-server.ts";
 
-const root = path.resolve(import.meta.dirname, "../..");
 const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-resume-online-"));
 const SLOW_ITERATION = 3;
 let mock: MockLlm;
@@ -58,19 +58,10 @@ afterAll(async () => {
 });
 
 function start(args: string[]): ChildProcess {
-  return spawn(
-    process.execPath,
-    [
-      "--no-node-snapshot",
-      "--disable-warning=ExperimentalWarning",
-      path.join(root, "runtime/cli.ts"),
-      ...args,
-    ],
-    {
-      stdio: ["ignore", "ignore", process.env.DEBUG_RESUME ? "inherit" : "ignore"],
-      env: { ...process.env, OPENAI_API_KEY: "test-key" },
-    },
-  );
+  return spawn(process.execPath, cliArgv(...args), {
+    stdio: ["ignore", "ignore", process.env.DEBUG_RESUME ? "inherit" : "ignore"],
+    env: { ...process.env, OPENAI_API_KEY: "test-key" },
+  });
 }
 
 const exit = (child: ChildProcess) => new Promise<number | null>((resolve) => child.on("exit", resolve));

@@ -5,6 +5,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { RunStore } from "../../runtime/store.ts";
+import { cliArgv } from "../support/cli.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-resume-"));
@@ -25,16 +26,7 @@ writeFileSync(
 );
 
 function start(args: string[]): ChildProcess {
-  return spawn(
-    process.execPath,
-    [
-      "--no-node-snapshot",
-      "--disable-warning=ExperimentalWarning",
-      path.join(root, "runtime/cli.ts"),
-      ...args,
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
+  return spawn(process.execPath, cliArgv(...args), { stdio: ["ignore", "ignore", "pipe"] });
 }
 
 /** Exit code and the last of stderr (shown when an expectation on it fails). */

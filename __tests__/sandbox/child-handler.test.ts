@@ -2,23 +2,10 @@
 // no quarantine) only for bad call data found before guest code runs; anything else that escapes
 // a call or a load is the mechanism's fault, in a response the host accepts.
 import { failedRequest, handleRequest, type RequestRunner } from "../../sandbox/child-handler.ts";
-import { InvalidRequest, isResponse, type Request } from "../../sandbox/protocol.ts";
+import { InvalidRequest, isResponse, type Request, toWireCall } from "../../sandbox/protocol.ts";
 import { hookCall, rawMechanism } from "./helpers.ts";
 
-const call = (() => {
-  const { context, ...rest } = hookCall("m", "guide");
-  return {
-    id: 7,
-    op: "call",
-    ...rest,
-    iteration: context.iteration,
-    seed: context.seed,
-    incumbent: context.incumbent,
-    best: context.best,
-    paramsJson: JSON.stringify(context.params),
-    historyJson: JSON.stringify(context.history),
-  } as const satisfies Request;
-})();
+const call = { id: 7, op: "call", ...toWireCall(hookCall("m", "guide")) } as const satisfies Request;
 const load: Request = {
   id: 8,
   op: "load",

@@ -6,9 +6,9 @@ import os from "node:os";
 import path from "node:path";
 import { mechanismCheck } from "../../runtime/commands/mechanism.ts";
 import { Sandbox } from "../../sandbox/index.ts";
+import { cliArgv } from "../support/cli.ts";
 import { HEALTHY } from "./helpers.ts";
 
-const root = path.resolve(import.meta.dirname, "../..");
 let dir: string;
 let sandbox: Sandbox;
 
@@ -48,16 +48,7 @@ async function check(p: string, json = false): Promise<{ code: number; out: stri
 
 function cli(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      [
-        "--no-node-snapshot",
-        "--disable-warning=ExperimentalWarning",
-        path.join(root, "runtime/cli.ts"),
-        ...args,
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
+    const child = spawn(process.execPath, cliArgv(...args), { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {

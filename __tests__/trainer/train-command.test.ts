@@ -3,8 +3,8 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { cliArgv } from "../support/cli.ts";
 
-const root = path.resolve(import.meta.dirname, "../..");
 let tmp: string;
 beforeAll(() => {
   tmp = mkdtempSync(path.join(os.tmpdir(), "bilevel-train-cli-"));
@@ -12,17 +12,11 @@ beforeAll(() => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 function train(...args: string[]) {
-  return spawnSync(
-    process.execPath,
-    [
-      "--no-node-snapshot",
-      "--disable-warning=ExperimentalWarning",
-      path.join(root, "runtime/cli.ts"),
-      "train",
-      ...args,
-    ],
-    { encoding: "utf8", env: { ...process.env, BILEVEL_CACHE: path.join(tmp, "cache") }, timeout: 120_000 },
-  );
+  return spawnSync(process.execPath, cliArgv("train", ...args), {
+    encoding: "utf8",
+    env: { ...process.env, BILEVEL_CACHE: path.join(tmp, "cache") },
+    timeout: 120_000,
+  });
 }
 
 test.each([
