@@ -1,6 +1,7 @@
 // Checking and applying parameter changes against the search space. Every change that reaches
 // the trainer passes through here, whoever made it (LLM, offline proposer, mechanism).
 import type { Change, Config, ParamSpec, ParamValue } from "../mechanism-api/index.d.ts";
+import { checkValue } from "../trainer/search-space.ts";
 
 /** Problems with `changes`, one sentence each; empty when they are valid. */
 export function checkChanges(
@@ -26,21 +27,9 @@ export function checkChanges(
     if (options.active && !options.active.includes(change.param)) {
       errors.push(`${change.param}: frozen this cycle (active: ${options.active.join(", ")})`);
     }
-    const problem = checkValue(spec, change.value);
-    if (problem) errors.push(`${change.param}: ${problem}`);
+    errors.push(...checkValue(spec, change.value));
   }
   return errors;
-}
-
-export function checkValue(spec: ParamSpec, value: ParamValue): string | null {
-  if (spec.kind === "choice") {
-    return spec.choices?.includes(value) ? null : `must be one of ${JSON.stringify(spec.choices ?? [])}`;
-  }
-  if (typeof value !== "number" || !Number.isFinite(value)) return "must be a finite number";
-  if (spec.kind === "int" && !Number.isInteger(value)) return "must be an integer";
-  if (spec.min !== undefined && value < spec.min) return `${value} is below the minimum ${spec.min}`;
-  if (spec.max !== undefined && value > spec.max) return `${value} is above the maximum ${spec.max}`;
-  return null;
 }
 
 export function applyChanges(config: Config, changes: readonly Change[]): Config {
@@ -69,10 +58,4 @@ function formatValue(value: ParamValue | undefined): string {
 
 export function defaultConfig(params: readonly ParamSpec[]): Config {
   return Object.fromEntries(params.map((p) => [p.name, p.default]));
-}
-
-export function sameConfig(a: Config, b: Config): boolean {
-  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-  for (const k of keys) if (a[k] !== b[k]) return false;
-  return true;
 }

@@ -16,6 +16,7 @@ import type {
   Trial,
   TrialStatus,
 } from "../mechanism-api/index.d.ts";
+import { EMPTY_CAPABILITIES } from "../sandbox/index.ts";
 import type { CapabilityState, CompiledMechanism, HookContextData, HookOutcome } from "../sandbox/types.ts";
 import { applyChanges, checkChanges, defaultConfig, effectiveChanges } from "./changes.ts";
 import type { SandboxLike } from "./mechanisms.ts";
@@ -270,7 +271,7 @@ async function runSeed(
   const id = mechanism ? mechanism.manifest.name : "";
   let live = false;
   let state: Json = {};
-  let capabilities: CapabilityState = { tabu: {}, bandit: {} };
+  let capabilities: CapabilityState = EMPTY_CAPABILITIES;
   const declares = (hook: HookName): boolean => live && mechanism?.manifest.hooks.includes(hook) === true;
   const call = async (
     hook: HookName,

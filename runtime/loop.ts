@@ -4,6 +4,7 @@
 // a phase that did not commit is redone, a trial that did not finish is rerun.
 import path from "node:path";
 import type { Change, Config, Json, ParamSpec, Proposal, Trial } from "../mechanism-api/index.d.ts";
+import { EMPTY_CAPABILITIES } from "../sandbox/index.ts";
 import type { DryRunTrace, HookContextData, SandboxError, ValidationReport } from "../sandbox/types.ts";
 import type { Trainer, TrainerProgress, TrialOutcome } from "../trainer/types.ts";
 import { decide, estimateNoise, type NoiseEstimate } from "./acceptance.ts";
@@ -14,7 +15,6 @@ import { enforceCaps, type StrategyRequest } from "./level15.ts";
 import { type Batch, describe, MechanismManager, type SandboxLike } from "./mechanisms.ts";
 import { ACTING_OUTCOMES } from "./report.ts";
 import type { EventLevel, MechanismOrigin, MechanismRow, RunStore, SearchConfig, TrialRow } from "./store.ts";
-import { EMPTY_CAPABILITIES } from "./store.ts";
 
 /** What the display shows at the start of an iteration. */
 export interface IterationStatus {

@@ -1,6 +1,7 @@
 // The active mechanisms of a run: loads them into the sandbox, calls their hooks at the loop's
 // fixed points, keeps their state, records every call in the ledger, quarantines faults.
 import type { Config, HookName, Json, Manifest, Proposal, Trial } from "../mechanism-api/index.d.ts";
+import { EMPTY_CAPABILITIES } from "../sandbox/index.ts";
 import type {
   CapabilityState,
   CompiledMechanism,
@@ -13,7 +14,7 @@ import type {
   SandboxError,
   ValidationReport,
 } from "../sandbox/types.ts";
-import { EMPTY_CAPABILITIES, type MechanismRow, type RunStore } from "./store.ts";
+import type { MechanismRow, RunStore } from "./store.ts";
 
 /** What the loop needs of the sandbox (sandbox/index.ts's Sandbox satisfies it). */
 export interface SandboxLike {

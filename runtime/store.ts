@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import type { Change, Config, Json, Manifest, TrialStatus } from "../mechanism-api/index.d.ts";
+import { EMPTY_CAPABILITIES } from "../sandbox/capabilities/state.ts";
 import type { CapabilityState, ValidationReport } from "../sandbox/types.ts";
 import type { RunConfig } from "./config.ts";
 
@@ -144,8 +145,6 @@ export interface ExchangeInput {
   readonly completionTokens: number | null;
   readonly latencyMs: number;
 }
-
-export const EMPTY_CAPABILITIES: CapabilityState = { tabu: {}, bandit: {} };
 
 type Row = Record<string, SQLInputValue>;
 

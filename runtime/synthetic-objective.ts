@@ -4,7 +4,7 @@
 // and an optional seeded noise term. Values look like val_bpb: about 1.5 at the optimum, about
 // 2.3 at the defaults, never above 3.1.
 import type { Config, ParamSpec, TrialStatus } from "../mechanism-api/index.d.ts";
-import { checkValue } from "./changes.ts";
+import { checkValue } from "../trainer/search-space.ts";
 import { fullConfig, toUnit } from "./param-scale.ts";
 import { createRng } from "./rng.ts";
 
@@ -88,13 +88,7 @@ export function syntheticObjective(
     };
   }
   const full = fullConfig(params, config);
-  const problems = params
-    .map((p) => {
-      const v = full[p.name];
-      return v === undefined ? null : checkValue(p, v);
-    })
-    .map((problem, i) => (problem ? `${params[i]?.name}: ${problem}` : null))
-    .filter((x): x is string => x !== null);
+  const problems = params.flatMap((p) => (full[p.name] === undefined ? [] : checkValue(p, full[p.name])));
   if (problems.length > 0) return { status: "invalid-config", valBpb: null, message: problems.join("; ") };
 
   const spec = new Map(params.map((p) => [p.name, p]));

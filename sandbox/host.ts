@@ -5,6 +5,7 @@
 
 import type { HookName, Json } from "../mechanism-api/index.d.ts";
 import { compiledMechanismSchema } from "../mechanism-api/schemas.ts";
+import { EMPTY_CAPABILITIES } from "./capabilities/state.ts";
 import { type Failure, isFailure, type Reply, type RequestBody, SandboxChild } from "./child-process.ts";
 import { defaultPolicy } from "./policy.ts";
 import { toWireCall } from "./protocol.ts";
@@ -36,7 +37,6 @@ export interface SandboxOptions {
 }
 
 const HOOK_ORDER: readonly HookName[] = ["init", "guide", "suggest", "filter", "observe"];
-const EMPTY_CAPABILITIES = { tabu: {}, bandit: {} } as const;
 
 const isCompiledMechanism = validator<CompiledMechanism>(compiledMechanismSchema);
 

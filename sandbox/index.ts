@@ -1,4 +1,5 @@
 // The sandbox's public surface. Everything untrusted runs in one supervised child process.
+export { EMPTY_CAPABILITIES } from "./capabilities/state.ts";
 export { FIXED_NOW } from "./guest.ts";
 export { Sandbox, type SandboxOptions } from "./host.ts";
 export { DEFAULT_POLICY, defaultPolicy } from "./policy.ts";

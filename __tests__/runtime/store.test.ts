@@ -1,7 +1,8 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { EMPTY_CAPABILITIES, RunStore } from "../../runtime/store.ts";
+import { RunStore } from "../../runtime/store.ts";
+import { EMPTY_CAPABILITIES } from "../../sandbox/index.ts";
 
 function fresh(): RunStore {
   return RunStore.open(mkdtempSync(path.join(tmpdir(), "bilevel-store-")));
