@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startMockLlm } from "../__tests__/support/mock-llm-server.ts";
-import { resolveRunConfig } from "../runtime/config.ts";
+import { testConfig } from "../__tests__/support/run-config.ts";
 import { RunStore } from "../runtime/store.ts";
 import { executeRun } from "../runtime/wiring.ts";
 import type { Trainer, TrialOutcome } from "../trainer/types.ts";
@@ -63,7 +63,7 @@ const dir = mkdtempSync(path.join(tmpdir(), "bilevel-bench-loop-"));
 const marks: { start: number; end: number }[] = [];
 let current = 0;
 try {
-  const config = resolveRunConfig({
+  const config = testConfig({
     name: "bench-loop",
     iterations: ITERATIONS,
     budgetSeconds: 1,

@@ -1,9 +1,11 @@
 // Measures each example mechanism against no mechanism on the same seeds with the regression
 // harness, and prints the Markdown table used in examples/mechanisms/README.md.
 //   node --no-node-snapshot bench/mechanism-table.ts [--seeds N] [--iterations N]
+
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { testConfig } from "../__tests__/support/run-config.ts";
 import { DEFAULT_SETTINGS, type HarnessSummary, runHarness } from "../runtime/harness.ts";
 import { loadDefaultParams, Sandbox } from "../sandbox/index.ts";
 
@@ -24,9 +26,10 @@ const settings = {
   iterations,
 };
 const params = loadDefaultParams();
+const BASE = testConfig({});
 const sandbox = await Sandbox.start();
 try {
-  const control = (await runHarness(sandbox, null, params, settings)).summary;
+  const control = (await runHarness(sandbox, null, params, settings, BASE)).summary;
   const rows: string[] = [];
   const line = (name: string, s: HarnessSummary) => {
     const bests = s.seeds.map((x) => x.best);
@@ -45,9 +48,11 @@ try {
     .sort()) {
     const compiled = await sandbox.compile(readFileSync(path.join(dir, file), "utf8"), file);
     if (!compiled.ok) throw new Error(`${file} does not compile: ${compiled.errors[0]?.message}`);
+    const source = readFileSync(path.join(dir, file), "utf8");
+    const mechanism = { fileName: file, source, compiled: compiled.mechanism };
     line(
       compiled.mechanism.manifest.name,
-      (await runHarness(sandbox, compiled.mechanism, params, settings)).summary,
+      (await runHarness(sandbox, mechanism, params, settings, BASE)).summary,
     );
   }
   process.stdout.write(

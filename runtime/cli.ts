@@ -6,6 +6,7 @@ import { registerMechanismCommands } from "./commands/mechanism.ts";
 import { registerMechanismTestCommand } from "./commands/mechanism-test.ts";
 import { registerRunCommands } from "./commands/run.ts";
 import { registerTrainCommand } from "./commands/train.ts";
+import { UserError } from "./errors.ts";
 
 export function buildProgram(): Command {
   const program = new Command("bilevel")
@@ -36,6 +37,10 @@ async function main(argv: readonly string[]): Promise<number> {
   } catch (error) {
     // Usage errors (bad flags, missing arguments) exit 2; --help and --version exit 0.
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    if (error instanceof UserError) {
+      process.stderr.write(`bilevel: ${error.message}\n`);
+      return error.exitCode;
+    }
     process.stderr.write(`bilevel: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   }

@@ -1,89 +1,145 @@
-// The run config: JSON, validated against a published schema (runtime/run-config.schema.json is
-// written from RUN_CONFIG_SCHEMA by `bilevel schema`), merged over defaults.
-import { readFileSync } from "node:fs";
+// The run config: one declaration (RUN_CONFIG_SCHEMA; the RunConfig type is derived from it),
+// merged over defaults, validated, then resolved once at load into a ResolvedRunConfig: device
+// defaults, absolute paths, the full sandbox policy, the search space and the starting config.
+// The resolved config is what run.db stores and what `bilevel config show` prints.
+import { readFileSync, statSync } from "node:fs";
+import path from "node:path";
 import { Ajv, type ErrorObject } from "ajv";
-import type { CapabilityName } from "../mechanism-api/index.d.ts";
-import type { LlmConfig } from "./llm/client.ts";
+import type { FromSchema } from "json-schema-to-ts";
+import type { Config, ParamSpec } from "../mechanism-api/index.d.ts";
+import { sandboxPolicySchema } from "../mechanism-api/schemas.ts";
+import { DEFAULT_POLICY } from "../sandbox/index.ts";
+import type { SandboxPolicy } from "../sandbox/types.ts";
+import { cudaAvailable } from "../trainer/python.ts";
+import { checkValue, loadSearchSpace } from "../trainer/search-space.ts";
+import { UserError } from "./errors.ts";
+import { findPrototypeKey } from "./json-input.ts";
 
-export type AcceptanceMode = "noise-aware" | "strict";
+const positiveInt = { type: "integer", minimum: 1 } as const;
+const nonNegInt = { type: "integer", minimum: 0 } as const;
+const closed = <const P extends Record<string, unknown>>(properties: P) =>
+  ({
+    type: "object",
+    additionalProperties: false,
+    required: Object.keys(properties) as (keyof P & string)[],
+    properties,
+  }) as const;
 
-export type TrainerConfig =
-  | { readonly kind: "python" }
-  | {
-      readonly kind: "external";
-      /** A Karpathy-style train.py whose top-level constants are rewritten per trial. */
-      readonly script: string;
-      /** The command that runs it, e.g. ["uv", "run", "{script}"]; "{script}" is replaced by the copy's path. Default: a Python with torch. */
-      readonly command?: readonly string[];
-    }
-  | {
-      readonly kind: "synthetic";
-      /** Simulated training time per trial. */
-      readonly delayMs: number;
-      /** Standard deviation of the seeded noise added to the objective. */
-      readonly noise: number;
-    };
+/** Largest mechanism source a run config may name (the sandbox refuses larger sources too). */
+export const MAX_MECHANISM_BYTES = 512 * 1024;
 
-export interface RunConfig {
-  readonly name: string;
-  readonly seed: number;
-  readonly iterations: number;
-  readonly budgetSeconds: number;
-  readonly maxSteps: number | null;
-  readonly device: "auto" | "cpu" | "cuda";
-  readonly dataDir: string | null;
-  readonly trainer: TrainerConfig;
-  /** The LLM endpoint (runtime/llm/client.ts); baseURL null = OPENAI_BASE_URL from the environment, else offline. */
-  readonly llm: Required<LlmConfig>;
-  readonly proposer: {
-    readonly maxChanges: number;
-    /** Retries of an invalid LLM reply, with the errors fed back. */
-    readonly maxRepairs: number;
-    /** How many times a filter rejection sends the proposer back. */
-    readonly maxFilterRejections: number;
-    /** Trials shown to the proposer and to mechanisms. */
-    readonly historyWindow: number;
-  };
-  readonly acceptance: {
-    readonly mode: AcceptanceMode;
-    /** Baseline runs of the starting config (different seeds) used to measure σ. */
-    readonly baselineRepeats: number;
-    /** Keep a change only if it beats the incumbent by more than k·σ. */
-    readonly k: number;
-    /** Lower bound on σ, so a lucky zero-variance baseline does not make every wiggle a win. */
-    readonly minSigma: number;
-  };
-  readonly level15: {
-    readonly every: number;
-    readonly maxFreezesPerCycle: number;
-    readonly minActive: number;
-    /** Offline rule: freeze a parameter after this many tries without a kept gain. */
-    readonly freezeAfterTries: number;
-  };
-  readonly level2: {
-    /** A research session every this many Level 1.5 cycles (0 = never). */
-    readonly everyCycles: number;
-    readonly maxRepairs: number;
-    /** Retire a mechanism whose hooks fired but brought no kept improvement over this many iterations (0 = never). */
-    readonly retireWindow: number;
-  };
-  readonly policy: {
-    readonly capabilities: readonly CapabilityName[];
-    readonly hookTimeoutMs: number;
-    readonly isolateMemoryMb: number;
-    readonly maxActiveMechanisms: number;
-    /** false: generated mechanisms wait for `bilevel mechanism approve RUN_DIR ID`. */
-    readonly autoActivate: boolean;
-    /** false: Level 2 never asks the LLM for code (offline library only). */
-    readonly allowCodeGeneration: boolean;
-  };
-  /** Parameters the search starts with (default: all). */
-  readonly activeParams: readonly string[] | null;
-  /** Overrides of the starting config (the baseline). */
-  readonly startConfig: { readonly [param: string]: number | string };
-  /** Hand-written mechanism files activated at the start of the run. */
-  readonly mechanisms: readonly string[];
-}
+export const RUN_CONFIG_SCHEMA = {
+  $id: "https://bilevel.dev/schemas/run-config.json",
+  title: "bilevel run config",
+  type: "object",
+  additionalProperties: false,
+  required: [
+    "name",
+    "seed",
+    "iterations",
+    "budgetSeconds",
+    "maxSteps",
+    "device",
+    "dataDir",
+    "trainer",
+    "llm",
+    "proposer",
+    "acceptance",
+    "level15",
+    "level2",
+    "policy",
+    "activeParams",
+    "startConfig",
+    "mechanisms",
+  ],
+  properties: {
+    name: { type: "string", minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$" },
+    seed: { type: "integer", minimum: 0, maximum: 2147483647 },
+    iterations: { type: "integer", minimum: 1, maximum: 100000 },
+    budgetSeconds: { type: "number", exclusiveMinimum: 0, maximum: 86400 },
+    maxSteps: { anyOf: [positiveInt, { type: "null" }] },
+    /** "auto" is resolved at load: cuda when the trainer's Python sees a GPU, else cpu. */
+    device: { enum: ["auto", "cpu", "cuda"] },
+    /** A folder of .txt/.jsonl files (relative to the config file); null: the built-in corpus. */
+    dataDir: { type: ["string", "null"], minLength: 1 },
+    trainer: {
+      oneOf: [
+        closed({ kind: { const: "python" } }),
+        {
+          type: "object",
+          additionalProperties: false,
+          required: ["kind", "script"],
+          properties: {
+            kind: { const: "external" },
+            /** A Karpathy-style train.py (relative to the config file). */
+            script: { type: "string", minLength: 1 },
+            /** The command that runs it; "{script}" is replaced by the copy's path. */
+            command: { type: "array", minItems: 1, items: { type: "string", minLength: 1 } },
+          },
+        },
+        closed({
+          kind: { const: "synthetic" },
+          delayMs: { type: "integer", minimum: 0, maximum: 600000 },
+          noise: { type: "number", minimum: 0, maximum: 1 },
+        }),
+      ],
+    },
+    llm: closed({
+      baseURL: { type: ["string", "null"], pattern: "^https?://" },
+      apiKeyEnv: { type: "string", pattern: "^[A-Za-z_][A-Za-z0-9_]*$" },
+      model: { type: "string", minLength: 1 },
+      temperature: { type: "number", minimum: 0, maximum: 2 },
+      maxTokens: positiveInt,
+      timeoutMs: { type: "integer", minimum: 100 },
+      maxRetries: { type: "integer", minimum: 0, maximum: 10 },
+      maxTokensField: { enum: ["max_tokens", "max_completion_tokens"] },
+    }),
+    proposer: closed({
+      maxChanges: { type: "integer", minimum: 1, maximum: 3 },
+      maxRepairs: { type: "integer", minimum: 0, maximum: 10 },
+      maxFilterRejections: { type: "integer", minimum: 0, maximum: 20 },
+      historyWindow: { type: "integer", minimum: 1, maximum: 200 },
+    }),
+    acceptance: closed({
+      mode: { enum: ["noise-aware", "strict"] },
+      baselineRepeats: { type: "integer", minimum: 1, maximum: 50 },
+      k: { type: "number", minimum: 0, maximum: 10 },
+      minSigma: { type: "number", minimum: 0, maximum: 1 },
+    }),
+    level15: closed({
+      every: positiveInt,
+      maxFreezesPerCycle: nonNegInt,
+      minActive: positiveInt,
+      freezeAfterTries: positiveInt,
+    }),
+    level2: closed({
+      everyCycles: nonNegInt,
+      maxRepairs: { type: "integer", minimum: 0, maximum: 10 },
+      retireWindow: nonNegInt,
+    }),
+    /** The sandbox policy (the same fields and defaults `mechanism check` uses) plus the run's rules for mechanisms. */
+    policy: closed({
+      ...sandboxPolicySchema.properties,
+      maxActiveMechanisms: { type: "integer", minimum: 0, maximum: 20 },
+      autoActivate: { type: "boolean" },
+      allowCodeGeneration: { type: "boolean" },
+      mechanismBudgetMs: { type: "integer", minimum: 1, maximum: 3600000 },
+      maxOverruns: positiveInt,
+    }),
+    activeParams: {
+      anyOf: [{ type: "array", items: { type: "string" }, uniqueItems: true }, { type: "null" }],
+    },
+    startConfig: { type: "object", additionalProperties: { type: ["number", "string"] } },
+    /** Hand-written mechanism files (relative to the config file) activated at the start. */
+    mechanisms: { type: "array", items: { type: "string", minLength: 1 } },
+  },
+} as const;
+
+/** A complete run config (the user's file merged over DEFAULT_RUN_CONFIG). */
+export type RunConfig = FromSchema<typeof RUN_CONFIG_SCHEMA>;
+export type AcceptanceMode = RunConfig["acceptance"]["mode"];
+export type TrainerConfig = RunConfig["trainer"];
+export type RunPolicy = RunConfig["policy"];
 
 export const DEFAULT_RUN_CONFIG: RunConfig = {
   name: "bilevel-run",
@@ -109,166 +165,54 @@ export const DEFAULT_RUN_CONFIG: RunConfig = {
   level15: { every: 5, maxFreezesPerCycle: 2, minActive: 4, freezeAfterTries: 3 },
   level2: { everyCycles: 2, maxRepairs: 3, retireWindow: 12 },
   policy: {
-    capabilities: ["tabu", "bandit", "space"],
-    hookTimeoutMs: 1000,
-    isolateMemoryMb: 32,
+    ...DEFAULT_POLICY,
+    grantedCapabilities: [...DEFAULT_POLICY.grantedCapabilities],
     maxActiveMechanisms: 3,
     autoActivate: true,
     allowCodeGeneration: true,
+    mechanismBudgetMs: 5000,
+    maxOverruns: 3,
   },
   activeParams: null,
   startConfig: {},
   mechanisms: [],
 };
 
-const positiveInt = { type: "integer", minimum: 1 } as const;
-const nonNegInt = { type: "integer", minimum: 0 } as const;
+/** A run config resolved once at load: what a run stores in run.db and does. */
+export interface ResolvedRunConfig extends Omit<RunConfig, "device" | "startConfig"> {
+  /** The device trials run on ("auto" resolved). */
+  readonly device: "cpu" | "cuda";
+  /** The search space with the device's defaults and ranges. */
+  readonly searchSpace: readonly ParamSpec[];
+  /** The baseline config: the device's defaults with the config's startConfig applied. */
+  readonly startConfig: Config;
+}
 
-export const RUN_CONFIG_SCHEMA = {
-  $id: "https://bilevel.dev/schemas/run-config.json",
-  title: "bilevel run config",
-  type: "object",
-  additionalProperties: false,
-  required: Object.keys(DEFAULT_RUN_CONFIG),
-  properties: {
-    $schema: { type: "string" },
-    name: { type: "string", minLength: 1, maxLength: 100 },
-    seed: { type: "integer", minimum: 0, maximum: 2 ** 31 - 1 },
-    iterations: { type: "integer", minimum: 1, maximum: 100_000 },
-    budgetSeconds: { type: "number", exclusiveMinimum: 0, maximum: 86_400 },
-    maxSteps: { anyOf: [positiveInt, { type: "null" }] },
-    device: { enum: ["auto", "cpu", "cuda"] },
-    dataDir: { type: ["string", "null"] },
-    trainer: {
-      oneOf: [
-        {
-          type: "object",
-          additionalProperties: false,
-          required: ["kind"],
-          properties: { kind: { const: "python" } },
-        },
-        {
-          type: "object",
-          additionalProperties: false,
-          required: ["kind", "script"],
-          properties: {
-            kind: { const: "external" },
-            script: { type: "string", minLength: 1 },
-            command: { type: "array", minItems: 1, items: { type: "string", minLength: 1 } },
-          },
-        },
-        {
-          type: "object",
-          additionalProperties: false,
-          required: ["kind", "delayMs", "noise"],
-          properties: {
-            kind: { const: "synthetic" },
-            delayMs: { type: "integer", minimum: 0, maximum: 600_000 },
-            noise: { type: "number", minimum: 0, maximum: 1 },
-          },
-        },
-      ],
-    },
-    llm: {
-      type: "object",
-      additionalProperties: false,
-      required: [
-        "baseURL",
-        "apiKeyEnv",
-        "model",
-        "temperature",
-        "maxTokens",
-        "timeoutMs",
-        "maxRetries",
-        "maxTokensField",
-      ],
-      properties: {
-        baseURL: { type: ["string", "null"], pattern: "^https?://" },
-        apiKeyEnv: { type: "string", pattern: "^[A-Za-z_][A-Za-z0-9_]*$" },
-        model: { type: "string", minLength: 1 },
-        temperature: { type: "number", minimum: 0, maximum: 2 },
-        maxTokens: positiveInt,
-        timeoutMs: { type: "integer", minimum: 100 },
-        maxRetries: { type: "integer", minimum: 0, maximum: 10 },
-        maxTokensField: { enum: ["max_tokens", "max_completion_tokens"] },
-      },
-    },
-    proposer: {
-      type: "object",
-      additionalProperties: false,
-      required: ["maxChanges", "maxRepairs", "maxFilterRejections", "historyWindow"],
-      properties: {
-        maxChanges: { type: "integer", minimum: 1, maximum: 3 },
-        maxRepairs: { type: "integer", minimum: 0, maximum: 10 },
-        maxFilterRejections: { type: "integer", minimum: 0, maximum: 20 },
-        historyWindow: { type: "integer", minimum: 1, maximum: 200 },
-      },
-    },
-    acceptance: {
-      type: "object",
-      additionalProperties: false,
-      required: ["mode", "baselineRepeats", "k", "minSigma"],
-      properties: {
-        mode: { enum: ["noise-aware", "strict"] },
-        baselineRepeats: { type: "integer", minimum: 1, maximum: 50 },
-        k: { type: "number", minimum: 0, maximum: 10 },
-        minSigma: { type: "number", minimum: 0, maximum: 1 },
-      },
-    },
-    level15: {
-      type: "object",
-      additionalProperties: false,
-      required: ["every", "maxFreezesPerCycle", "minActive", "freezeAfterTries"],
-      properties: {
-        every: positiveInt,
-        maxFreezesPerCycle: nonNegInt,
-        minActive: positiveInt,
-        freezeAfterTries: positiveInt,
-      },
-    },
-    level2: {
-      type: "object",
-      additionalProperties: false,
-      required: ["everyCycles", "maxRepairs", "retireWindow"],
-      properties: {
-        everyCycles: nonNegInt,
-        maxRepairs: { type: "integer", minimum: 0, maximum: 10 },
-        retireWindow: nonNegInt,
-      },
-    },
-    policy: {
-      type: "object",
-      additionalProperties: false,
-      required: [
-        "capabilities",
-        "hookTimeoutMs",
-        "isolateMemoryMb",
-        "maxActiveMechanisms",
-        "autoActivate",
-        "allowCodeGeneration",
-      ],
-      properties: {
-        capabilities: { type: "array", uniqueItems: true, items: { enum: ["tabu", "bandit", "space"] } },
-        hookTimeoutMs: { type: "integer", minimum: 10, maximum: 60_000 },
-        isolateMemoryMb: { type: "integer", minimum: 8, maximum: 1024 },
-        maxActiveMechanisms: { type: "integer", minimum: 0, maximum: 20 },
-        autoActivate: { type: "boolean" },
-        allowCodeGeneration: { type: "boolean" },
-      },
-    },
-    activeParams: {
-      anyOf: [{ type: "array", items: { type: "string" }, uniqueItems: true }, { type: "null" }],
-    },
-    startConfig: { type: "object", additionalProperties: { type: ["number", "string"] } },
-    mechanisms: { type: "array", items: { type: "string", minLength: 1 } },
-  },
-} as const;
+/** Where a config came from: relative paths resolve against `baseDir`. */
+export interface ConfigSource {
+  readonly baseDir: string;
+  /** Shown in messages, e.g. the config file's path. */
+  readonly label: string;
+}
+
+export interface ResolveOptions {
+  /** Overrides applied last (CLI flags). */
+  readonly overrides?: DeepPartial<RunConfig>;
+  /** Whether the trainer's Python sees a CUDA device (for device "auto"); default: ask it. */
+  readonly probeCuda?: () => boolean;
+}
+
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
 
 const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, coerceTypes: false });
 const validateRunConfig = ajv.compile<RunConfig>(RUN_CONFIG_SCHEMA);
 
-export class ConfigError extends Error {
+/** A bad run config: exit 2, nothing created. */
+export class ConfigError extends UserError {
   override name = "ConfigError";
+  constructor(message: string) {
+    super(message, 2);
+  }
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -286,19 +230,24 @@ function merge(base: unknown, override: unknown): unknown {
   return out;
 }
 
+const RENAMED: Readonly<Record<string, string>> = {
+  "policy.capabilities": "policy.grantedCapabilities",
+};
+
 function describe(errors: readonly ErrorObject[]): string {
   const lines = errors
     .filter((e) => e.keyword !== "oneOf" && e.keyword !== "anyOf" && e.keyword !== "const")
     .map((e) => {
-      const field = e.instancePath === "" ? "(top level)" : e.instancePath.slice(1).replaceAll("/", ".");
+      const field = e.instancePath === "" ? "" : e.instancePath.slice(1).replaceAll("/", ".");
       if (e.keyword === "additionalProperties") {
         const extra = (e.params as { additionalProperty: string }).additionalProperty;
-        return `${field === "(top level)" ? "" : `${field}.`}${extra}: unknown field`;
+        const name = field === "" ? extra : `${field}.${extra}`;
+        return `${name}: unknown field${RENAMED[name] ? ` (renamed to ${RENAMED[name]})` : ""}`;
       }
       if (e.keyword === "enum") {
         return `${field}: must be one of ${JSON.stringify((e.params as { allowedValues: unknown }).allowedValues)}`;
       }
-      return `${field}: ${e.message ?? "is invalid"}`;
+      return `${field || "(top level)"}: ${e.message ?? "is invalid"}`;
     });
   const unique = [...new Set(lines)];
   return unique.length > 0
@@ -307,30 +256,152 @@ function describe(errors: readonly ErrorObject[]): string {
 }
 
 /** Merge a user's partial config over the defaults and validate it; throws ConfigError naming the field. */
-export function resolveRunConfig(partial: unknown, overrides: Partial<RunConfig> = {}): RunConfig {
+export function mergeRunConfig(partial: unknown, overrides: DeepPartial<RunConfig> = {}): RunConfig {
   if (!isPlainObject(partial)) throw new ConfigError("the run config must be a JSON object");
-  const merged = merge(merge(DEFAULT_RUN_CONFIG, partial), overrides);
-  if (isPlainObject(merged)) delete merged.$schema;
+  const proto = findPrototypeKey(partial);
+  if (proto !== null) throw new ConfigError(`invalid run config:\n${proto}: a prototype key is not allowed`);
+  const { $schema: _schema, ...rest } = partial;
+  const merged = merge(merge(DEFAULT_RUN_CONFIG, rest), overrides);
   if (!validateRunConfig(merged)) {
     throw new ConfigError(`invalid run config:\n${describe(validateRunConfig.errors ?? [])}`);
   }
   return merged;
 }
 
-export function loadRunConfig(file: string, overrides: Partial<RunConfig> = {}): RunConfig {
+/** Merge, validate and resolve: device, paths, policy, search space, starting config. */
+export function resolveRunConfig(
+  partial: unknown,
+  source: ConfigSource,
+  options: ResolveOptions = {},
+): ResolvedRunConfig {
+  const config = mergeRunConfig(partial, options.overrides);
+  const problems: string[] = [];
+  const at = (p: string) => path.resolve(source.baseDir, p);
+  const dataDir = config.dataDir === null ? null : at(config.dataDir);
+  if (dataDir !== null) problems.push(...checkPath("dataDir", dataDir, "dir"));
+  let trainer = config.trainer;
+  if (trainer.kind === "external") {
+    trainer = { ...trainer, script: at(trainer.script) };
+    problems.push(...checkPath("trainer.script", trainer.script, "file"));
+  }
+  const mechanisms = config.mechanisms.map(at);
+  mechanisms.forEach((file, i) => {
+    problems.push(...checkPath(`mechanisms[${i}]`, file, "file", MAX_MECHANISM_BYTES));
+  });
+  if (config.trainer.kind === "external" && (config.activeParams ?? []).length === 0) {
+    problems.push(
+      "activeParams: trainer.kind external needs the names of the script's constants to search (and startConfig: their current values)",
+    );
+  }
+  if (problems.length > 0)
+    throw new ConfigError(`invalid run config (${source.label}):\n${problems.join("\n")}`);
+  const device = resolveDevice(config, options.probeCuda);
+  const searchSpace = loadSearchSpace(device);
+  const startConfig = resolveStart(config, searchSpace, source.label);
+  return { ...config, device, dataDir, trainer, mechanisms, searchSpace, startConfig };
+}
+
+function resolveDevice(config: RunConfig, probeCuda?: () => boolean): "cpu" | "cuda" {
+  if (config.device !== "auto") return config.device;
+  // The synthetic objective has no device: nothing to ask.
+  if (config.trainer.kind === "synthetic") return "cpu";
+  return (probeCuda ?? cudaAvailable)() ? "cuda" : "cpu";
+}
+
+function resolveStart(config: RunConfig, space: readonly ParamSpec[], label: string): Config {
+  const byName = new Map(space.map((p) => [p.name, p]));
+  const problems: string[] = [];
+  for (const name of config.activeParams ?? []) {
+    if (!byName.has(name)) problems.push(`activeParams: unknown parameter ${JSON.stringify(name)}`);
+  }
+  const start: Record<string, number | string> = Object.fromEntries(space.map((p) => [p.name, p.default]));
+  for (const [name, value] of Object.entries(config.startConfig)) {
+    const spec = byName.get(name);
+    if (!spec) {
+      // An external script's own constants are passed through as they are.
+      if (config.trainer.kind !== "external") problems.push(`startConfig.${name}: unknown parameter`);
+      start[name] = value;
+      continue;
+    }
+    for (const e of checkValue(spec, value)) problems.push(`startConfig.${name}: ${e}`);
+    start[name] = value;
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid run config (${label}):\n${problems.join("\n")}`);
+  return start;
+}
+
+function checkPath(field: string, file: string, kind: "file" | "dir", maxBytes?: number): string[] {
+  let stat: ReturnType<typeof statSync>;
+  try {
+    stat = statSync(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return [`${field}: ${file} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code})`}`];
+  }
+  if (kind === "dir" && !stat.isDirectory()) return [`${field}: ${file} is not a folder`];
+  if (kind === "file" && !stat.isFile()) return [`${field}: ${file} is not a file`];
+  if (maxBytes !== undefined && stat.size > maxBytes) {
+    return [`${field}: ${file} is ${stat.size} bytes (at most ${maxBytes})`];
+  }
+  return [];
+}
+
+/** Read a JSON config file; relative paths in it resolve against its folder. */
+export function loadRunConfig(file: string, options: ResolveOptions = {}): ResolvedRunConfig {
+  return resolveRunConfig(
+    readConfigFile(file),
+    { baseDir: path.dirname(path.resolve(file)), label: file },
+    options,
+  );
+}
+
+export function readConfigFile(file: string): unknown {
   let text: string;
   try {
+    if (statSync(file).size > 4 * 1024 * 1024) throw new ConfigError(`config ${file} is larger than 4 MiB`);
     text = readFileSync(file, "utf8");
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     throw new ConfigError(
       `cannot read config ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
     );
   }
-  let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    return JSON.parse(text);
   } catch (error) {
     throw new ConfigError(`config ${file} is not valid JSON: ${(error as Error).message}`);
   }
-  return resolveRunConfig(parsed, overrides);
+}
+
+/** The sandbox limits of a run's policy. */
+export function sandboxPolicy(policy: RunPolicy): SandboxPolicy {
+  return {
+    grantedCapabilities: policy.grantedCapabilities,
+    hookTimeoutMs: policy.hookTimeoutMs,
+    isolateMemoryMb: policy.isolateMemoryMb,
+    capabilityCallBudget: policy.capabilityCallBudget,
+    maxJsonBytes: policy.maxJsonBytes,
+    maxStateBytes: policy.maxStateBytes,
+    maxCapabilityStateBytes: policy.maxCapabilityStateBytes,
+    maxLogLines: policy.maxLogLines,
+  };
+}
+
+/** The fields a resumed run may change; everything else was what the stored trials were measured with. */
+export const CHANGEABLE_ON_RESUME: readonly (keyof ResolvedRunConfig)[] = [
+  "iterations",
+  "llm",
+  "proposer",
+  "level15",
+  "level2",
+  "policy",
+];
+
+/** Dotted paths where two configs differ (leaves of objects; arrays compare whole). */
+export function configDiff(before: unknown, after: unknown, prefix = ""): string[] {
+  if (isPlainObject(before) && isPlainObject(after)) {
+    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])];
+    return keys.flatMap((k) => configDiff(before[k], after[k], prefix === "" ? k : `${prefix}.${k}`));
+  }
+  return JSON.stringify(before) === JSON.stringify(after) ? [] : [prefix];
 }

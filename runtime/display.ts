@@ -35,10 +35,8 @@ export class RunDisplay implements LoopObserver {
     );
   }
 
-  trialStart(iteration: number, description: string, budgetSeconds: number): void {
-    this.line(
-      `[L1 ] training${iteration === 0 ? "" : ` #${iteration}`}: ${description} (budget ${budgetSeconds}s)`,
-    );
+  trialStart(trialId: number, description: string, budgetSeconds: number): void {
+    this.line(`[L1 ] training #${trialId}: ${description} (budget ${budgetSeconds}s)`);
     if (this.tty) {
       this.bar = new SingleBar({
         format: "      {bar} {percentage}% | step {step} | loss {loss} | {tps} tok/s",
@@ -60,9 +58,10 @@ export class RunDisplay implements LoopObserver {
 
   trialEnd(trial: TrialRow, best: number | null): void {
     const score = trial.valBpb === null ? trial.status.toUpperCase() : `val_bpb ${trial.valBpb.toFixed(4)}`;
-    const verdict = trial.kind === "baseline" ? "baseline" : trial.kept ? "KEPT" : "discarded";
+    const why = trial.status === "ok" ? "" : ` (${trial.message})`;
+    const verdict = `${trial.kind === "baseline" ? "baseline" : trial.kept ? "KEPT" : "discarded"}${why}`;
     this.line(
-      `[L1 ] ${trial.kind === "baseline" ? "baseline" : `#${trial.iteration}`} ${score} — ${verdict}; best so far ${best === null ? "n/a" : best.toFixed(4)}`,
+      `[L1 ] #${trial.id}${trial.kind === "baseline" ? " (baseline)" : ` (iteration ${trial.iteration})`} ${score} — ${verdict}; best so far ${best === null ? "n/a" : best.toFixed(4)}`,
     );
   }
 

@@ -110,8 +110,17 @@ const SUMMARY_SCHEMA = {
     settings: {
       type: "object",
       additionalProperties: false,
-      required: ["seeds", "iterations", "noiseSigma", "maxFilterRejections", "historyWindow", "maxChanges"],
+      required: [
+        "seeds",
+        "iterations",
+        "noiseSigma",
+        "maxFilterRejections",
+        "historyWindow",
+        "maxChanges",
+        "acceptance",
+      ],
       properties: {
+        acceptance: { enum: ["noise-aware", "strict"] },
         seeds: { type: "array", minItems: 1, items: { type: "integer" } },
         iterations: { type: "integer", minimum: 1 },
         noiseSigma: { type: "number", minimum: 0 },

@@ -1,31 +1,30 @@
-// The mechanism regression harness: runs one mechanism through the real sandbox inside a simulated
-// Level 1 loop (offline proposer, synthetic objective, strict keep-if-better acceptance), with its
-// hooks at the loop's fixed points: init once; per iteration guide, suggest (replaces the proposal),
-// filter (reject: ask the proposer again, bounded; modify: apply), train, observe.
+// The mechanism regression harness (`bilevel mechanism test`): the run's own loop (runtime/loop.ts)
+// on the synthetic objective, per seed, with the mechanism as the run's one start mechanism and the
+// outer levels off. So a mechanism meets exactly the hook order, filter chain, acceptance and
+// quarantine rules of a real run; the summary is read back from each seed's store.
 //
 // The report has two parts. `summary` is behaviour only and is identical for identical seeds and
 // source: it is what a baseline stores and compares. `timing` (hook latencies) is never compared.
 import { createHash } from "node:crypto";
-import type {
-  Change,
-  Config,
-  HookName,
-  Json,
-  ParamSpec,
-  Proposal,
-  Trial,
-  TrialStatus,
-} from "../mechanism-api/index.d.ts";
-import { EMPTY_CAPABILITIES } from "../sandbox/index.ts";
-import type { CapabilityState, CompiledMechanism, HookContextData, HookOutcome } from "../sandbox/types.ts";
-import { applyChanges, checkChanges, defaultConfig, effectiveChanges } from "./changes.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { HookName, Json, ParamSpec, TrialStatus } from "../mechanism-api/index.d.ts";
+import { syntheticTrace } from "../sandbox/index.ts";
+import type { CompiledMechanism } from "../sandbox/types.ts";
+import { defaultConfig } from "./changes.ts";
+import type { AcceptanceMode, ResolvedRunConfig } from "./config.ts";
+import { OfflineProposer } from "./level1/offline-proposer.ts";
+import { LibraryResearcher } from "./level2/library.ts";
+import { RuleStrategist } from "./level15/strategists.ts";
+import { BilevelLoop } from "./loop.ts";
 import type { SandboxLike } from "./mechanisms.ts";
-import { proposeOffline } from "./offline-proposer.ts";
 import { spaceKey } from "./param-scale.ts";
-import { createRng } from "./rng.ts";
-import { syntheticObjective } from "./synthetic-objective.ts";
+import { RunStore, type TrialRow } from "./store.ts";
+import { SyntheticTrainer } from "./trainers.ts";
 
-export const SUMMARY_FORMAT = "bilevel-mechanism-test/1";
+// /2: the harness runs the loop itself (noise-aware acceptance by default, σ from baselines).
+export const SUMMARY_FORMAT = "bilevel-mechanism-test/2";
 export const HOOKS: readonly HookName[] = ["init", "guide", "suggest", "filter", "observe"];
 
 export interface HarnessSettings {
@@ -38,9 +37,12 @@ export interface HarnessSettings {
   /** Trials in ctx.history and in the proposer's view. */
   readonly historyWindow: number;
   readonly maxChanges: number;
+  /** The run's acceptance rule (noise-aware: σ from baseline runs of other seeds). */
+  readonly acceptance: AcceptanceMode;
 }
 
 export const DEFAULT_SETTINGS: Omit<HarnessSettings, "seeds"> = {
+  acceptance: "noise-aware",
   iterations: 30,
   noiseSigma: 0.003,
   maxFilterRejections: 3,
@@ -131,29 +133,59 @@ export interface HarnessReport {
   readonly timing: HarnessTiming;
 }
 
-/** What the harness needs of the sandbox (sandbox/index.ts's Sandbox satisfies it). */
-export type HarnessSandbox = Pick<SandboxLike, "load" | "call" | "unload">;
+/** The mechanism under test: its source (validated on the live trace at the start, as in a run) and compiled form. */
+export interface HarnessMechanism {
+  readonly fileName: string;
+  readonly source: string;
+  readonly compiled: CompiledMechanism;
+}
 
 const zeroCounts = (): HookCounts => ({ init: 0, guide: 0, suggest: 0, filter: 0, observe: 0 });
 const MAX_GUIDE_SAMPLES = 3;
 
 /**
- * Run `mechanism` (null: no mechanism, the control) for every seed of `settings`.
+ * Run `mechanism` (null: no mechanism, the control) for every seed of `settings`, each seed one run
+ * of the loop in a temporary folder. `base` supplies the policy (the run's or --config's).
  * Never throws for mechanism faults: they are recorded and the seed goes on without it.
  */
 export async function runHarness(
-  sandbox: HarnessSandbox,
-  mechanism: CompiledMechanism | null,
+  sandbox: SandboxLike,
+  mechanism: HarnessMechanism | null,
   params: readonly ParamSpec[],
   settings: HarnessSettings,
+  base: ResolvedRunConfig,
 ): Promise<HarnessReport> {
   const started = performance.now();
-  const space = params.map(apiParam);
   const latencies = new Map<HookName, number[]>();
   const seeds: SeedSummary[] = [];
   for (const seed of settings.seeds) {
-    seeds.push(await runSeed(sandbox, mechanism, space, settings, seed, latencies));
+    seeds.push(await runSeed(sandbox, mechanism, params, settings, base, seed, latencies));
   }
+  const hooks: Partial<Record<HookName, LatencyStats>> = {};
+  for (const [hook, values] of latencies) hooks[hook] = latencyStats(values);
+  const m = mechanism?.compiled;
+  return {
+    summary: {
+      format: SUMMARY_FORMAT,
+      mechanism: m
+        ? {
+            name: m.manifest.name,
+            version: m.manifest.version,
+            hooks: [...m.manifest.hooks],
+            capabilities: [...m.manifest.capabilities],
+            sourceHash: m.sourceHash,
+          }
+        : null,
+      settings: { ...settings, seeds: [...settings.seeds] },
+      spaceHash: createHash("sha256").update(JSON.stringify(params)).digest("hex"),
+      seeds,
+      totals: totalsOf(seeds),
+    },
+    timing: { hooks, wallMs: performance.now() - started },
+  };
+}
+
+function totalsOf(seeds: readonly SeedSummary[]): HarnessSummary["totals"] {
   const totals = {
     calls: zeroCounts(),
     guided: 0,
@@ -171,41 +203,146 @@ export async function runHarness(
     totals.modified += s.modified;
     totals.faults += s.faults.length;
   }
-  const hooks: Partial<Record<HookName, LatencyStats>> = {};
-  for (const [hook, values] of latencies) hooks[hook] = latencyStats(values);
+  return totals;
+}
+
+/** The run config of one harness seed: the synthetic objective, the outer levels off. */
+export function harnessRunConfig(
+  base: ResolvedRunConfig,
+  params: readonly ParamSpec[],
+  settings: HarnessSettings,
+  seed: number,
+): ResolvedRunConfig {
   return {
-    summary: {
-      format: SUMMARY_FORMAT,
-      mechanism: mechanism
-        ? {
-            name: mechanism.manifest.name,
-            version: mechanism.manifest.version,
-            hooks: [...mechanism.manifest.hooks],
-            capabilities: [...mechanism.manifest.capabilities],
-            sourceHash: mechanism.sourceHash,
-          }
-        : null,
-      settings: { ...settings, seeds: [...settings.seeds] },
-      spaceHash: createHash("sha256").update(JSON.stringify(space)).digest("hex"),
-      seeds,
-      totals,
+    ...base,
+    name: "mechanism-test",
+    seed,
+    iterations: settings.iterations,
+    budgetSeconds: 1,
+    maxSteps: null,
+    device: "cpu",
+    dataDir: null,
+    trainer: { kind: "synthetic", delayMs: 0, noise: settings.noiseSigma },
+    proposer: {
+      ...base.proposer,
+      maxChanges: settings.maxChanges,
+      maxFilterRejections: settings.maxFilterRejections,
+      historyWindow: settings.historyWindow,
     },
-    timing: { hooks, wallMs: performance.now() - started },
+    acceptance: { ...base.acceptance, mode: settings.acceptance },
+    // Level 1.5 and Level 2 would change the search around the mechanism: off.
+    level15: { ...base.level15, every: settings.iterations + 1 },
+    level2: { ...base.level2, everyCycles: 0, retireWindow: 0 },
+    activeParams: null,
+    mechanisms: [],
+    searchSpace: params,
+    startConfig: defaultConfig(params),
   };
 }
 
-/** Only the fields of the API's ParamSpec: the sandbox rejects anything else (e.g. a trainer's gpuDefault). */
-function apiParam(p: ParamSpec): ParamSpec {
-  const { name, kind, min, max, log, choices, description } = p;
+async function runSeed(
+  sandbox: SandboxLike,
+  mechanism: HarnessMechanism | null,
+  params: readonly ParamSpec[],
+  settings: HarnessSettings,
+  base: ResolvedRunConfig,
+  seed: number,
+  latencies: Map<HookName, number[]>,
+): Promise<SeedSummary> {
+  const dir = mkdtempSync(path.join(tmpdir(), "bilevel-mechanism-test-"));
+  const store = RunStore.open(dir);
+  try {
+    const config = harnessRunConfig(base, params, settings, seed);
+    const loop = new BilevelLoop({
+      store,
+      config,
+      trainer: new SyntheticTrainer(params, 0, settings.noiseSigma),
+      sandbox,
+      proposer: new OfflineProposer(),
+      strategist: new RuleStrategist(config.level15),
+      researcher: new LibraryResearcher(),
+      syntheticTrace,
+      startMechanisms: mechanism ? [{ file: mechanism.fileName, source: mechanism.source }] : [],
+    });
+    await loop.run();
+    return summarise(store, params, seed, latencies);
+  } finally {
+    for (const m of store.mechanisms()) if (m.status === "active") await sandbox.unload(m.id);
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One seed's summary, read back from its store. */
+function summarise(
+  store: RunStore,
+  params: readonly ParamSpec[],
+  seed: number,
+  latencies: Map<HookName, number[]>,
+): SeedSummary {
+  const trials = store.trials();
+  const search = trials.filter((t) => t.kind === "search");
+  const baseline = trials.find((t) => t.kind === "baseline" && t.seed === seed);
+  if (baseline?.valBpb == null)
+    throw new Error(`the default config does not train: ${baseline?.message ?? "no baseline"}`);
+  let best: TrialRow = baseline;
+  for (const t of search) if (t.valBpb !== null && t.valBpb < (best.valBpb ?? Infinity)) best = t;
+  const ledger = store.ledger();
+  const count = (outcome: string) => ledger.filter((l) => l.outcome === outcome).length;
+  const calls = zeroCounts();
+  const faults: HarnessFault[] = [];
+  const guideSamples: string[] = [];
+  for (const l of ledger) {
+    calls[l.hook] += 1;
+    latencies.set(l.hook, [...(latencies.get(l.hook) ?? []), l.latencyMs]);
+    const text = (l.detail as { text?: Json }).text;
+    if (l.outcome === "guided" && typeof text === "string") {
+      const sample = text.slice(0, 200);
+      if (guideSamples.length < MAX_GUIDE_SAMPLES && !guideSamples.includes(sample))
+        guideSamples.push(sample);
+    }
+    const error = (l.detail as { error?: { code?: string; message?: string } }).error;
+    if (l.outcome === "fault" && error) {
+      faults.push({
+        iteration: l.iteration,
+        hook: l.hook,
+        code: error.code ?? "?",
+        message: error.message ?? "",
+      });
+    }
+  }
+  const row = store.mechanisms()[0];
+  const refused = row?.validation && !row.validation.ok ? row.validation.error : null;
+  if (faults.length === 0 && row?.status === "quarantined") {
+    faults.push({
+      iteration: 0,
+      hook: "init",
+      code: refused?.code ?? "quarantined",
+      message: row.reason ?? "",
+    });
+  }
+  const failures: Partial<Record<TrialStatus, number>> = {};
+  for (const t of search) if (t.status !== "ok") failures[t.status] = (failures[t.status] ?? 0) + 1;
   return {
-    name,
-    kind,
-    ...(min === undefined ? {} : { min }),
-    ...(max === undefined ? {} : { max }),
-    ...(log === undefined ? {} : { log }),
-    ...(choices === undefined ? {} : { choices: [...choices] }),
-    default: p.default,
-    description,
+    seed,
+    baseline: round(baseline.valBpb),
+    best: round(best.valBpb ?? baseline.valBpb),
+    bestIteration: best.iteration,
+    trials: search.length,
+    kept: search.filter((t) => t.kept).length,
+    failures,
+    calls,
+    guided: count("guided"),
+    guideSamples,
+    suggested: count("suggested"),
+    invalidSuggestions: count("invalid-suggestion"),
+    rejected: count("rejected"),
+    modified: count("modified"),
+    invalidModifications: count("invalid-modification"),
+    skipped: store.events().filter((e) => e.kind === "no-trial").length,
+    faults,
+    quarantined: row !== undefined && row.status !== "active",
+    trajectory: fingerprint(params, search),
   };
 }
 
@@ -220,242 +357,7 @@ function round(x: number): number {
   return Number(x.toFixed(6));
 }
 
-interface SeedRun {
-  readonly params: readonly ParamSpec[];
-  readonly settings: HarnessSettings;
-  readonly seed: number;
-  readonly trials: Trial[];
-  incumbent: { config: Config; valBpb: number };
-  best: { config: Config; valBpb: number; iteration: number };
-}
-
-async function runSeed(
-  sandbox: HarnessSandbox,
-  mechanism: CompiledMechanism | null,
-  params: readonly ParamSpec[],
-  settings: HarnessSettings,
-  seed: number,
-  latencies: Map<HookName, number[]>,
-): Promise<SeedSummary> {
-  const start = defaultConfig(params);
-  const baselineScore = syntheticObjective(params, start, {
-    noiseSigma: settings.noiseSigma,
-    noiseSeed: seed,
-    draw: 0,
-  });
-  if (baselineScore.valBpb === null)
-    throw new Error(`the default config does not train: ${baselineScore.message}`);
-  const run: SeedRun = {
-    params,
-    settings,
-    seed,
-    trials: [],
-    incumbent: { config: start, valBpb: baselineScore.valBpb },
-    best: { config: start, valBpb: baselineScore.valBpb, iteration: 0 },
-  };
-  const counts = {
-    calls: zeroCounts(),
-    guided: 0,
-    guideSamples: [] as string[],
-    suggested: 0,
-    invalidSuggestions: 0,
-    rejected: 0,
-    modified: 0,
-    invalidModifications: 0,
-    skipped: 0,
-  };
-  const faults: HarnessFault[] = [];
-  const failures: Partial<Record<TrialStatus, number>> = {};
-
-  // The mechanism's host-kept data; `live` turns false when it faults (quarantine for this seed).
-  const id = mechanism ? mechanism.manifest.name : "";
-  let live = false;
-  let state: Json = {};
-  let capabilities: CapabilityState = EMPTY_CAPABILITIES;
-  const declares = (hook: HookName): boolean => live && mechanism?.manifest.hooks.includes(hook) === true;
-  const call = async (
-    hook: HookName,
-    iteration: number,
-    argument?: Proposal | Trial,
-  ): Promise<Extract<HookOutcome, { ok: true }> | null> => {
-    counts.calls[hook] += 1;
-    const outcome = await sandbox.call({
-      mechanismId: id,
-      hook,
-      context: context(run, iteration),
-      state,
-      capabilities,
-      ...(argument === undefined ? {} : { argument }),
-    });
-    const list = latencies.get(hook) ?? [];
-    list.push(outcome.durationMs);
-    latencies.set(hook, list);
-    if (!outcome.ok) {
-      faults.push({ iteration, hook, code: outcome.error.code, message: outcome.error.message });
-      live = false;
-      return null;
-    }
-    state = outcome.state;
-    capabilities = outcome.capabilities;
-    return outcome;
-  };
-
-  if (mechanism) {
-    const loaded = await sandbox.load(id, mechanism);
-    if (!loaded.ok) {
-      faults.push({ iteration: 0, hook: "init", code: loaded.error.code, message: loaded.error.message });
-    } else {
-      live = true;
-      if (declares("init")) await call("init", 0);
-    }
-  }
-
-  try {
-    for (let it = 1; it <= settings.iterations; it++) {
-      const incumbent = run.incumbent;
-      if (declares("guide")) {
-        const out = await call("guide", it);
-        const text = out?.result.hook === "guide" ? out.result.value : null;
-        if (text !== null && text.trim() !== "") {
-          counts.guided += 1;
-          const sample = text.slice(0, 200);
-          if (counts.guideSamples.length < MAX_GUIDE_SAMPLES && !counts.guideSamples.includes(sample)) {
-            counts.guideSamples.push(sample);
-          }
-        }
-      }
-      let suggestion: { changes: Change[]; rationale: string } | null = null;
-      if (declares("suggest")) {
-        const out = await call("suggest", it);
-        const value = out?.result.hook === "suggest" ? out.result.value : null;
-        if (value) {
-          const changes = effectiveChanges(incumbent.config, value.changes);
-          if (checkChanges(changes, params).length === 0) {
-            suggestion = { changes, rationale: value.rationale };
-            counts.suggested += 1;
-          } else {
-            counts.invalidSuggestions += 1;
-          }
-        }
-      }
-
-      const rejected: Config[] = [];
-      let accepted: Change[] | null = null;
-      for (let attempt = 0; attempt <= settings.maxFilterRejections && accepted === null; attempt++) {
-        let proposal: Proposal;
-        if (suggestion !== null && attempt === 0) {
-          proposal = makeProposal(incumbent.config, suggestion.changes, suggestion.rationale, "mechanism");
-        } else {
-          const offered = proposeOffline({
-            params,
-            incumbent: incumbent.config,
-            history: run.trials.slice(-settings.historyWindow),
-            rng: createRng("harness-proposer", seed, it, attempt),
-            maxChanges: settings.maxChanges,
-            avoid: rejected,
-          });
-          if (!offered.ok) break;
-          proposal = makeProposal(incumbent.config, offered.changes, offered.rationale, "offline");
-        }
-        let changes = [...proposal.changes];
-        let verdict: "accepted" | "rejected" = "accepted";
-        if (declares("filter")) {
-          const out = await call("filter", it, proposal);
-          const v = out?.result.hook === "filter" ? out.result.value : null;
-          if (v?.verdict === "reject") verdict = "rejected";
-          else if (v?.verdict === "modify") {
-            const modified = effectiveChanges(incumbent.config, v.changes);
-            if (checkChanges(modified, params).length === 0) {
-              changes = modified;
-              counts.modified += 1;
-            } else {
-              counts.invalidModifications += 1;
-            }
-          }
-        }
-        if (verdict === "rejected") {
-          counts.rejected += 1;
-          rejected.push(proposal.config);
-        } else {
-          accepted = changes;
-        }
-      }
-      if (accepted === null) {
-        counts.skipped += 1;
-        continue;
-      }
-
-      const trial = train(run, it, accepted);
-      if (trial.status !== "ok") failures[trial.status] = (failures[trial.status] ?? 0) + 1;
-      if (declares("observe")) await call("observe", it, trial);
-    }
-  } finally {
-    if (mechanism) await sandbox.unload(id);
-  }
-
-  return {
-    seed,
-    baseline: round(baselineScore.valBpb),
-    best: round(run.best.valBpb),
-    bestIteration: run.best.iteration,
-    trials: run.trials.length,
-    kept: run.trials.filter((t) => t.kept).length,
-    failures,
-    ...counts,
-    faults,
-    quarantined: mechanism !== null && !live,
-    trajectory: fingerprint(params, run.trials),
-  };
-}
-
-function makeProposal(
-  base: Config,
-  changes: readonly Change[],
-  rationale: string,
-  source: Proposal["source"],
-): Proposal {
-  return { changes: [...changes], rationale, source, config: applyChanges(base, changes) };
-}
-
-/** Train one trial on the synthetic objective and apply strict keep-if-better acceptance. */
-function train(run: SeedRun, iteration: number, changes: readonly Change[]): Trial {
-  const config = applyChanges(run.incumbent.config, changes);
-  const id = run.trials.length + 1;
-  const score = syntheticObjective(run.params, config, {
-    noiseSigma: run.settings.noiseSigma,
-    noiseSeed: run.seed,
-    draw: id,
-  });
-  const valBpb = score.valBpb;
-  const kept = valBpb !== null && valBpb < run.incumbent.valBpb;
-  const trial: Trial = {
-    id,
-    iteration,
-    config,
-    changes: [...changes],
-    status: score.status,
-    valBpb,
-    kept,
-    delta: valBpb === null ? null : round(valBpb - run.incumbent.valBpb),
-  };
-  run.trials.push(trial);
-  if (kept && valBpb !== null) run.incumbent = { config, valBpb };
-  if (valBpb !== null && valBpb < run.best.valBpb) run.best = { config, valBpb, iteration };
-  return trial;
-}
-
-function context(run: SeedRun, iteration: number): HookContextData {
-  return {
-    iteration,
-    params: run.params,
-    incumbent: { config: run.incumbent.config, valBpb: run.incumbent.valBpb },
-    best: { config: run.best.config, valBpb: run.best.valBpb },
-    history: run.trials.slice(-run.settings.historyWindow),
-    seed: run.seed,
-  };
-}
-
-function fingerprint(params: readonly ParamSpec[], trials: readonly Trial[]): string {
+function fingerprint(params: readonly ParamSpec[], trials: readonly TrialRow[]): string {
   const hash = createHash("sha256");
   for (const t of trials) {
     hash.update(`${t.iteration}|${spaceKey(params, t.config)}|${t.status}|${t.valBpb ?? "-"}\n`);

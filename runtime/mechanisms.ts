@@ -213,9 +213,9 @@ export class MechanismManager {
     return outcome;
   }
 
-  /** Record one hook call in the ledger, with the outcome the loop derived from its result. */
+  /** Record one hook call in the ledger, with the outcome the loop derived from its result (null batch: write now). */
   record(
-    batch: Batch,
+    batch: Batch | null,
     iteration: number,
     mechanism: ActiveMechanism,
     hook: HookName,
@@ -231,7 +231,7 @@ export class MechanismManager {
           capabilityCalls: outcome.capabilityCalls,
         }
       : { error: { ...outcome.error } };
-    batch.push(() =>
+    const write = () =>
       this.store.addLedger({
         iteration,
         mechanismId: mechanism.id,
@@ -241,8 +241,9 @@ export class MechanismManager {
         latencyMs: outcome.durationMs,
         proposalId,
         trialId: null,
-      }),
-    );
+      });
+    if (batch === null) write();
+    else batch.push(write);
   }
 
   private async quarantine(

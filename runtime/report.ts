@@ -97,7 +97,6 @@ export function buildReport(store: RunStore): RunReport {
   });
   const events = store.events();
   const noise = store.getMeta("noise");
-  const done = trials.filter((t) => t.kind === "search").map((t) => t.iteration);
   let bestSoFar: number | null = null;
   const curve: RunReport["curve"][number][] = [];
   for (const t of trials) {
@@ -111,7 +110,7 @@ export function buildReport(store: RunStore): RunReport {
     status: store.getMeta("status") ?? "unknown",
     mode: store.getMeta("mode") ?? "unknown",
     iterationsPlanned: config?.iterations ?? 0,
-    iterationsDone: done.length > 0 ? Math.max(...done) : 0,
+    iterationsDone: store.completedIterations(),
     trials: trials.length,
     kept: trials.filter((t) => t.kept).length,
     failed: trials.filter((t) => t.status !== "ok").length,
@@ -158,13 +157,19 @@ export function formatReport(r: RunReport): string {
   return lines.join("\n");
 }
 
-/** val_bpb per search trial (failed trials leave gaps) and the best so far, as an ASCII chart. */
+/**
+ * val_bpb per scored search trial and the best so far, as an ASCII chart. Failed trials have no
+ * score and are left out (asciichart cannot draw gaps: a NaN breaks its scale), and counted below.
+ */
 function chart(curve: RunReport["curve"]): string[] {
-  const scored = curve.filter((c) => c.valBpb !== null);
+  const scored = curve.filter(
+    (c): c is { iteration: number; valBpb: number; best: number } => c.valBpb !== null && c.best !== null,
+  );
   if (scored.length < 2) return [];
-  const series = [curve.map((c) => c.valBpb ?? Number.NaN), curve.map((c) => c.best ?? Number.NaN)];
+  const series = [scored.map((c) => c.valBpb), scored.map((c) => c.best)];
+  const failed = curve.length - scored.length;
   return [
-    `  val_bpb by iteration (${curve[0]?.iteration}..${curve.at(-1)?.iteration}; lower line: best so far):`,
+    `  val_bpb of the ${scored.length} scored search trials, iterations ${scored[0]?.iteration}..${scored.at(-1)?.iteration}${failed > 0 ? ` (${failed} failed trial(s) not drawn)` : ""}; lower line: best so far:`,
     ...plot(series, { height: 8, format: (x: number) => x.toFixed(3).padStart(8) })
       .split("\n")
       .map((l) => `  ${l}`),

@@ -1,14 +1,15 @@
 // One SQLite database per run (WAL): everything the run did, so that it can be resumed,
 // reported and audited. Writes that belong together go in one transaction.
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
-import type { Change, Config, Json, Manifest, TrialStatus } from "../mechanism-api/index.d.ts";
+import type { Change, Config, HookName, Json, Manifest, TrialStatus } from "../mechanism-api/index.d.ts";
 import { EMPTY_CAPABILITIES } from "../sandbox/capabilities/state.ts";
 import type { CapabilityState, ValidationReport } from "../sandbox/types.ts";
-import type { RunConfig } from "./config.ts";
+import type { ResolvedRunConfig } from "./config.ts";
 
-const SCHEMA_VERSION = 1;
+// 2: the resolved run config; mechanisms.design_name.
+const SCHEMA_VERSION = 2;
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS mechanisms (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, origin TEXT NOT NULL, status TEXT NOT NULL,
   source TEXT NOT NULL, js TEXT, source_hash TEXT, js_hash TEXT, manifest_json TEXT,
   validation_json TEXT, state_json TEXT, capabilities_json TEXT, reason TEXT,
-  created_iteration INTEGER NOT NULL, activated_iteration INTEGER, updated_at TEXT NOT NULL);
+  created_iteration INTEGER NOT NULL, activated_iteration INTEGER, design_name TEXT, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger (
   id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, mechanism_id TEXT NOT NULL, hook TEXT NOT NULL,
   outcome TEXT NOT NULL, detail_json TEXT NOT NULL, latency_ms REAL NOT NULL,
@@ -103,13 +104,15 @@ export interface MechanismRow {
   readonly reason: string | null;
   readonly createdIteration: number;
   readonly activatedIteration: number | null;
+  /** The name a Level 2 research session designed (the code's manifest may name it differently). */
+  readonly designName: string | null;
 }
 
 export interface LedgerRow {
   readonly id: number;
   readonly iteration: number;
   readonly mechanismId: string;
-  readonly hook: string;
+  readonly hook: HookName;
   readonly outcome: string;
   readonly detail: Json;
   readonly latencyMs: number;
@@ -232,9 +235,9 @@ export class RunStore {
       .run(key, value);
   }
 
-  runConfig(): RunConfig | null {
+  runConfig(): ResolvedRunConfig | null {
     const text = this.getMeta("run_config");
-    return text === null ? null : (JSON.parse(text) as RunConfig);
+    return text === null ? null : (JSON.parse(text) as ResolvedRunConfig);
   }
 
   hasCheckpoint(name: string): boolean {
@@ -243,6 +246,13 @@ export class RunStore {
 
   checkpoint(name: string): void {
     this.db.prepare("INSERT OR IGNORE INTO checkpoints (name, created_at) VALUES (?, ?)").run(name, now());
+  }
+
+  /** Iterations whose Level 1 finished, in order from the first (trained or not). */
+  completedIterations(): number {
+    let n = 0;
+    while (this.hasCheckpoint(`iter:${n + 1}:done`)) n++;
+    return n;
   }
 
   // ---- search configs
@@ -412,8 +422,8 @@ export class RunStore {
     this.db
       .prepare(
         `INSERT INTO mechanisms (id, name, origin, status, source, js, source_hash, js_hash, manifest_json, validation_json,
-           state_json, capabilities_json, reason, created_iteration, activated_iteration, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           state_json, capabilities_json, reason, created_iteration, activated_iteration, design_name, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(id) DO UPDATE SET status = excluded.status, js = excluded.js, source_hash = excluded.source_hash,
            js_hash = excluded.js_hash, manifest_json = excluded.manifest_json, validation_json = excluded.validation_json,
            state_json = excluded.state_json, capabilities_json = excluded.capabilities_json, reason = excluded.reason,
@@ -435,6 +445,7 @@ export class RunStore {
         m.reason,
         m.createdIteration,
         m.activatedIteration,
+        m.designName,
         now(),
       );
   }
@@ -481,6 +492,7 @@ export class RunStore {
       reason: r.reason === null ? null : String(r.reason),
       createdIteration: Number(r.created_iteration),
       activatedIteration: numOrNull(r.activated_iteration),
+      designName: r.design_name === null || r.design_name === undefined ? null : String(r.design_name),
     }));
   }
 
@@ -532,7 +544,7 @@ export class RunStore {
       id: Number(r.id),
       iteration: Number(r.iteration),
       mechanismId: String(r.mechanism_id),
-      hook: String(r.hook),
+      hook: String(r.hook) as HookName,
       outcome: String(r.outcome),
       detail: parse<Json>(r.detail_json),
       latencyMs: Number(r.latency_ms),
@@ -560,25 +572,33 @@ export class RunStore {
   }
 
   /** Karpathy's results.tsv (commit val_bpb memory_gb status description); the first column holds the trial id. */
+  /** results.tsv, written whole from the store (a run's start and resume: it then matches the store). */
   writeResultsTsv(): string {
     const file = path.join(this.dir, "results.tsv");
-    const clean = (s: string) => s.replace(/[\t\r\n]+/g, " ");
-    const lines = ["commit\tval_bpb\tmemory_gb\tstatus\tdescription"];
-    for (const t of this.trials()) {
-      const result = t.result as { peak_memory_mb?: number } | null;
-      const memGb = result && typeof result.peak_memory_mb === "number" ? result.peak_memory_mb / 1024 : 0;
-      const status = t.status !== "ok" ? "crash" : t.kept ? "keep" : "discard";
-      lines.push(
-        [
-          `trial-${t.id}`,
-          (t.valBpb ?? 0).toFixed(6),
-          memGb.toFixed(1),
-          status,
-          clean(`${t.kind === "baseline" ? "baseline" : t.description}`),
-        ].join("\t"),
-      );
-    }
-    writeFileSync(file, `${lines.join("\n")}\n`);
+    writeFileSync(file, `${[RESULTS_HEADER, ...this.trials().map(resultsRow)].join("\n")}\n`);
     return file;
   }
+
+  /** Append one trial's row (after its transaction committed), so `tail -f results.tsv` follows the run. */
+  appendResult(trial: TrialRow): void {
+    appendFileSync(path.join(this.dir, "results.tsv"), `${resultsRow(trial)}\n`);
+  }
+}
+
+const RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription";
+
+/** One results.tsv row in Karpathy's columns; the first column is the trial number everything else uses. */
+function resultsRow(t: TrialRow): string {
+  const clean = (s: string) => s.replace(/[\t\r\n]+/g, " ");
+  const result = t.result as { peak_memory_mb?: number } | null;
+  const memGb = result && typeof result.peak_memory_mb === "number" ? result.peak_memory_mb / 1024 : 0;
+  const status = t.status !== "ok" ? "crash" : t.kept ? "keep" : "discard";
+  const description = t.kind === "baseline" ? "baseline" : t.description;
+  return [
+    `trial-${t.id}`,
+    (t.valBpb ?? 0).toFixed(6),
+    memGb.toFixed(1),
+    status,
+    clean(t.status === "ok" ? description : `${description} (${t.status}: ${t.message})`),
+  ].join("\t");
 }

@@ -6,7 +6,7 @@ import type { ParamSpec } from "../mechanism-api/index.d.ts";
 import { ExternalTrainer } from "../trainer/external.ts";
 import { TorchTrainer } from "../trainer/torch-trainer.ts";
 import type { Trainer, TrialOutcome, TrialRequest } from "../trainer/types.ts";
-import { ConfigError, type RunConfig } from "./config.ts";
+import type { ResolvedRunConfig } from "./config.ts";
 import { syntheticObjective } from "./synthetic-objective.ts";
 
 /** Scores configs with the synthetic objective after `delayMs`; seeded noise per (seed, config). */
@@ -76,7 +76,7 @@ function hashString(s: string): number {
   return h;
 }
 
-export function createTrainer(config: RunConfig, params: readonly ParamSpec[]): Trainer {
+export function createTrainer(config: ResolvedRunConfig, params: readonly ParamSpec[]): Trainer {
   const t = config.trainer;
   switch (t.kind) {
     case "synthetic":
@@ -85,14 +85,10 @@ export function createTrainer(config: RunConfig, params: readonly ParamSpec[]): 
       return new TorchTrainer();
     case "external": {
       // Only the searched constants are written into the user's script; the rest keep its own values.
-      const searched = config.activeParams;
-      if (!searched || searched.length === 0) {
-        throw new ConfigError(
-          "trainer.kind external needs activeParams: the names of the script's constants to search (and startConfig: their current values)",
-        );
-      }
+      // resolveRunConfig refuses an external trainer without activeParams.
+      const searched = config.activeParams ?? [];
       const inner = new ExternalTrainer({
-        script: path.resolve(t.script),
+        script: t.script,
         ...(t.command ? { command: t.command } : {}),
       });
       return {

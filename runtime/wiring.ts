@@ -1,23 +1,27 @@
 // Builds a run from its config: store, sandbox, trainer, proposer, Level 1.5 strategist,
 // Level 2 researcher, display; runs the loop; stops cleanly on SIGINT/SIGTERM.
 import { readFileSync } from "node:fs";
-import path from "node:path";
-import { loadDefaultParams, Sandbox, syntheticTrace } from "../sandbox/index.ts";
+import { Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import type { Trainer } from "../trainer/types.ts";
-import { ChatJsonAdapter, LibraryResearcher, LlmProposer, LlmStrategist, RuleStrategist } from "./agents.ts";
-import type { RunConfig } from "./config.ts";
+import { ConfigError, type ResolvedRunConfig, sandboxPolicy } from "./config.ts";
 import { RunDisplay } from "./display.ts";
+import { LlmProposer } from "./level1/llm-proposer.ts";
+import { OfflineProposer } from "./level1/offline-proposer.ts";
+import { LibraryResearcher } from "./level2/library.ts";
 import { LlmResearcher } from "./level2/researcher.ts";
+import { LlmStrategist, RuleStrategist } from "./level15/strategists.ts";
+import { ChatJsonAdapter } from "./llm/chat-json.ts";
 import { createLlmClient, type LlmClient } from "./llm/client.ts";
 import { BilevelLoop, type LoopObserver, type RunSummary } from "./loop.ts";
-import { OfflineProposer } from "./offline-proposer.ts";
 import { buildReport, type RunReport } from "./report.ts";
 import { RunStore } from "./store.ts";
 import { createTrainer } from "./trainers.ts";
 
 export interface ExecuteOptions {
   readonly dir: string;
-  readonly config: RunConfig;
+  readonly config: ResolvedRunConfig;
+  /** Continue the run stored in `dir` (its config was checked by the caller). */
+  readonly resume?: boolean;
   /** Ignore any LLM endpoint. */
   readonly offline: boolean;
   readonly observer?: LoopObserver;
@@ -32,33 +36,18 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
   const llm: LlmClient | null = options.offline
     ? null
     : createLlmClient(config.llm, options.env ?? process.env);
-  const params = loadDefaultParams();
-  // Built before anything is written, so a trainer config error leaves no run folder behind.
+  const params = config.searchSpace;
+  // Everything that can be refused is read and checked before the run folder exists.
   const trainer = options.trainer ?? createTrainer(config, params);
+  const startMechanisms = config.mechanisms.map((file) => ({ file, source: readMechanismFile(file) }));
   const store = RunStore.open(dir);
-  const sandbox = await Sandbox.start({
-    grantedCapabilities: config.policy.capabilities,
-    hookTimeoutMs: config.policy.hookTimeoutMs,
-    isolateMemoryMb: config.policy.isolateMemoryMb,
-  });
+  const sandbox = await Sandbox.start(sandboxPolicy(config.policy));
   const display = options.observer ?? new RunDisplay();
-  const controller = new AbortController();
-  const stop = () => {
-    if (controller.signal.aborted) process.exit(130);
-    process.stderr.write(
-      "\nstopping: the running trial is killed; resume with --resume (Ctrl-C again to quit now)\n",
-    );
-    controller.abort();
-  };
-  options.signal?.addEventListener("abort", () => controller.abort());
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
   try {
     const chat = llm ? new ChatJsonAdapter(llm, store) : null;
     const loop = new BilevelLoop({
       store,
       config,
-      params,
       trainer,
       sandbox,
       proposer: chat ? new LlmProposer(chat.chat, config.proposer.maxRepairs) : new OfflineProposer(),
@@ -70,20 +59,34 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
           ? new LlmResearcher(llm, store, config)
           : new LibraryResearcher(),
       syntheticTrace,
-      startMechanisms: config.mechanisms.map((file) => ({
-        file,
-        source: readFileSync(path.resolve(file), "utf8"),
-      })),
+      startMechanisms,
       observer: display,
-      signal: controller.signal,
+      ...(options.signal ? { signal: options.signal } : {}),
     });
     const summary = await loop.run();
     return { ...summary, report: buildReport(store) };
   } finally {
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
     if (display instanceof RunDisplay) display.close();
     await sandbox.close();
     store.close();
+  }
+}
+
+/** A mechanism file's text; refused (nothing created yet) when it is not UTF-8 text. */
+function readMechanismFile(file: string): string {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (error) {
+    throw new ConfigError(
+      `mechanisms: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+    );
+  }
+  try {
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    if (text.includes("\0")) throw new Error("NUL byte");
+    return text;
+  } catch {
+    throw new ConfigError(`mechanisms: ${file} is not UTF-8 text (is it a TypeScript file?)`);
   }
 }

@@ -36,3 +36,23 @@ export function findPython(module = "torch", env: NodeJS.ProcessEnv = process.en
   cache.set(key, found);
   return found;
 }
+
+const cudaCache = new Map<string, boolean>();
+
+/** Whether the Python that trials would use sees a CUDA device (false when there is no such Python). */
+export function cudaAvailable(env: NodeJS.ProcessEnv = process.env): boolean {
+  const found = findPython("torch", env);
+  if (!found.ok) return false;
+  const hit = cudaCache.get(found.python);
+  if (hit !== undefined) return hit;
+  const r = spawnSync(
+    found.python,
+    ["-c", "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"],
+    {
+      stdio: "ignore",
+      timeout: 60_000,
+    },
+  );
+  cudaCache.set(found.python, r.status === 0);
+  return r.status === 0;
+}

@@ -1,4 +1,4 @@
-import { decide, estimateNoise } from "../../runtime/acceptance.ts";
+import { decide, estimateNoise } from "../../runtime/level1/acceptance.ts";
 
 test("σ is the sample standard deviation of the baselines, floored", () => {
   const n = estimateNoise([2.0, 2.02, 1.98], 0);

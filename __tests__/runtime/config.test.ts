@@ -1,21 +1,66 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { ConfigError, DEFAULT_RUN_CONFIG, loadRunConfig, resolveRunConfig } from "../../runtime/config.ts";
+import {
+  ConfigError,
+  configDiff,
+  DEFAULT_RUN_CONFIG,
+  loadRunConfig,
+  RUN_CONFIG_SCHEMA,
+  resolveRunConfig,
+  sandboxPolicy,
+} from "../../runtime/config.ts";
+import { DEFAULT_POLICY } from "../../sandbox/index.ts";
+import { defaultConfig, loadSearchSpace } from "../../trainer/search-space.ts";
+import { testConfig } from "../support/run-config.ts";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-config-"));
 function file(name: string, text: string): string {
   const p = path.join(tmp, name);
+  mkdirSync(path.dirname(p), { recursive: true });
   writeFileSync(p, text);
   return p;
 }
 
-test("an empty object takes every default", () => {
-  expect(resolveRunConfig({})).toEqual(DEFAULT_RUN_CONFIG);
+test("an empty object takes every default, resolved: cpu, the CPU search space and start config", () => {
+  const c = testConfig({});
+  const { device, searchSpace, startConfig, ...rest } = c;
+  const { device: _d, startConfig: _s, ...defaults } = DEFAULT_RUN_CONFIG;
+  expect(rest).toEqual(defaults);
+  expect(device).toBe("cpu");
+  expect(searchSpace).toEqual(loadSearchSpace("cpu"));
+  expect(startConfig).toEqual(defaultConfig("cpu"));
+});
+
+test("a cuda run starts from the GPU defaults (explicitly, or auto when the trainer's Python sees a GPU)", () => {
+  const explicit = testConfig({ device: "cuda" });
+  expect(explicit.device).toBe("cuda");
+  expect(explicit.startConfig).toEqual(defaultConfig("cuda"));
+  expect(explicit.startConfig.DEPTH).toBe(8);
+  expect(explicit.searchSpace.find((p) => p.name === "SEQ_LEN")?.default).toBe(2048);
+  const auto = resolveRunConfig({}, { baseDir: tmp, label: "t" }, { probeCuda: () => true });
+  expect(auto.device).toBe("cuda");
+  expect(auto.startConfig).toEqual(defaultConfig("cuda"));
+  // startConfig overrides apply over the device's defaults.
+  expect(testConfig({ device: "cuda", startConfig: { DEPTH: 4 } }).startConfig).toEqual({
+    ...defaultConfig("cuda"),
+    DEPTH: 4,
+  });
+  // The synthetic objective has no device: auto never asks.
+  const synthetic = resolveRunConfig(
+    { trainer: { kind: "synthetic", delayMs: 0, noise: 0 } },
+    { baseDir: tmp, label: "t" },
+    {
+      probeCuda: () => {
+        throw new Error("asked");
+      },
+    },
+  );
+  expect(synthetic.device).toBe("cpu");
 });
 
 test("nested fields merge over the defaults; a trainer of another kind replaces the default whole", () => {
-  const c = resolveRunConfig({
+  const c = testConfig({
     acceptance: { k: 2 },
     trainer: { kind: "synthetic", delayMs: 0, noise: 0.01 },
   });
@@ -23,43 +68,105 @@ test("nested fields merge over the defaults; a trainer of another kind replaces 
   expect(c.trainer).toEqual({ kind: "synthetic", delayMs: 0, noise: 0.01 });
 });
 
+test("one sandbox policy: the run's defaults are the sandbox's defaults", () => {
+  expect(sandboxPolicy(testConfig({}).policy)).toEqual({
+    ...DEFAULT_POLICY,
+    grantedCapabilities: [...DEFAULT_POLICY.grantedCapabilities],
+  });
+  expect(sandboxPolicy(testConfig({ policy: { isolateMemoryMb: 32 } }).policy).isolateMemoryMb).toBe(32);
+});
+
 test.each([
   [{ iterations: 0 }, /iterations: must be >= 1/],
   [{ iterations: "10" }, /iterations: must be integer/],
   [{ acceptance: { mode: "lenient" } }, /acceptance\.mode: must be one of \["noise-aware","strict"\]/],
-  [{ policy: { capabilities: ["tabu", "network"] } }, /policy\.capabilities\.1: must be one of/],
+  [
+    { policy: { grantedCapabilities: ["tabu", "network"] } },
+    /policy\.grantedCapabilities\.1: must be one of/,
+  ],
+  [
+    { policy: { capabilities: ["tabu"] } },
+    /policy\.capabilities: unknown field \(renamed to policy\.grantedCapabilities\)/,
+  ],
   [{ bogus: true }, /bogus: unknown field/],
   [{ level15: { evry: 3 } }, /level15\.evry: unknown field/],
   [{ llm: { baseURL: "ftp://x" } }, /llm\.baseURL: must match pattern/],
   [{ trainer: { kind: "external" } }, /trainer/],
   [{ budgetSeconds: -5 }, /budgetSeconds: must be > 0/],
+  [{ name: "../escape" }, /name: must match pattern/],
+  [{ startConfig: { DEPTH: 99 } }, /startConfig\.DEPTH: DEPTH must be in \[1, 24\], got 99/],
+  [{ startConfig: { NOPE: 1 } }, /startConfig\.NOPE: unknown parameter/],
+  [{ activeParams: ["DEPTH", "NOPE"] }, /activeParams: unknown parameter "NOPE"/],
+  [JSON.parse('{"__proto__": {"iterations": 1}}'), /__proto__: a prototype key is not allowed/],
+  [JSON.parse('{"startConfig": {"__proto__": 1}}'), /startConfig\.__proto__: a prototype key/],
+  [JSON.parse('{"llm": {"constructor": {}}}'), /llm\.constructor: a prototype key/],
 ])("garbage %j is a ConfigError naming the field", (partial, message) => {
-  expect(() => resolveRunConfig(partial)).toThrow(ConfigError);
-  expect(() => resolveRunConfig(partial)).toThrow(message);
+  expect(() => testConfig(partial)).toThrow(ConfigError);
+  expect(() => testConfig(partial)).toThrow(message);
 });
 
 test("non-object configs are rejected", () => {
-  for (const bad of [null, 3, "x", [1, 2]])
-    expect(() => resolveRunConfig(bad)).toThrow(/must be a JSON object/);
+  for (const bad of [null, 3, "x", [1, 2]]) expect(() => testConfig(bad)).toThrow(/must be a JSON object/);
 });
 
-test("config files: missing, not JSON, and valid", () => {
+test("config files: missing, not JSON, valid; paths in them resolve against the file's folder", () => {
   expect(() => loadRunConfig(path.join(tmp, "nope.json"))).toThrow(/cannot read config .*ENOENT/);
   expect(() => loadRunConfig(file("bad.json", "{ iterations: 3"))).toThrow(/is not valid JSON/);
-  const c = loadRunConfig(file("ok.json", JSON.stringify({ iterations: 7, $schema: "./schema.json" })), {
-    seed: 9,
-  });
+  file("proj/mech/m.ts", "export default {};\n");
+  mkdirSync(path.join(tmp, "proj/data"), { recursive: true });
+  file("proj/train.py", "DEPTH = 2\n");
+  const cfg = file(
+    "proj/run.json",
+    JSON.stringify({
+      iterations: 7,
+      $schema: "./schema.json",
+      mechanisms: ["mech/m.ts"],
+      dataDir: "data",
+      device: "cpu",
+      trainer: { kind: "external", script: "train.py" },
+      activeParams: ["DEPTH"],
+    }),
+  );
+  const c = loadRunConfig(cfg, { overrides: { seed: 9 } });
   expect(c.iterations).toBe(7);
   expect(c.seed).toBe(9);
+  expect(c.mechanisms).toEqual([path.join(tmp, "proj/mech/m.ts")]);
+  expect(c.dataDir).toBe(path.join(tmp, "proj/data"));
+  expect(c.trainer).toEqual({ kind: "external", script: path.join(tmp, "proj/train.py") });
 });
 
-test("the published schema file is the one the code validates with", async () => {
-  const { RUN_CONFIG_SCHEMA } = await import("../../runtime/config.ts");
+test("inputs are checked before anything runs: missing, a folder, too large", () => {
+  const big = file("big.ts", "x".repeat(600 * 1024));
+  const cases: [unknown, RegExp][] = [
+    [{ mechanisms: ["missing.ts"] }, /mechanisms\[0\]: .*missing\.ts does not exist/],
+    [{ mechanisms: ["."] }, /mechanisms\[0\]: .* is not a file/],
+    [{ mechanisms: [big] }, /mechanisms\[0\]: .*big\.ts is 614400 bytes \(at most 524288\)/],
+    [{ dataDir: "nowhere" }, /dataDir: .*nowhere does not exist/],
+    [
+      { trainer: { kind: "external", script: "none.py" }, activeParams: ["DEPTH"] },
+      /trainer\.script: .* does not exist/,
+    ],
+  ];
+  for (const [partial, message] of cases) expect(() => testConfig(partial, tmp)).toThrow(message);
+});
+
+test("configDiff names the changed leaves", () => {
+  const a = testConfig({});
+  const b = testConfig({ acceptance: { k: 2 }, llm: { model: "x" }, device: "cuda" });
+  expect(configDiff(a, b).sort()).toEqual(
+    ["acceptance.k", "device", "llm.model", "searchSpace", "startConfig.DEPTH"]
+      .concat(
+        configDiff(a.startConfig, b.startConfig)
+          .filter((k) => k !== "DEPTH")
+          .map((k) => `startConfig.${k}`),
+      )
+      .sort(),
+  );
+});
+
+test("the published schema file is the one the code validates with", () => {
   const published = JSON.parse(
-    (await import("node:fs")).readFileSync(
-      path.resolve(import.meta.dirname, "../../runtime/run-config.schema.json"),
-      "utf8",
-    ),
+    readFileSync(path.resolve(import.meta.dirname, "../../runtime/run-config.schema.json"), "utf8"),
   );
   expect(published).toEqual(JSON.parse(JSON.stringify(RUN_CONFIG_SCHEMA)));
 });

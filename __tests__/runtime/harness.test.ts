@@ -2,13 +2,14 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import {
   DEFAULT_SETTINGS,
+  type HarnessMechanism,
   type HarnessSettings,
   type HarnessSummary,
   runHarness,
 } from "../../runtime/harness.ts";
 import { compareToBaseline, parseBaseline } from "../../runtime/harness-baseline.ts";
 import { loadDefaultParams, Sandbox } from "../../sandbox/index.ts";
-import type { CompiledMechanism } from "../../sandbox/types.ts";
+import { testConfig } from "../support/run-config.ts";
 
 const examples = path.resolve(import.meta.dirname, "../../examples/mechanisms");
 const params = loadDefaultParams();
@@ -26,10 +27,12 @@ afterAll(async () => {
   await sandbox.close();
 });
 
-async function compile(source: string): Promise<CompiledMechanism> {
+const BASE = testConfig({});
+
+async function compile(source: string): Promise<HarnessMechanism> {
   const out = await sandbox.compile(source, "test.ts");
   if (!out.ok) throw new Error(JSON.stringify(out.errors));
-  return out.mechanism;
+  return { fileName: "test.ts", source, compiled: out.mechanism };
 }
 const example = (name: string) => readFileSync(path.join(examples, `${name}.ts`), "utf8");
 
@@ -40,19 +43,19 @@ export default { manifest: { name: "${name}", version: 1, hooks: ${JSON.stringif
 describe("runHarness", () => {
   it("gives identical summaries for identical seeds, and timing only outside them", async () => {
     const m = await compile(example("tabu-search"));
-    const a = await runHarness(sandbox, m, params, settings([1, 2], 12));
-    const b = await runHarness(sandbox, m, params, settings([1, 2], 12));
+    const a = await runHarness(sandbox, m, params, settings([1, 2], 12), BASE);
+    const b = await runHarness(sandbox, m, params, settings([1, 2], 12), BASE);
     expect(b.summary).toEqual(a.summary);
     expect(JSON.stringify(a.summary)).not.toMatch(/Ms"/);
     expect(a.timing.hooks.filter?.calls).toBe(a.summary.totals.calls.filter);
     expect(a.timing.hooks.filter?.medianMs).toBeGreaterThanOrEqual(0);
     // A different seed set behaves differently.
-    const c = await runHarness(sandbox, m, params, settings([3, 4], 12));
+    const c = await runHarness(sandbox, m, params, settings([3, 4], 12), BASE);
     expect(c.summary.seeds.map((s) => s.trajectory)).not.toEqual(a.summary.seeds.map((s) => s.trajectory));
   });
 
   it("runs a control without a mechanism: no hook calls, one trial per iteration", async () => {
-    const r = await runHarness(sandbox, null, params, settings([1], 10));
+    const r = await runHarness(sandbox, null, params, settings([1], 10), BASE);
     const s = r.summary.seeds[0];
     expect(r.summary.mechanism).toBeNull();
     expect(s?.trials).toBe(10);
@@ -66,7 +69,7 @@ describe("runHarness", () => {
   filter() { return { verdict: "reject", reason: "no" }; },
 } satisfies Mechanism;`,
     );
-    const r = await runHarness(sandbox, m, params, settings([1], 5));
+    const r = await runHarness(sandbox, m, params, settings([1], 5), BASE);
     const s = r.summary.seeds[0];
     expect(s?.rejected).toBe(5 * (DEFAULT_SETTINGS.maxFilterRejections + 1));
     expect(s?.skipped).toBe(5);
@@ -84,7 +87,7 @@ describe("runHarness", () => {
   },
 } satisfies Mechanism;`,
     );
-    const r = await runHarness(sandbox, m, params, settings([1], 6));
+    const r = await runHarness(sandbox, m, params, settings([1], 6), BASE);
     const s = r.summary.seeds[0];
     expect(s?.modified).toBe(3);
     expect(s?.invalidModifications).toBe(3);
@@ -96,7 +99,7 @@ describe("runHarness", () => {
   observe(trial) { if (trial.iteration === 3) throw new Error("boom"); },
 } satisfies Mechanism;`,
     );
-    const r = await runHarness(sandbox, m, params, settings([1, 2], 6));
+    const r = await runHarness(sandbox, m, params, settings([1, 2], 6), BASE);
     for (const s of r.summary.seeds) {
       expect(s.calls.observe).toBe(3);
       expect(s.trials).toBe(6);
@@ -118,7 +121,7 @@ describe("runHarness", () => {
   },
 } satisfies Mechanism;`,
     );
-    const r = await runHarness(sandbox, m, params, settings([1], 6));
+    const r = await runHarness(sandbox, m, params, settings([1], 6), BASE);
     expect(r.summary.seeds[0]?.suggested).toBe(3);
     expect(r.summary.seeds[0]?.invalidSuggestions).toBe(3);
   });
@@ -128,7 +131,7 @@ describe("compareToBaseline and parseBaseline", () => {
   let base: HarnessSummary;
   beforeAll(async () => {
     const m = await compile(example("tabu-search"));
-    base = (await runHarness(sandbox, m, params, settings([1, 2], 20))).summary;
+    base = (await runHarness(sandbox, m, params, settings([1, 2], 20), BASE)).summary;
   });
 
   it("finds no regression against itself and says behaviour is identical", () => {

@@ -1,6 +1,6 @@
 import type { ParamSpec } from "../../mechanism-api/index.d.ts";
 import { DEFAULT_RUN_CONFIG } from "../../runtime/config.ts";
-import { enforceCaps, paramStats, ruleBasedStrategy } from "../../runtime/level15.ts";
+import { enforceCaps, paramStats, ruleBasedStrategy } from "../../runtime/level15/strategy.ts";
 import type { TrialRow } from "../../runtime/store.ts";
 
 const params: ParamSpec[] = ["A", "B", "C", "D", "E", "F"].map((name) => ({

@@ -3,10 +3,10 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { resolveRunConfig } from "../../runtime/config.ts";
 import { formatReport } from "../../runtime/report.ts";
 import { RunStore } from "../../runtime/store.ts";
 import { executeRun } from "../../runtime/wiring.ts";
+import { testConfig } from "../support/run-config.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 
@@ -27,7 +27,7 @@ test("an offline run: baselines, Level 1.5 changes, Level 2 activations, mechani
   const events: string[] = [];
   const summary = await executeRun({
     dir,
-    config: resolveRunConfig(SYNTHETIC_RUN),
+    config: testConfig(SYNTHETIC_RUN),
     offline: true,
     observer: { event: (level, message) => events.push(`[${level}] ${message}`) },
   });
@@ -88,7 +88,7 @@ test("a mechanism that fires without touching a kept trial over the window is re
   const dir = mkdtempSync(path.join(tmpdir(), "bilevel-retire-"));
   await executeRun({
     dir,
-    config: resolveRunConfig({
+    config: testConfig({
       ...SYNTHETIC_RUN,
       iterations: 12,
       level2: { everyCycles: 1, retireWindow: 4 },
@@ -123,7 +123,7 @@ export default {
   );
   await executeRun({
     dir: path.join(dir, "run"),
-    config: resolveRunConfig({
+    config: testConfig({
       ...SYNTHETIC_RUN,
       iterations: 6,
       level15: { every: 2, maxFreezesPerCycle: 2, minActive: 2, freezeAfterTries: 1 },
@@ -175,7 +175,7 @@ export default {
   );
   await executeRun({
     dir: path.join(dir, "run"),
-    config: resolveRunConfig({
+    config: testConfig({
       ...SYNTHETIC_RUN,
       iterations: 2,
       activeParams: ["MATRIX_LR", "WARMDOWN_RATIO"],

@@ -23,6 +23,7 @@ const shared = (): Promise<TestSandbox> =>
     load: (id, m) => sandbox.load(id, m),
     call: (c) => sandbox.call(c),
     unload: (id) => sandbox.unload(id),
+    validate: (s, t, f) => sandbox.validate(s, t, f),
     close: async () => {},
   });
 

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Config, ParamSpec } from "../../mechanism-api/index.d.ts";
 import { checkChanges } from "../../runtime/changes.ts";
-import { OfflineProposer, proposeOffline } from "../../runtime/offline-proposer.ts";
+import { OfflineProposer, proposeOffline } from "../../runtime/level1/offline-proposer.ts";
 import { fromUnit, spaceKey, toUnit } from "../../runtime/param-scale.ts";
 import { createRng } from "../../runtime/rng.ts";
 

@@ -3,15 +3,15 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { resolveRunConfig } from "../../runtime/config.ts";
 import { RunStore } from "../../runtime/store.ts";
 import { executeRun } from "../../runtime/wiring.ts";
+import { testConfig } from "../support/run-config.ts";
 
 test("[slow] offline run on the real CPU trainer", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "bilevel-offline-real-"));
   const summary = await executeRun({
     dir,
-    config: resolveRunConfig({
+    config: testConfig({
       name: "offline-real",
       iterations: 2,
       budgetSeconds: 3,

@@ -5,7 +5,6 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { resolveRunConfig } from "../../runtime/config.ts";
 import { STEP_MARKERS } from "../../runtime/level2/prompts.ts";
 import { RunStore } from "../../runtime/store.ts";
 import { executeRun } from "../../runtime/wiring.ts";
@@ -15,6 +14,7 @@ import {
   startMockLlm,
   systemPrompt,
 } from "../support/mock-llm-server.ts";
+import { testConfig } from "../support/run-config.ts";
 import { CRITIQUE_REPLY, EXPLORE_REPLY, fenced, GOOD_SOURCE, SPEC_REPLY } from "./level2/fixtures.ts";
 
 const SECRET = "sk-test-0123456789abcdef0123456789";
@@ -60,7 +60,7 @@ test("online run with a scripted LLM: invalid proposals recorded, Level 1.5 by t
   const mock = await startMockLlm(script());
   const dir = mkdtempSync(path.join(tmpdir(), "bilevel-online-"));
   try {
-    const config = resolveRunConfig({
+    const config = testConfig({
       name: "online",
       iterations: 6,
       trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },
@@ -125,7 +125,7 @@ test("policy allowCodeGeneration=false: online, but Level 2 only uses the built-
   const mock = await startMockLlm(script());
   const dir = mkdtempSync(path.join(tmpdir(), "bilevel-online-nogen-"));
   try {
-    const config = resolveRunConfig({
+    const config = testConfig({
       name: "online-nogen",
       iterations: 2,
       trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },

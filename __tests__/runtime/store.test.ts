@@ -45,6 +45,7 @@ test("a store round-trips trials, mechanisms, ledger and checkpoints, in WAL mod
     reason: null,
     createdIteration: 0,
     activatedIteration: 0,
+    designName: null,
   });
   store.setMechanismState("m1", { n: 2 }, EMPTY_CAPABILITIES);
   expect(store.mechanisms()[0]?.state).toEqual({ n: 2 });

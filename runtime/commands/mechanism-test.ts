@@ -2,20 +2,23 @@
 // (and matches the baseline); 1: the mechanism did not compile, faulted, or regressed against the
 // baseline; 2: a usage error (bad flags, unreadable file, corrupt baseline).
 import { readFileSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { type Command, CommanderError, Option } from "commander";
 import type { ParamSpec } from "../../mechanism-api/index.d.ts";
-import { loadDefaultParams, Sandbox } from "../../sandbox/index.ts";
-import type { CompileOutcome } from "../../sandbox/types.ts";
+import { Sandbox } from "../../sandbox/index.ts";
+import { type ResolvedRunConfig, sandboxPolicy } from "../config.ts";
+import { UserError } from "../errors.ts";
 import {
   DEFAULT_SETTINGS,
   type HarnessReport,
-  type HarnessSandbox,
   type HarnessSettings,
   type HarnessSummary,
   HOOKS,
   runHarness,
 } from "../harness.ts";
 import { type Comparison, compareToBaseline, parseBaseline } from "../harness-baseline.ts";
+import type { SandboxLike } from "../mechanisms.ts";
+import { mechanismRunConfig } from "./mechanism.ts";
 
 export interface MechanismTestOptions {
   readonly seeds?: string;
@@ -26,6 +29,8 @@ export interface MechanismTestOptions {
   readonly saveBaseline?: string;
   readonly control?: boolean;
   readonly json?: boolean;
+  readonly acceptance?: "noise-aware" | "strict";
+  readonly config?: string;
 }
 
 export interface TestIo {
@@ -34,13 +39,12 @@ export interface TestIo {
 }
 
 /** What the command needs of a sandbox; tests may pass their own started one. */
-export interface TestSandbox extends HarnessSandbox {
-  compile(source: string, fileName?: string): Promise<CompileOutcome>;
+export interface TestSandbox extends SandboxLike {
   close(): Promise<void>;
 }
 
 export interface MechanismTestDeps {
-  readonly startSandbox?: () => Promise<TestSandbox>;
+  readonly startSandbox?: (config: ResolvedRunConfig) => Promise<TestSandbox>;
   readonly params?: readonly ParamSpec[];
 }
 
@@ -91,6 +95,7 @@ function resolveSettings(options: MechanismTestOptions, baseline: HarnessSummary
       ? undefined
       : parseCount("--iterations", options.iterations, MAX_ITERATIONS);
   const noise = options.noise === undefined ? undefined : parseNumber("--noise", options.noise, 1);
+  const acceptance = options.acceptance;
   if (baseline) {
     const b = baseline.settings;
     const mismatch = (flag: string, given: string, recorded: string) =>
@@ -105,6 +110,8 @@ function resolveSettings(options: MechanismTestOptions, baseline: HarnessSummary
     }
     if (noise !== undefined && noise !== b.noiseSigma)
       throw mismatch("--noise", String(noise), `noise ${b.noiseSigma}`);
+    if (acceptance !== undefined && acceptance !== b.acceptance)
+      throw mismatch("--acceptance", acceptance, `acceptance ${b.acceptance}`);
     return { ...b, seeds: [...b.seeds] };
   }
   const n = seedsCount ?? DEFAULT_SEEDS;
@@ -113,6 +120,7 @@ function resolveSettings(options: MechanismTestOptions, baseline: HarnessSummary
     seeds: Array.from({ length: n }, (_, i) => i + 1),
     iterations: iterations ?? DEFAULT_SETTINGS.iterations,
     noiseSigma: noise ?? DEFAULT_SETTINGS.noiseSigma,
+    acceptance: acceptance ?? DEFAULT_SETTINGS.acceptance,
   };
 }
 
@@ -127,7 +135,9 @@ export async function mechanismTest(
   let baseline: HarnessSummary | null = null;
   let settings: HarnessSettings;
   let tolerance = DEFAULT_TOLERANCE;
+  let config: ResolvedRunConfig;
   try {
+    config = mechanismRunConfig(options.config);
     if (options.tolerance !== undefined) tolerance = parseNumber("--tolerance", options.tolerance, 10);
     if (options.baseline !== undefined) {
       const parsed = parseBaseline(readText("baseline", options.baseline));
@@ -137,7 +147,7 @@ export async function mechanismTest(
     settings = resolveSettings(options, baseline);
     source = readText("mechanism", file);
   } catch (error) {
-    if (error instanceof UsageError) {
+    if (error instanceof UsageError || error instanceof UserError) {
       io.stderr(`bilevel mechanism test: ${error.message}\n`);
       return 2;
     }
@@ -146,9 +156,11 @@ export async function mechanismTest(
 
   let sandbox: TestSandbox | null = null;
   try {
-    const box: TestSandbox = await (deps.startSandbox ?? (() => Sandbox.start()))();
+    const box: TestSandbox = await (deps.startSandbox ?? ((c) => Sandbox.start(sandboxPolicy(c.policy))))(
+      config,
+    );
     sandbox = box;
-    const params = deps.params ?? loadDefaultParams();
+    const params = deps.params ?? config.searchSpace;
     const compiled = await box.compile(source, file);
     if (!compiled.ok) {
       const lines = compiled.errors.map(
@@ -159,8 +171,9 @@ export async function mechanismTest(
       else io.stderr(`${file} was rejected before it could run:\n${lines.join("\n")}\n`);
       return 1;
     }
-    const report = await runHarness(box, compiled.mechanism, params, settings);
-    const control = options.control ? await runHarness(box, null, params, settings) : null;
+    const mechanism = { fileName: path.basename(file), source, compiled: compiled.mechanism };
+    const report = await runHarness(box, mechanism, params, settings, config);
+    const control = options.control ? await runHarness(box, null, params, settings, config) : null;
     const comparison = baseline ? compareToBaseline(report.summary, baseline, tolerance) : null;
     let saved: string | null = null;
     if (options.saveBaseline !== undefined) {
@@ -222,7 +235,7 @@ export function formatReport(
     m
       ? `mechanism ${m.name} v${m.version} (hooks: ${m.hooks.join(", ") || "none"}; capabilities: ${m.capabilities.join(", ") || "none"})`
       : "no mechanism (control)",
-    `${s.settings.seeds.length} seeds × ${s.settings.iterations} iterations: offline proposer, synthetic objective (noise σ ${s.settings.noiseSigma}), strict keep-if-better`,
+    `${s.settings.seeds.length} seeds × ${s.settings.iterations} iterations of the run's Level 1 loop: offline proposer, synthetic objective (noise σ ${s.settings.noiseSigma}), acceptance ${s.settings.acceptance === "strict" ? "strict (keep any gain)" : "noise-aware (keep a gain larger than k·σ of the baselines)"}`,
     "",
   );
   out.push(
@@ -314,7 +327,7 @@ export function registerMechanismTestCommand(group: Command): void {
   group
     .command("test")
     .description(
-      "regression harness: run a mechanism in a simulated loop (offline proposer, synthetic objective) for N seeds; " +
+      "regression harness: run a mechanism through the run's own Level 1 loop (offline proposer, synthetic objective) for N seeds; " +
         "report hook calls, latencies, proposals suggested/rejected/modified and the best objective per seed",
     )
     .argument("<file>", "the mechanism's TypeScript source")
@@ -331,6 +344,16 @@ export function registerMechanismTestCommand(group: Command): void {
       ),
     )
     .addOption(new Option("--noise <sigma>", `objective noise σ (default ${DEFAULT_SETTINGS.noiseSigma})`))
+    .addOption(
+      new Option(
+        "--acceptance <rule>",
+        "the run's acceptance rule (default noise-aware, or the baseline's)",
+      ).choices(["noise-aware", "strict"]),
+    )
+    .option(
+      "--config <file>",
+      "a run config whose policy (sandbox limits, time budget) applies; default: a run's defaults",
+    )
     .option("--baseline <file>", "compare with a saved summary; exit 1 on a regression")
     .option("--save-baseline <file>", "save this run's summary as a baseline")
     .addOption(

@@ -5,8 +5,23 @@
 import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { type Command, CommanderError } from "commander";
-import { loadDefaultParams, Sandbox, syntheticTrace } from "../../sandbox/index.ts";
+import { Sandbox, syntheticTrace } from "../../sandbox/index.ts";
 import type { SandboxError, ValidationReport } from "../../sandbox/types.ts";
+import { loadRunConfig, type ResolvedRunConfig, resolveRunConfig, sandboxPolicy } from "../config.ts";
+import { UserError } from "../errors.ts";
+import { REPO_ROOT } from "../paths.ts";
+
+/**
+ * The config `mechanism check` and `mechanism test` apply: --config's, else a run's defaults, so a
+ * mechanism that passes them meets the same sandbox limits in a run. The device is not asked
+ * ("auto" counts as cpu): mechanisms see the search space, not the hardware.
+ */
+export function mechanismRunConfig(file?: string): ResolvedRunConfig {
+  const options = { probeCuda: () => false };
+  return file === undefined
+    ? resolveRunConfig({}, { baseDir: REPO_ROOT, label: "defaults" }, options)
+    : loadRunConfig(file, options);
+}
 
 /** Larger files are refused before reading (the sandbox refuses sources over 512 KiB anyway). */
 const MAX_FILE_BYTES = 16 * 1024 * 1024;
@@ -42,7 +57,7 @@ function readSource(file: string): { source: string } | { usage: string } {
 /** Run the check; returns the exit code. `sandbox` lets tests share a started one. */
 export async function mechanismCheck(
   file: string,
-  options: { json?: boolean },
+  options: { json?: boolean; config?: string },
   io: CheckIo,
   sandbox?: Sandbox,
 ): Promise<number> {
@@ -51,10 +66,18 @@ export async function mechanismCheck(
     io.stderr(`bilevel mechanism check: ${read.usage}\n`);
     return 2;
   }
+  let config: ResolvedRunConfig;
+  try {
+    config = mechanismRunConfig(options.config);
+  } catch (error) {
+    if (!(error instanceof UserError)) throw error;
+    io.stderr(`bilevel mechanism check: ${error.message}\n`);
+    return 2;
+  }
   const own = sandbox === undefined;
   let box: Sandbox;
   try {
-    box = sandbox ?? (await Sandbox.start());
+    box = sandbox ?? (await Sandbox.start(sandboxPolicy(config.policy)));
   } catch (e) {
     io.stderr(
       `bilevel mechanism check: the sandbox could not start: ${e instanceof Error ? e.message : String(e)}\n`,
@@ -63,7 +86,7 @@ export async function mechanismCheck(
   }
   let report: ValidationReport;
   try {
-    report = await box.validate(read.source, syntheticTrace(loadDefaultParams()), path.basename(file));
+    report = await box.validate(read.source, syntheticTrace(config.searchSpace), path.basename(file));
   } finally {
     if (own) await box.close();
   }
@@ -100,11 +123,15 @@ export function registerMechanismCommands(program: Command): Command {
     )
     .argument("<file>", "the mechanism's TypeScript source")
     .option("--json", "print the validation report as JSON")
+    .option(
+      "--config <file>",
+      "a run config whose policy (sandbox limits) applies; default: a run's defaults",
+    )
     .exitOverride((error) => {
       if (error.exitCode !== 0) throw new CommanderError(2, error.code, error.message);
       throw error;
     })
-    .action(async (file: string, options: { json?: boolean }) => {
+    .action(async (file: string, options: { json?: boolean; config?: string }) => {
       process.exitCode = await mechanismCheck(file, options, {
         stdout: (t) => process.stdout.write(t),
         stderr: (t) => process.stderr.write(t),

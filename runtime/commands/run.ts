@@ -1,15 +1,22 @@
-// `bilevel run | demo | status | export`: start or resume a run, look at one, export it.
+// `bilevel run | demo | status | export | schema | config show`: start or resume a run, look at one,
+// export it, or see the resolved config a run would use.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import {
+  CHANGEABLE_ON_RESUME,
   ConfigError,
+  configDiff,
   DEFAULT_RUN_CONFIG,
+  type DeepPartial,
   loadRunConfig,
+  type ResolvedRunConfig,
   RUN_CONFIG_SCHEMA,
   type RunConfig,
   resolveRunConfig,
 } from "../config.ts";
+import { UserError } from "../errors.ts";
+import { defaultRunDir, REPO_ROOT } from "../paths.ts";
 import { buildReport, formatReport } from "../report.ts";
 import { RunStore } from "../store.ts";
 import { executeRun } from "../wiring.ts";
@@ -61,50 +68,106 @@ interface RunOptions {
   out?: string;
   iterations?: number;
   budget?: number;
+  device?: "auto" | "cpu" | "cuda";
   offline?: boolean;
   resume?: string;
   json?: boolean;
 }
 
-function fail(message: string, code = 2): never {
-  process.stderr.write(`bilevel: ${message}\n`);
-  process.exit(code);
+function deviceOption(): Option {
+  return new Option(
+    "--device <device>",
+    "where trials run (auto: cuda when the trainer's Python sees a GPU)",
+  ).choices(["auto", "cpu", "cuda"]);
 }
 
-function defaultOut(name: string): string {
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
-  return path.join("runs", `${name}-${stamp}`);
+/** The resolved config for people: every setting, then the search space as a table. */
+export function formatConfig(config: ResolvedRunConfig): string {
+  const { searchSpace, startConfig, ...settings } = config;
+  const lines = Object.entries(settings).map(([key, value]) => `${key}: ${JSON.stringify(value)}`);
+  lines.push("", "search space (device defaults; * = active at the start):");
+  for (const p of searchSpace) {
+    const range =
+      p.kind === "choice"
+        ? `one of ${JSON.stringify(p.choices)}`
+        : `${p.kind} [${p.min}, ${p.max}]${p.log ? " log" : ""}`;
+    const active = config.activeParams === null || config.activeParams.includes(p.name);
+    lines.push(
+      `  ${active ? "*" : " "} ${p.name.padEnd(18)} start ${JSON.stringify(startConfig[p.name]).padEnd(10)} ${range}`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** The config of a new run: a file (paths relative to it), or `base` (paths relative to the repository). */
+function newRunConfig(base: unknown, options: RunOptions): ResolvedRunConfig {
+  const overrides = pick(options);
+  return options.config
+    ? loadRunConfig(options.config, { overrides })
+    : resolveRunConfig(base, { baseDir: REPO_ROOT, label: "built-in config" }, { overrides });
+}
+
+/** The stored config of a run, with the changes a resume allows; any other change is refused, naming the field. */
+function resumedConfig(dir: string, options: RunOptions): ResolvedRunConfig {
+  if (!RunStore.exists(dir)) throw new UserError(`--resume ${dir}: no run database (run.db) there`, 2);
+  const store = RunStore.open(dir, { readOnly: true });
+  const stored = store.runConfig();
+  store.close();
+  if (!stored)
+    throw new UserError(`--resume ${dir}: the run database has no config (the run never started)`, 2);
+  const next: ResolvedRunConfig = options.config
+    ? loadRunConfig(options.config, { overrides: pick(options) })
+    : { ...stored, ...pickResolved(options) };
+  checkResumable(stored, next);
+  return next;
+}
+
+/** Throws a ConfigError naming every field a resume may not change. */
+export function checkResumable(before: ResolvedRunConfig, after: ResolvedRunConfig): void {
+  const refused = configDiff(before, after).filter(
+    (field) => !(CHANGEABLE_ON_RESUME as readonly string[]).includes(field.split(".")[0] ?? ""),
+  );
+  if (refused.length > 0) {
+    throw new ConfigError(
+      `cannot resume with a different ${refused.join(", ")}: the baselines (σ) and every trial so far were measured with the stored values; a resume may change only ${CHANGEABLE_ON_RESUME.join(", ")} (start a new run instead)`,
+    );
+  }
 }
 
 async function startRun(base: unknown, options: RunOptions): Promise<void> {
-  let config: RunConfig;
+  let config: ResolvedRunConfig;
   let dir: string;
-  try {
-    if (options.resume) {
-      dir = options.resume;
-      if (!RunStore.exists(dir)) fail(`--resume ${dir}: no run database (run.db) there`);
-      const store = RunStore.open(dir);
-      const stored = store.runConfig();
-      store.close();
-      if (!stored) fail(`--resume ${dir}: the run database has no config (it never started)`);
-      config = resolveRunConfig(stored, pick(options));
-    } else {
-      config = options.config
-        ? loadRunConfig(options.config, pick(options))
-        : resolveRunConfig(base, pick(options));
-      dir = options.out ?? defaultOut(config.name);
-      if (RunStore.exists(dir)) fail(`${dir} already holds a run: use --resume ${dir} to continue it`);
-    }
-  } catch (error) {
-    if (error instanceof ConfigError) fail(error.message);
-    throw error;
+  if (options.resume) {
+    dir = path.resolve(options.resume);
+    config = resumedConfig(dir, options);
+  } else {
+    config = newRunConfig(base, options);
+    dir = path.resolve(options.out ?? defaultRunDir(config.name));
+    if (RunStore.exists(dir))
+      throw new UserError(`${dir} already holds a run: use --resume ${dir} to continue it`, 2);
   }
+  const controller = new AbortController();
+  const stop = () => {
+    if (controller.signal.aborted) process.exit(130);
+    process.stderr.write(
+      "\nstopping: the running trial is killed; resume with --resume (Ctrl-C again to quit now)\n",
+    );
+    controller.abort();
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
   let summary: Awaited<ReturnType<typeof executeRun>>;
   try {
-    summary = await executeRun({ dir, config, offline: options.offline ?? false });
-  } catch (error) {
-    if (error instanceof ConfigError) fail(error.message);
-    throw error;
+    summary = await executeRun({
+      dir,
+      config,
+      offline: options.offline ?? false,
+      resume: Boolean(options.resume),
+      signal: controller.signal,
+    });
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
   }
   process.stderr.write(`\n${formatReport(summary.report)}\n`);
   process.stderr.write(
@@ -114,19 +177,29 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
   if (summary.stopped) process.exitCode = 130;
 }
 
-function pick(o: RunOptions): Partial<RunConfig> {
-  const out: { iterations?: number; budgetSeconds?: number } = {};
-  if (o.iterations !== undefined) out.iterations = o.iterations;
-  if (o.budget !== undefined) out.budgetSeconds = o.budget;
-  return out as Partial<RunConfig>;
+function pick(o: RunOptions): DeepPartial<RunConfig> {
+  return {
+    ...(o.iterations !== undefined ? { iterations: o.iterations } : {}),
+    ...(o.budget !== undefined ? { budgetSeconds: o.budget } : {}),
+    ...(o.device !== undefined ? { device: o.device } : {}),
+  };
+}
+
+/** The same flags applied to a resolved config (a resume without --config). */
+function pickResolved(o: RunOptions): Partial<ResolvedRunConfig> {
+  return {
+    ...(o.iterations !== undefined ? { iterations: o.iterations } : {}),
+    ...(o.budget !== undefined ? { budgetSeconds: o.budget } : {}),
+    ...(o.device !== undefined && o.device !== "auto" ? { device: o.device } : {}),
+  };
 }
 
 function openExisting(dir: string): RunStore {
-  if (!RunStore.exists(dir)) fail(`${dir}: no run database (run.db) there`);
+  if (!RunStore.exists(dir)) throw new UserError(`${dir}: no run database (run.db) there`, 2);
   try {
     return RunStore.open(dir, { readOnly: true });
   } catch (error) {
-    fail(`${dir}: cannot read the run database: ${(error as Error).message}`, 1);
+    throw new UserError(`${dir}: cannot read the run database: ${(error as Error).message}`, 1);
   }
 }
 
@@ -134,12 +207,16 @@ export function registerRunCommands(program: Command): void {
   program
     .command("run")
     .description("start a bilevel run (or resume one with --resume DIR)")
-    .option("--config <file>", "run config (JSON; schema: runtime/run-config.schema.json)")
-    .option("--out <dir>", "run folder (default runs/NAME-TIMESTAMP)")
+    .option("--config <file>", "run config (JSON; paths in it are relative to its folder)")
+    .option("--out <dir>", "run folder (default ./runs/NAME-TIMESTAMP)")
     .option("--iterations <n>", "Level 1 iterations", positiveInt)
     .option("--budget <seconds>", "training time budget per trial", positiveNumber)
+    .addOption(deviceOption())
     .option("--offline", "ignore any LLM endpoint: offline proposer, rule-based Level 1.5, library Level 2")
-    .option("--resume <dir>", "continue a run that was stopped or killed")
+    .option(
+      "--resume <dir>",
+      "continue a run that was stopped or killed (with --config: apply the changes a resume allows)",
+    )
     .action(async (options: RunOptions) => startRun({}, options));
 
   program
@@ -147,10 +224,24 @@ export function registerRunCommands(program: Command): void {
     .description(
       "an offline run on the CPU trainer with a small budget that shows every level acting (about 5 min)",
     )
-    .option("--out <dir>", "run folder (default runs/demo-TIMESTAMP)")
+    .option("--out <dir>", "run folder (default ./runs/demo-TIMESTAMP)")
     .option("--iterations <n>", "Level 1 iterations", positiveInt)
     .option("--budget <seconds>", "training time budget per trial", positiveNumber)
     .action(async (options: RunOptions) => startRun(DEMO_CONFIG, { ...options, offline: true }));
+
+  const configGroup = program.command("config").description("the run config");
+  configGroup
+    .command("show")
+    .description(
+      "print the fully resolved config a run would use (device defaults, search space, policy, absolute paths) without running anything",
+    )
+    .option("--config <file>", "run config (JSON); default: the built-in defaults")
+    .addOption(deviceOption())
+    .option("--json", "print JSON")
+    .action((options: RunOptions) => {
+      const config = newRunConfig({}, options);
+      process.stdout.write(options.json ? `${JSON.stringify(config, null, 2)}\n` : formatConfig(config));
+    });
 
   program
     .command("status")

@@ -5,8 +5,9 @@ import cliProgress from "cli-progress";
 import { type Command, CommanderError, Option } from "commander";
 import type { ParamValue } from "../../mechanism-api/index.d.ts";
 import { parseAssignment } from "../../trainer/search-space.ts";
-import { REPO_ROOT, TorchTrainer } from "../../trainer/torch-trainer.ts";
+import { TorchTrainer } from "../../trainer/torch-trainer.ts";
 import type { Device, TrialOutcome } from "../../trainer/types.ts";
+import { defaultTrainDir } from "../paths.ts";
 
 /** The command's exit status per outcome (the trainer's own codes, plus 5 for a timeout). */
 export const TRAIN_EXIT: Readonly<Record<TrialOutcome["status"], number>> = {
@@ -78,7 +79,7 @@ export function registerTrainCommand(program: Command): void {
       new Option("--device <device>", "where to train").choices(["auto", "cpu", "cuda"]).default("auto"),
     )
     .option("--data <dir>", "a folder of .txt/.jsonl files instead of the default corpus")
-    .option("--work-dir <dir>", "where the trial's log goes (default runs/train/<time>)")
+    .option("--work-dir <dir>", "where the trial's log goes (default ./runs/train/<time>)")
     .option("--json", "print only the final outcome object (JSON) on stdout")
     .exitOverride((err) => {
       // Bad command-line input is exit 2, like every other invalid input to `train`.
@@ -115,8 +116,7 @@ async function train(opts: TrainOptions): Promise<number> {
     process.stderr.write(`bilevel train: ${errors.join("\n  ")}\n`);
     return 2;
   }
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  const workDir = path.resolve(opts.workDir ?? path.join(REPO_ROOT, "runs", "train", stamp));
+  const workDir = path.resolve(opts.workDir ?? defaultTrainDir());
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

@@ -3,13 +3,13 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Json } from "../../mechanism-api/index.d.ts";
-import { storeExchange } from "../agents.ts";
-import type { RunConfig } from "../config.ts";
+import type { ResolvedRunConfig as RunConfig } from "../config.ts";
+import { storeExchange } from "../llm/chat-json.ts";
 import type { LlmClient } from "../llm/client.ts";
-import type { Researcher, ResearchResult } from "../loop.ts";
 import type { RunStore } from "../store.ts";
 import { type ResearchOutcome, runResearchSession } from "./session.ts";
 import { researchTraceFrom } from "./trace.ts";
+import type { Researcher, ResearchResult } from "./types.ts";
 
 /** The mechanism API's full text, as the generator sees it. */
 export function readApiText(): string {
@@ -36,6 +36,11 @@ function recentNotes(store: RunStore): string[] {
     .map((e) => `it ${e.iteration} [L${e.level} ${e.kind}] ${e.message.slice(0, 200)}`);
 }
 
+function designName(outcome: ResearchOutcome): { designName?: string } {
+  const name = "design" in outcome ? outcome.design.spec?.name : undefined;
+  return name ? { designName: name } : {};
+}
+
 /** Map a session outcome to what the loop records; nothing is dropped silently. */
 export function toResearchResult(outcome: ResearchOutcome): ResearchResult {
   switch (outcome.status) {
@@ -44,6 +49,7 @@ export function toResearchResult(outcome: ResearchOutcome): ResearchResult {
         status: "validated",
         origin: "generated",
         name: outcome.name,
+        ...designName(outcome),
         source: outcome.source,
         report: outcome.report,
       };
@@ -52,6 +58,7 @@ export function toResearchResult(outcome: ResearchOutcome): ResearchResult {
         status: "rejected",
         origin: "generated",
         name: outcome.name,
+        ...designName(outcome),
         source: outcome.source ?? "",
         reason: outcome.reason,
         report: outcome.lastReport,
@@ -111,7 +118,7 @@ export class LlmResearcher implements Researcher {
       validate: input.validate,
       maxRepairs: this.config.level2.maxRepairs,
       maxJsonRepairs: this.config.proposer.maxRepairs,
-      policy: { allowedCapabilities: this.config.policy.capabilities },
+      policy: { allowedCapabilities: this.config.policy.grantedCapabilities },
       onExchange: (e) => storeExchange(this.store, input.iteration, e),
     });
     if (outcome.status !== "llm-error" || outcome.design.spec) {

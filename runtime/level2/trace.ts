@@ -1,7 +1,7 @@
 // What a Level 2 research session sees of the run: a compact, bounded summary of the search
 // so far (not the raw store), so prompts stay small and the session is testable from data.
 import type { Change, Config, ParamSpec, TrialStatus } from "../../mechanism-api/index.d.ts";
-import { type ParamStats, paramStats } from "../level15.ts";
+import { type ParamStats, paramStats } from "../level15/strategy.ts";
 import type { TrialRow } from "../store.ts";
 
 export interface ResearchTrial {

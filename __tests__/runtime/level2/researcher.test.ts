@@ -11,6 +11,7 @@ import { createLlmClient, type LlmClient } from "../../../runtime/llm/client.ts"
 import { RunStore, type TrialRow } from "../../../runtime/store.ts";
 import type { DryRunTrace } from "../../../sandbox/types.ts";
 import { type MockLlm, type MockStep, routeByMarker, startMockLlm } from "../../support/mock-llm-server.ts";
+import { testConfig } from "../../support/run-config.ts";
 import {
   BROKEN_SOURCE,
   CRITIQUE_REPLY,
@@ -146,7 +147,7 @@ async function researcher(routes: Partial<Record<keyof typeof STEP_MARKERS, Mock
     { ...DEFAULT_RUN_CONFIG.llm, baseURL: mock.baseURL, maxRetries: 0 },
     {},
   ) as LlmClient;
-  const r = new LlmResearcher(llm, store, DEFAULT_RUN_CONFIG);
+  const r = new LlmResearcher(llm, store, testConfig({}));
   const result = await r.research({
     iteration: 7,
     trace: DRY,

@@ -1,8 +1,8 @@
 // Level 1 proposers: the LLM (schema-constrained, validated, repaired with the errors fed
 // back) and the offline one. Both return changes to the incumbent, checked against the space.
-import type { Change, Config, ParamSpec } from "../mechanism-api/index.d.ts";
-import { checkChanges, describeChanges } from "./changes.ts";
-import type { SearchConfig, TrialRow } from "./store.ts";
+import type { Change, Config, ParamSpec } from "../../mechanism-api/index.d.ts";
+import { checkChanges, describeChanges } from "../changes.ts";
+import type { SearchConfig, TrialRow } from "../store.ts";
 
 export interface ProposerInput {
   readonly iteration: number;

@@ -1,11 +1,11 @@
 // The offline (non-LLM) proposer: a seeded local random search around the incumbent. Used by the
 // real loop when no LLM endpoint is configured, and by the mechanism regression harness.
 // Pure: the same input (and RNG seed) gives the same proposal.
-import type { Change, Config, ParamSpec, ParamValue } from "../mechanism-api/index.d.ts";
-import { applyChanges } from "./changes.ts";
-import type { Proposer, ProposerInput, ProposerResult } from "./level1.ts";
-import { clampValue, fromUnit, fullConfig, spaceKey, toUnit } from "./param-scale.ts";
-import { createRng, type Rng } from "./rng.ts";
+import type { Change, Config, ParamSpec, ParamValue } from "../../mechanism-api/index.d.ts";
+import { applyChanges } from "../changes.ts";
+import { clampValue, fromUnit, fullConfig, spaceKey, toUnit } from "../param-scale.ts";
+import { createRng, type Rng } from "../rng.ts";
+import type { Proposer, ProposerInput, ProposerResult } from "./proposer.ts";
 
 export interface OfflineProposerInput {
   readonly params: readonly ParamSpec[];

@@ -1,6 +1,6 @@
 // Acceptance: whether a trial replaces the incumbent. Noise-aware by default: the
 // improvement must exceed k·σ, with σ measured from repeated baseline runs.
-import type { AcceptanceMode } from "./config.ts";
+import type { AcceptanceMode } from "../config.ts";
 
 export interface NoiseEstimate {
   readonly mean: number;

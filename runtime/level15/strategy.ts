@@ -1,8 +1,8 @@
 // Level 1.5: every K iterations, adjust the search config (strategy, frozen and active
 // parameters, guidance) from per-parameter statistics, within caps.
-import type { ParamSpec } from "../mechanism-api/index.d.ts";
-import type { RunConfig } from "./config.ts";
-import type { SearchConfig, TrialRow } from "./store.ts";
+import type { ParamSpec } from "../../mechanism-api/index.d.ts";
+import type { RunConfig } from "../config.ts";
+import type { SearchConfig, TrialRow } from "../store.ts";
 
 export interface ParamStats {
   readonly param: string;
@@ -137,4 +137,16 @@ export function formatStats(stats: readonly ParamStats[]): string {
         `${s.param}: tried ${s.tried}, kept ${s.kept}, failed ${s.failed}, mean Δ ${s.meanDelta === null ? "n/a" : s.meanDelta.toFixed(4)}`,
     )
     .join("\n");
+}
+
+/** Level 1.5: returns the requested adjustment, or a reason why there is none. */
+export interface Strategist {
+  readonly kind: "llm" | "rules";
+  decide(input: {
+    iteration: number;
+    current: SearchConfig;
+    params: readonly ParamSpec[];
+    trials: readonly TrialRow[];
+    keptThisCycle: number;
+  }): Promise<{ ok: true; request: StrategyRequest } | { ok: false; reason: string }>;
 }

@@ -1,0 +1,358 @@
+// One Level 1 iteration up to the trial: guide -> suggest -> propose -> filter chain. No storage:
+// it returns what happened (proposals, hook calls, events) and the loop stores it; `mechanism test`
+// runs the same loop on the synthetic objective, so both exercise this one implementation.
+import type { Change, Config, HookName, Json, ParamSpec, Proposal } from "../../mechanism-api/index.d.ts";
+import type { HookContextData, HookOutcome } from "../../sandbox/types.ts";
+import { applyChanges, checkChanges, describeChanges, effectiveChanges } from "../changes.ts";
+import type { ActiveMechanism, Batch, MechanismManager } from "../mechanisms.ts";
+import type { SearchConfig, TrialRow } from "../store.ts";
+import type { Proposer } from "./proposer.ts";
+
+export interface IterationSettings {
+  readonly maxChanges: number;
+  readonly maxFilterRejections: number;
+  readonly seed: number;
+}
+
+export interface IterationInput {
+  readonly iteration: number;
+  /** What mechanisms see: params (frozen flagged), incumbent, best, history window. */
+  readonly context: HookContextData;
+  readonly params: readonly ParamSpec[];
+  readonly search: SearchConfig;
+  /** Recent search trials for the proposer, oldest first. */
+  readonly history: readonly TrialRow[];
+  readonly crashLessons: readonly string[];
+  readonly settings: IterationSettings;
+  readonly signal?: AbortSignal;
+}
+
+/** One proposal of the iteration, in order (the filters' verdict included). */
+export interface ProposalRecord {
+  readonly attempt: number;
+  readonly source: Proposal["source"];
+  readonly mechanismId: string | null;
+  readonly changes: readonly Change[];
+  readonly rationale: string;
+  readonly config: Config | null;
+  readonly status: "accepted" | "rejected" | "invalid";
+  readonly reason: string | null;
+}
+
+/** One hook call and what the loop made of it; `proposal` indexes `proposals` (null: not tied to one). */
+export interface HookRecord {
+  readonly mechanism: ActiveMechanism;
+  readonly hook: HookName;
+  readonly outcome: HookOutcome;
+  readonly label: string;
+  readonly detail: Json;
+  readonly proposal: number | null;
+}
+
+export interface IterationEvent {
+  readonly kind: string;
+  readonly message: string;
+}
+
+export interface IterationOutcome {
+  readonly proposals: readonly ProposalRecord[];
+  /** Index of the proposal to train, or null (every proposal rejected, or none valid). */
+  readonly accepted: number | null;
+  readonly hooks: readonly HookRecord[];
+  readonly events: readonly IterationEvent[];
+  /** Guide texts handed to the proposer. */
+  readonly guidance: readonly { readonly mechanism: string; readonly text: string }[];
+  readonly aborted: boolean;
+}
+
+interface Suggestion {
+  readonly mechanism: ActiveMechanism;
+  readonly outcome: HookOutcome;
+  readonly changes: Change[];
+  readonly rationale: string;
+}
+
+/** Mutable collector for one iteration. */
+class Recorder {
+  readonly proposals: ProposalRecord[] = [];
+  readonly hooks: HookRecord[] = [];
+  readonly events: IterationEvent[] = [];
+  hook(
+    mechanism: ActiveMechanism,
+    hook: HookName,
+    outcome: HookOutcome,
+    label: string,
+    detail: Json,
+    proposal: number | null = null,
+  ): void {
+    this.hooks.push({ mechanism, hook, outcome, label, detail, proposal });
+  }
+  event(kind: string, message: string): void {
+    this.events.push({ kind, message });
+  }
+}
+
+/**
+ * Run guide, suggest, the proposer and the filter chain. Faulting mechanisms are quarantined by
+ * `mechanisms` (its writes go to `batch`); everything else comes back as data.
+ */
+export async function proposeIteration(
+  input: IterationInput,
+  mechanisms: MechanismManager,
+  proposer: Proposer,
+  batch: Batch,
+): Promise<IterationOutcome> {
+  const rec = new Recorder();
+  const guidance = await collectGuidance(input, mechanisms, batch, rec);
+  const suggestion = await collectSuggestion(input, mechanisms, batch, rec);
+  const rejected: { changes: readonly Change[]; reason: string }[] = [];
+  let accepted: number | null = null;
+  let aborted = false;
+  const max = input.settings.maxFilterRejections;
+  for (let attempt = 0; attempt <= max && accepted === null; attempt++) {
+    if (input.signal?.aborted) {
+      aborted = true;
+      break;
+    }
+    const offered =
+      suggestion !== null && attempt === 0
+        ? fromSuggestion(input, suggestion, rec)
+        : await fromProposer(input, proposer, guidance, rejected, attempt, rec);
+    if (offered === null) break;
+    const verdict = await filterChain(input, mechanisms, batch, offered, rec);
+    if (verdict.status === "rejected") {
+      rejected.push({ changes: verdict.record.changes, reason: verdict.reason });
+      rec.event(
+        "rejected",
+        `${verdict.by} rejected ${describeChanges(input.context.incumbent.config, verdict.record.changes)}: ${verdict.reason}`,
+      );
+    } else {
+      accepted = rec.proposals.length - 1;
+    }
+  }
+  if (accepted === null && rejected.length > max) {
+    rec.event(
+      "all-rejected",
+      `every proposal of iteration ${input.iteration} was rejected by a filter: no trial`,
+    );
+  }
+  return { proposals: rec.proposals, accepted, hooks: rec.hooks, events: rec.events, guidance, aborted };
+}
+
+async function collectGuidance(
+  input: IterationInput,
+  mechanisms: MechanismManager,
+  batch: Batch,
+  rec: Recorder,
+): Promise<{ mechanism: string; text: string }[]> {
+  const guidance: { mechanism: string; text: string }[] = [];
+  for await (const r of mechanisms.callAll("guide", input.context, batch)) {
+    const text = r.result.value;
+    // The sandbox bounds guide text (mechanism-api's GUIDE_TEXT_MAX); it reaches the proposer whole.
+    if (text !== null && text.trim() !== "") guidance.push({ mechanism: r.mechanism.name, text });
+    rec.hook(r.mechanism, "guide", r.outcome, text ? "guided" : "silent", { text: text ?? null });
+  }
+  return guidance;
+}
+
+async function collectSuggestion(
+  input: IterationInput,
+  mechanisms: MechanismManager,
+  batch: Batch,
+  rec: Recorder,
+): Promise<Suggestion | null> {
+  let suggestion: Suggestion | null = null;
+  for await (const r of mechanisms.callAll("suggest", input.context, batch)) {
+    const value = r.result.value;
+    if (value === null || suggestion !== null) {
+      const detail: Json = value ? { changes: value.changes as unknown as Json } : {};
+      rec.hook(r.mechanism, "suggest", r.outcome, value ? "overridden" : "silent", detail);
+      continue;
+    }
+    const changes = effectiveChanges(input.context.incumbent.config, value.changes);
+    // Level 1.5's frozen set binds mechanisms too: the search config is the outer levels' lever.
+    const errors = checkChanges(changes, input.params, { active: input.search.active });
+    if (errors.length > 0) {
+      rec.hook(r.mechanism, "suggest", r.outcome, "invalid-suggestion", {
+        changes: value.changes as unknown as Json,
+        errors,
+      });
+      continue;
+    }
+    suggestion = { mechanism: r.mechanism, outcome: r.outcome, changes, rationale: value.rationale };
+  }
+  return suggestion;
+}
+
+interface Offered {
+  readonly attempt: number;
+  readonly source: Proposal["source"];
+  readonly mechanismId: string | null;
+  readonly changes: Change[];
+  readonly rationale: string;
+  /** Records the suggest ledger row, which points at this proposal (its index). */
+  readonly onRecorded?: (index: number) => void;
+}
+
+function fromSuggestion(input: IterationInput, s: Suggestion, rec: Recorder): Offered {
+  rec.event(
+    "suggested",
+    `${s.mechanism.name} suggested ${describeChanges(input.context.incumbent.config, s.changes)}`,
+  );
+  return {
+    attempt: 0,
+    source: "mechanism",
+    mechanismId: s.mechanism.id,
+    changes: s.changes,
+    rationale: s.rationale,
+    onRecorded: (index) =>
+      rec.hook(
+        s.mechanism,
+        "suggest",
+        s.outcome,
+        "suggested",
+        { changes: s.changes as unknown as Json, rationale: s.rationale },
+        index,
+      ),
+  };
+}
+
+async function fromProposer(
+  input: IterationInput,
+  proposer: Proposer,
+  guidance: readonly { mechanism: string; text: string }[],
+  rejected: readonly { changes: readonly Change[]; reason: string }[],
+  attempt: number,
+  rec: Recorder,
+): Promise<Offered | null> {
+  const { context, settings } = input;
+  const result = await proposer.propose({
+    iteration: input.iteration,
+    params: input.params,
+    search: input.search,
+    incumbent: context.incumbent,
+    best: context.best,
+    history: input.history,
+    crashLessons: input.crashLessons,
+    guidance,
+    rejected,
+    maxChanges: settings.maxChanges,
+    seed: settings.seed,
+    attempt,
+  });
+  if (!result.ok) {
+    rec.proposals.push({
+      attempt,
+      source: proposer.kind,
+      mechanismId: null,
+      changes: [],
+      rationale: "",
+      config: null,
+      status: "invalid",
+      reason: result.reason,
+    });
+    rec.event("invalid-proposal", `invalid proposal: ${result.reason}`);
+    return null;
+  }
+  return {
+    attempt,
+    source: proposer.kind,
+    mechanismId: null,
+    changes: [...result.changes],
+    rationale: result.rationale,
+  };
+}
+
+type Verdict =
+  | { readonly status: "accepted"; readonly record: ProposalRecord }
+  | {
+      readonly status: "rejected";
+      readonly record: ProposalRecord;
+      readonly reason: string;
+      readonly by: string;
+    };
+
+/** Each active filter may accept, reject or modify, in activation order; each sees the proposal as the filters before it left it. */
+async function filterChain(
+  input: IterationInput,
+  mechanisms: MechanismManager,
+  batch: Batch,
+  offered: Offered,
+  rec: Recorder,
+): Promise<Verdict> {
+  const base = input.context.incumbent.config;
+  const index = rec.proposals.length;
+  offered.onRecorded?.(index);
+  let changes = offered.changes;
+  let rejection: { reason: string; by: string } | null = null;
+  const proposal = (): Proposal => ({
+    changes,
+    rationale: offered.rationale,
+    source: offered.source,
+    config: applyChanges(base, changes),
+  });
+  for await (const r of mechanisms.callAll("filter", input.context, batch, proposal)) {
+    const v = r.result.value;
+    if (v.verdict === "reject") {
+      rejection = { reason: v.reason, by: r.mechanism.name };
+      rec.hook(
+        r.mechanism,
+        "filter",
+        r.outcome,
+        "rejected",
+        { reason: v.reason, changes: changes as unknown as Json },
+        index,
+      );
+      break;
+    }
+    if (v.verdict === "modify") {
+      const modified = effectiveChanges(base, v.changes);
+      const errors = checkChanges(modified, input.params, { active: input.search.active });
+      if (errors.length > 0) {
+        rec.hook(
+          r.mechanism,
+          "filter",
+          r.outcome,
+          "invalid-modification",
+          { errors, changes: v.changes as unknown as Json },
+          index,
+        );
+        continue;
+      }
+      rec.event(
+        "modified",
+        `${r.mechanism.name} modified the proposal: ${describeChanges(base, changes)} => ${describeChanges(base, modified)} (${v.reason})`,
+      );
+      rec.hook(
+        r.mechanism,
+        "filter",
+        r.outcome,
+        "modified",
+        { from: changes as unknown as Json, to: modified as unknown as Json, reason: v.reason },
+        index,
+      );
+      changes = modified;
+      continue;
+    }
+    rec.hook(r.mechanism, "filter", r.outcome, "accepted", {}, index);
+  }
+  const record: ProposalRecord = {
+    attempt: offered.attempt,
+    source: offered.source,
+    mechanismId: offered.mechanismId,
+    changes,
+    rationale: offered.rationale,
+    config: applyChanges(base, changes),
+    status: rejection ? "rejected" : "accepted",
+    reason: rejection ? `${rejection.by}: ${rejection.reason}` : null,
+  };
+  rec.proposals.push(record);
+  return rejection ? { status: "rejected", record, ...rejection } : { status: "accepted", record };
+}
+
+/** Hook time per mechanism in one iteration (ms), from its hook records. */
+export function hookTimeByMechanism(hooks: readonly HookRecord[]): Map<string, number> {
+  const total = new Map<string, number>();
+  for (const h of hooks) total.set(h.mechanism.id, (total.get(h.mechanism.id) ?? 0) + h.outcome.durationMs);
+  return total;
+}

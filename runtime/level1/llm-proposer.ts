@@ -1,0 +1,35 @@
+// The Level 1 LLM proposer: one schema-constrained request per proposal, checked against the space.
+import type { Change } from "../../mechanism-api/index.d.ts";
+import { LlmBacked } from "../llm/chat-json.ts";
+import {
+  checkProposal,
+  type Proposer,
+  type ProposerInput,
+  type ProposerResult,
+  proposalPrompt,
+  proposalSchema,
+} from "./proposer.ts";
+
+export class LlmProposer extends LlmBacked implements Proposer {
+  readonly kind = "llm";
+
+  async propose(input: ProposerInput): Promise<ProposerResult> {
+    const prompt = proposalPrompt(input);
+    const reply = await this.chat<{ changes: Change[]; rationale: string }>({
+      purpose: "propose",
+      iteration: input.iteration,
+      system: prompt.system,
+      user: prompt.user,
+      schema: proposalSchema(input.maxChanges),
+      schemaName: "proposal",
+      check: (value) => checkProposal(value, input),
+      maxRepairs: this.maxRepairs,
+    });
+    if (!reply.ok) return { ok: false, reason: reply.reason };
+    return {
+      ok: true,
+      changes: reply.value.changes.filter((c) => input.incumbent.config[c.param] !== c.value),
+      rationale: reply.value.rationale,
+    };
+  }
+}
