@@ -117,7 +117,7 @@ test("trainer kind external: a Karpathy-style train.py drives the loop; only the
     config("ext-bad", { ...external, trainer: { kind: "external", script } }),
   );
   expect(missing.status).toBe(2);
-  expect(missing.stderr).toMatch(/external needs activeParams/);
+  expect(missing.stderr).toMatch(/trainer.kind external needs the names/);
 
   const file = config("ext", {
     ...external,

@@ -178,8 +178,8 @@ describe("compareToBaseline and parseBaseline", () => {
     expect(ok).toEqual({ ok: true, summary: base });
     const cases: [string, RegExp][] = [
       ["{not json", /not JSON/],
-      ["null", /not a bilevel-mechanism-test\/1 summary/],
-      ["[]", /not a bilevel-mechanism-test\/1 summary/],
+      ["null", /not a bilevel-mechanism-test\/2 summary/],
+      ["[]", /not a bilevel-mechanism-test\/2 summary/],
       [JSON.stringify({ ...base, format: "other/9" }), /format/],
       [JSON.stringify({ ...base, totals: undefined }), /totals/],
       [JSON.stringify({ ...base, extra: 1 }), /additional properties/],

@@ -75,7 +75,7 @@ test("an offline run: baselines, Level 1.5 changes, Level 2 activations, mechani
     expect(curve[i]?.best ?? 0).toBeLessThanOrEqual(curve[i - 1]?.best ?? 0);
   expect(curve.at(-1)?.best).toBe(summary.best?.valBpb);
   expect(formatReport(summary.report)).toMatch(
-    /val_bpb by iteration \(1\.\.9; lower line: best so far\):\n.*┤/,
+    /val_bpb of the \d+ scored search trials, iterations 1\.\.9.*lower line: best so far:\n.*┤/,
   );
   // results.tsv: a header and one line per trial, Karpathy's columns.
   const tsv = readFileSync(path.join(dir, "results.tsv"), "utf8").trim().split("\n");

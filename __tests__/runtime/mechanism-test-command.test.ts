@@ -167,7 +167,7 @@ export default {
       [
         "wrong-shape baseline",
         () => [tabu, { baseline: write("shape.json", '{"format":"bilevel-mechanism-test/1","seeds":[]}') }],
-        /unusable: not a bilevel-mechanism-test\/1 summary/,
+        /unusable: not a bilevel-mechanism-test\/2 summary/,
       ],
       [
         "--seeds contradicting the baseline",

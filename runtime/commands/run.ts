@@ -139,7 +139,7 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
   let dir: string;
   if (options.resume) {
     dir = path.resolve(options.resume);
-    config = resumedConfig(dir, options);
+    config = resumedConfig(options.resume, options);
   } else {
     config = newRunConfig(base, options);
     dir = path.resolve(options.out ?? defaultRunDir(config.name));
