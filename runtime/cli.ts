@@ -6,6 +6,7 @@ import { registerMechanismCommands } from "./commands/mechanism.ts";
 import { registerMechanismTestCommand } from "./commands/mechanism-test.ts";
 import { registerRunCommands } from "./commands/run.ts";
 import { registerTrainCommand } from "./commands/train.ts";
+import { safeText } from "./terminal-text.ts";
 
 export function buildProgram(): Command {
   const program = new Command("bilevel")
@@ -36,7 +37,9 @@ async function main(argv: readonly string[]): Promise<number> {
   } catch (error) {
     // Usage errors (bad flags, missing arguments) exit 2; --help and --version exit 0.
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
-    process.stderr.write(`bilevel: ${error instanceof Error ? error.message : String(error)}\n`);
+    // An unexpected error may quote a mechanism (a start mechanism's validation error): one safe line.
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`bilevel: ${safeText(message, { maxLength: 2000 })}\n`);
     return 1;
   }
 }
