@@ -7,6 +7,7 @@ import { registerMechanismTestCommand } from "./commands/mechanism-test.ts";
 import { registerRunCommands } from "./commands/run.ts";
 import { registerTrainCommand } from "./commands/train.ts";
 import { UserError } from "./errors.ts";
+import { safeText } from "./terminal-text.ts";
 
 export function buildProgram(): Command {
   const program = new Command("bilevel")
@@ -37,11 +38,11 @@ async function main(argv: readonly string[]): Promise<number> {
   } catch (error) {
     // Usage errors (bad flags, missing arguments) exit 2; --help and --version exit 0.
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
-    if (error instanceof UserError) {
-      process.stderr.write(`bilevel: ${error.message}\n`);
-      return error.exitCode;
-    }
-    process.stderr.write(`bilevel: ${error instanceof Error ? error.message : String(error)}\n`);
+    // An error may quote a mechanism or a config file's keys: each of its lines is made safe.
+    const message = error instanceof Error ? error.message : String(error);
+    const lines = message.split("\n").map((line) => safeText(line, { maxLength: 2000 }));
+    process.stderr.write(`bilevel: ${lines.join("\n")}\n`);
+    if (error instanceof UserError) return error.exitCode;
     return 1;
   }
 }

@@ -1,20 +1,23 @@
 // The live display of a run on stderr: one line per event, a progress bar for the running trial
-// (on a TTY), best so far and the active mechanisms.
+// (on a TTY), best so far and the active mechanisms. Every line passes through safeText: event
+// messages carry mechanism and LLM text (names, reasons, thrown messages, rationales).
 import { SingleBar } from "cli-progress";
 import type { TrainerProgress } from "../trainer/types.ts";
 import type { IterationStatus, LoopObserver } from "./loop.ts";
 import type { EventLevel, TrialRow } from "./store.ts";
+import { canStyle, safeText } from "./terminal-text.ts";
 
 const LEVEL_TAG: Record<EventLevel, string> = { run: "run", "1": "L1 ", "1.5": "L1.5", "2": "L2 " };
 
 export class RunDisplay implements LoopObserver {
   private bar: SingleBar | null = null;
   private readonly out: NodeJS.WriteStream;
-  private readonly tty: boolean;
+  /** Whether the progress bar (cursor moves) may be drawn: a TTY without NO_COLOR. */
+  private readonly styled: boolean;
 
   constructor(out: NodeJS.WriteStream = process.stderr) {
     this.out = out;
-    this.tty = Boolean(out.isTTY);
+    this.styled = canStyle(out);
   }
 
   private line(text: string): void {
@@ -22,7 +25,9 @@ export class RunDisplay implements LoopObserver {
       this.bar.stop();
       this.bar = null;
     }
-    this.out.write(`${text}\n`);
+    // Neutralised as a whole: the project's own lines hold no control characters, so only
+    // foreign text changes, and an embedded newline cannot start a forged line.
+    this.out.write(`${safeText(text)}\n`);
   }
 
   event(level: EventLevel, message: string): void {
@@ -37,7 +42,7 @@ export class RunDisplay implements LoopObserver {
 
   trialStart(trialId: number, description: string, budgetSeconds: number): void {
     this.line(`[L1 ] training #${trialId}: ${description} (budget ${budgetSeconds}s)`);
-    if (this.tty) {
+    if (this.styled) {
       this.bar = new SingleBar({
         format: "      {bar} {percentage}% | step {step} | loss {loss} | {tps} tok/s",
         hideCursor: true,

@@ -3,6 +3,7 @@
 import { plot } from "asciichart";
 import type { Config } from "../mechanism-api/index.d.ts";
 import type { MechanismStatus, RunStore, SearchConfig } from "./store.ts";
+import { safeText } from "./terminal-text.ts";
 
 export interface MechanismReport {
   readonly id: string;
@@ -153,8 +154,9 @@ export function formatReport(r: RunReport): string {
       `      kept trials touched: ${m.keptTrialsTouched.length > 0 ? m.keptTrialsTouched.join(", ") : "none"}; median latency ${m.medianLatencyMs?.toFixed(2) ?? "n/a"} ms`,
     );
   }
-  lines.push(...chart(r.curve));
-  return lines.join("\n");
+  // Mechanism ids, names and reasons (thrown messages, LLM text) are foreign: each line is
+  // neutralised whole, before the chart, which is the project's own.
+  return [...lines.map((l) => safeText(l)), ...chart(r.curve)].join("\n");
 }
 
 /**

@@ -1,6 +1,7 @@
 // `bilevel mechanism test FILE.ts`: the regression harness on the command line. Exit 0: ran clean
 // (and matches the baseline); 1: the mechanism did not compile, faulted, or regressed against the
-// baseline; 2: a usage error (bad flags, unreadable file, corrupt baseline).
+// baseline; 2: a usage error (bad flags, unreadable file, corrupt baseline). Foreign text (the
+// mechanism's name, fault messages, guide texts, compile errors) is printed through safeText.
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Command, CommanderError, Option } from "commander";
@@ -18,6 +19,7 @@ import {
 } from "../harness.ts";
 import { type Comparison, compareToBaseline, parseBaseline } from "../harness-baseline.ts";
 import type { SandboxLike } from "../mechanisms.ts";
+import { jsonForTerminal, safeText } from "../terminal-text.ts";
 import { mechanismRunConfig } from "./mechanism.ts";
 
 export interface MechanismTestOptions {
@@ -148,7 +150,7 @@ export async function mechanismTest(
     source = readText("mechanism", file);
   } catch (error) {
     if (error instanceof UsageError || error instanceof UserError) {
-      io.stderr(`bilevel mechanism test: ${error.message}\n`);
+      io.stderr(`bilevel mechanism test: ${safeText(error.message)}\n`);
       return 2;
     }
     throw error;
@@ -165,10 +167,10 @@ export async function mechanismTest(
     if (!compiled.ok) {
       const lines = compiled.errors.map(
         (e) =>
-          `  ${e.stage}/${e.code}${e.line !== undefined ? ` at ${e.line}:${e.column ?? 0}` : ""}: ${e.message}`,
+          `  ${e.stage}/${e.code}${e.line !== undefined ? ` at ${e.line}:${e.column ?? 0}` : ""}: ${safeText(e.message, { maxLength: 2000 })}`,
       );
-      if (options.json) io.stdout(`${JSON.stringify({ ok: false, errors: compiled.errors }, null, 2)}\n`);
-      else io.stderr(`${file} was rejected before it could run:\n${lines.join("\n")}\n`);
+      if (options.json) io.stdout(`${jsonForTerminal({ ok: false, errors: compiled.errors })}\n`);
+      else io.stderr(`${safeText(file)} was rejected before it could run:\n${lines.join("\n")}\n`);
       return 1;
     }
     const mechanism = { fileName: path.basename(file), source, compiled: compiled.mechanism };
@@ -184,25 +186,23 @@ export async function mechanismTest(
     const failed = comparison ? comparison.regressions.length > 0 : faults > 0;
     if (options.json) {
       io.stdout(
-        `${JSON.stringify(
-          {
-            ok: !failed,
-            summary: report.summary,
-            ...(control ? { control: control.summary } : {}),
-            ...(comparison ? { comparison } : {}),
-            ...(saved ? { savedBaseline: saved } : {}),
-            timing: report.timing,
-          },
-          null,
-          2,
-        )}\n`,
+        `${jsonForTerminal({
+          ok: !failed,
+          summary: report.summary,
+          ...(control ? { control: control.summary } : {}),
+          ...(comparison ? { comparison } : {}),
+          ...(saved ? { savedBaseline: saved } : {}),
+          timing: report.timing,
+        })}\n`,
       );
     } else {
       io.stdout(formatReport(report, control, comparison, tolerance, saved));
     }
     return failed ? 1 : 0;
   } catch (error) {
-    io.stderr(`bilevel mechanism test: ${error instanceof Error ? error.message : String(error)}\n`);
+    io.stderr(
+      `bilevel mechanism test: ${safeText(error instanceof Error ? error.message : String(error))}\n`,
+    );
     return 1;
   } finally {
     await sandbox?.close();
@@ -319,7 +319,8 @@ export function formatReport(
   out.push(
     `(latencies are host round trips, ${report.timing.wallMs.toFixed(0)} ms in all; they are never compared)`,
   );
-  return `${out.join("\n")}\n`;
+  // Every entry is one line; names, fault messages and guide texts are foreign: neutralise each.
+  return `${out.map((l) => safeText(l)).join("\n")}\n`;
 }
 
 /** Add `test` to the `mechanism` command group. */

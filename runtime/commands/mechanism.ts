@@ -2,6 +2,7 @@
 // dry-run every declared hook on the built-in synthetic trace. Exit 0: valid; 1: rejected (stage,
 // category and, for code errors, line:column); 2: usage error (missing or unreadable file).
 // Everything runs in the sandbox child, so no file content can hang or crash this process.
+// Foreign text (the file name, the mechanism's name and error messages) goes through safeText.
 import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { type Command, CommanderError } from "commander";
@@ -23,6 +24,8 @@ export function mechanismRunConfig(file?: string): ResolvedRunConfig {
     : loadRunConfig(file, options);
 }
 
+import { jsonForTerminal, safeText } from "../terminal-text.ts";
+
 /** Larger files are refused before reading (the sandbox refuses sources over 512 KiB anyway). */
 const MAX_FILE_BYTES = 16 * 1024 * 1024;
 
@@ -33,7 +36,7 @@ export interface CheckIo {
 
 export function formatError(file: string, error: SandboxError): string {
   const at = error.line !== undefined ? `:${error.line}:${error.column ?? 1}` : "";
-  return `${file}${at}: ${error.stage}/${error.code}: ${error.message}`;
+  return `${safeText(file)}${at}: ${error.stage}/${error.code}: ${safeText(error.message, { maxLength: 2000 })}`;
 }
 
 function readSource(file: string): { source: string } | { usage: string } {
@@ -63,7 +66,7 @@ export async function mechanismCheck(
 ): Promise<number> {
   const read = readSource(file);
   if ("usage" in read) {
-    io.stderr(`bilevel mechanism check: ${read.usage}\n`);
+    io.stderr(`bilevel mechanism check: ${safeText(read.usage)}\n`);
     return 2;
   }
   let config: ResolvedRunConfig;
@@ -71,7 +74,7 @@ export async function mechanismCheck(
     config = mechanismRunConfig(options.config);
   } catch (error) {
     if (!(error instanceof UserError)) throw error;
-    io.stderr(`bilevel mechanism check: ${error.message}\n`);
+    io.stderr(`bilevel mechanism check: ${safeText(error.message)}\n`);
     return 2;
   }
   const own = sandbox === undefined;
@@ -80,7 +83,7 @@ export async function mechanismCheck(
     box = sandbox ?? (await Sandbox.start(sandboxPolicy(config.policy)));
   } catch (e) {
     io.stderr(
-      `bilevel mechanism check: the sandbox could not start: ${e instanceof Error ? e.message : String(e)}\n`,
+      `bilevel mechanism check: the sandbox could not start: ${safeText(e instanceof Error ? e.message : String(e))}\n`,
     );
     return 1;
   }
@@ -92,15 +95,18 @@ export async function mechanismCheck(
   }
   if (options.json) {
     const { compiled: _compiled, ...rest } = report;
-    io.stdout(`${JSON.stringify({ file, ...rest }, null, 2)}\n`);
+    io.stdout(`${jsonForTerminal({ file, ...rest })}\n`);
   } else if (report.ok) {
     const m = report.manifest!;
     const hooks = report.stages.filter(
       (s) => s.stage !== "compile" && s.stage !== "lint" && s.stage !== "load",
     );
     io.stdout(
-      `${file}: ok — ${m.name} v${m.version}; hooks ${m.hooks.join(", ")}; ` +
-        `capabilities ${m.capabilities.length > 0 ? m.capabilities.join(", ") : "none"}\n` +
+      safeText(
+        `${file}: ok — ${m.name} v${m.version}; hooks ${m.hooks.join(", ")}; ` +
+          `capabilities ${m.capabilities.length > 0 ? m.capabilities.join(", ") : "none"}`,
+      ) +
+        "\n" +
         report.stages.map((s) => `  ${s.stage.padEnd(8)} ok  ${s.durationMs.toFixed(1)} ms`).join("\n") +
         `\n  dry-ran ${hooks.length} hook${hooks.length === 1 ? "" : "s"} on the synthetic trace\n`,
     );

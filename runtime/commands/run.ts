@@ -19,6 +19,7 @@ import { UserError } from "../errors.ts";
 import { defaultRunDir, REPO_ROOT } from "../paths.ts";
 import { buildReport, formatReport } from "../report.ts";
 import { RunStore } from "../store.ts";
+import { dataForStream, jsonForTerminal } from "../terminal-text.ts";
 import { executeRun } from "../wiring.ts";
 
 export function positiveInt(value: string): number {
@@ -254,9 +255,7 @@ export function registerRunCommands(program: Command): void {
       const store = openExisting(dir);
       const report = buildReport(store);
       store.close();
-      process.stdout.write(
-        options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`,
-      );
+      process.stdout.write(options.json ? `${jsonForTerminal(report)}\n` : `${formatReport(report)}\n`);
     });
 
   program
@@ -278,10 +277,11 @@ export function registerRunCommands(program: Command): void {
           events: store.events(),
           llmExchanges: store.exchanges(),
         };
-        process.stdout.write(`${JSON.stringify(dump, null, 2)}\n`);
+        process.stdout.write(`${jsonForTerminal(dump)}\n`);
       } else {
         const file = path.join(dir, "results.tsv");
-        process.stdout.write(existsSync(file) ? readFileSync(file, "utf8") : "");
+        const tsv = existsSync(file) ? readFileSync(file, "utf8") : "";
+        process.stdout.write(dataForStream(tsv, Boolean(process.stdout.isTTY)));
       }
       store.close();
     });

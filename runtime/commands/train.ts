@@ -8,6 +8,7 @@ import { parseAssignment } from "../../trainer/search-space.ts";
 import { TorchTrainer } from "../../trainer/torch-trainer.ts";
 import type { Device, TrialOutcome } from "../../trainer/types.ts";
 import { defaultTrainDir } from "../paths.ts";
+import { canStyle } from "../terminal-text.ts";
 
 /** The command's exit status per outcome (the trainer's own codes, plus 5 for a timeout). */
 export const TRAIN_EXIT: Readonly<Record<TrialOutcome["status"], number>> = {
@@ -126,7 +127,7 @@ async function train(opts: TrainOptions): Promise<number> {
     },
     cliProgress.Presets.shades_classic,
   );
-  const showBar = !opts.json && process.stderr.isTTY;
+  const showBar = !opts.json && canStyle(process.stderr);
   if (showBar) bar.start(100, 0, { step: 0, loss: "-", tps: 0 });
   else if (!opts.json) process.stderr.write(`training (log: ${path.join(workDir, "trainer.log")})\n`);
   const abort = new AbortController();

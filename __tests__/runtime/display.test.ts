@@ -1,0 +1,90 @@
+// The live display: every line it writes is neutralised (an event message cannot forge a line or
+// send an escape sequence), and its progress bar (cursor codes) appears only on a TTY without NO_COLOR.
+import { RunDisplay } from "../../runtime/display.ts";
+import type { TrialRow } from "../../runtime/store.ts";
+import { firstControl } from "../support/terminal.ts";
+
+/** A stream that records what is written; a TTY or not. */
+function stream(isTTY: boolean) {
+  const chunks: string[] = [];
+  const out = {
+    isTTY,
+    columns: 100,
+    write: (text: string) => {
+      chunks.push(String(text));
+      return true;
+    },
+    // cli-progress moves the cursor through readline, which needs these on a TTY.
+    cursorTo: () => true,
+    moveCursor: () => true,
+    clearLine: () => true,
+    on: () => out,
+    removeListener: () => out,
+  };
+  return { out: out as unknown as NodeJS.WriteStream, text: () => chunks.join("") };
+}
+
+const trial: TrialRow = {
+  id: 3,
+  iteration: 2,
+  kind: "search",
+  proposalId: 1,
+  seed: 1,
+  config: {},
+  changes: [],
+  status: "ok",
+  valBpb: 2.5,
+  kept: false,
+  delta: 0.1,
+  result: null,
+  message: "",
+  durationMs: 1,
+  description: "",
+};
+
+function show(out: NodeJS.WriteStream): void {
+  const display = new RunDisplay(out);
+  display.event("1", "m1 rejected: \u001b]52;c;cHduZWQ=\u0007\n[L1 ] #6 val_bpb 0.0001 — KEPT\u202e");
+  display.iterationStart(2, 4, { best: 2.4, mechanisms: ["evil\u001b[2J"], strategy: "balanced" });
+  display.trialStart(2, "MATRIX_LR 0.04 -> 0.03 [suggested by m1-\u009b2J]", 60);
+  display.trialProgress({ step: 5, loss: 3.2, elapsed: 1, tokensPerSecond: 1000, progress: 0.5 });
+  display.trialEnd(trial, 2.4);
+  display.close();
+}
+
+test("event, iteration and trial lines are neutralised: no escape sequence, no forged line", () => {
+  const { out, text } = stream(false);
+  show(out);
+  const written = text();
+  expect(firstControl(written)).toBeNull();
+  expect(written).not.toMatch(/^\s*(\[L1 \] )?#6 val_bpb/m);
+  expect(written).toContain("m1 rejected: \\x1b]52;c;cHduZWQ=\\x07\\n[L1 ] #6 val_bpb 0.0001 — KEPT\\u202e");
+  expect(written).toContain("mechanisms: evil\\x1b[2J");
+  expect(written).toContain("[suggested by m1-\\x9b2J]");
+  expect(written).toContain("[L1 ] #2 val_bpb 2.5000 — discarded; best so far 2.4000\n");
+});
+
+describe("the progress bar", () => {
+  const saved = process.env.NO_COLOR;
+  afterEach(() => {
+    if (saved === undefined) delete process.env.NO_COLOR;
+    else process.env.NO_COLOR = saved;
+  });
+
+  test("is drawn on a TTY (cursor codes), and only there", () => {
+    delete process.env.NO_COLOR;
+    const tty = stream(true);
+    show(tty.out);
+    expect(tty.text()).toContain("\u001b[");
+    const piped = stream(false);
+    show(piped.out);
+    expect(firstControl(piped.text())).toBeNull();
+  });
+
+  test("is not drawn when NO_COLOR is set, even on a TTY", () => {
+    process.env.NO_COLOR = "1";
+    const tty = stream(true);
+    show(tty.out);
+    expect(firstControl(tty.text())).toBeNull();
+  });
+});
