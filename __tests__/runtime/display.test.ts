@@ -61,7 +61,7 @@ test("event, iteration and trial lines are neutralised: no escape sequence, no f
   expect(written).toContain("m1 rejected: \\x1b]52;c;cHduZWQ=\\x07\\n[L1 ] #6 val_bpb 0.0001 — KEPT\\u202e");
   expect(written).toContain("mechanisms: evil\\x1b[2J");
   expect(written).toContain("[suggested by m1-\\x9b2J]");
-  expect(written).toContain("[L1 ] #2 val_bpb 2.5000 — discarded; best so far 2.4000\n");
+  expect(written).toContain("[L1 ] #3 (iteration 2) val_bpb 2.5000 — discarded; best so far 2.4000\n");
 });
 
 describe("the progress bar", () => {
