@@ -358,7 +358,7 @@ export class BilevelLoop {
         );
         continue;
       }
-      const reason = `failed its dry run on the live trace: ${report.error ? describe(report.error) : "unknown error"}`;
+      const reason = `failed validation on the live trace: ${report.error ? describe(report.error) : "unknown error"}`;
       store.transaction(() => {
         store.upsertMechanism(
           quarantinedFileRow(`m${store.mechanisms().length + 1}-${name}`, name, m.source, report, reason),

@@ -116,7 +116,7 @@ test("a start mechanism that passes check but throws on the live trace is quaran
   expect(summary.report.status).toBe("finished");
   const m = summary.report.mechanisms.find((r) => r.name === "needs-history");
   expect(m?.status).toBe("quarantined");
-  expect(m?.reason).toMatch(/failed its dry run on the live trace: .*expected some history/);
+  expect(m?.reason).toMatch(/failed validation on the live trace: .*expected some history/);
 });
 
 test("mechanism test runs the run's own loop: same mechanism and seed, same trials as a run", async () => {
