@@ -1,5 +1,9 @@
 #!/usr/bin/env node
 // The bilevel command line. Each command group lives in runtime/commands/.
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { constants } from "node:os";
+import path from "node:path";
 import { Command, CommanderError } from "commander";
 import { registerApproveCommand } from "./commands/approve.ts";
 import { registerMechanismCommands } from "./commands/mechanism.ts";
@@ -19,7 +23,17 @@ export function buildProgram(): Command {
     .exitOverride();
   program
     .command("test")
-    .description("run every check: format, lint, types, python checks, jest (handled by ./bilevel)");
+    .description(
+      "run every check: format, lint, types, python checks, jest (through the launcher ./bilevel; " +
+        "arguments go to jest)",
+    )
+    .argument("[jest-args...]")
+    .helpOption(false)
+    .allowUnknownOption()
+    .action((_args: string[], _options: unknown, command: Command) => {
+      // main() passes `bilevel test ...` on before parsing; this serves other callers of the program.
+      process.exitCode = runLauncherTest(command.args);
+    });
   registerRunCommands(program);
   registerTrainCommand(program);
   registerMechanismCommands(program);
@@ -30,7 +44,38 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** The launcher at the repository root: it sets the machine up, then runs the checks. */
+export const LAUNCHER = path.resolve(import.meta.dirname, "..", "bilevel");
+
+/**
+ * `bilevel test ARGS...` through the package's bin entry does what `./bilevel test ARGS...` does:
+ * it runs the launcher (stdio inherited, this Node first on PATH) and returns its exit status.
+ */
+function runLauncherTest(args: readonly string[]): number {
+  if (!existsSync(LAUNCHER)) {
+    process.stderr.write(
+      `bilevel test runs the project's checks through the launcher, which is missing: ${LAUNCHER}\n`,
+    );
+    return 2;
+  }
+  const result = spawnSync(LAUNCHER, ["test", ...args], {
+    stdio: "inherit",
+    env: {
+      ...process.env,
+      PATH: [path.dirname(process.execPath), process.env.PATH ?? ""].join(path.delimiter),
+    },
+  });
+  if (result.error) {
+    process.stderr.write(`bilevel test: could not run ${LAUNCHER}: ${result.error.message}\n`);
+    return 2;
+  }
+  if (result.signal) return 128 + (constants.signals[result.signal] ?? 0);
+  return result.status ?? 1;
+}
+
 async function main(argv: readonly string[]): Promise<number> {
+  // Everything after `test` goes to the launcher exactly as given (commander would drop a "--").
+  if (argv[2] === "test") return runLauncherTest(argv.slice(3));
   const program = buildProgram();
   try {
     await program.parseAsync([...argv]);

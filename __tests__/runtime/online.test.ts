@@ -18,6 +18,8 @@ import { testConfig } from "../support/run-config.ts";
 import { CRITIQUE_REPLY, EXPLORE_REPLY, fenced, GOOD_SOURCE, SPEC_REPLY } from "./level2/fixtures.ts";
 
 const SECRET = "sk-test-0123456789abcdef0123456789";
+/** The LLM timeout: the local mock answers at once, so a loaded machine must not turn that into a timeout. */
+const NEVER_MS = 600_000;
 
 function script() {
   let proposals = 0;
@@ -64,7 +66,7 @@ test("online run with a scripted LLM: invalid proposals recorded, Level 1.5 by t
       name: "online",
       iterations: 6,
       trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },
-      llm: { baseURL: mock.baseURL, model: "scripted", maxRetries: 0, timeoutMs: 5000 },
+      llm: { baseURL: mock.baseURL, model: "scripted", maxRetries: 0, timeoutMs: NEVER_MS },
       acceptance: { baselineRepeats: 2 },
       level15: { every: 2, minActive: 6 },
       level2: { everyCycles: 1, retireWindow: 0 },
@@ -129,7 +131,7 @@ test("policy allowCodeGeneration=false: online, but Level 2 only uses the built-
       name: "online-nogen",
       iterations: 2,
       trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },
-      llm: { baseURL: mock.baseURL, model: "scripted", maxRetries: 0, timeoutMs: 5000 },
+      llm: { baseURL: mock.baseURL, model: "scripted", maxRetries: 0, timeoutMs: NEVER_MS },
       acceptance: { baselineRepeats: 2 },
       level15: { every: 2, minActive: 6 },
       level2: { everyCycles: 1 },

@@ -7,17 +7,21 @@ import path from "node:path";
 import { RunStore } from "../../runtime/store.ts";
 import { cliArgv } from "../support/cli.ts";
 import { type MockLlm, type RecordedRequest, startMockLlm } from "../support/mock-llm-server.ts";
+import { waitFor } from "../support/wait.ts";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-resume-online-"));
 const SLOW_ITERATION = 3;
 let mock: MockLlm;
+/** While true, the reply to iteration 3's proposal request is held (for longer than the test may run). */
+let holdSlowReply = false;
 
 const iterationOf = (r: RecordedRequest) =>
   Number(/Iteration (\d+)\./.exec(r.body?.messages?.find((m) => m.role === "user")?.content ?? "")?.[1] ?? 0);
 
 beforeAll(async () => {
   // Proposals depend only on the iteration, so a redone proposal phase asks the same question
-  // and gets the same answer; iteration 3's reply is slow enough to be killed in the middle of.
+  // and gets the same answer; in the run that is killed, iteration 3's reply never comes, so the
+  // kill lands while the proposer waits for it however slow the machine is.
   mock = await startMockLlm((request) => {
     if (request.body?.response_format?.json_schema?.name === "strategy") {
       return {
@@ -36,7 +40,7 @@ beforeAll(async () => {
         changes: [{ param: "MATRIX_LR", value: Number((0.015 + 0.01 * it).toFixed(3)) }],
         rationale: `step ${it}`,
       }),
-      ...(it === SLOW_ITERATION ? { delayMs: 1500 } : {}),
+      ...(it === SLOW_ITERATION && holdSlowReply ? { delayMs: 600_000 } : {}),
     };
   });
   writeFileSync(
@@ -46,7 +50,8 @@ beforeAll(async () => {
       seed: 2,
       iterations: 5,
       trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },
-      llm: { baseURL: mock.baseURL, model: "scripted", maxRetries: 0, timeoutMs: 10_000 },
+      // No LLM timeout within the test: the held reply ends only by the kill.
+      llm: { baseURL: mock.baseURL, model: "scripted", maxRetries: 0, timeoutMs: 600_000 },
       acceptance: { baselineRepeats: 2 },
       level15: { every: 2, minActive: 6 },
       level2: { everyCycles: 0 },
@@ -90,13 +95,21 @@ test("[slow] killed while waiting for the LLM's proposal, resumed: same trials, 
 
   const dir = path.join(tmp, "killed");
   const seen = mock.requests.length;
+  holdSlowReply = true;
   const child = start(["run", "--config", path.join(tmp, "run.json"), "--out", dir]);
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline && !mock.requests.slice(seen).some((r) => iterationOf(r) === SLOW_ITERATION)) {
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  let exited = false;
+  const ended = exit(child).then((code) => {
+    exited = true;
+    return code;
+  });
+  // The event itself: the request for iteration 3 has arrived (its reply is held).
+  await waitFor(() => exited || mock.requests.slice(seen).some((r) => iterationOf(r) === SLOW_ITERATION), {
+    intervalMs: 5,
+  });
+  expect(exited).toBe(false);
   child.kill("SIGKILL");
-  await exit(child);
+  await ended;
+  holdSlowReply = false;
   const partial = records(dir);
   expect(partial.trials.filter((t) => t.kind === "search").map((t) => t.iteration)).toEqual([1, 2]);
   expect(partial.proposals.some((p) => p.iteration === SLOW_ITERATION)).toBe(false);

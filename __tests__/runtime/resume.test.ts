@@ -1,11 +1,12 @@
 // Kill the run process with SIGKILL at several points, resume it, and check that its records
 // match an uninterrupted run's: nothing lost, nothing duplicated. [slow: ~1 min]
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { RunStore } from "../../runtime/store.ts";
 import { cliArgv } from "../support/cli.ts";
+import { waitFor } from "../support/wait.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-resume-"));
@@ -52,13 +53,22 @@ function peek<T>(dir: string, read: (s: RunStore) => T, fallback: T): T {
   }
 }
 
-async function killWhen(child: ChildProcess, dir: string, ready: (s: RunStore) => boolean, delayMs = 0) {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline && !peek(dir, ready, false)) await new Promise((r) => setTimeout(r, 5));
-  if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+/** SIGKILL the run as soon as `ready` holds (however long that takes); fail if the run ends first. */
+async function killWhen(child: ChildProcess, dir: string, ready: (s: RunStore, dir: string) => boolean) {
+  const done = finished(child);
+  let exited = false;
+  void done.then(() => {
+    exited = true;
+  });
+  await waitFor(() => exited || peek(dir, (s) => ready(s, dir), false), { intervalMs: 5 });
+  if (exited) throw new Error(`the run ended before the kill point: ${(await done).stderr}`);
   child.kill("SIGKILL");
-  await finished(child);
+  await done;
 }
+
+/** The trainer has started the trial of `iteration` with `seed` (it creates the trial's folder first). */
+const trialStarted = (dir: string, iteration: number, seed: number) =>
+  existsSync(path.join(dir, "trials", `iter-${String(iteration).padStart(4, "0")}-seed-${seed}`));
 
 function records(dir: string) {
   const store = RunStore.open(dir, { readOnly: true });
@@ -109,21 +119,30 @@ beforeAll(async () => {
 
 const searchTrials = (s: RunStore) => s.trials().filter((t) => t.kind === "search").length;
 
+// Each kill point is an event seen in the run's folder, not a delay: a loaded machine only moves
+// the kill later within the same phase.
 test.each([
-  ["during a trial", (s: RunStore) => searchTrials(s) >= 3, 120],
-  ["right after a trial is stored", (s: RunStore) => searchTrials(s) >= 5, 0],
+  // a trial after the third has started (its folder exists) and is not stored yet
+  [
+    "during a trial",
+    (s: RunStore, dir: string) => searchTrials(s) >= 3 && trialStarted(dir, searchTrials(s) + 1, 5),
+  ],
+  ["right after a trial is stored", (s: RunStore) => searchTrials(s) >= 5],
   [
     "during a Level 2 session",
     (s: RunStore) => s.events().some((e) => e.kind === "session" && e.iteration >= 4),
-    0,
   ],
-  ["during the baselines", (s: RunStore) => s.trials().length >= 1, 60],
+  // the second baseline (seed 6) has started, and the baseline phase has not ended
+  [
+    "during the baselines",
+    (s: RunStore, dir: string) => trialStarted(dir, 0, 6) && !s.hasCheckpoint("baseline"),
+  ],
 ] as const)(
   "killed %s, resumed: the same records as an uninterrupted run",
-  async (_label, ready, delayMs) => {
+  async (_label, ready) => {
     const dir = mkdtempSync(path.join(tmp, "killed-"));
     const child = start(["run", "--config", configFile, "--out", dir, "--offline"]);
-    await killWhen(child, dir, ready, delayMs);
+    await killWhen(child, dir, ready);
     const partial = records(dir);
     expect(partial.trials.length).toBeLessThan(reference.trials.length);
     const resumed = await finished(start(["run", "--resume", dir, "--offline"]));

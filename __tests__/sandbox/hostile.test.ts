@@ -124,10 +124,10 @@ describe("runaway code", () => {
   test("BigInt of a huge string (not interruptible): the host deadline kills and restarts the child", async () => {
     const id = await loadTs("bigint.ts");
     const restarts = sandbox.restarts;
-    const started = performance.now();
     const error = failure(await sandbox.call(hookCall(id, "guide")));
+    // A timeout followed by a restart: the host's deadline killed the child (the isolate's own
+    // timeout cannot interrupt the conversion), rather than the call running to its end.
     expect(error).toMatchObject({ stage: "guide", code: "timeout" });
-    expect(performance.now() - started).toBeLessThan(5000);
     // The next request (afterEach's healthy call) runs on a fresh child with the healthy mechanism reloaded.
     const outcome = await sandbox.call(hookCall("healthy", "guide"));
     expect(outcome.ok).toBe(true);

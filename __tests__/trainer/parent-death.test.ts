@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
+import { waitFor } from "../support/wait.ts";
 
 const parentScript = path.resolve(import.meta.dirname, "../fixtures/trainer/orphan-parent.ts");
 let tmp: string;
@@ -24,11 +25,17 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Start the parent, read the pids it reports, SIGKILL it; the pids still running after `waitMs`. */
-async function survivorsAfterParentKill(
-  mode: string,
-  waitMs: number,
-): Promise<{ pids: number[]; left: number[] }> {
+/** Pids reported by parents, killed in afterAll if a failed test left any running. */
+const reported = new Set<number>();
+afterAll(() => {
+  for (const pid of reported) if (alive(pid)) process.kill(pid, "SIGKILL");
+});
+
+/**
+ * Start the parent, read the pids it reports, SIGKILL it, and wait until those processes are gone.
+ * There is no deadline of our own: one that never goes fails the test by the jest timeout.
+ */
+async function afterParentKill(mode: string): Promise<{ pids: number[] }> {
   const parent = spawn(process.execPath, [parentScript, mode, path.join(tmp, mode)], {
     env: { ...process.env, BILEVEL_CACHE: path.join(tmp, "cache") },
     stdio: ["ignore", "pipe", "ignore"],
@@ -39,69 +46,79 @@ async function survivorsAfterParentKill(
     parent.once("exit", (code) => reject(new Error(`the parent exited ${code} before reporting`)));
   });
   const { pids } = JSON.parse(first) as { pids: number[] };
+  for (const pid of pids) reported.add(pid);
   expect(pids.length).toBeGreaterThan(0);
   expect(pids.every(alive)).toBe(true);
   parent.kill("SIGKILL");
-  const deadline = Date.now() + waitMs;
-  while (Date.now() < deadline && pids.some(alive)) await new Promise((r) => setTimeout(r, 100));
-  const left = pids.filter(alive);
-  for (const pid of left) process.kill(pid, "SIGKILL"); // never leave one behind, then fail
-  return { pids, left };
+  await waitFor(() => !pids.some(alive), { intervalMs: 100 });
+  return { pids };
 }
 
 test("the Python trainer dies with its parent, while silent in the middle of training", async () => {
-  const { left } = await survivorsAfterParentKill("torch", 5000);
-  expect(left).toEqual([]);
+  await afterParentKill("torch");
 }, 60_000);
 
 test("an external command dies with its parent", async () => {
-  const { left } = await survivorsAfterParentKill("external", 5000);
-  expect(left).toEqual([]);
-}, 30_000);
+  await afterParentKill("external");
+}, 60_000);
 
 test("an external command run under a shell (like `uv run`) dies with its parent, children included", async () => {
-  const { pids, left } = await survivorsAfterParentKill("external-sh", 5000);
+  const { pids } = await afterParentKill("external-sh");
   expect(pids.length).toBeGreaterThanOrEqual(2); // the shell and the script under it
-  expect(left).toEqual([]);
-}, 30_000);
+}, 60_000);
 
 describe("trainer/parent_death.py", () => {
   const repo = path.resolve(import.meta.dirname, "../..");
   const shim = path.join(repo, "trainer/parent_death.py");
   const deadPid = () => spawnSync("true").pid!; // exited and reaped: no such process now
+  // Asynchronous, with no timeout of its own: the jest test timeout bounds it (a spawnSync would
+  // need its own timeout, since jest cannot interrupt a blocked event loop).
   const run = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-    spawnSync("/usr/bin/python3", args, {
-      cwd: repo,
-      encoding: "utf8",
-      timeout: 20_000,
-      env: { ...process.env, OPENBLAS_NUM_THREADS: "1", ...env },
-    });
+    new Promise<{ status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>(
+      (resolve, reject) => {
+        const child = spawn("/usr/bin/python3", args, {
+          cwd: repo,
+          env: { ...process.env, OPENBLAS_NUM_THREADS: "1", ...env },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (chunk: Buffer) => {
+          stdout += chunk.toString();
+        });
+        child.stderr.on("data", (chunk: Buffer) => {
+          stderr += chunk.toString();
+        });
+        child.on("error", reject);
+        child.on("close", (status, signal) => resolve({ status, signal, stdout, stderr }));
+      },
+    );
 
-  test("passes on the command's exit code and its death by a signal", () => {
-    expect(run([shim, "/bin/sh", "-c", "exit 7"]).status).toBe(7);
-    expect(run([shim, "/bin/sh", "-c", "kill -TERM $$"]).signal).toBe("SIGTERM");
-    expect(run([shim, "/bin/sh", "-c", "echo out; echo err >&2"]).stdout).toBe("out\n");
+  test("passes on the command's exit code and its death by a signal", async () => {
+    expect((await run([shim, "/bin/sh", "-c", "exit 7"])).status).toBe(7);
+    expect((await run([shim, "/bin/sh", "-c", "kill -TERM $$"])).signal).toBe("SIGTERM");
+    expect((await run([shim, "/bin/sh", "-c", "echo out; echo err >&2"])).stdout).toBe("out\n");
   });
 
-  test("no command, or one that cannot start, is a clear error", () => {
-    const none = run([shim]);
+  test("no command, or one that cannot start, is a clear error", async () => {
+    const none = await run([shim]);
     expect(none.status).toBe(2);
     expect(none.stderr).toMatch(/usage: parent_death.py COMMAND/);
-    const missing = run([shim, "/nonexistent/cmd"]);
+    const missing = await run([shim, "/nonexistent/cmd"]);
     expect(missing.status).toBe(127);
     expect(missing.stderr).toMatch(/cannot run \/nonexistent\/cmd/);
   });
 
-  test("a parent that died before prctl ran: the shim and the trainer exit at once", () => {
-    const started = Date.now();
-    const shimmed = run([shim, "sleep", "30"], { BILEVEL_PARENT_PID: String(deadPid()) });
+  test("a parent that died before prctl ran: the shim and the trainer exit at once", async () => {
+    // Exit status 1 is the shim's own: `sleep 30` run to its end would pass on 0.
+    const shimmed = await run([shim, "sleep", "30"], { BILEVEL_PARENT_PID: String(deadPid()) });
     expect(shimmed.status).toBe(1);
-    const trainer = run(["-m", "trainer", "--help"], { BILEVEL_PARENT_PID: String(deadPid()) });
+    const trainer = await run(["-m", "trainer", "--help"], { BILEVEL_PARENT_PID: String(deadPid()) });
     expect(trainer.status).toBe(1);
     expect(trainer.stdout).toBe(""); // gone before argparse
-    expect(Date.now() - started).toBeLessThan(15_000); // not the 30 s sleep
     // A live parent (this process) or garbage in the variable changes nothing.
-    expect(run(["-m", "trainer", "--help"], { BILEVEL_PARENT_PID: String(process.pid) }).status).toBe(0);
-    expect(run(["-m", "trainer", "--help"], { BILEVEL_PARENT_PID: "x" }).status).toBe(0);
-  }, 30_000);
+    const live = { BILEVEL_PARENT_PID: String(process.pid) };
+    expect((await run(["-m", "trainer", "--help"], live)).status).toBe(0);
+    expect((await run(["-m", "trainer", "--help"], { BILEVEL_PARENT_PID: "x" })).status).toBe(0);
+  }, 60_000);
 });

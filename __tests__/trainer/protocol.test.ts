@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseResult, TorchTrainer, trainerEnv } from "../../trainer/torch-trainer.ts";
 import type { TrialRequest } from "../../trainer/types.ts";
+import { waitFor } from "../support/wait.ts";
 
 const fixtures = path.resolve(import.meta.dirname, "../fixtures/trainer");
 let tmp: string;
@@ -65,22 +66,37 @@ test("a missing interpreter is a classified crash", async () => {
   expect(o.message).toMatch(/could not start \/nonexistent\/python3/);
 });
 
-test("a timeout kills the whole process group, grandchildren included", async () => {
-  const pidFile = path.join(tmp, "grandchild.pid");
+test("a timeout is classified as timeout", async () => {
   const t = garbage("spawn-and-sleep", {
     timeoutFactor: 1,
     graceSeconds: 1,
-    env: { GARBAGE_MODE: "spawn-and-sleep", PID_FILE: pidFile },
+    env: { GARBAGE_MODE: "spawn-and-sleep", PID_FILE: path.join(tmp, "timeout.pid") },
   });
-  const o = await t.run(request("group", { budgetSeconds: 1 }));
+  const o = await t.run(request("timeout", { budgetSeconds: 1 }));
   expect(o.status).toBe("timeout");
-  expect(existsSync(pidFile)).toBe(true);
+  expect(o.message).toMatch(/killed after 2 s/);
+}, 20_000);
+
+// The kill of the whole group is the same for a timeout and an abort (process.ts: killGroup). It
+// is triggered here by an abort once the grandchild exists, so that a slow start cannot make the
+// kill come before there is a grandchild to kill.
+test("killing a trial kills its whole process group, grandchildren included", async () => {
+  const pidFile = path.join(tmp, "grandchild.pid");
+  const t = garbage("spawn-and-sleep", { env: { GARBAGE_MODE: "spawn-and-sleep", PID_FILE: pidFile } });
+  const controller = new AbortController();
+  const pending = t.run(request("group", { budgetSeconds: 60, signal: controller.signal }));
+  // The fixture writes the file after starting the grandchild.
+  await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, "utf8") !== "");
   const pid = Number(readFileSync(pidFile, "utf8"));
-  await new Promise((r) => setTimeout(r, 200));
+  controller.abort();
+  const o = await pending;
+  expect(o.status).toBe("crashed");
+  expect(o.message).toBe("aborted");
+  // The trial ends when its output pipes close, which the grandchild held open too: it is gone.
   const survived = alive(pid);
   if (survived) process.kill(pid, "SIGKILL"); // never leave it behind, then fail
   expect(survived).toBe(false);
-}, 20_000);
+});
 
 test("a throwing progress callback does not end the trial", async () => {
   const o = await garbage("noise").run(

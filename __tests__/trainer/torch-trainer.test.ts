@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { TorchTrainer } from "../../trainer/torch-trainer.ts";
 import type { TrainerProgress } from "../../trainer/types.ts";
+import { waitFor } from "../support/wait.ts";
 
 const fixtures = path.resolve(import.meta.dirname, "../fixtures/trainer");
 let tmp: string;
@@ -28,11 +29,15 @@ function unigramEntropyBits(bytes: Uint8Array): number {
   return h;
 }
 
-test("[slow] a 10 s CPU run on the real corpus gets below the validation text's unigram byte entropy", async () => {
+// How far a time-budgeted run gets depends on the machine, so learning is tested on a fixed number
+// of steps (20 steps reach ~3.5 bits per byte; the unigram entropy is ~4.4), and the time budget
+// by a separate run that only checks that it stopped at the budget.
+test("[slow] 20 steps on the real corpus get below the validation text's unigram byte entropy", async () => {
   const progress: TrainerProgress[] = [];
   const o = await trainer.run({
     config: {},
-    budgetSeconds: 10,
+    budgetSeconds: 60,
+    maxSteps: 20,
     seed: 0,
     device: "cpu",
     workDir: path.join(tmp, "learn"),
@@ -51,8 +56,7 @@ test("[slow] a 10 s CPU run on the real corpus gets below the validation text's 
   expect(entropy).toBeGreaterThan(3.5); // English prose: ~4.4 bits per byte
   expect(o.valBpb).toBe(r.val_bpb);
   expect(r.val_bpb).toBeLessThan(entropy);
-  expect(r.training_seconds).toBeGreaterThanOrEqual(10);
-  expect(r.num_steps).toBeGreaterThan(1);
+  expect(r.num_steps).toBe(20);
   expect(r.num_tokens).toBe(r.num_steps * 4096);
   expect(r.device).toBe("cpu");
   expect(r.mfu_percent).toBeNull();
@@ -64,6 +68,22 @@ test("[slow] a 10 s CPU run on the real corpus gets below the validation text's 
   expect(log).toMatch(/^val_bpb: +\d+\.\d{6}$/m); // Karpathy's summary block, for grep-based tools
   expect(log).toMatch(/^training_seconds: /m);
   expect(log).toMatch(/^num_steps: +\d+$/m);
+}, 120_000);
+
+test("a time-budgeted run trains until the budget is spent, however many steps that takes", async () => {
+  const progress: TrainerProgress[] = [];
+  const o = await small.run({
+    config: {},
+    budgetSeconds: 2,
+    seed: 0,
+    device: "cpu",
+    workDir: path.join(tmp, "budget"),
+    onProgress: (p) => progress.push(p),
+  });
+  expect(o.status).toBe("ok");
+  expect(o.result!.training_seconds).toBeGreaterThanOrEqual(2);
+  expect(o.result!.num_steps).toBeGreaterThanOrEqual(1);
+  expect(progress.at(-1)!.progress).toBe(1);
 }, 60_000);
 
 test("same seed and MAX_STEPS give the same val_bpb; another seed does not", async () => {
@@ -163,8 +183,13 @@ function processes(): { pid: number; pgrp: number; cwd: string; zombie: boolean 
 test("a trial that overruns budget × factor + grace is killed and classified as timeout; its process group is gone", async () => {
   const quick = new TorchTrainer({ env: { BILEVEL_CACHE: cache }, timeoutFactor: 1, graceSeconds: 4 });
   const workDir = path.join(tmp, "timeout");
-  let group: { pid: number; pgrp: number }[] = [];
-  const started = Date.now();
+  // The trainer leads its own process group and runs in workDir. It is found from /proc while the
+  // trial runs, whether or not it got as far as a progress line before the 5 s deadline.
+  const seen: { leader?: { pid: number; pgrp: number }; settled?: boolean } = {};
+  const finding = waitFor(() => {
+    seen.leader ??= processes().find((p) => p.cwd === workDir && p.pid === p.pgrp && !p.zombie);
+    return seen.leader !== undefined || seen.settled === true;
+  });
   const o = await quick.run({
     config: {},
     budgetSeconds: 1,
@@ -172,27 +197,21 @@ test("a trial that overruns budget × factor + grace is killed and classified as
     seed: 0,
     device: "cpu",
     workDir,
-    onProgress: () => {
-      if (group.length) return;
-      // The trainer runs in workDir; its group is everyone in the trainer's process group.
-      const trainer = processes().find((p) => p.cwd === workDir && !p.zombie);
-      if (trainer) group = processes().filter((p) => p.pgrp === trainer.pgrp && !p.zombie);
-    },
   });
+  seen.settled = true;
+  await finding;
   expect(o.status).toBe("timeout");
   expect(o.message).toMatch(/killed after 5 s/);
-  expect(Date.now() - started).toBeLessThan(20_000);
-  expect(group.length).toBeGreaterThanOrEqual(1);
-  const pgrp = group[0]!.pgrp;
-  expect(group.map((p) => p.pid)).toContain(pgrp); // the Python trainer leads its own group
-  const left = () =>
-    processes().filter((p) => !p.zombie && (p.pgrp === pgrp || group.some((g) => g.pid === p.pid)));
-  const deadline = Date.now() + 2000; // the kernel takes a moment to reap SIGKILLed members
-  while (left().length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  const survivors = left();
-  for (const p of survivors) process.kill(p.pid, "SIGKILL"); // never leave one behind, then fail
-  expect(survivors).toEqual([]);
-}, 30_000);
+  expect(seen.leader).toBeDefined();
+  const pgrp = seen.leader!.pgrp;
+  const left = () => processes().filter((p) => !p.zombie && p.pgrp === pgrp);
+  // The kernel takes a moment to take down SIGKILLed members; a survivor fails the test by its timeout.
+  try {
+    await waitFor(() => left().length === 0);
+  } finally {
+    for (const p of left()) process.kill(p.pid, "SIGKILL"); // never leave one behind
+  }
+}, 60_000);
 
 test("the validation bytes do not depend on SEQ_LEN or the batch size", async () => {
   const configs = [
@@ -252,5 +271,7 @@ test("abort kills the trial; the outcome is crashed with message aborted", async
   });
   expect(o.status).toBe("crashed");
   expect(o.message).toBe("aborted");
-  expect(o.durationMs).toBeLessThan(30_000);
+  // Killed at its first progress line, long before the 60 s budget: no result record.
+  expect(o.result).toBeNull();
+  expect(readFileSync(o.logPath, "utf8")).not.toMatch(/"event": "result"/);
 }, 60_000);

@@ -64,7 +64,7 @@ async function run(generate: MockStep[], repair: MockStep[], maxRepairs: number)
       model: "m",
       temperature: 0,
       maxTokens: 4000,
-      timeoutMs: 5000,
+      timeoutMs: 600_000, // the local mock answers at once: no timeout on a loaded machine either
       maxRetries: 0,
     },
     {},

@@ -84,7 +84,7 @@ async function session(
       model: "mock-model",
       temperature: 0.2,
       maxTokens: 4000,
-      timeoutMs: 5_000,
+      timeoutMs: 600_000, // the local mock answers at once: no timeout on a loaded machine either
       maxRetries: 0,
     },
     {},

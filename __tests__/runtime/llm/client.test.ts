@@ -19,7 +19,9 @@ const BASE: LlmConfig = {
   model: "mock-model",
   temperature: 0.3,
   maxTokens: 500,
-  timeoutMs: 5_000,
+  // Never reached by a reply from the local mock, however loaded the machine: only the timeout
+  // test below, with its own short timeout, is about timing out.
+  timeoutMs: 600_000,
   maxRetries: 0,
 };
 
@@ -134,7 +136,8 @@ describe("chatJson", () => {
   });
 
   test("a reply slower than the timeout is a timeout error", async () => {
-    const { llm } = await setup([{ content: '{"answer":"late","score":1}', delayMs: 3_000 }], {
+    // Held far longer than the test may run: only the client's timeout can end the request.
+    const { llm } = await setup([{ content: '{"answer":"late","score":1}', delayMs: 600_000 }], {
       timeoutMs: 200,
     });
     const r = await ask(llm, 2);

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "@jest/globals";
 import { type MockLlm, routeByMarker, startMockLlm, systemPrompt } from "../../support/mock-llm-server.ts";
+import { waitFor } from "../../support/wait.ts";
 
 let mock: MockLlm | null = null;
 afterEach(async () => {
@@ -92,15 +93,19 @@ describe("mock LLM server", () => {
   });
 
   test("a delayed step outlives an aborting client, and close() does not hang on it", async () => {
-    mock = await startMockLlm([{ content: "late", delayMs: 5_000 }]);
+    // The reply is held far longer than the test may run: close() must drop it, not wait for it
+    // (if it waited, the jest timeout would fail the test).
+    const held = await startMockLlm([{ content: "late", delayMs: 600_000 }]);
+    mock = held;
     const controller = new AbortController();
-    const pending = chat(mock.baseURL, request("s"), controller.signal);
-    setTimeout(() => controller.abort(), 50);
+    const pending = chat(held.baseURL, request("s"), controller.signal);
+    pending.catch(() => {}); // awaited below, once aborted
+    // Abort once the server holds the request, so that its held reply is pending at close().
+    await waitFor(() => held.requests.length === 1);
+    controller.abort();
     await expect(pending).rejects.toThrow();
-    const started = Date.now();
-    await mock.close();
+    await held.close();
     mock = null;
-    expect(Date.now() - started).toBeLessThan(4_000);
   });
 
   test("a function script sees each request and its index", async () => {
