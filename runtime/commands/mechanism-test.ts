@@ -221,6 +221,42 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
   return [pad(header, widths), ...rows.map((r) => pad(r, widths))];
 }
 
+const SEED_COLUMNS = [
+  "seed",
+  "baseline",
+  "best",
+  "at",
+  "kept",
+  "trials",
+  "failed",
+  "suggested",
+  "rejected",
+  "modified",
+  "guided",
+  "faults",
+];
+
+/** One row per seed: scores, trials and what the mechanism did. */
+function seedTable(s: HarnessSummary): string[] {
+  return table(
+    SEED_COLUMNS,
+    s.seeds.map((x) => [
+      String(x.seed),
+      x.baseline.toFixed(4),
+      x.best.toFixed(4),
+      String(x.bestIteration),
+      String(x.kept),
+      String(x.trials),
+      String(Object.values(x.failures).reduce((a, b) => a + (b ?? 0), 0)),
+      String(x.suggested),
+      String(x.rejected),
+      String(x.modified),
+      String(x.guided),
+      String(x.faults.length),
+    ]),
+  );
+}
+
 export function formatReport(
   report: HarnessReport,
   control: HarnessReport | null,
@@ -238,38 +274,7 @@ export function formatReport(
     `${s.settings.seeds.length} seeds × ${s.settings.iterations} iterations of the run's Level 1 loop: offline proposer, synthetic objective (noise σ ${s.settings.noiseSigma}), acceptance ${s.settings.acceptance === "strict" ? "strict (keep any gain)" : "noise-aware (keep a gain larger than k·σ of the baselines)"}`,
     "",
   );
-  out.push(
-    ...table(
-      [
-        "seed",
-        "baseline",
-        "best",
-        "at",
-        "kept",
-        "trials",
-        "failed",
-        "suggested",
-        "rejected",
-        "modified",
-        "guided",
-        "faults",
-      ],
-      s.seeds.map((x) => [
-        String(x.seed),
-        x.baseline.toFixed(4),
-        x.best.toFixed(4),
-        String(x.bestIteration),
-        String(x.kept),
-        String(x.trials),
-        String(Object.values(x.failures).reduce((a, b) => a + (b ?? 0), 0)),
-        String(x.suggested),
-        String(x.rejected),
-        String(x.modified),
-        String(x.guided),
-        String(x.faults.length),
-      ]),
-    ),
-  );
+  out.push(...seedTable(s));
   out.push("", `mean best ${s.totals.meanBest.toFixed(4)}`);
   if (control) {
     const c = control.summary.totals.meanBest;

@@ -205,6 +205,15 @@ function openExisting(dir: string): RunStore {
 }
 
 export function registerRunCommands(program: Command): void {
+  registerRunCommand(program);
+  registerDemoCommand(program);
+  registerConfigCommand(program);
+  registerStatusCommand(program);
+  registerExportCommand(program);
+  registerSchemaCommand(program);
+}
+
+function registerRunCommand(program: Command): void {
   program
     .command("run")
     .description("start a bilevel run (or resume one with --resume DIR)")
@@ -219,7 +228,9 @@ export function registerRunCommands(program: Command): void {
       "continue a run that was stopped or killed (with --config: apply the changes a resume allows)",
     )
     .action(async (options: RunOptions) => startRun({}, options));
+}
 
+function registerDemoCommand(program: Command): void {
   program
     .command("demo")
     .description(
@@ -229,7 +240,9 @@ export function registerRunCommands(program: Command): void {
     .option("--iterations <n>", "Level 1 iterations", positiveInt)
     .option("--budget <seconds>", "training time budget per trial", positiveNumber)
     .action(async (options: RunOptions) => startRun(DEMO_CONFIG, { ...options, offline: true }));
+}
 
+function registerConfigCommand(program: Command): void {
   const configGroup = program.command("config").description("the run config");
   configGroup
     .command("show")
@@ -243,7 +256,9 @@ export function registerRunCommands(program: Command): void {
       const config = newRunConfig({}, options);
       process.stdout.write(options.json ? `${JSON.stringify(config, null, 2)}\n` : formatConfig(config));
     });
+}
 
+function registerStatusCommand(program: Command): void {
   program
     .command("status")
     .description(
@@ -257,7 +272,9 @@ export function registerRunCommands(program: Command): void {
       store.close();
       process.stdout.write(options.json ? `${jsonForTerminal(report)}\n` : `${formatReport(report)}\n`);
     });
+}
 
+function registerExportCommand(program: Command): void {
   program
     .command("export")
     .description("export a run's trials (tsv: Karpathy's results.tsv columns; json: everything)")
@@ -285,7 +302,9 @@ export function registerRunCommands(program: Command): void {
       }
       store.close();
     });
+}
 
+function registerSchemaCommand(program: Command): void {
   program
     .command("schema")
     .description("write the run config's JSON Schema (and an example config) to a folder")

@@ -222,6 +222,25 @@ function messagesOf(prompt: Prompt): ChatMessage[] {
   ];
 }
 
+/** Shared by the steps of one session: the allowed capabilities, names taken, and the exchange log. */
+interface SessionContext {
+  readonly input: ResearchSessionInput;
+  readonly allowedList: readonly CapabilityName[];
+  readonly allowed: ReadonlySet<string>;
+  readonly taken: ReadonlySet<string>;
+  readonly maxRepairs: number;
+  readonly jsonRepairs: number;
+  readonly exchanges: LlmExchange[];
+  readonly onExchange: (e: LlmExchange) => void;
+  readonly llmError: (
+    step: ResearchStep,
+    error: LlmError,
+    design: Partial<ResearchDesign>,
+    source?: string | null,
+    lastReport?: ValidationReport | null,
+  ) => ResearchOutcome;
+}
+
 export async function runResearchSession(input: ResearchSessionInput): Promise<ResearchOutcome> {
   const { llm, trace } = input;
   const allowedList = input.policy.allowedCapabilities;
@@ -241,7 +260,40 @@ export async function runResearchSession(input: ResearchSessionInput): Promise<R
     source: string | null = null,
     lastReport: ValidationReport | null = null,
   ): ResearchOutcome => ({ status: "llm-error", step, error, design, source, lastReport, exchanges });
+  const ctx: SessionContext = {
+    input,
+    allowedList,
+    allowed,
+    taken,
+    maxRepairs,
+    jsonRepairs,
+    exchanges,
+    onExchange,
+    llmError,
+  };
+  const designed = await designMechanism(ctx);
+  if (!("spec" in designed)) return designed;
+  const design: ResearchDesign = designed;
+  const { spec } = design;
 
+  // 4. generate
+  const generatePromptValue = generatePrompt({ spec, allowed: allowedList, apiText: input.apiText, trace });
+  const generated = await llm.chatText({
+    purpose: "level2.generate",
+    messages: messagesOf(generatePromptValue),
+    check: codeProblems,
+    maxRepairs: 1,
+    onExchange,
+  });
+  if (!generated.ok) return llmError("generate", generated.error, design);
+
+  return validateWithRepairs(ctx, design, generatePromptValue, extractCode(generated.value));
+}
+
+/** Steps 1-3: explore candidates, critique them, specify the chosen one. */
+async function designMechanism(ctx: SessionContext): Promise<ResearchDesign | ResearchOutcome> {
+  const { input, allowedList, allowed, taken, jsonRepairs, onExchange, llmError } = ctx;
+  const { llm, trace } = input;
   // 1. explore
   const explored = await llm.chatJson<{ candidates: Candidate[] }>({
     purpose: "level2.explore",
@@ -290,21 +342,21 @@ export async function runResearchSession(input: ResearchSessionInput): Promise<R
   });
   if (!specified.ok) return llmError("specify", specified.error, { candidates, critique });
   const spec = specified.value;
-  const design: ResearchDesign = { candidates, critique, spec };
+  return { candidates, critique, spec };
+}
 
-  // 4. generate
-  const generatePromptValue = generatePrompt({ spec, allowed: allowedList, apiText: input.apiText, trace });
-  const generated = await llm.chatText({
-    purpose: "level2.generate",
-    messages: messagesOf(generatePromptValue),
-    check: codeProblems,
-    maxRepairs: 1,
-    onExchange,
-  });
-  if (!generated.ok) return llmError("generate", generated.error, design);
-
+/** Step 5: validate the generated code; repair it with the errors fed back, at most maxRepairs times. */
+async function validateWithRepairs(
+  ctx: SessionContext,
+  design: ResearchDesign,
+  generatePromptValue: Prompt,
+  first: string,
+): Promise<ResearchOutcome> {
+  const { input, allowedList, allowed, maxRepairs, exchanges, onExchange, llmError } = ctx;
+  const { llm } = input;
+  const { spec } = design;
   // 5. validate, repair with the errors fed back (bounded)
-  let source = extractCode(generated.value);
+  let source = first;
   let attempts = 0;
   for (;;) {
     attempts++;
