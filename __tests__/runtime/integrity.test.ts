@@ -107,8 +107,16 @@ test("a start mechanism that passes check but throws on the live trace is quaran
     ["filter"],
   );
   let out = "";
-  const io = { stdout: (t: string) => void (out += t), stderr: (t: string) => void (out += t) };
+  const io = {
+    stdout: (t: string) => {
+      out += t;
+    },
+    stderr: (t: string) => {
+      out += t;
+    },
+  };
   expect(await mechanismCheck(file, {}, io, sandbox)).toBe(0);
+  expect(out).toMatch(/needs-history v1/);
   const config = testConfig({ ...SYNTHETIC, iterations: 3, mechanisms: [file] });
   const summary = await executeRun({ dir: path.join(dir, "run"), config, offline: true, observer: {} });
   expect(summary.stopped).toBe(false);
