@@ -1,7 +1,7 @@
 // Kill the run process with SIGKILL at several points, resume it, and check that its records
 // match an uninterrupted run's: nothing lost, nothing duplicated. [slow: ~1 min]
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { RunStore } from "../../runtime/store.ts";
@@ -68,7 +68,8 @@ async function killWhen(child: ChildProcess, dir: string, ready: (s: RunStore, d
 
 /** The trainer has started the trial of `iteration` with `seed` (it creates the trial's folder first). */
 const trialStarted = (dir: string, iteration: number, seed: number) =>
-  existsSync(path.join(dir, "trials", `iter-${String(iteration).padStart(4, "0")}-seed-${seed}`));
+  existsSync(path.join(dir, "trials")) &&
+  readdirSync(path.join(dir, "trials")).some((f) => f.endsWith(`-iter-${iteration}-seed-${seed}`));
 
 function records(dir: string) {
   const store = RunStore.open(dir, { readOnly: true });
