@@ -40,8 +40,14 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
   // Everything that can be refused is read and checked before the run folder exists.
   const trainer = options.trainer ?? createTrainer(config, params);
   const startMechanisms = config.mechanisms.map((file) => ({ file, source: readMechanismFile(file) }));
-  const store = RunStore.open(dir);
   const sandbox = await Sandbox.start(sandboxPolicy(config.policy));
+  let store: RunStore;
+  try {
+    store = RunStore.open(dir);
+  } catch (error) {
+    await sandbox.close();
+    throw error;
+  }
   const display = options.observer ?? new RunDisplay();
   try {
     const chat = llm ? new ChatJsonAdapter(llm, store) : null;
