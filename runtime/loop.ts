@@ -13,7 +13,7 @@ import { UserError } from "./errors.ts";
 import { decide, estimateNoise, type NoiseEstimate } from "./level1/acceptance.ts";
 import { type IterationOutcome, proposeIteration } from "./level1/iteration.ts";
 import type { Proposer } from "./level1/proposer.ts";
-import { Level2Steward } from "./level2/steward.ts";
+import { Level2Steward, mechanismRow } from "./level2/steward.ts";
 import type { Researcher } from "./level2/types.ts";
 import { runLevel15 } from "./level15/step.ts";
 import type { Strategist } from "./level15/strategy.ts";
@@ -360,9 +360,9 @@ export class BilevelLoop {
       }
       const reason = `failed validation on the live trace: ${report.error ? describe(report.error) : "unknown error"}`;
       store.transaction(() => {
-        store.upsertMechanism(
-          quarantinedFileRow(`m${store.mechanisms().length + 1}-${name}`, name, m.source, report, reason),
-        );
+        const id = `m${store.mechanisms().length + 1}-${name}`;
+        const row = mechanismRow(id, { name, origin: "file", source: m.source, report }, 0);
+        store.upsertMechanism({ ...row, status: "quarantined", reason });
         store.addEvent(0, "2", "quarantined", `${name} (${m.file}) quarantined: ${reason}`);
         store.checkpoint(checkpoint);
       });
@@ -601,32 +601,4 @@ export class BaselineError extends UserError {
 
 function fileStem(file: string): string {
   return (file.split("/").at(-1) ?? file).replace(/\.ts$/, "");
-}
-
-function quarantinedFileRow(
-  id: string,
-  name: string,
-  source: string,
-  report: Awaited<ReturnType<SandboxLike["validate"]>>,
-  reason: string,
-): MechanismRow {
-  const compiled = report.compiled ?? null;
-  return {
-    id,
-    name,
-    origin: "file",
-    status: "quarantined",
-    source,
-    js: compiled?.js ?? null,
-    sourceHash: compiled?.sourceHash ?? null,
-    jsHash: compiled?.jsHash ?? null,
-    manifest: compiled?.manifest ?? report.manifest ?? null,
-    validation: report,
-    state: {},
-    capabilities: EMPTY_CAPABILITIES,
-    reason,
-    createdIteration: 0,
-    activatedIteration: null,
-    designName: null,
-  };
 }

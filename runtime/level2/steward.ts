@@ -2,7 +2,7 @@
 // and each mechanism's time budget per iteration. Every decision is stored with its reason.
 import type { ParamSpec } from "../../mechanism-api/index.d.ts";
 import { EMPTY_CAPABILITIES } from "../../sandbox/index.ts";
-import type { DryRunTrace, HookContextData, SandboxError } from "../../sandbox/types.ts";
+import type { DryRunTrace, HookContextData, SandboxError, ValidationReport } from "../../sandbox/types.ts";
 import type { ResolvedRunConfig } from "../config.ts";
 import { type Batch, describe, type MechanismManager, type SandboxLike } from "../mechanisms.ts";
 import { ACTING_OUTCOMES } from "../report.ts";
@@ -74,25 +74,7 @@ export class Level2Steward {
     if (result.status === "none")
       return this.conclude(it, checkpoint, "none", `Level 2 produced no mechanism: ${result.reason}`);
     const id = `m${store.mechanisms().length + 1}-${result.name}`.slice(0, 80);
-    const compiled = result.report?.compiled ?? null;
-    const base: MechanismRow = {
-      id,
-      name: result.name,
-      origin: result.origin,
-      status: "rejected",
-      source: result.source,
-      js: compiled?.js ?? null,
-      sourceHash: compiled?.sourceHash ?? null,
-      jsHash: compiled?.jsHash ?? null,
-      manifest: compiled?.manifest ?? result.report?.manifest ?? null,
-      validation: result.report,
-      state: {},
-      capabilities: EMPTY_CAPABILITIES,
-      reason: null,
-      createdIteration: it,
-      activatedIteration: null,
-      designName: result.designName ?? null,
-    };
+    const base = mechanismRow(id, result, it);
     const designed =
       result.designName && result.designName !== result.name ? ` (designed as ${result.designName})` : "";
     const refusal = result.status === "rejected" ? result.reason : this.duplicateOf(base);
@@ -227,4 +209,37 @@ export class Level2Steward {
       }
     }
   }
+}
+
+/** A new mechanism's row (status "rejected" until activation says otherwise), from its report. */
+export function mechanismRow(
+  id: string,
+  candidate: {
+    readonly name: string;
+    readonly origin: MechanismRow["origin"];
+    readonly source: string;
+    readonly report: ValidationReport | null;
+    readonly designName?: string;
+  },
+  iteration: number,
+): MechanismRow {
+  const compiled = candidate.report?.compiled ?? null;
+  return {
+    id,
+    name: candidate.name,
+    origin: candidate.origin,
+    status: "rejected",
+    source: candidate.source,
+    js: compiled?.js ?? null,
+    sourceHash: compiled?.sourceHash ?? null,
+    jsHash: compiled?.jsHash ?? null,
+    manifest: compiled?.manifest ?? candidate.report?.manifest ?? null,
+    validation: candidate.report,
+    state: {},
+    capabilities: EMPTY_CAPABILITIES,
+    reason: null,
+    createdIteration: iteration,
+    activatedIteration: null,
+    designName: candidate.designName ?? null,
+  };
 }
