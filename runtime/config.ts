@@ -10,6 +10,7 @@ import type { Config, ParamSpec } from "../mechanism-api/index.d.ts";
 import { sandboxPolicySchema } from "../mechanism-api/schemas.ts";
 import { DEFAULT_POLICY } from "../sandbox/index.ts";
 import type { SandboxPolicy } from "../sandbox/types.ts";
+import { ENV_ALLOW_ENTRY } from "../trainer/child-env.ts";
 import { cudaAvailable } from "../trainer/python.ts";
 import { checkValue, loadSearchSpace } from "../trainer/search-space.ts";
 import { UserError } from "./errors.ts";
@@ -24,6 +25,18 @@ const closed = <const P extends Record<string, unknown>>(properties: P) =>
     required: Object.keys(properties) as (keyof P & string)[],
     properties,
   }) as const;
+
+/**
+ * Environment variables a trial may see beyond the default allow-list (trainer/child-env.ts);
+ * "NAME" or a prefix "NAME_*". Secret-looking names (KEY, TOKEN, SECRET, …) and the LLM key's
+ * variable are never passed, whatever this says.
+ */
+const ENV_ALLOW_SCHEMA = {
+  type: "array",
+  maxItems: 100,
+  uniqueItems: true,
+  items: { type: "string", pattern: ENV_ALLOW_ENTRY.source },
+} as const;
 
 /** Largest mechanism source a run config may name (the sandbox refuses larger sources too). */
 export const MAX_MECHANISM_BYTES = 512 * 1024;
@@ -64,7 +77,12 @@ export const RUN_CONFIG_SCHEMA = {
     dataDir: { type: ["string", "null"], minLength: 1 },
     trainer: {
       oneOf: [
-        closed({ kind: { const: "python" } }),
+        {
+          type: "object",
+          additionalProperties: false,
+          required: ["kind"],
+          properties: { kind: { const: "python" }, env: ENV_ALLOW_SCHEMA },
+        },
         {
           type: "object",
           additionalProperties: false,
@@ -75,6 +93,7 @@ export const RUN_CONFIG_SCHEMA = {
             script: { type: "string", minLength: 1 },
             /** The command that runs it; "{script}" is replaced by the copy's path. */
             command: { type: "array", minItems: 1, items: { type: "string", minLength: 1 } },
+            env: ENV_ALLOW_SCHEMA,
           },
         },
         closed({

@@ -1,12 +1,21 @@
 // One SQLite database per run (WAL): everything the run did, so that it can be resumed,
 // reported and audited. Writes that belong together go in one transaction.
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  appendFileSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import type { Change, Config, HookName, Json, Manifest, TrialStatus } from "../mechanism-api/index.d.ts";
 import { EMPTY_CAPABILITIES } from "../sandbox/capabilities/state.ts";
 import type { CapabilityState, ValidationReport } from "../sandbox/types.ts";
 import type { ResolvedRunConfig } from "./config.ts";
+import { UserError } from "./errors.ts";
 
 // 2: the resolved run config; mechanisms.design_name.
 const SCHEMA_VERSION = 2;
@@ -151,6 +160,108 @@ export interface ExchangeInput {
 
 type Row = Record<string, SQLInputValue>;
 
+// SQLite's primary result codes (node:sqlite errors carry them as `errcode`).
+const SQLITE_READONLY = 8;
+const SQLITE_FULL = 13;
+const SQLITE_CANTOPEN = 14;
+
+/** What went wrong, for the CLI: disk full, or the run folder cannot be written. */
+export type StoreErrorCode = "disk-full" | "not-writable";
+
+/** A run-store failure with a plain cause; `dir` is the run folder. The run stays resumable. */
+export class StoreError extends UserError {
+  readonly code: StoreErrorCode;
+  readonly dir: string;
+
+  constructor(code: StoreErrorCode, dir: string, message: string, cause?: unknown) {
+    // A folder that cannot be written is bad input (nothing ran); a full disk stops a run (resumable).
+    super(message, code === "not-writable" ? 2 : 1);
+    if (cause !== undefined) this.cause = cause;
+    this.name = "StoreError";
+    this.code = code;
+    this.dir = dir;
+  }
+
+  /** A typed error for a raw SQLite error that has a plain cause (disk full, read-only); else null. */
+  static from(error: unknown, dir: string): StoreError | null {
+    if (error instanceof StoreError) return error;
+    const errcode = (error as { errcode?: unknown } | null)?.errcode;
+    if (typeof errcode !== "number") return null;
+    const where = path.resolve(dir);
+    const primary = errcode & 0xff; // extended result codes keep the primary code in the low byte
+    if (primary === SQLITE_FULL) {
+      return new StoreError(
+        "disk-full",
+        where,
+        `disk full: cannot write the run database in ${where} (SQLITE_FULL); the step in progress ` +
+          "was not recorded: free space, then resume the run",
+        error,
+      );
+    }
+    if (primary === SQLITE_READONLY || primary === SQLITE_CANTOPEN) {
+      const target = [where, RunStore.dbPath(where)].find((p) => existsSync(p) && writeError(p) !== null);
+      if (target) {
+        return new StoreError(
+          "not-writable",
+          where,
+          `cannot write the run database in ${where}: ${target} is not writable (${writeError(target)})`,
+          error,
+        );
+      }
+    }
+    return null;
+  }
+}
+
+/** The errno code when `file` cannot be written (EROFS even for root on a read-only mount), else null. */
+function writeError(file: string): string | null {
+  try {
+    accessSync(file, constants.W_OK);
+    return null;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code ?? "EACCES";
+  }
+}
+
+/**
+ * mkdir -p that says why it failed: Node's recursive mkdir reports EROFS as ENOENT (and loops
+ * under /proc), so each missing folder is made on its own, below the nearest existing one.
+ */
+function makeRunFolder(dir: string): void {
+  const target = path.resolve(dir);
+  const missing: string[] = [];
+  for (let at = target; !existsSync(at); at = path.dirname(at)) {
+    missing.unshift(at);
+    if (path.dirname(at) === at) break;
+  }
+  const refuse = (reason: string, code: StoreErrorCode = "not-writable", cause?: unknown): never => {
+    throw new StoreError(code, target, `cannot create the run folder ${target}: ${reason}`, cause);
+  };
+  for (const folder of missing) {
+    try {
+      mkdirSync(folder);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
+      if (code === "EEXIST" && statSync(folder, { throwIfNoEntry: false })?.isDirectory()) continue;
+      const parent = path.dirname(folder);
+      if (code === "ENOSPC" || code === "EDQUOT")
+        refuse(`the disk holding ${parent} is full (${code})`, "disk-full", error);
+      if (code === "ENOTDIR") refuse(`${parent} is a file, not a folder`, "not-writable", error);
+      if (code === "EEXIST") refuse(`${folder} exists and is not a folder`, "not-writable", error);
+      refuse(`${parent} is not writable (${code})`, "not-writable", error);
+    }
+  }
+  if (!statSync(target).isDirectory()) refuse("it exists and is not a folder");
+  const denied = writeError(target);
+  if (denied) {
+    throw new StoreError(
+      "not-writable",
+      target,
+      `cannot write in the run folder ${target}: it is not writable (${denied})`,
+    );
+  }
+}
+
 const now = () => new Date().toISOString();
 const json = (value: unknown) => JSON.stringify(value);
 function parse<T>(text: unknown): T {
@@ -179,17 +290,26 @@ export class RunStore {
     return existsSync(RunStore.dbPath(dir));
   }
 
-  /** Open (creating if needed) the run database in `dir`. */
+  /**
+   * Open (creating if needed) the run database in `dir`. A folder that cannot be created or
+   * written, or a full disk, is a StoreError.
+   */
   static open(dir: string, options: { readOnly?: boolean } = {}): RunStore {
-    if (!options.readOnly) mkdirSync(dir, { recursive: true });
-    const db = new DatabaseSync(RunStore.dbPath(dir), { readOnly: options.readOnly ?? false });
-    db.exec("PRAGMA busy_timeout = 5000");
-    if (!options.readOnly) {
-      db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
-      db.exec(DDL);
-      db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)").run(
-        String(SCHEMA_VERSION),
-      );
+    if (!options.readOnly) makeRunFolder(dir);
+    let db: DatabaseSync | undefined;
+    try {
+      db = new DatabaseSync(RunStore.dbPath(dir), { readOnly: options.readOnly ?? false });
+      db.exec("PRAGMA busy_timeout = 5000");
+      if (!options.readOnly) {
+        db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
+        db.exec(DDL);
+        db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)").run(
+          String(SCHEMA_VERSION),
+        );
+      }
+    } catch (error) {
+      if (db?.isOpen) db.close();
+      throw (options.readOnly ? null : StoreError.from(error, dir)) ?? error;
     }
     const store = new RunStore(dir, db);
     const version = store.getMeta("schema_version");
@@ -206,17 +326,27 @@ export class RunStore {
     if (this.db.isOpen) this.db.close();
   }
 
-  /** Run `fn` in one transaction (nested calls join the outer one). */
+  /**
+   * Run `fn` in one transaction (nested calls join the outer one): all of it is stored or
+   * none. A full disk or an unwritable folder is a StoreError; other errors pass through.
+   */
   transaction<T>(fn: () => T): T {
     if (this.db.isTransaction) return fn();
-    this.db.exec("BEGIN IMMEDIATE");
     try {
+      this.db.exec("BEGIN IMMEDIATE");
       const result = fn();
       this.db.exec("COMMIT");
       return result;
     } catch (error) {
-      this.db.exec("ROLLBACK");
-      throw error;
+      // After SQLITE_FULL (and IOERR, NOMEM) SQLite may have rolled back already.
+      if (this.db.isTransaction) {
+        try {
+          this.db.exec("ROLLBACK");
+        } catch {
+          // The first error is the one to report.
+        }
+      }
+      throw StoreError.from(error, this.dir) ?? error;
     }
   }
 

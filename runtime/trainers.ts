@@ -82,7 +82,7 @@ export function createTrainer(config: ResolvedRunConfig, params: readonly ParamS
     case "synthetic":
       return new SyntheticTrainer(params, t.delayMs, t.noise);
     case "python":
-      return new TorchTrainer();
+      return new TorchTrainer({ envAllow: t.env ?? [], secretEnv: [config.llm.apiKeyEnv] });
     case "external": {
       // Only the searched constants are written into the user's script; the rest keep its own values.
       // resolveRunConfig refuses an external trainer without activeParams.
@@ -90,6 +90,8 @@ export function createTrainer(config: ResolvedRunConfig, params: readonly ParamS
       const inner = new ExternalTrainer({
         script: t.script,
         ...(t.command ? { command: t.command } : {}),
+        envAllow: t.env ?? [],
+        secretEnv: [config.llm.apiKeyEnv],
       });
       return {
         run: (request) =>

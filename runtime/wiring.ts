@@ -14,7 +14,7 @@ import { ChatJsonAdapter } from "./llm/chat-json.ts";
 import { createLlmClient, type LlmClient } from "./llm/client.ts";
 import { BilevelLoop, type LoopObserver, type RunSummary } from "./loop.ts";
 import { buildReport, type RunReport } from "./report.ts";
-import { RunStore } from "./store.ts";
+import { RunStore, StoreError } from "./store.ts";
 import { createTrainer } from "./trainers.ts";
 
 export interface ExecuteOptions {
@@ -69,8 +69,13 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
       observer: display,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    const summary = await loop.run();
-    return { ...summary, report: buildReport(store) };
+    try {
+      const summary = await loop.run();
+      return { ...summary, report: buildReport(store) };
+    } catch (error) {
+      // A raw SQLite error from a write outside a transaction (a full disk) becomes the typed one.
+      throw StoreError.from(error, dir) ?? error;
+    }
   } finally {
     if (display instanceof RunDisplay) display.close();
     await sandbox.close();

@@ -50,9 +50,11 @@ export class SandboxChild {
       "--disable-warning=ExperimentalWarning",
       CHILD_ENTRY,
     ];
-    // No core dumps from aborts; a minimal environment (no host secrets reach the child). TZ=UTC:
-    // guest local-time views of the frozen clock (toString, getHours) must not depend on the machine.
-    this.proc = spawn("/bin/sh", ["-c", 'ulimit -c 0 2>/dev/null; exec "$@"', "sh", node, ...args], {
+    // No core dumps from aborts; a minimal environment: no host variable reaches the child (the
+    // shell would add PWD, so it is unset). TZ=UTC: guest local-time views of the frozen clock
+    // (toString, getHours) must not depend on the machine.
+    const script = 'ulimit -c 0 2>/dev/null; unset PWD OLDPWD; exec "$@"';
+    this.proc = spawn("/bin/sh", ["-c", script, "sh", node, ...args], {
       stdio: ["pipe", "ignore", "pipe", "pipe"],
       env: { BILEVEL_SANDBOX_POLICY: JSON.stringify(options.policy), TZ: "UTC" },
     });

@@ -5,6 +5,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Config, ParamValue, TrialStatus } from "../mechanism-api/index.d.ts";
+import { childEnv } from "./child-env.ts";
 import { runProcess } from "./process.ts";
 import { findPython } from "./python.ts";
 import { TailLines } from "./tail.ts";
@@ -51,6 +52,7 @@ export function rewriteConstants(
     encoding: "utf8",
     timeout: 60_000,
     maxBuffer: 64 * 1024 * 1024,
+    env: childEnv(process.env),
   });
   if (r.status !== 0) {
     return {
@@ -93,7 +95,12 @@ export interface ExternalTrainerOptions {
   readonly python?: string;
   readonly timeoutFactor?: number;
   readonly graceSeconds?: number;
+  /** Values set in the command's environment (names the deny rule matches are dropped). */
   readonly env?: NodeJS.ProcessEnv;
+  /** Names (or `PREFIX*`) inherited from our environment besides DEFAULT_ENV_ALLOW. */
+  readonly envAllow?: readonly string[];
+  /** Names never passed on, e.g. the LLM key's variable (SECRET_NAME matches are never passed either). */
+  readonly secretEnv?: readonly string[];
   /** Constants the request's run-level fields go to, when the script defines them. */
   readonly budgetConstant?: string;
   readonly seedConstant?: string;
@@ -188,8 +195,12 @@ export class ExternalTrainer implements Trainer {
     let summaryLines: string[] | null = null; // stdout after the last "---"
     let failed = false; // a FAIL line
     let oom = false;
-    const base = { ...process.env, ...this.options.env };
-    const env: NodeJS.ProcessEnv = {
+    const base = childEnv(process.env, {
+      allow: this.options.envAllow ?? [],
+      secret: this.options.secretEnv ?? [],
+      set: this.options.env ?? {},
+    });
+    const env: Record<string, string> = {
       ...base,
       // The copy runs from the trial folder: keep the script's own folder importable.
       PYTHONPATH: base.PYTHONPATH ? `${scriptDir}${path.delimiter}${base.PYTHONPATH}` : scriptDir,

@@ -11,7 +11,8 @@ export interface ProcessOptions {
   readonly command: string;
   readonly args: readonly string[];
   readonly cwd: string;
-  readonly env: NodeJS.ProcessEnv;
+  /** The child's whole environment (build it with childEnv: nothing else is inherited). */
+  readonly env: Readonly<Record<string, string>>;
   /** Everything the child prints goes here (stdout and stderr, interleaved as received). */
   readonly logPath: string;
   readonly timeoutMs: number;

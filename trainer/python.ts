@@ -1,11 +1,16 @@
 // Finding a Python that can import torch: $BILEVEL_PYTHON first, then /usr/bin/python3
 // (Debian's python3-torch), then python3 on PATH (which may be a pyenv shim without torch).
 import { spawnSync } from "node:child_process";
+import { childEnv } from "./child-env.ts";
 
 export type PythonLookup = { ok: true; python: string } | { ok: false; error: string };
 
-function hasModule(python: string, module: string): boolean {
-  const r = spawnSync(python, ["-c", `import ${module}`], { stdio: "ignore", timeout: 60_000 });
+function hasModule(python: string, module: string, env: NodeJS.ProcessEnv): boolean {
+  const r = spawnSync(python, ["-c", `import ${module}`], {
+    stdio: "ignore",
+    timeout: 60_000,
+    env: childEnv(env),
+  });
   return r.status === 0;
 }
 
@@ -19,11 +24,11 @@ export function findPython(module = "torch", env: NodeJS.ProcessEnv = process.en
   let found: PythonLookup;
   const explicit = env.BILEVEL_PYTHON;
   if (explicit) {
-    found = hasModule(explicit, module)
+    found = hasModule(explicit, module, env)
       ? { ok: true, python: explicit }
       : { ok: false, error: `BILEVEL_PYTHON=${explicit} cannot import ${module}` };
   } else {
-    const python = ["/usr/bin/python3", "python3"].find((p) => hasModule(p, module));
+    const python = ["/usr/bin/python3", "python3"].find((p) => hasModule(p, module, env));
     found = python
       ? { ok: true, python }
       : {

@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Ajv } from "ajv";
 import type { TrialStatus } from "../mechanism-api/index.d.ts";
+import { childEnv } from "./child-env.ts";
 import { runProcess } from "./process.ts";
 import { findPython } from "./python.ts";
 import { validateConfig } from "./search-space.ts";
@@ -30,8 +31,12 @@ export interface TorchTrainerOptions {
   readonly graceSeconds?: number;
   /** Extra arguments after the trial's own (e.g. ["--eval-bytes", "16384"]). */
   readonly extraArgs?: readonly string[];
-  /** Extra environment for the child. */
+  /** Values set in the child's environment (names the deny rule matches are dropped). */
   readonly env?: NodeJS.ProcessEnv;
+  /** Names (or `PREFIX*`) inherited from our environment besides DEFAULT_ENV_ALLOW. */
+  readonly envAllow?: readonly string[];
+  /** Names never passed on, e.g. the LLM key's variable (SECRET_NAME matches are never passed either). */
+  readonly secretEnv?: readonly string[];
 }
 
 const num = { type: "number" } as const;
@@ -141,8 +146,8 @@ function cpuFlags(): Set<string> {
  * OpenBLAS core type chosen from the CPU flags (OpenBLAS misdetects some virtual CPUs
  * as Prescott; see trainer/cpu_env.py, which does the same for direct runs).
  */
-export function trainerEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...base };
+export function trainerEnv(base: Readonly<Record<string, string>>): Record<string, string> {
+  const env: Record<string, string> = { ...base };
   env.OPENBLAS_NUM_THREADS ??= "1";
   if (env.OPENBLAS_CORETYPE === undefined) {
     const f = cpuFlags();
@@ -256,7 +261,13 @@ export class TorchTrainer implements Trainer {
       command: python,
       args,
       cwd: request.workDir,
-      env: trainerEnv({ ...process.env, ...this.options.env }),
+      env: trainerEnv(
+        childEnv(process.env, {
+          allow: this.options.envAllow ?? [],
+          secret: this.options.secretEnv ?? [],
+          set: this.options.env ?? {},
+        }),
+      ),
       logPath,
       timeoutMs,
       ...(request.signal ? { signal: request.signal } : {}),
