@@ -53,9 +53,10 @@ class Param:
 
 
 # CPU defaults: a 2-layer d128 byte-level GPT that trains ~25k+ tokens/s on one core.
-# GPU defaults: Karpathy's reference (DESIGN §8) with the batch halved for a 60 s budget
-# (more optimizer steps in a short run) and full attention (see docs/trainer.md: with
-# PyTorch SDPA a sliding window needs an explicit mask, which disables the flash kernel).
+# GPU defaults: Karpathy's reference (docs/design.md, Defaults and Karpathy's reference)
+# with the batch halved for a 60 s budget (more optimizer steps in a short run) and full
+# attention (see docs/trainer.md: with PyTorch SDPA a sliding window needs an explicit
+# mask, which disables the flash kernel).
 PARAMS: Tuple[Param, ...] = (
     Param("DEPTH", "int", 2, 8, "transformer layers", 1, 24),
     Param(

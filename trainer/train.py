@@ -245,7 +245,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    # bf16 autocast on CUDA; on CPUs with bf16 matmul units too (measured ~2x faster steps).
+    # bf16 autocast on CUDA; on CPUs with bf16 matmul units too (about 2x the tokens per
+    # CPU-second of float32 in npm run bench:trainer: docs/trainer.md, Benchmark).
     bf16 = (
         cuda
         or args.cpu_dtype == "bfloat16"
