@@ -153,8 +153,31 @@ export class BilevelLoop {
   // ---- the run
 
   async run(): Promise<RunSummary> {
-    const { store, config } = this.d;
     this.begin();
+    try {
+      return await this.runFromStore();
+    } catch (error) {
+      // The record says the run failed, and why (status would otherwise stay "running").
+      const message = error instanceof Error ? error.message : String(error);
+      try {
+        this.d.store.transaction(() => {
+          this.d.store.setMeta("status", "failed");
+          this.d.store.addEvent(
+            this.d.store.completedIterations(),
+            "run",
+            "failed",
+            `run failed: ${message}`,
+          );
+        });
+      } catch {
+        // The store itself may be what failed (a full disk): the error below says so.
+      }
+      throw error;
+    }
+  }
+
+  private async runFromStore(): Promise<RunSummary> {
+    const { store, config } = this.d;
     this.trials = store.trials();
     // results.tsv is rewritten whole from the store (a resume may follow a kill between a commit and an append).
     store.writeResultsTsv();

@@ -25,6 +25,8 @@ export interface RunReport {
   readonly dir: string;
   readonly name: string;
   readonly status: string;
+  /** Why the run failed or stopped (its last "failed" or "stop" event), or null. */
+  readonly statusReason: string | null;
   readonly mode: string;
   readonly iterationsPlanned: number;
   readonly iterationsDone: number;
@@ -109,6 +111,7 @@ export function buildReport(store: RunStore): RunReport {
     dir: store.dir,
     name: config?.name ?? "?",
     status: store.getMeta("status") ?? "unknown",
+    statusReason: events.filter((e) => e.kind === "failed" || e.kind === "stop").at(-1)?.message ?? null,
     mode: store.getMeta("mode") ?? "unknown",
     iterationsPlanned: config?.iterations ?? 0,
     iterationsDone: store.completedIterations(),
@@ -132,7 +135,7 @@ export function buildReport(store: RunStore): RunReport {
 export function formatReport(r: RunReport): string {
   const lines = [
     `run ${r.name} (${r.dir})`,
-    `  status ${r.status}, ${r.mode}${r.mode === "offline" ? " (no LLM endpoint: offline proposer, rule-based Level 1.5, Level 2 from the built-in library)" : ""}`,
+    `  status ${r.status}${r.status !== "finished" && r.statusReason ? ` (${r.statusReason})` : ""}, ${r.mode}${r.mode === "offline" ? " (no LLM endpoint: offline proposer, rule-based Level 1.5, Level 2 from the built-in library)" : ""}`,
     `  iterations ${r.iterationsDone}/${r.iterationsPlanned}, trials ${r.trials} (kept ${r.kept}, failed ${r.failed})`,
     `  baseline ${r.baseline ? `${r.baseline.mean.toFixed(4)} ± σ ${r.baseline.sigma.toFixed(4)} (n=${r.baseline.n})` : "n/a"}`,
     `  best ${r.best ? `${r.best.valBpb.toFixed(4)} (trial ${r.best.trialId})` : "n/a"}`,

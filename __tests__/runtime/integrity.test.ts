@@ -12,6 +12,7 @@ import type { Proposer, ProposerInput } from "../../runtime/level1/proposer.ts";
 import type { Researcher, ResearchResult } from "../../runtime/level2/types.ts";
 import { RuleStrategist } from "../../runtime/level15/strategists.ts";
 import { BaselineError, BilevelLoop } from "../../runtime/loop.ts";
+import { buildReport, formatReport } from "../../runtime/report.ts";
 import { RunStore } from "../../runtime/store.ts";
 import { SyntheticTrainer } from "../../runtime/trainers.ts";
 import { executeRun } from "../../runtime/wiring.ts";
@@ -92,6 +93,11 @@ test("a cuda run hands the trainer exactly the resolved GPU config", async () =>
   const store = RunStore.open(path.join(dir, "run"), { readOnly: true });
   expect(store.runConfig()?.device).toBe("cuda");
   expect(store.trials()[0]?.config).toEqual(defaultConfig("cuda"));
+  // The record says the run failed, and why.
+  const report = buildReport(store);
+  expect(report.status).toBe("failed");
+  expect(report.statusReason).toMatch(/run failed: every baseline run failed/);
+  expect(formatReport(report)).toMatch(/status failed \(run failed: every baseline run failed/);
   store.close();
 });
 
