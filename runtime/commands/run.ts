@@ -173,9 +173,15 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
   process.stderr.write(`\n${formatReport(summary.report)}\n`);
   process.stderr.write(
     `\nresults: ${path.join(dir, "run.db")} (SQLite), ${path.join(dir, "results.tsv")}; trial logs in ${path.join(dir, "trials")}\n` +
-      `look again with: ./bilevel status ${dir}   export: ./bilevel export ${dir} --format json\n`,
+      `look again with: ${launcher()} status ${dir}   export: ${launcher()} export ${dir} --format json\n`,
   );
   if (summary.stopped) process.exitCode = 130;
+}
+
+/** How the user started bilevel: the launcher's path when it set BILEVEL_LAUNCHER, else "bilevel". */
+function launcher(): string {
+  const path = process.env.BILEVEL_LAUNCHER;
+  return path && path !== "" ? path : "bilevel";
 }
 
 function pick(o: RunOptions): DeepPartial<RunConfig> {
