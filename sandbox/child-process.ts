@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
+import { MEMORY_KILL_MARK } from "./memory-watchdog.ts";
 import { isResponse, LineReader, MAX_LINE_CHARS, type Request, type Response } from "./protocol.ts";
 import type { SandboxPolicy } from "./types.ts";
 
@@ -174,7 +175,13 @@ export class SandboxChild {
 
   private exitReason(): Failure {
     const tail = this.stderrTail;
-    if (/out of memory|heap limit|allocation failed/i.test(tail)) {
+    const mark = tail.lastIndexOf(MEMORY_KILL_MARK);
+    if (mark >= 0) {
+      const line = tail.slice(mark + MEMORY_KILL_MARK.length).split("\n", 1)[0]!;
+      return { failure: "memory", detail: line.slice(0, 500) };
+    }
+    // V8's own out-of-memory aborts (isolated-vm prints is_heap_oom for an isolate's heap).
+    if (/out of memory|heap limit|allocation failed|is_heap_oom = 1|invalid size error/i.test(tail)) {
       return { failure: "memory", detail: "the sandbox child ran out of memory" };
     }
     const signal = this.proc.signalCode;

@@ -1,7 +1,8 @@
 // The sandbox child process: everything untrusted happens here (the TypeScript compiler on
 // mechanism source, and the isolates). The host spawns it with --no-node-snapshot, a heap cap and
-// an RSS watchdog, and SIGKILLs it on any missed deadline. Requests arrive one JSON line at a time
-// on stdin; responses leave on fd 3. Requests are handled strictly one after another.
+// an RSS watchdog, and SIGKILLs it on any missed deadline; a worker thread here bounds each hook
+// call's memory growth (memory-watchdog.ts). Requests arrive one JSON line at a time on stdin;
+// responses leave on fd 3. Requests are handled strictly one after another.
 import net from "node:net";
 import { failedRequest, handleRequest } from "./child-handler.ts";
 import { DEFAULT_POLICY, defaultPolicy } from "./policy.ts";
@@ -64,4 +65,6 @@ process.stdin.on("end", () => {
   runner.disposeAll();
   process.exit(0);
 });
+// Guest code runs only under the memory watchdog: ready once its worker is.
+await runner.ready;
 send({ id: 0, op: "ready" });

@@ -17,22 +17,90 @@ export function wrapMechanismJs(js: string): string {
 /** Fixed clock: 2026-01-01T00:00:00Z. */
 export const FIXED_NOW = 1767225600000;
 
-/** evalClosure body; $0 = host callback (op, argsJson) -> resultJson, $1 = fixed clock, $2 = max JSON chars. */
+/**
+ * evalClosure body; $0 = host callback (op, argsJson) -> resultJson, $1 = fixed clock, $2 = max JSON
+ * chars, $3 = max nesting depth of the state and results.
+ */
 export const GUEST_BOOTSTRAP = String.raw`
 "use strict";
-const host = $0, FIXED_NOW = $1, MAX_JSON = $2;
+const host = $0, FIXED_NOW = $1, MAX_JSON = $2, MAX_DEPTH = $3;
 const G = globalThis;
+const parse = JSON.parse, stringify = JSON.stringify, isRawJSON = JSON.isRawJSON;
+const freeze = Object.freeze, defineProperty = Object.defineProperty, create = Object.create;
+const getPrototypeOf = Object.getPrototypeOf, keysOf = Object.keys, getOwnDescriptor = Object.getOwnPropertyDescriptor;
+const objectToString = Object.prototype.toString;
+const ObjectProto = Object.prototype, ArrayProto = Array.prototype;
+const StringCtor = String, ErrorCtor = Error, PromiseCtor = Promise;
+const TypeErrorCtor = TypeError, RangeErrorCtor = RangeError, EvalErrorCtor = EvalError;
+const isArray = Array.isArray, isFiniteNumber = Number.isFinite;
+const apply = Reflect.apply, construct = Reflect.construct;
+const execRe = RegExp.prototype.exec, sliceString = String.prototype.slice;
+const callFn = Function.prototype.call;
+const STACK_RE = /mechanism\.js:(\d+):(\d+)/;
+const VOWEL_RE = /^[AEIOU]/;
+function hide(target, name, value) {
+  defineProperty(target, name, { value, writable: false, configurable: false, enumerable: false });
+}
+
+// Resizable and growable buffers: V8 reserves maxByteLength of address space and commits pages on
+// resize()/grow() without asking the ArrayBuffer allocator, which is where isolated-vm counts
+// memory, so they escape isolateMemoryMb entirely (a 1-byte buffer resized to 1 GB succeeds in a
+// 32 MB isolate). The constructor option is refused here, before any mechanism code exists, and
+// resize/grow are removed. Fixed-length buffers, typed arrays and transfer() go through the
+// allocator and stay. The refusal is sticky (like a capability fault): catching it does not help.
+let memoryFault = null;
+function refuseMemory(message) {
+  if (memoryFault === null) {
+    memoryFault = message;
+    try { host("fault", stringify({ code: "memory", message })); } catch (_) {}
+  }
+  throw new RangeErrorCtor(message);
+}
+const SharedBuffer = G.SharedArrayBuffer;
+if (SharedBuffer) delete SharedBuffer.prototype.grow;
 for (const name of ["WebAssembly", "SharedArrayBuffer", "Atomics", "Intl"]) {
   try { delete G[name]; } catch (_) {}
 }
-const parse = JSON.parse, stringify = JSON.stringify;
-const freeze = Object.freeze, defineProperty = Object.defineProperty, create = Object.create;
-const hasOwn = Object.prototype.hasOwnProperty;
-const StringCtor = String, ErrorCtor = Error, PromiseCtor = Promise;
-const isArray = Array.isArray;
-const execRe = RegExp.prototype.exec;
-const callFn = Function.prototype.call;
-const STACK_RE = /mechanism\.js:(\d+):(\d+)/;
+const RealArrayBuffer = ArrayBuffer;
+const speciesGetter = getOwnDescriptor(RealArrayBuffer, Symbol.species);
+const SafeArrayBuffer = function ArrayBuffer(length, options) {
+  if (new.target === undefined) throw new TypeErrorCtor("Constructor ArrayBuffer requires 'new'");
+  if (((typeof options === "object" && options !== null) || typeof options === "function") &&
+      options.maxByteLength !== undefined) {
+    refuseMemory("resizable ArrayBuffers (maxByteLength) are not available in the sandbox: their memory escapes isolateMemoryMb");
+  }
+  // The options object is never passed on: a getter could answer differently the second time.
+  return construct(RealArrayBuffer, [length], new.target);
+};
+hide(SafeArrayBuffer, "prototype", RealArrayBuffer.prototype);
+hide(SafeArrayBuffer, "isView", RealArrayBuffer.isView);
+if (speciesGetter) defineProperty(SafeArrayBuffer, Symbol.species, speciesGetter);
+hide(RealArrayBuffer.prototype, "constructor", SafeArrayBuffer);
+delete RealArrayBuffer.prototype.resize;
+freeze(SafeArrayBuffer);
+hide(G, "ArrayBuffer", SafeArrayBuffer);
+
+// Code generation from strings. isolated-vm creates each context with V8's per-context switch off,
+// but it also installs an isolate-wide callback that allows any source shorter than memoryLimit/8,
+// and nothing in its API removes that callback (--disallow-code-generation-from-strings only sets
+// the switch the callback overrides). So the boundary is here: eval and the four function
+// constructors (reachable from any function through .constructor) are replaced, before any
+// mechanism code exists, by functions that throw, on non-writable, non-configurable properties.
+const NO_CODE_GENERATION = "code generation from strings is disabled in the sandbox";
+function blocked(name) {
+  return { [name]: function () { throw new EvalErrorCtor(name + ": " + NO_CODE_GENERATION); } }[name];
+}
+function blockConstructor(proto, name) {
+  const stub = blocked(name);
+  hide(stub, "prototype", proto);
+  hide(proto, "constructor", stub);
+  return freeze(stub);
+}
+hide(G, "Function", blockConstructor(getPrototypeOf(function () {}), "Function"));
+blockConstructor(getPrototypeOf(async function () {}), "AsyncFunction");
+blockConstructor(getPrototypeOf(function* () {}), "GeneratorFunction");
+blockConstructor(getPrototypeOf(async function* () {}), "AsyncGeneratorFunction");
+hide(G, "eval", freeze(blocked("eval")));
 
 // sfc32, identical to sandbox/rng.ts; seeded per call.
 let a = 0, b = 0, c = 0, d = 0;
@@ -130,6 +198,8 @@ function describe(e) {
   return { message: message.length > 1000 ? message.slice(0, 1000) : message, line, column };
 }
 function fail(code, e) {
+  // A refused allocation is the root cause of whatever the hook did after it.
+  if (memoryFault !== null) return failText("memory", memoryFault);
   const info = describe(e);
   return stringify({ ok: false, code, message: info.message, line: info.line, column: info.column });
 }
@@ -141,12 +211,126 @@ function isThenable(v) {
   if (v instanceof PromiseCtor) return true;
   return typeof v.then === "function";
 }
+// Strict JSON. JSON.stringify changes what it cannot represent without a word (a Set becomes {},
+// NaN and Infinity null, a Date a string, undefined in an array null, functions vanish), and after
+// it the information is gone. So the state and results are serialised here by a walk that accepts
+// only null, booleans, finite numbers, strings, arrays without holes and plain objects (undefined
+// properties are dropped, as JSON does; a plain object's toJSON() is honoured), names the JSON
+// pointer of anything else, and reads every property once (no getter can answer differently to a
+// check and to the serialiser). Only functions captured above are used: the guest may have
+// replaced any built-in method by now.
+function NotJson(node, problem) { this.node = node; this.problem = problem; }
+function TooDeep(node) { this.node = node; }
+function TooLarge() {}
+function pointerOf(node) {
+  let out = "";
+  for (let n = node; n !== null && n.up !== null; n = n.up) {
+    const key = StringCtor(n.key);
+    let escaped = "";
+    for (let i = 0; i < key.length; i++) escaped += key[i] === "~" ? "~0" : key[i] === "/" ? "~1" : key[i];
+    out = "/" + escaped + out;
+  }
+  return out;
+}
+function shortPointer(node) {
+  const where = pointerOf(node);
+  return where.length > 300 ? apply(sliceString, where, [0, 300]) + "…" : where;
+}
+function article(name) {
+  return (callFn.call(execRe, VOWEL_RE, name) ? "an " : "a ") + name;
+}
+function kindOf(value, proto) {
+  let tag = "Object";
+  try { tag = apply(sliceString, apply(objectToString, value, []), [8, -1]); } catch (_) {}
+  if (tag !== "Object" && tag !== "Array") return article(tag);
+  try {
+    const name = proto.constructor.name;
+    if (typeof name === "string" && name !== "") return "an instance of " + name;
+  } catch (_) {}
+  return "an object with a custom prototype";
+}
+function primitiveText(value, node) {
+  switch (typeof value) {
+    case "string": return stringify(value);
+    case "boolean": return value ? "true" : "false";
+    case "number":
+      if (isFiniteNumber(value)) return stringify(value);
+      throw new NotJson(node, value !== value ? "is NaN" : value > 0 ? "is Infinity" : "is -Infinity");
+    case "undefined": throw new NotJson(node, "is undefined");
+    case "function": throw new NotJson(node, "is a function");
+    case "symbol": throw new NotJson(node, "is a symbol");
+    case "bigint": throw new NotJson(node, "is a BigInt");
+  }
+  return null;
+}
+function count(st, text) {
+  st.chars += text.length;
+  if (st.chars > MAX_JSON) throw new TooLarge();
+  return text;
+}
+function jsonText(value, node, depth, st, viaToJSON) {
+  if (value === null) return count(st, "null");
+  const primitive = primitiveText(value, node);
+  if (primitive !== null) return count(st, primitive);
+  if (depth > MAX_DEPTH) throw new TooDeep(node);
+  for (let n = node.up; n !== null; n = n.up) {
+    if (n.value === value) throw new NotJson(node, "refers back to an enclosing object (a cycle)");
+  }
+  if (isRawJSON !== undefined && isRawJSON(value)) throw new NotJson(node, "is a JSON.rawJSON value");
+  const array = isArray(value);
+  const proto = getPrototypeOf(value);
+  if (array ? proto !== ArrayProto : proto !== ObjectProto && proto !== null) {
+    throw new NotJson(node, "is " + kindOf(value, proto));
+  }
+  if (!viaToJSON) {
+    const toJSON = value.toJSON;
+    if (typeof toJSON === "function") {
+      const replaced = apply(toJSON, value, [node.up === null ? "" : StringCtor(node.key)]);
+      return jsonText(replaced, { key: node.key, up: node.up, value: replaced }, depth, st, true);
+    }
+  }
+  return array ? arrayText(value, node, depth, st) : objectText(value, node, depth, st);
+}
+function arrayText(value, node, depth, st) {
+  const length = value.length;
+  let out = count(st, "[");
+  for (let i = 0; i < length; i++) {
+    if (!(i in value)) throw new NotJson({ key: i, up: node, value: undefined }, "is an empty array slot");
+    const item = value[i];
+    if (i > 0) out += count(st, ",");
+    out += jsonText(item, { key: i, up: node, value: item }, depth + 1, st, false);
+  }
+  return out + count(st, "]");
+}
+function objectText(value, node, depth, st) {
+  const keys = keysOf(value);
+  let out = count(st, "{"), first = true;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i];
+    const item = value[key];
+    if (item === undefined) continue;
+    out += count(st, (first ? "" : ",") + stringify(key) + ":");
+    out += jsonText(item, { key, up: node, value: item }, depth + 1, st, false);
+    first = false;
+  }
+  return out + count(st, "}");
+}
 function encode(v, what) {
-  let s;
-  try { s = stringify(v); } catch (e) { return { error: what + " is not JSON (" + describe(e).message + ")" }; }
-  if (s === undefined) return { error: what + " is not JSON (" + typeof v + ")" };
-  if (s.length > MAX_JSON) return { error: what + " is too large (" + s.length + " characters)" };
-  return { json: s };
+  const st = { chars: 0 };
+  try {
+    return { json: jsonText(v, { key: "", up: null, value: v }, 1, st, false) };
+  } catch (e) {
+    if (e instanceof TooLarge) return { error: what + " is too large (over " + MAX_JSON + " characters)" };
+    if (e instanceof TooDeep) {
+      return { error: what + " nests deeper than " + MAX_DEPTH + " levels (at " + shortPointer(e.node) + ")" };
+    }
+    if (e instanceof NotJson) {
+      const where = shortPointer(e.node);
+      return { error: what + " is not JSON: " + (where === "" ? "it" : where) + " " + e.problem +
+        " (only plain objects, arrays, strings, finite numbers, booleans and null cross the boundary)" };
+    }
+    return { error: what + " could not be serialised: " + describe(e).message };
+  }
 }
 
 defineProperty(G, "__bilevel_inspect", {
@@ -156,6 +340,7 @@ defineProperty(G, "__bilevel_inspect", {
     if (m === null || typeof m !== "object") return failText("invalid-manifest", "the default export is not an object");
     const hooks = [];
     for (const h of ["init", "guide", "suggest", "filter", "observe"]) if (typeof m[h] === "function") hooks.push(h);
+    if (memoryFault !== null) return failText("memory", memoryFault);
     const manifest = encode(m.manifest, "the manifest");
     if (manifest.error) return failText("invalid-manifest", manifest.error);
     return '{"ok":true,"hooks":' + stringify(hooks) + ',"manifest":' + manifest.json + "}";
@@ -209,11 +394,13 @@ defineProperty(G, "__bilevel_invoke", {
       default:
         value = ret === undefined ? null : ret;
     }
-    const v = encode(value, "the result of " + input.hook);
-    if (v.error) return failText("invalid-result", v.error);
+    if (memoryFault !== null) return failText("memory", memoryFault);
+    // init's result is the state: encoded once, and its faults are the state's.
+    const v = input.hook === "init" ? null : encode(value, "the result of " + input.hook);
+    if (v !== null && v.error) return failText("invalid-result", v.error);
     const s = encode(state, "the state");
     if (s.error) return failText("invalid-state", s.error);
-    return '{"ok":true,"value":' + v.json + ',"state":' + s.json + "}";
+    return '{"ok":true,"value":' + (v === null ? s.json : v.json) + ',"state":' + s.json + "}";
   },
   writable: false, configurable: false, enumerable: false,
 });

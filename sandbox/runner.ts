@@ -5,6 +5,7 @@ import type { CapabilityName, HookName, ParamSpec } from "../mechanism-api/index
 import { type CapabilitySession, invokeCapability } from "./capabilities/index.ts";
 import { FIXED_NOW, GUEST_BOOTSTRAP, GUEST_FILE, wrapMechanismJs } from "./guest.ts";
 import { sha256 } from "./hash.ts";
+import { CALL_MEMORY_SLACK_MB, MemoryWatchdog } from "./memory-watchdog.ts";
 import {
   type ChildCallOutcome,
   InvalidRequest,
@@ -48,10 +49,23 @@ export class Runner {
   /** The last validated search space and history strings: they rarely change between calls. */
   private paramsCache: { json: string; value: ParamSpec[] } | null = null;
   private historyCache: string | null = null;
+  private readonly watchdog = new MemoryWatchdog();
+  private readonly bootstrapArgs: unknown[];
 
   constructor(policy: SandboxPolicy) {
     this.policy = policy;
     this.callback = new ivm.Callback((op: unknown, args: unknown) => this.dispatch(op, args));
+    this.bootstrapArgs = [this.callback, FIXED_NOW, policy.maxJsonBytes, MAX_DEPTH];
+  }
+
+  /** Resolves once guest code can run guarded (the memory watchdog is up). */
+  get ready(): Promise<void> {
+    return this.watchdog.ready;
+  }
+
+  /** Synchronous guest code, with the process's memory growth bounded (see memory-watchdog.ts). */
+  private guarded<T>(fn: () => T): T {
+    return this.watchdog.guard(this.policy.isolateMemoryMb + CALL_MEMORY_SLACK_MB, fn);
   }
 
   /** The guest's one way out. Runs synchronously inside a hook call; never throws. */
@@ -66,6 +80,11 @@ export class Runner {
         active.dropped++;
       }
       return '{"ok":true,"value":null}';
+    }
+    if (op === "fault") {
+      // The guest refused an allocation whose memory would escape the isolate's limit: sticky.
+      active.fault = { code: "memory", message: guestFaultMessage(args) };
+      return JSON.stringify({ ok: false, message: active.fault.message });
     }
     const result = invokeCapability(active.session, op, args);
     if (!result.ok) {
@@ -99,9 +118,11 @@ export class Runner {
     const m: Loaded = { id, compiled, isolate, script, prepared: null, preparing: null };
     let context: ivm.Context | null = null;
     try {
-      context = this.newContextSync(m);
-      const raw: unknown = context.evalClosureSync("return __bilevel_inspect()", [], {
-        timeout: this.policy.hookTimeoutMs,
+      const raw: unknown = this.guarded(() => {
+        context = this.newContextSync(m);
+        return context.evalClosureSync("return __bilevel_inspect()", [], {
+          timeout: this.policy.hookTimeoutMs,
+        });
       });
       const inspected = parseGuest(raw, this.policy.maxJsonBytes);
       if (!inspected.ok) {
@@ -234,10 +255,12 @@ export class Runner {
     ];
     let raw: unknown;
     try {
-      context ??= this.newContextSync(m);
       this.active = active;
-      raw = context.evalClosureSync("return __bilevel_invoke($0, $1, $2, $3)", args, {
-        timeout: this.policy.hookTimeoutMs,
+      raw = this.guarded(() => {
+        context ??= this.newContextSync(m);
+        return context.evalClosureSync("return __bilevel_invoke($0, $1, $2, $3)", args, {
+          timeout: this.policy.hookTimeoutMs,
+        });
       });
     } catch (e) {
       // A capability fault is the root cause even if the guest then ran out of time retrying.
@@ -317,7 +340,7 @@ export class Runner {
   private newContextSync(m: Loaded): ivm.Context {
     const context = m.isolate.createContextSync();
     try {
-      context.evalClosureSync(GUEST_BOOTSTRAP, [this.callback, FIXED_NOW, this.policy.maxJsonBytes], {
+      context.evalClosureSync(GUEST_BOOTSTRAP, this.bootstrapArgs, {
         timeout: this.policy.hookTimeoutMs,
       });
       m.script.runSync(context, { timeout: this.policy.hookTimeoutMs });
@@ -334,7 +357,7 @@ export class Runner {
     m.preparing = (async () => {
       const context = await m.isolate.createContext();
       try {
-        await context.evalClosure(GUEST_BOOTSTRAP, [this.callback, FIXED_NOW, this.policy.maxJsonBytes], {
+        await context.evalClosure(GUEST_BOOTSTRAP, this.bootstrapArgs, {
           timeout: this.policy.hookTimeoutMs,
         });
         await m.script.run(context, { timeout: this.policy.hookTimeoutMs });
@@ -445,7 +468,15 @@ function parseGuest(raw: unknown, maxChars: number): Parsed {
   }
   const v = value as { ok?: unknown; code?: unknown; message?: unknown; line?: unknown; column?: unknown };
   if (v.ok === true) return { ok: true, value };
-  const allowed = ["thrown", "invalid-result", "invalid-state", "invalid-manifest", "missing-hook"] as const;
+  // "memory": the guest refused an allocation that would escape its limit (claiming it only hurts itself).
+  const allowed = [
+    "thrown",
+    "invalid-result",
+    "invalid-state",
+    "invalid-manifest",
+    "missing-hook",
+    "memory",
+  ] as const;
   let code: SandboxError["code"] = allowed.find((c) => c === v.code) ?? "thrown";
   // Allocation failures outside the JS heap (ArrayBuffers) surface as RangeErrors in the guest.
   if (
@@ -488,6 +519,18 @@ function canonical(value: unknown): string {
       ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)))
       : v,
   );
+}
+
+/** The message of a guest-reported fault ({ code: "memory", message }), bounded. */
+function guestFaultMessage(args: unknown): string {
+  try {
+    const parsed: unknown = typeof args === "string" ? JSON.parse(args) : null;
+    const message = (parsed as { message?: unknown } | null)?.message;
+    if (typeof message === "string") return message.slice(0, 500);
+  } catch {
+    // fall through
+  }
+  return "an allocation was refused";
 }
 
 function releaseContext(context: ivm.Context | null): void {

@@ -351,3 +351,109 @@ describe("capability dispatcher", () => {
     expect(result.ok ? "" : result.message.length).toBeGreaterThan(5);
   });
 });
+
+describe("names are plain data: Object.prototype's member names are ordinary names", () => {
+  const NAMES = ["toString", "constructor", "__proto__", "hasOwnProperty", "valueOf"] as const;
+  const session = (): CapabilitySession => ({
+    params,
+    iteration: 5,
+    allowed: new Set(["tabu", "space", "bandit"]),
+    declared: new Set(["tabu", "space", "bandit"]),
+    budget: 1000,
+    random: sfc32(hashSeed("names")),
+    calls: 0,
+    state: { tabu: {}, bandit: {} },
+  });
+  const call = (s: CapabilitySession, op: string, ...args: unknown[]) =>
+    invokeCapability(s, op, JSON.stringify(args));
+  /** What the state is after the trip through the host and back (JSON both ways). */
+  const roundTrip = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
+
+  test.each(NAMES)("a tabu list named %s", (name) => {
+    const s = session();
+    expect(call(s, "tabu.size", name)).toEqual({ ok: true, value: 0 });
+    expect(call(s, "tabu.contains", name, { WD: 0.1 })).toEqual({ ok: true, value: false });
+    expect(call(s, "tabu.add", name, { WD: 0.1 }, 3)).toEqual({ ok: true, value: null });
+    expect(call(s, "tabu.add", name, { WD: 0.3 }, 3)).toEqual({ ok: true, value: null });
+    expect(Object.hasOwn(s.state.tabu, name)).toBe(true);
+    expect(Object.getPrototypeOf(s.state.tabu)).toBe(Object.prototype);
+    s.state.tabu = roundTrip(s.state.tabu);
+    expect(call(s, "tabu.size", name)).toEqual({ ok: true, value: 2 });
+    expect(call(s, "tabu.contains", name, { WD: 0.1 })).toEqual({ ok: true, value: true });
+    expect(call(s, "tabu.clear", name)).toEqual({ ok: true, value: null });
+    expect(Object.hasOwn(s.state.tabu, name)).toBe(false);
+    expect(call(s, "tabu.size", name)).toEqual({ ok: true, value: 0 });
+  });
+
+  test.each(NAMES)("a bandit named %s, with arms named like Object.prototype's members", (name) => {
+    const s = session();
+    expect(call(s, "bandit.stats", name)).toMatchObject({ ok: false, code: "capability-error" });
+    expect(call(s, "bandit.reward", name, "toString", 1)).toMatchObject({
+      ok: false,
+      code: "capability-error",
+      message: `bandit.reward: bandit "${name}" has no arm "toString"`,
+    });
+    expect(call(s, "bandit.arms", name, [...NAMES])).toEqual({ ok: true, value: null });
+    s.state.bandit = roundTrip(s.state.bandit);
+    for (const arm of NAMES)
+      expect(call(s, "bandit.reward", name, arm, 0.5)).toEqual({ ok: true, value: null });
+    expect(call(s, "bandit.reward", name, "__proto__", 1)).toEqual({ ok: true, value: null });
+    s.state.bandit = roundTrip(s.state.bandit);
+    const stats = call(s, "bandit.stats", name);
+    expect(stats).toEqual({
+      ok: true,
+      value: NAMES.map((arm) => ({
+        arm,
+        pulls: arm === "__proto__" ? 2 : 1,
+        meanReward: arm === "__proto__" ? 0.75 : 0.5,
+      })),
+    });
+    expect(call(s, "bandit.select", name, "ucb1")).toMatchObject({ ok: true });
+    expect(Object.keys(s.state.bandit)).toEqual([name]);
+    expect(Object.keys(s.state.bandit[name]!)).toEqual([...NAMES]);
+  });
+
+  test.each(NAMES)("a parameter named %s that the space does not have: capability-error", (name) => {
+    for (const [op, args] of [
+      ["space.clamp", [name, 1]],
+      ["space.neighbour", [{ WD: 0.1 }, name, 1]],
+      ["space.latinHypercube", [2, [name]]],
+      ["space.orthogonalArray", [[name], 2]],
+    ] as const) {
+      const result = call(session(), op, ...args);
+      expect(result).toEqual({
+        ok: false,
+        code: "capability-error",
+        message: `${op}: unknown parameter "${name}"`,
+      });
+    }
+  });
+
+  test("a space whose parameters have such names works, and configs never read inherited members", () => {
+    const odd: ParamSpec[] = NAMES.map((name) => ({
+      name,
+      kind: "float",
+      min: 0,
+      max: 1,
+      default: 0.5,
+      description: "odd name",
+    }));
+    const s = { ...session(), params: odd };
+    const rows = call(s, "space.latinHypercube", 3);
+    expect(rows.ok).toBe(true);
+    for (const row of (rows.ok ? rows.value : []) as Record<string, number>[]) {
+      expect(Object.keys(row)).toEqual([...NAMES]);
+      expect(Object.getPrototypeOf(row)).toBe(Object.prototype);
+    }
+    const array = call(s, "space.orthogonalArray", [...NAMES], 2);
+    expect(array.ok && (array.value as object[]).every((r) => Object.keys(r).length === NAMES.length)).toBe(
+      true,
+    );
+    // A config without the parameter: the default, not Object.prototype.constructor.
+    expect(call(s, "space.neighbour", {}, "constructor", 1)).toEqual({
+      ok: true,
+      value: { constructor: 0.6 },
+    });
+    expect(call(s, "space.distance", {}, {})).toEqual({ ok: true, value: 0 });
+  });
+});

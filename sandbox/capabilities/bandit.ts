@@ -5,6 +5,7 @@
 import type { ArmStats, BanditPolicy } from "../../mechanism-api/index.d.ts";
 import { MAX_REWARD } from "../../mechanism-api/schemas.ts";
 import type { CapabilityState } from "../types.ts";
+import { own, withEntry } from "./dict.ts";
 import { CapabilityFault } from "./fault.ts";
 
 export const MAX_BANDITS = 64;
@@ -14,17 +15,18 @@ type Bandits = CapabilityState["bandit"];
 type Arms = Bandits[string];
 
 export function banditArms(bandits: Bandits, name: string, ids: readonly string[]): Bandits {
-  const arms: Record<string, Arms[string]> = { ...(bandits[name] ?? {}) };
-  if (!(name in bandits) && Object.keys(bandits).length >= MAX_BANDITS) {
+  if (!Object.hasOwn(bandits, name) && Object.keys(bandits).length >= MAX_BANDITS) {
     throw new CapabilityFault(`at most ${MAX_BANDITS} bandits`);
   }
-  for (const id of ids) if (!Object.hasOwn(arms, id)) arms[id] = { pulls: 0, rewardSum: 0 };
-  if (Object.keys(arms).length > MAX_ARMS) throw new CapabilityFault(`at most ${MAX_ARMS} arms per bandit`);
-  return { ...bandits, [name]: arms };
+  const arms = new Map(Object.entries(own(bandits, name) ?? {}));
+  for (const id of ids) if (!arms.has(id)) arms.set(id, { pulls: 0, rewardSum: 0 });
+  if (arms.size > MAX_ARMS) throw new CapabilityFault(`at most ${MAX_ARMS} arms per bandit`);
+  // Object.fromEntries defines own properties, "__proto__" included.
+  return withEntry(bandits, name, Object.fromEntries(arms));
 }
 
 function armsOf(bandits: Bandits, name: string): [string, Arms[string]][] {
-  const arms = bandits[name];
+  const arms = own(bandits, name);
   const entries = arms ? Object.entries(arms) : [];
   if (entries.length === 0) throw new CapabilityFault(`bandit "${name}" has no arms: call arms() first`);
   return entries;
@@ -66,17 +68,15 @@ export function banditSelect(
 }
 
 export function banditReward(bandits: Bandits, name: string, arm: string, value: number): Bandits {
-  const arms = bandits[name];
-  const current = arms?.[arm];
+  const arms = own(bandits, name);
+  const current = arms && own(arms, arm);
   if (!arms || !current) throw new CapabilityFault(`bandit "${name}" has no arm "${arm}"`);
   // Bounded: a sum of huge rewards would overflow to Infinity, which JSON cannot carry back.
   if (!Number.isFinite(value) || Math.abs(value) > MAX_REWARD) {
     throw new CapabilityFault(`a reward must be a finite number in [-${MAX_REWARD}, ${MAX_REWARD}]`);
   }
-  return {
-    ...bandits,
-    [name]: { ...arms, [arm]: { pulls: current.pulls + 1, rewardSum: current.rewardSum + value } },
-  };
+  const updated = { pulls: current.pulls + 1, rewardSum: current.rewardSum + value };
+  return withEntry(bandits, name, withEntry(arms, arm, updated));
 }
 
 export function banditStats(bandits: Bandits, name: string): ArmStats[] {

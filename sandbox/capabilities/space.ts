@@ -2,6 +2,7 @@
 // bounds, integrality and choices. Distances are measured on [0, 1] per parameter (log scale for
 // log parameters); choices are at distance 0 (equal) or 1.
 import type { Config, ParamSpec, ParamValue } from "../../mechanism-api/index.d.ts";
+import { own } from "./dict.ts";
 import { CapabilityFault } from "./fault.ts";
 import { orthogonalArrayRows } from "./orthogonal.ts";
 
@@ -92,7 +93,7 @@ export function distance(params: readonly ParamSpec[], a: Config, b: Config): nu
   if (params.length === 0) return 0;
   let sum = 0;
   for (const spec of params) {
-    const d = paramDistance(spec, a[spec.name] ?? spec.default, b[spec.name] ?? spec.default);
+    const d = paramDistance(spec, own(a, spec.name) ?? spec.default, own(b, spec.name) ?? spec.default);
     sum += d * d;
   }
   return Math.sqrt(sum / params.length);
@@ -106,7 +107,7 @@ export function neighbour(
   step = 0.1,
 ): Config {
   const spec = findParam(params, name);
-  const current = config[name] ?? spec.default;
+  const current = own(config, name) ?? spec.default;
   let next: ParamValue;
   if (spec.kind === "choice") {
     const choices = choicesOf(spec);
@@ -146,7 +147,8 @@ export function latinHypercube(
   random: () => number,
 ): Config[] {
   const chosen = selectParams(params, names);
-  const rows: Record<string, ParamValue>[] = Array.from({ length: n }, () => ({}));
+  // Entries, then Object.fromEntries: parameter names are keys whatever they are ("__proto__" too).
+  const rows: [string, ParamValue][][] = Array.from({ length: n }, () => []);
   for (const spec of chosen) {
     // One point per stratum, strata shuffled independently per parameter (Fisher–Yates).
     const strata = Array.from({ length: n }, (_, i) => i);
@@ -154,9 +156,9 @@ export function latinHypercube(
       const j = Math.floor(random() * (i + 1));
       [strata[i], strata[j]] = [strata[j]!, strata[i]!];
     }
-    for (let i = 0; i < n; i++) rows[i]![spec.name] = valueAt(spec, (strata[i]! + random()) / n);
+    for (let i = 0; i < n; i++) rows[i]!.push([spec.name, valueAt(spec, (strata[i]! + random()) / n)]);
   }
-  return rows;
+  return rows.map((row) => Object.fromEntries(row));
 }
 
 function levelValue(spec: ParamSpec, level: number, levels: 2 | 3): ParamValue {
@@ -176,11 +178,7 @@ export function orthogonalArray(
 ): Config[] {
   const chosen = selectParams(params, names);
   const table = orthogonalArrayRows(chosen.length, levels);
-  return table.map((row) => {
-    const config: Record<string, ParamValue> = {};
-    chosen.forEach((spec, i) => {
-      config[spec.name] = levelValue(spec, row[i]!, levels);
-    });
-    return config;
-  });
+  return table.map((row) =>
+    Object.fromEntries(chosen.map((spec, i) => [spec.name, levelValue(spec, row[i]!, levels)])),
+  );
 }

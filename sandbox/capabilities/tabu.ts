@@ -4,6 +4,7 @@
 // to the space must be equal.
 import type { Config, ParamSpec } from "../../mechanism-api/index.d.ts";
 import type { CapabilityState } from "../types.ts";
+import { own, withEntry } from "./dict.ts";
 import { CapabilityFault } from "./fault.ts";
 import { paramDistance } from "./space.ts";
 
@@ -27,7 +28,7 @@ export function tabuAdd(
   config: Config,
   tenure: number,
 ): TabuLists {
-  if (!(list in lists) && Object.keys(lists).length >= MAX_TABU_LISTS) {
+  if (!Object.hasOwn(lists, list) && Object.keys(lists).length >= MAX_TABU_LISTS) {
     throw new CapabilityFault(`at most ${MAX_TABU_LISTS} tabu lists`);
   }
   const chars = JSON.stringify(config).length;
@@ -35,8 +36,11 @@ export function tabuAdd(
     throw new CapabilityFault(`a tabu entry is ${chars} characters as JSON, over ${MAX_TABU_ENTRY_CHARS}`);
   }
   // Oldest entries go first when the list is full.
-  const entries = [...live(lists[list], iteration), { config: { ...config }, expires: iteration + tenure }];
-  return { ...lists, [list]: entries.slice(-MAX_TABU_ENTRIES) };
+  const entries = [
+    ...live(own(lists, list), iteration),
+    { config: { ...config }, expires: iteration + tenure },
+  ];
+  return withEntry(lists, list, entries.slice(-MAX_TABU_ENTRIES));
 }
 
 export function matches(
@@ -69,11 +73,11 @@ export function tabuContains(
   config: Config,
   tolerance?: number,
 ): boolean {
-  return live(lists[list], iteration).some((e) => matches(params, config, e.config, tolerance));
+  return live(own(lists, list), iteration).some((e) => matches(params, config, e.config, tolerance));
 }
 
 export function tabuSize(lists: TabuLists, iteration: number, list: string): number {
-  return live(lists[list], iteration).length;
+  return live(own(lists, list), iteration).length;
 }
 
 export function tabuClear(lists: TabuLists, list: string): TabuLists {
