@@ -4,7 +4,6 @@
 // transaction plus a checkpoint, so a run killed anywhere resumes where it stopped: a phase that
 // did not commit is redone, a trial that did not finish is rerun.
 import type { Config, Json, ParamSpec, Trial } from "../mechanism-api/index.d.ts";
-import { EMPTY_CAPABILITIES } from "../sandbox/index.ts";
 import type { DryRunTrace, HookContextData } from "../sandbox/types.ts";
 import type { Trainer, TrainerProgress, TrialOutcome } from "../trainer/types.ts";
 import { applyChanges, describeChanges } from "./changes.ts";
@@ -18,7 +17,7 @@ import type { Researcher } from "./level2/types.ts";
 import { runLevel15 } from "./level15/step.ts";
 import type { Strategist } from "./level15/strategy.ts";
 import { type Batch, describe, MechanismManager, type SandboxLike } from "./mechanisms.ts";
-import type { EventLevel, MechanismRow, RunStore, SearchConfig, TrialRow } from "./store.ts";
+import type { EventLevel, RunStore, SearchConfig, TrialRow } from "./store.ts";
 
 /** What the display shows at the start of an iteration. */
 export interface IterationStatus {
@@ -185,7 +184,7 @@ export class BilevelLoop {
     this.search = searchRows.at(-1)?.config ?? this.initialSearchConfig();
     if (searchRows.length === 0)
       store.addSearchConfig(0, 0, "initial", this.search, "all listed parameters active");
-    await this.mechanisms.restore(0);
+    await this.mechanisms.restore(store.completedIterations());
 
     await this.runBaselines();
     if (this.aborted()) return this.finish(true);
@@ -398,7 +397,6 @@ export class BilevelLoop {
 
   private async proposePhase(it: number): Promise<void> {
     const { config, store } = this.d;
-    const batch: Batch = [];
     const outcome = await proposeIteration(
       {
         iteration: it,
@@ -416,10 +414,9 @@ export class BilevelLoop {
       },
       this.mechanisms,
       this.d.proposer,
-      batch,
     );
     if (outcome.aborted) return;
-    batch.push(() => this.storeIteration(it, outcome));
+    const batch: Batch = [() => this.storeIteration(it, outcome)];
     this.mechanisms.saveStates(batch);
     store.transaction(() => {
       for (const write of batch) write();
@@ -434,10 +431,11 @@ export class BilevelLoop {
     const ids = outcome.proposals.map((p) =>
       store.addProposal({ iteration: it, ...p, changes: [...p.changes] }),
     );
+    const pid = (index: number | null) => (index === null ? null : (ids[index] ?? null));
     for (const h of outcome.hooks) {
-      const pid = h.proposal === null ? null : (ids[h.proposal] ?? null);
-      this.mechanisms.record(null, it, h.mechanism, h.hook, h.outcome, pid, h.label, h.detail);
+      this.mechanisms.record(null, it, h.mechanism, h.hook, h.outcome, pid(h.proposal), h.label, h.detail);
     }
+    for (const f of outcome.faults) this.mechanisms.recordFault(null, it, f.fault, pid(f.proposal));
     for (const e of outcome.events) store.addEvent(it, "1", e.kind, e.message);
   }
 
@@ -470,8 +468,10 @@ export class BilevelLoop {
     const trial = this.judge(it, id, proposal, description, outcome, incumbent.valBpb);
 
     const batch: Batch = [];
-    for await (const r of this.mechanisms.callAll("observe", this.context(it), batch, toApiTrial(trial))) {
-      this.mechanisms.record(batch, it, r.mechanism, "observe", r.outcome, proposal.id, "observed", {});
+    for await (const r of this.mechanisms.callAll("observe", this.context(it), toApiTrial(trial))) {
+      if (r.ok)
+        this.mechanisms.record(batch, it, r.mechanism, "observe", r.outcome, proposal.id, "observed", {});
+      else this.mechanisms.recordFault(batch, it, r, proposal.id);
     }
     this.mechanisms.saveStates(batch);
     const score = trial.valBpb?.toFixed(4) ?? trial.status;
@@ -565,15 +565,19 @@ export class BilevelLoop {
 
   // ---- between iterations: time budgets, Level 1.5, Level 2, retirement
 
+  /**
+   * After Level 1: the time budgets, then every `level15.every` iterations Level 1.5, Level 2 every
+   * `level2.everyCycles` cycles, and retirement. Checkpoints are named by iteration, so a resume that
+   * changes these cadences neither skips nor repeats a step; the cycle is the count of Level 1.5
+   * steps taken.
+   */
   private async afterIteration(it: number): Promise<void> {
     const { config, store } = this.d;
-    if (!store.hasCheckpoint(`iter:${it}:budget`)) {
-      await this.level2.enforceBudget(it);
-      store.checkpoint(`iter:${it}:budget`);
-    }
+    await this.atCheckpoint(`iter:${it}:budget`, (batch) => this.level2.enforceBudget(it, batch));
     if (it % config.level15.every !== 0) return;
-    const cycle = it / config.level15.every;
-    if (!store.hasCheckpoint(`cycle:${cycle}:level15`)) {
+    const level15 = `iter:${it}:level15`;
+    const cycle = store.countCheckpoints("iter:%:level15") + (store.hasCheckpoint(level15) ? 0 : 1);
+    if (!store.hasCheckpoint(level15)) {
       this.search = await runLevel15({
         store,
         config,
@@ -583,18 +587,28 @@ export class BilevelLoop {
         trials: this.trials,
         iteration: it,
         cycle,
+        checkpoint: level15,
         emit: (m) => this.emit("1.5", m),
       });
     }
     if (config.level2.everyCycles > 0 && cycle % config.level2.everyCycles === 0) {
-      const checkpoint = `cycle:${cycle}:level2`;
+      const checkpoint = `iter:${it}:level2`;
       if (!store.hasCheckpoint(checkpoint))
         await this.level2.session(it, checkpoint, this.liveTrace(it), this.trials);
     }
-    if (!store.hasCheckpoint(`cycle:${cycle}:retire`)) {
-      await this.level2.retire(it, this.trials);
-      store.checkpoint(`cycle:${cycle}:retire`);
-    }
+    await this.atCheckpoint(`iter:${it}:retire`, (batch) => this.level2.retire(it, this.trials, batch));
+  }
+
+  /** Run a step whose writes go into one transaction with its checkpoint, unless it is done already. */
+  private async atCheckpoint(checkpoint: string, step: (batch: Batch) => Promise<void>): Promise<void> {
+    const { store } = this.d;
+    if (store.hasCheckpoint(checkpoint)) return;
+    const batch: Batch = [];
+    await step(batch);
+    store.transaction(() => {
+      for (const write of batch) write();
+      store.checkpoint(checkpoint);
+    });
   }
 
   /** The dry-run trace for validation: the live context, with the latest proposal and trial. */

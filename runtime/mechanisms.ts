@@ -37,9 +37,19 @@ export interface ActiveMechanism {
 export type Batch = (() => void)[];
 
 export interface HookReport<R extends HookResult> {
+  readonly ok: true;
   readonly mechanism: ActiveMechanism;
   readonly result: R;
   readonly outcome: Extract<HookOutcome, { ok: true }>;
+}
+
+/** A hook call that faulted: the mechanism is already detached (unloaded, no longer called). */
+export interface FaultReport {
+  readonly ok: false;
+  readonly mechanism: ActiveMechanism;
+  readonly hook: HookName;
+  readonly outcome: Extract<HookOutcome, { ok: false }>;
+  readonly reason: string;
 }
 
 export function compiledFromRow(row: MechanismRow): CompiledMechanism | null {
@@ -69,7 +79,10 @@ export class MechanismManager {
     return this.active;
   }
 
-  /** Reload the mechanisms that were active when the run stopped, with their stored state. */
+  /**
+   * Reload the mechanisms that were active when the run stopped, with their stored state. One that
+   * cannot be reloaded is quarantined, in one transaction with its event at `iteration`.
+   */
   async restore(iteration: number): Promise<void> {
     for (const row of this.store.mechanisms()) {
       if (row.status !== "active") continue;
@@ -77,8 +90,18 @@ export class MechanismManager {
       const loaded = compiled ? await this.sandbox.load(row.id, compiled) : null;
       if (!compiled || !loaded?.ok) {
         const reason = loaded && !loaded.ok ? loaded.error.message : "stored mechanism has no compiled code";
-        this.store.setMechanismStatus(row.id, "quarantined", `could not be reloaded on resume: ${reason}`);
-        this.store.addEvent(iteration, "2", "quarantined", `${row.name}: could not be reloaded: ${reason}`);
+        this.store.transaction(() => {
+          this.store.setMechanismStatus(row.id, "quarantined", `could not be reloaded on resume: ${reason}`);
+          this.store.addEvent(
+            iteration,
+            "2",
+            "quarantined",
+            `${row.name}: could not be reloaded: ${reason}`,
+            {
+              id: row.id,
+            },
+          );
+        });
         continue;
       }
       this.active.push({
@@ -155,40 +178,68 @@ export class MechanismManager {
     return null;
   }
 
+  /** Stop calling a mechanism; its status and event go into `batch` (the caller's transaction). */
   async deactivate(
     id: string,
     status: "retired" | "quarantined",
     reason: string,
     iteration: number,
+    batch: Batch,
   ): Promise<void> {
-    const index = this.active.findIndex((m) => m.id === id);
-    if (index < 0) return;
-    const [mechanism] = this.active.splice(index, 1);
-    await this.sandbox.unload(id);
-    this.store.setMechanismStatus(id, status, reason);
-    this.store.addEvent(iteration, "2", status, `${mechanism?.name ?? id} ${status}: ${reason}`, { id });
-    this.onEvent(`${mechanism?.name ?? id} ${status}: ${reason}`);
+    const mechanism = await this.detach(id);
+    if (!mechanism) return;
+    batch.push(() => {
+      this.store.setMechanismStatus(id, status, reason);
+      this.store.addEvent(iteration, "2", status, `${mechanism.name} ${status}: ${reason}`, { id });
+    });
+    this.onEvent(`${mechanism.name} ${status}: ${reason}`);
   }
 
-  /** Call `hook` on every active mechanism that declares it, in activation order. */
+  /** Remove a mechanism from the active list and unload it (nothing is written). */
+  private async detach(id: string): Promise<ActiveMechanism | null> {
+    const index = this.active.findIndex((m) => m.id === id);
+    if (index < 0) return null;
+    const [mechanism] = this.active.splice(index, 1);
+    await this.sandbox.unload(id);
+    return mechanism ?? null;
+  }
+
+  /**
+   * Call `hook` on every active mechanism that declares it, in activation order. A call that faults
+   * detaches the mechanism and is reported as a FaultReport; nothing is written here (the caller
+   * stores it with its phase, see recordFault).
+   */
   async *callAll<H extends HookName>(
     hook: H,
     context: HookContextData,
-    batch: Batch,
     /** The hook's argument; a function is asked again for each mechanism (a filter sees earlier modifications). */
     argument?: Proposal | Trial | (() => Proposal | Trial),
-  ): AsyncGenerator<HookReport<Extract<HookResult, { hook: H }>>> {
+  ): AsyncGenerator<HookReport<Extract<HookResult, { hook: H }>> | FaultReport> {
     for (const mechanism of [...this.active]) {
       if (!mechanism.manifest.hooks.includes(hook)) continue;
       const arg = typeof argument === "function" ? argument() : argument;
       const outcome = await this.call(mechanism, hook, context, arg);
       if (!outcome.ok) {
-        this.record(batch, context.iteration, mechanism, hook, outcome, null, "fault", {});
-        await this.quarantine(mechanism, outcome.error, context.iteration, batch);
+        await this.detach(mechanism.id);
+        const reason = describe(outcome.error);
+        this.onEvent(`${mechanism.name} quarantined: ${reason}`);
+        yield { ok: false, mechanism, hook, outcome, reason };
         continue;
       }
-      yield { mechanism, result: outcome.result as Extract<HookResult, { hook: H }>, outcome };
+      yield { ok: true, mechanism, result: outcome.result as Extract<HookResult, { hook: H }>, outcome };
     }
+  }
+
+  /** Store a fault: the ledger row, the quarantine and its event (null batch: write now). */
+  recordFault(batch: Batch | null, iteration: number, fault: FaultReport, proposalId: number | null): void {
+    this.record(batch, iteration, fault.mechanism, fault.hook, fault.outcome, proposalId, "fault", {});
+    const { id, name } = fault.mechanism;
+    const write = () => {
+      this.store.setMechanismStatus(id, "quarantined", fault.reason);
+      this.store.addEvent(iteration, "2", "quarantined", `${name} quarantined: ${fault.reason}`, { id });
+    };
+    if (batch === null) write();
+    else batch.push(write);
   }
 
   private async call(
@@ -244,25 +295,6 @@ export class MechanismManager {
       });
     if (batch === null) write();
     else batch.push(write);
-  }
-
-  private async quarantine(
-    mechanism: ActiveMechanism,
-    error: SandboxError,
-    iteration: number,
-    batch: Batch,
-  ): Promise<void> {
-    const index = this.active.indexOf(mechanism);
-    if (index >= 0) this.active.splice(index, 1);
-    await this.sandbox.unload(mechanism.id);
-    const reason = describe(error);
-    batch.push(() => {
-      this.store.setMechanismStatus(mechanism.id, "quarantined", reason);
-      this.store.addEvent(iteration, "2", "quarantined", `${mechanism.name} quarantined: ${reason}`, {
-        id: mechanism.id,
-      });
-    });
-    this.onEvent(`${mechanism.name} quarantined: ${reason}`);
   }
 
   /** Persist the in-memory state of every active mechanism (part of a phase's batch). */

@@ -378,6 +378,14 @@ export class RunStore {
     this.db.prepare("INSERT OR IGNORE INTO checkpoints (name, created_at) VALUES (?, ?)").run(name, now());
   }
 
+  /** How many checkpoints match a LIKE pattern (e.g. "iter:%:level15"). */
+  countCheckpoints(pattern: string): number {
+    const row = this.db
+      .prepare("SELECT COUNT(*) AS n FROM checkpoints WHERE name LIKE ?")
+      .get(pattern) as Row;
+    return Number(row.n);
+  }
+
   /** Iterations whose Level 1 finished, in order from the first (trained or not). */
   completedIterations(): number {
     let n = 0;

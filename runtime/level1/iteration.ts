@@ -1,10 +1,10 @@
 // One Level 1 iteration up to the trial: guide -> suggest -> propose -> filter chain. No storage:
-// it returns what happened (proposals, hook calls, events) and the loop stores it; `mechanism test`
-// runs the same loop on the synthetic objective, so both exercise this one implementation.
+// it returns what happened (proposals, hook calls, faults, events) and the loop stores it;
+// `mechanism test` runs the same loop on the synthetic objective, so both exercise this code.
 import type { Change, Config, HookName, Json, ParamSpec, Proposal } from "../../mechanism-api/index.d.ts";
 import type { HookContextData, HookOutcome } from "../../sandbox/types.ts";
 import { applyChanges, checkChanges, describeChanges, effectiveChanges } from "../changes.ts";
-import type { ActiveMechanism, Batch, MechanismManager } from "../mechanisms.ts";
+import type { ActiveMechanism, FaultReport, MechanismManager } from "../mechanisms.ts";
 import type { SearchConfig, TrialRow } from "../store.ts";
 import type { Proposer } from "./proposer.ts";
 
@@ -59,6 +59,8 @@ export interface IterationOutcome {
   /** Index of the proposal to train, or null (every proposal rejected, or none valid). */
   readonly accepted: number | null;
   readonly hooks: readonly HookRecord[];
+  /** Hook calls that faulted (the mechanisms are detached already); `proposal` as in HookRecord. */
+  readonly faults: readonly { readonly fault: FaultReport; readonly proposal: number | null }[];
   readonly events: readonly IterationEvent[];
   /** Guide texts handed to the proposer. */
   readonly guidance: readonly { readonly mechanism: string; readonly text: string }[];
@@ -76,6 +78,7 @@ interface Suggestion {
 class Recorder {
   readonly proposals: ProposalRecord[] = [];
   readonly hooks: HookRecord[] = [];
+  readonly faults: { fault: FaultReport; proposal: number | null }[] = [];
   readonly events: IterationEvent[] = [];
   hook(
     mechanism: ActiveMechanism,
@@ -90,21 +93,23 @@ class Recorder {
   event(kind: string, message: string): void {
     this.events.push({ kind, message });
   }
+  fault(fault: FaultReport, proposal: number | null = null): void {
+    this.faults.push({ fault, proposal });
+  }
 }
 
 /**
- * Run guide, suggest, the proposer and the filter chain. Faulting mechanisms are quarantined by
- * `mechanisms` (its writes go to `batch`); everything else comes back as data.
+ * Run guide, suggest, the proposer and the filter chain. A mechanism that faults is detached by
+ * `mechanisms` and reported in `faults`; everything comes back as data for the caller to store.
  */
 export async function proposeIteration(
   input: IterationInput,
   mechanisms: MechanismManager,
   proposer: Proposer,
-  batch: Batch,
 ): Promise<IterationOutcome> {
   const rec = new Recorder();
-  const guidance = await collectGuidance(input, mechanisms, batch, rec);
-  const suggestion = await collectSuggestion(input, mechanisms, batch, rec);
+  const guidance = await collectGuidance(input, mechanisms, rec);
+  const suggestion = await collectSuggestion(input, mechanisms, rec);
   const rejected: { changes: readonly Change[]; reason: string }[] = [];
   let accepted: number | null = null;
   let aborted = false;
@@ -119,7 +124,7 @@ export async function proposeIteration(
         ? fromSuggestion(input, suggestion, rec)
         : await fromProposer(input, proposer, guidance, rejected, attempt, rec);
     if (offered === null) break;
-    const verdict = await filterChain(input, mechanisms, batch, offered, rec);
+    const verdict = await filterChain(input, mechanisms, offered, rec);
     if (verdict.status === "rejected") {
       rejected.push({ changes: verdict.record.changes, reason: verdict.reason });
       rec.event(
@@ -136,19 +141,23 @@ export async function proposeIteration(
       `every proposal of iteration ${input.iteration} was rejected by a filter: no trial`,
     );
   }
-  return { proposals: rec.proposals, accepted, hooks: rec.hooks, events: rec.events, guidance, aborted };
+  const { proposals, hooks, faults, events } = rec;
+  return { proposals, accepted, hooks, faults, events, guidance, aborted };
 }
 
 async function collectGuidance(
   input: IterationInput,
   mechanisms: MechanismManager,
-  batch: Batch,
   rec: Recorder,
 ): Promise<{ mechanism: string; text: string }[]> {
   const guidance: { mechanism: string; text: string }[] = [];
-  for await (const r of mechanisms.callAll("guide", input.context, batch)) {
+  for await (const r of mechanisms.callAll("guide", input.context)) {
+    if (!r.ok) {
+      rec.fault(r);
+      continue;
+    }
     const text = r.result.value;
-    // The sandbox bounds guide text (mechanism-api's GUIDE_TEXT_MAX); it reaches the proposer whole.
+    // The sandbox bounds guide text (guideTextSchema in mechanism-api/schemas.ts); it reaches the proposer whole.
     if (text !== null && text.trim() !== "") guidance.push({ mechanism: r.mechanism.name, text });
     rec.hook(r.mechanism, "guide", r.outcome, text ? "guided" : "silent", { text: text ?? null });
   }
@@ -158,11 +167,14 @@ async function collectGuidance(
 async function collectSuggestion(
   input: IterationInput,
   mechanisms: MechanismManager,
-  batch: Batch,
   rec: Recorder,
 ): Promise<Suggestion | null> {
   let suggestion: Suggestion | null = null;
-  for await (const r of mechanisms.callAll("suggest", input.context, batch)) {
+  for await (const r of mechanisms.callAll("suggest", input.context)) {
+    if (!r.ok) {
+      rec.fault(r);
+      continue;
+    }
     const value = r.result.value;
     if (value === null || suggestion !== null) {
       const detail: Json = value ? { changes: value.changes as unknown as Json } : {};
@@ -276,7 +288,6 @@ type Verdict =
 async function filterChain(
   input: IterationInput,
   mechanisms: MechanismManager,
-  batch: Batch,
   offered: Offered,
   rec: Recorder,
 ): Promise<Verdict> {
@@ -291,7 +302,11 @@ async function filterChain(
     source: offered.source,
     config: applyChanges(base, changes),
   });
-  for await (const r of mechanisms.callAll("filter", input.context, batch, proposal)) {
+  for await (const r of mechanisms.callAll("filter", input.context, proposal)) {
+    if (!r.ok) {
+      rec.fault(r, index);
+      continue;
+    }
     const v = r.result.value;
     if (v.verdict === "reject") {
       rejection = { reason: v.reason, by: r.mechanism.name };
@@ -348,11 +363,4 @@ async function filterChain(
   };
   rec.proposals.push(record);
   return rejection ? { status: "rejected", record, ...rejection } : { status: "accepted", record };
-}
-
-/** Hook time per mechanism in one iteration (ms), from its hook records. */
-export function hookTimeByMechanism(hooks: readonly HookRecord[]): Map<string, number> {
-  const total = new Map<string, number>();
-  for (const h of hooks) total.set(h.mechanism.id, (total.get(h.mechanism.id) ?? 0) + h.outcome.durationMs);
-  return total;
 }

@@ -14,6 +14,8 @@ export interface Level15Input {
   readonly trials: readonly TrialRow[];
   readonly iteration: number;
   readonly cycle: number;
+  /** Written in the step's transaction. */
+  readonly checkpoint: string;
   readonly emit: (message: string) => void;
 }
 
@@ -34,7 +36,7 @@ export async function runLevel15(input: Level15Input): Promise<SearchConfig> {
   if (!result.ok) {
     store.transaction(() => {
       store.addEvent(it, "1.5", "no-change", `Level 1.5 made no change: ${result.reason}`);
-      store.checkpoint(`cycle:${cycle}:level15`);
+      store.checkpoint(input.checkpoint);
     });
     input.emit(`Level 1.5 made no change: ${result.reason}`);
     return search;
@@ -54,7 +56,7 @@ export async function runLevel15(input: Level15Input): Promise<SearchConfig> {
         notes,
       },
     );
-    store.checkpoint(`cycle:${cycle}:level15`);
+    store.checkpoint(input.checkpoint);
   });
   input.emit(`Level 1.5 (${input.strategist.kind}): ${summary} — ${result.request.rationale}`);
   return next;

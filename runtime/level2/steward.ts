@@ -157,8 +157,8 @@ export class Level2Steward {
     }
   }
 
-  /** Retire mechanisms that fired within the window but touched no kept trial. */
-  async retire(it: number, trials: readonly TrialRow[]): Promise<void> {
+  /** Retire mechanisms that fired within the window but touched no kept trial (writes go to `batch`). */
+  async retire(it: number, trials: readonly TrialRow[], batch: Batch): Promise<void> {
     const window = this.d.config.level2.retireWindow;
     if (window === 0) return;
     const ledger = this.d.store.ledger();
@@ -176,6 +176,7 @@ export class Level2Steward {
         "retired",
         `fired ${recent.length} times in the last ${window} iterations without touching a kept trial`,
         it,
+        batch,
       );
     }
   }
@@ -184,7 +185,7 @@ export class Level2Steward {
    * Each mechanism's hook time in iteration `it` (read back from the ledger) against the policy's
    * budget: an overrun is recorded; past `maxOverruns` overruns the mechanism is quarantined.
    */
-  async enforceBudget(it: number): Promise<void> {
+  async enforceBudget(it: number, batch: Batch): Promise<void> {
     const { store, config } = this.d;
     const budget = config.policy.mechanismBudgetMs;
     const spent = new Map<string, number>();
@@ -197,7 +198,7 @@ export class Level2Steward {
       if (ms <= budget) continue;
       const count = overruns.filter((e) => (e.data as { id?: string }).id === m.id).length + 1;
       const message = `${m.name} spent ${ms.toFixed(0)} ms in hooks this iteration (budget ${budget} ms; overrun ${count} of ${config.policy.maxOverruns} allowed)`;
-      store.addEvent(it, "2", "overrun", message, { id: m.id, ms, budgetMs: budget });
+      batch.push(() => store.addEvent(it, "2", "overrun", message, { id: m.id, ms, budgetMs: budget }));
       this.d.emit(message);
       if (count > config.policy.maxOverruns) {
         await this.d.mechanisms.deactivate(
@@ -205,6 +206,7 @@ export class Level2Steward {
           "quarantined",
           `over its time budget: ${count} iterations over ${budget} ms of hook time`,
           it,
+          batch,
         );
       }
     }
