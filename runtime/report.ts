@@ -2,6 +2,7 @@
 // For every mechanism: did it fire, how often, what it changed, which kept trials it touched.
 import { plot } from "asciichart";
 import type { Config } from "../mechanism-api/index.d.ts";
+import { runLockHolder } from "./run-lock.ts";
 import type { MechanismStatus, RunStore, SearchConfig } from "./store.ts";
 import { safeText } from "./terminal-text.ts";
 
@@ -110,8 +111,7 @@ export function buildReport(store: RunStore): RunReport {
   return {
     dir: store.dir,
     name: config?.name ?? "?",
-    status: store.getMeta("status") ?? "unknown",
-    statusReason: events.filter((e) => e.kind === "failed" || e.kind === "stop").at(-1)?.message ?? null,
+    ...runStatus(store, events),
     mode: store.getMeta("mode") ?? "unknown",
     iterationsPlanned: config?.iterations ?? 0,
     iterationsDone: store.completedIterations(),
@@ -130,6 +130,22 @@ export function buildReport(store: RunStore): RunReport {
     },
     curve,
   };
+}
+
+/** The stored status; a "running" run that no live process holds was killed (its lock is stale). */
+function runStatus(
+  store: RunStore,
+  events: ReturnType<RunStore["events"]>,
+): { status: string; statusReason: string | null } {
+  const status = store.getMeta("status") ?? "unknown";
+  if (status === "running" && runLockHolder(store.dir) === null) {
+    return {
+      status: "interrupted",
+      statusReason: "no process is running it: it was killed; continue with --resume",
+    };
+  }
+  const reason = events.filter((e) => e.kind === "failed" || e.kind === "stop").at(-1)?.message ?? null;
+  return { status, statusReason: reason };
 }
 
 export function formatReport(r: RunReport): string {

@@ -14,6 +14,7 @@ import { ChatJsonAdapter } from "./llm/chat-json.ts";
 import { createLlmClient, type LlmClient } from "./llm/client.ts";
 import { BilevelLoop, type LoopObserver, type RunSummary } from "./loop.ts";
 import { buildReport, type RunReport } from "./report.ts";
+import { acquireRunLock } from "./run-lock.ts";
 import { RunStore, StoreError } from "./store.ts";
 import { createTrainer } from "./trainers.ts";
 
@@ -42,9 +43,17 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
   const startMechanisms = config.mechanisms.map((file) => ({ file, source: readMechanismFile(file) }));
   const sandbox = await Sandbox.start(sandboxPolicy(config.policy));
   let store: RunStore;
+  let unlock: () => void;
   try {
     store = RunStore.open(dir);
   } catch (error) {
+    await sandbox.close();
+    throw error;
+  }
+  try {
+    unlock = acquireRunLock(dir);
+  } catch (error) {
+    store.close();
     await sandbox.close();
     throw error;
   }
@@ -80,6 +89,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
     if (display instanceof RunDisplay) display.close();
     await sandbox.close();
     store.close();
+    unlock();
   }
 }
 

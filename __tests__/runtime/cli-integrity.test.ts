@@ -1,11 +1,12 @@
 // The integrity issue's checks as a user runs them: from another working directory, with a config
 // whose paths are relative to its own folder, with trials that fail, and a resume that changes too much.
-import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { defaultConfig } from "../../trainer/search-space.ts";
 import { cliArgv } from "../support/cli.ts";
+import { waitFor } from "../support/wait.ts";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-cli-integrity-"));
 const elsewhere = mkdtempSync(path.join(tmpdir(), "bilevel-elsewhere-"));
@@ -64,9 +65,15 @@ export default {
   expect(tsv.filter((l) => l.split("\t")[3] === "crash").length).toBeGreaterThanOrEqual(2);
   expect(tsv.find((l) => l.includes("crash"))).toMatch(/diverged: loss became NaN/);
   // The console's #N is the store's trial N and results.tsv's trial-N.
-  for (const m of run.stderr.matchAll(/^\[L1 \] #(\d+) \(iteration \d+\) val_bpb (\d\.\d{4})/gm)) {
+  const shown = [
+    ...run.stderr.matchAll(/^\[L1 \] #(\d+) \(iteration \d+\) (?:val_bpb (\d\.\d{4})|DIVERGED)/gm),
+  ];
+  expect(shown).toHaveLength(6);
+  for (const m of shown) {
     const row = tsv.find((l) => l.startsWith(`trial-${m[1]}\t`));
-    expect(Number(row?.split("\t")[1]).toFixed(4)).toBe(m[2]);
+    expect(row).toBeDefined();
+    if (m[2] !== undefined) expect(Number(row?.split("\t")[1]).toFixed(4)).toBe(m[2]);
+    else expect(row?.split("\t")[3]).toBe("crash");
   }
   const status = cli(tmp, "status", dir);
   expect(status.status).toBe(0);
@@ -104,4 +111,39 @@ test("the demo works when started from another folder", () => {
   expect(r.status).toBe(0);
   const tsv = readFileSync(path.join(elsewhere, "demo-elsewhere", "results.tsv"), "utf8");
   expect(tsv.trim().split("\n")).toHaveLength(1 + 2 + 1); // header, 2 baselines, 1 trial
+}, 300_000);
+
+test("one process per run folder: a second resume is refused while the run goes on; a killed run says so and resumes", async () => {
+  const config = path.join(tmp, "slow.json");
+  writeFileSync(
+    config,
+    JSON.stringify({
+      iterations: 4,
+      budgetSeconds: 1,
+      trainer: { kind: "synthetic", delayMs: 400, noise: 0.002 },
+    }),
+  );
+  const dir = path.join(tmp, "locked");
+  const first = spawn(process.execPath, cliArgv("run", "--config", config, "--out", dir), {
+    stdio: "ignore",
+  });
+  const exited = new Promise<number | null>((resolve) => first.on("exit", (code) => resolve(code)));
+  await waitFor(() => existsSync(path.join(dir, "run.lock")) && existsSync(path.join(dir, "trials")));
+  const second = cli(tmp, "run", "--resume", dir);
+  expect(second.status).toBe(2);
+  expect(second.stderr).toMatch(new RegExp(`is in use by process ${first.pid}`));
+  first.kill("SIGKILL");
+  await exited;
+  const status = cli(tmp, "status", dir);
+  expect(status.status).toBe(0);
+  expect(status.stdout).toMatch(
+    /status interrupted \(no process is running it: it was killed; continue with --resume\)/,
+  );
+  const resumed = cli(tmp, "run", "--resume", dir);
+  expect(resumed.status).toBe(0);
+  expect(JSON.parse(cli(tmp, "status", dir, "--json").stdout)).toMatchObject({
+    status: "finished",
+    iterationsDone: 4,
+  });
+  expect(existsSync(path.join(dir, "run.lock"))).toBe(false);
 }, 300_000);
