@@ -323,3 +323,57 @@ test("a resume refuses changes to what the trials were measured with, naming the
     }),
   ).not.toThrow();
 });
+
+test("the same mechanism under two file names is refused as a start mechanism; two approved copies activate once", async () => {
+  const dir = tmp();
+  const source = readFileSync(example("tabu-search"), "utf8");
+  const a = path.join(dir, "mytabu.ts");
+  const b = path.join(dir, "same.ts");
+  writeFileSync(a, `// my copy\n${source}`);
+  writeFileSync(b, source);
+  const config = testConfig({ ...SYNTHETIC, iterations: 1, mechanisms: [a, b] });
+  const summary = await executeRun({ dir: path.join(dir, "run"), config, offline: true, observer: {} });
+  const rows = summary.report.mechanisms;
+  expect(rows.map((m) => m.status)).toEqual(["active", "rejected"]);
+  expect(rows[1]?.reason).toBe("a mechanism named tabu-search is already active (m1-mytabu)");
+
+  // Level 2 with approval: two validated copies wait; both approved; only the first activates.
+  const researcher: Researcher = {
+    kind: "llm",
+    research: async (input): Promise<ResearchResult> => ({
+      status: "validated",
+      origin: "generated",
+      name: `copy-${input.iteration}`,
+      source,
+      report: await input.validate(source),
+    }),
+  };
+  const run2 = tmp();
+  const approving = testConfig({
+    ...SYNTHETIC,
+    iterations: 5,
+    level15: { every: 1 },
+    level2: { everyCycles: 1 },
+    policy: { autoActivate: false },
+  });
+  const { store, loop: l } = loop(run2, approving, {
+    researcher,
+    observer: {
+      iterationStart: (it) => {
+        if (it !== 3) return;
+        for (const m of store.mechanisms())
+          store.setMechanismStatus(m.id, "approved", "approved by the test");
+      },
+    },
+  });
+  await l.run();
+  const statuses = store
+    .mechanisms()
+    .slice(0, 2)
+    .map((m) => [m.name, m.status, m.reason]);
+  expect(statuses).toEqual([
+    ["copy-1", "active", null],
+    ["copy-2", "rejected", "the same code is already active as m1-copy-1"],
+  ]);
+  store.close();
+});

@@ -79,16 +79,9 @@ export class Level2Steward {
       result.designName && result.designName !== result.name ? ` (designed as ${result.designName})` : "";
     const refusal = result.status === "rejected" ? result.reason : this.duplicateOf(base);
     if (refusal !== null) {
-      return this.conclude(
-        it,
-        checkpoint,
-        "rejected",
-        `Level 2 rejected ${result.name}${designed}: ${refusal}`,
-        {
-          ...base,
-          reason: refusal,
-        },
-      );
+      const who = result.origin === "file" ? "start mechanism" : "Level 2 rejected";
+      const message = `${who} ${result.name}${designed}${result.origin === "file" ? " refused" : ""}: ${refusal}`;
+      return this.conclude(it, checkpoint, "rejected", message, { ...base, reason: refusal });
     }
     if (!config.policy.autoActivate && result.origin !== "file") {
       const message = `${result.name}${designed} validated; waiting for: bilevel mechanism approve ${store.dir} ${id}`;
@@ -113,11 +106,13 @@ export class Level2Steward {
 
   /** Why `row` may not be activated next to the active mechanisms (same code or same name), or null. */
   private duplicateOf(row: MechanismRow): string | null {
-    const active = this.d.store.mechanisms().filter((m) => m.status === "active");
+    const active = this.d.store.mechanisms().filter((m) => m.status === "active" && m.id !== row.id);
     const sameCode = active.find((m) => row.sourceHash !== null && m.sourceHash === row.sourceHash);
     if (sameCode) return `the same code is already active as ${sameCode.id}`;
-    const sameName = active.find((m) => m.name === row.name);
-    if (sameName) return `a mechanism named ${row.name} is already active (${sameName.id})`;
+    // The manifest's name, whatever the origin (a file's or library entry's row is named by its file).
+    const name = row.manifest?.name;
+    const sameName = active.find((m) => name !== undefined && m.manifest?.name === name);
+    if (sameName) return `a mechanism named ${name} is already active (${sameName.id})`;
     return null;
   }
 
@@ -127,6 +122,18 @@ export class Level2Steward {
     context: HookContextData,
     checkpoint?: string,
   ): Promise<void> {
+    const duplicate = this.duplicateOf(row);
+    if (duplicate !== null) {
+      // An approval (or a stored row) must not bring in a second copy either.
+      const message = `${row.name} not activated: ${duplicate}`;
+      this.d.store.transaction(() => {
+        this.d.store.upsertMechanism({ ...row, status: "rejected", reason: duplicate });
+        this.d.store.addEvent(it, "2", "rejected", message, { id: row.id });
+        if (checkpoint) this.d.store.checkpoint(checkpoint);
+      });
+      this.d.emit(message);
+      return;
+    }
     const batch: Batch = [];
     const error: SandboxError | null = await this.d.mechanisms.activate(row, context, batch);
     const message = error
