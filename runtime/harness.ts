@@ -13,7 +13,7 @@ import type { HookName, Json, ParamSpec, TrialStatus } from "../mechanism-api/in
 import { syntheticTrace } from "../sandbox/index.ts";
 import type { CompiledMechanism } from "../sandbox/types.ts";
 import { defaultConfig } from "./changes.ts";
-import type { AcceptanceMode, ResolvedRunConfig } from "./config.ts";
+import { type AcceptanceMode, DEFAULT_RUN_CONFIG, type ResolvedRunConfig, type RunConfig } from "./config.ts";
 import { OfflineProposer } from "./level1/offline-proposer.ts";
 import { LibraryResearcher } from "./level2/library.ts";
 import { RuleStrategist } from "./level15/strategists.ts";
@@ -37,17 +37,33 @@ export interface HarnessSettings {
   /** Trials in ctx.history and in the proposer's view. */
   readonly historyWindow: number;
   readonly maxChanges: number;
-  /** The run's acceptance rule (noise-aware: σ from baseline runs of other seeds). */
+  /** The run's acceptance rule (noise-aware: σ from baseline runs of other seeds), k, σ floor, baselines. */
   readonly acceptance: AcceptanceMode;
+  readonly k: number;
+  readonly minSigma: number;
+  readonly baselineRepeats: number;
+}
+
+/** The settings a run config implies (its proposer and acceptance sections). */
+export function settingsFromConfig(
+  config: Pick<RunConfig, "proposer" | "acceptance">,
+): Omit<HarnessSettings, "seeds" | "iterations" | "noiseSigma"> {
+  const { proposer, acceptance } = config;
+  return {
+    maxFilterRejections: proposer.maxFilterRejections,
+    historyWindow: proposer.historyWindow,
+    maxChanges: proposer.maxChanges,
+    acceptance: acceptance.mode,
+    k: acceptance.k,
+    minSigma: acceptance.minSigma,
+    baselineRepeats: acceptance.baselineRepeats,
+  };
 }
 
 export const DEFAULT_SETTINGS: Omit<HarnessSettings, "seeds"> = {
-  acceptance: "noise-aware",
   iterations: 30,
   noiseSigma: 0.003,
-  maxFilterRejections: 3,
-  historyWindow: 12,
-  maxChanges: 3,
+  ...settingsFromConfig(DEFAULT_RUN_CONFIG),
 };
 
 export type HookCounts = Record<HookName, number>;
@@ -229,7 +245,12 @@ export function harnessRunConfig(
       maxFilterRejections: settings.maxFilterRejections,
       historyWindow: settings.historyWindow,
     },
-    acceptance: { ...base.acceptance, mode: settings.acceptance },
+    acceptance: {
+      mode: settings.acceptance,
+      k: settings.k,
+      minSigma: settings.minSigma,
+      baselineRepeats: settings.baselineRepeats,
+    },
     // Level 1.5 and Level 2 would change the search around the mechanism: off.
     level15: { ...base.level15, every: settings.iterations + 1 },
     level2: { ...base.level2, everyCycles: 0, retireWindow: 0 },

@@ -65,6 +65,26 @@ describe("mechanism test", () => {
     expect(r.code).toBe(0);
   });
 
+  it("takes the run's acceptance and proposer settings from --config; a baseline refuses a config that differs", async () => {
+    const file = path.join(examples, "tabu-search.ts");
+    const strict = write(
+      "strict.json",
+      JSON.stringify({ acceptance: { mode: "strict", k: 2 }, proposer: { maxChanges: 1 } }),
+    );
+    const r = await run(file, { config: strict, json: true, seeds: "1", iterations: "4" });
+    const settings = JSON.parse(r.stdout).summary.settings;
+    expect(settings).toMatchObject({ acceptance: "strict", k: 2, maxChanges: 1 });
+    const text = await run(file, { config: strict, seeds: "1", iterations: "4" });
+    expect(text.stdout).toMatch(/acceptance strict \(keep any gain\)/);
+    const k8 = write("k8.json", JSON.stringify({ acceptance: { k: 8 } }));
+    const refused = await run(file, {
+      config: k8,
+      baseline: path.join(examples, "baselines", "tabu-search.json"),
+    });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/--config \(k 8\) does not match the baseline \(recorded with k 1\)/);
+  });
+
   it("prints the same deterministic JSON twice; timing is kept apart", async () => {
     const file = path.join(examples, "ucb-bandit.ts");
     const a = JSON.parse((await run(file, { json: true, seeds: "2", iterations: "8" })).stdout);

@@ -16,6 +16,7 @@ import {
   type HarnessSummary,
   HOOKS,
   runHarness,
+  settingsFromConfig,
 } from "../harness.ts";
 import { type Comparison, compareToBaseline, parseBaseline } from "../harness-baseline.ts";
 import type { SandboxLike } from "../mechanisms.ts";
@@ -88,8 +89,15 @@ function readText(what: string, file: string): string {
   }
 }
 
-/** Settings from the flags, defaulting to the baseline's; a flag that contradicts the baseline is a usage error. */
-function resolveSettings(options: MechanismTestOptions, baseline: HarnessSummary | null): HarnessSettings {
+/**
+ * Settings from the flags and the run config (--config's, or a run's defaults), defaulting to the
+ * baseline's; a flag or a --config setting that contradicts the baseline is a usage error.
+ */
+function resolveSettings(
+  options: MechanismTestOptions,
+  baseline: HarnessSummary | null,
+  config: ResolvedRunConfig,
+): HarnessSettings {
   const seedsCount =
     options.seeds === undefined ? undefined : parseCount("--seeds", options.seeds, MAX_SEEDS);
   const iterations =
@@ -114,15 +122,25 @@ function resolveSettings(options: MechanismTestOptions, baseline: HarnessSummary
       throw mismatch("--noise", String(noise), `noise ${b.noiseSigma}`);
     if (acceptance !== undefined && acceptance !== b.acceptance)
       throw mismatch("--acceptance", acceptance, `acceptance ${b.acceptance}`);
+    if (options.config !== undefined) {
+      const fromConfig: Record<string, unknown> = settingsFromConfig(config);
+      for (const [key, value] of Object.entries(fromConfig)) {
+        const recorded = (b as unknown as Record<string, unknown>)[key];
+        // --acceptance, when given, was checked above and wins over the config's mode.
+        if ((key !== "acceptance" || acceptance === undefined) && value !== recorded)
+          throw mismatch("--config", `(${key} ${value})`, `${key} ${recorded}`);
+      }
+    }
     return { ...b, seeds: [...b.seeds] };
   }
   const n = seedsCount ?? DEFAULT_SEEDS;
+  const fromConfig = settingsFromConfig(config);
   return {
-    ...DEFAULT_SETTINGS,
+    ...fromConfig,
     seeds: Array.from({ length: n }, (_, i) => i + 1),
     iterations: iterations ?? DEFAULT_SETTINGS.iterations,
     noiseSigma: noise ?? DEFAULT_SETTINGS.noiseSigma,
-    acceptance: acceptance ?? DEFAULT_SETTINGS.acceptance,
+    acceptance: acceptance ?? fromConfig.acceptance,
   };
 }
 
@@ -146,7 +164,7 @@ export async function mechanismTest(
       if (!parsed.ok) throw new UsageError(`baseline ${options.baseline} is unusable: ${parsed.error}`);
       baseline = parsed.summary;
     }
-    settings = resolveSettings(options, baseline);
+    settings = resolveSettings(options, baseline, config);
     source = readText("mechanism", file);
   } catch (error) {
     if (error instanceof UsageError || error instanceof UserError) {
