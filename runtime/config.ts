@@ -15,6 +15,7 @@ import { cudaAvailable } from "../trainer/python.ts";
 import { checkValue, loadSearchSpace } from "../trainer/search-space.ts";
 import { UserError } from "./errors.ts";
 import { findPrototypeKey } from "./json-input.ts";
+import { readMechanismFile } from "./mechanism-file.ts";
 
 const positiveInt = { type: "integer", minimum: 1 } as const;
 const nonNegInt = { type: "integer", minimum: 0 } as const;
@@ -37,9 +38,6 @@ const ENV_ALLOW_SCHEMA = {
   uniqueItems: true,
   items: { type: "string", pattern: ENV_ALLOW_ENTRY.source },
 } as const;
-
-/** Largest mechanism source a run config may name (the sandbox refuses larger sources too). */
-export const MAX_MECHANISM_BYTES = 512 * 1024;
 
 export const RUN_CONFIG_SCHEMA = {
   $id: "https://bilevel.dev/schemas/run-config.json",
@@ -305,7 +303,8 @@ export function resolveRunConfig(
   }
   const mechanisms = config.mechanisms.map(at);
   mechanisms.forEach((file, i) => {
-    problems.push(...checkPath(`mechanisms[${i}]`, file, "file", MAX_MECHANISM_BYTES));
+    const read = readMechanismFile(file);
+    if (!read.ok) problems.push(`mechanisms[${i}]: ${read.message}`);
   });
   if (config.trainer.kind === "external" && (config.activeParams ?? []).length === 0) {
     problems.push(
@@ -349,7 +348,7 @@ function resolveStart(config: RunConfig, space: readonly ParamSpec[], label: str
   return start;
 }
 
-function checkPath(field: string, file: string, kind: "file" | "dir", maxBytes?: number): string[] {
+function checkPath(field: string, file: string, kind: "file" | "dir"): string[] {
   let stat: ReturnType<typeof statSync>;
   try {
     stat = statSync(file);
@@ -359,9 +358,6 @@ function checkPath(field: string, file: string, kind: "file" | "dir", maxBytes?:
   }
   if (kind === "dir" && !stat.isDirectory()) return [`${field}: ${file} is not a folder`];
   if (kind === "file" && !stat.isFile()) return [`${field}: ${file} is not a file`];
-  if (maxBytes !== undefined && stat.size > maxBytes) {
-    return [`${field}: ${file} is ${stat.size} bytes (at most ${maxBytes})`];
-  }
   return [];
 }
 

@@ -1,6 +1,3 @@
-// Builds a run from its config: store, sandbox, trainer, proposer, Level 1.5 strategist,
-// Level 2 researcher, display; runs the loop; stops cleanly on SIGINT/SIGTERM.
-import { readFileSync } from "node:fs";
 import { Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import type { Trainer } from "../trainer/types.ts";
 import { ConfigError, type ResolvedRunConfig, sandboxPolicy } from "./config.ts";
@@ -13,6 +10,7 @@ import { LlmStrategist, RuleStrategist } from "./level15/strategists.ts";
 import { ChatJsonAdapter } from "./llm/chat-json.ts";
 import { createLlmClient, type LlmClient } from "./llm/client.ts";
 import { BilevelLoop, type LoopObserver, type RunSummary } from "./loop.ts";
+import { readMechanismFile } from "./mechanism-file.ts";
 import { buildReport, type RunReport } from "./report.ts";
 import { acquireRunLock } from "./run-lock.ts";
 import { RunStore, StoreError } from "./store.ts";
@@ -40,7 +38,11 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
   const params = config.searchSpace;
   // Everything that can be refused is read and checked before the run folder exists.
   const trainer = options.trainer ?? createTrainer(config, params);
-  const startMechanisms = config.mechanisms.map((file) => ({ file, source: readMechanismFile(file) }));
+  // A resume whose start mechanisms are in the store already needs no files (they may be gone).
+  const startedAlready = options.resume === true && startMechanismsDone(dir);
+  const startMechanisms = startedAlready
+    ? []
+    : config.mechanisms.map((file) => ({ file, source: readStartMechanism(file) }));
   const sandbox = await Sandbox.start(sandboxPolicy(config.policy));
   let store: RunStore;
   let unlock: () => void;
@@ -93,21 +95,18 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
   }
 }
 
-/** A mechanism file's text; refused (nothing created yet) when it is not UTF-8 text. */
-function readMechanismFile(file: string): string {
-  let bytes: Buffer;
+function startMechanismsDone(dir: string): boolean {
+  const store = RunStore.open(dir, { readOnly: true });
   try {
-    bytes = readFileSync(file);
-  } catch (error) {
-    throw new ConfigError(
-      `mechanisms: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`,
-    );
+    return store.hasCheckpoint("start-mechanisms");
+  } finally {
+    store.close();
   }
-  try {
-    const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-    if (text.includes("\0")) throw new Error("NUL byte");
-    return text;
-  } catch {
-    throw new ConfigError(`mechanisms: ${file} is not UTF-8 text (is it a TypeScript file?)`);
-  }
+}
+
+/** A start mechanism's source (checked when the config was resolved; read again here, it may have changed). */
+function readStartMechanism(file: string): string {
+  const read = readMechanismFile(file);
+  if (!read.ok) throw new ConfigError(`mechanisms: ${read.message}`);
+  return read.source;
 }

@@ -137,10 +137,13 @@ test("config files: missing, not JSON, valid; paths in them resolve against the 
 
 test("inputs are checked before anything runs: missing, a folder, too large", () => {
   const big = file("big.ts", "x".repeat(600 * 1024));
+  const binary = path.join(tmp, "binary.ts");
+  writeFileSync(binary, Buffer.from([0x66, 0xff, 0xfe, 0x00, 0x80]));
   const cases: [unknown, RegExp][] = [
     [{ mechanisms: ["missing.ts"] }, /mechanisms\[0\]: .*missing\.ts does not exist/],
     [{ mechanisms: ["."] }, /mechanisms\[0\]: .* is not a file/],
     [{ mechanisms: [big] }, /mechanisms\[0\]: .*big\.ts is 614400 bytes \(at most 524288\)/],
+    [{ mechanisms: [binary] }, /mechanisms\[0\]: .*binary\.ts is not UTF-8 text/],
     [{ dataDir: "nowhere" }, /dataDir: .*nowhere does not exist/],
     [
       { trainer: { kind: "external", script: "none.py" }, activeParams: ["DEPTH"] },

@@ -1,6 +1,6 @@
 // What a run records is what ran: the config the trainer gets, the mechanisms that stay active,
 // the time they may take, the numbering and the files a user reads while the run goes on.
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { mechanismCheck } from "../../runtime/commands/mechanism.ts";
@@ -131,6 +131,17 @@ test("a start mechanism that passes check but throws on the live trace is quaran
   const m = summary.report.mechanisms.find((r) => r.name === "needs-history");
   expect(m?.status).toBe("quarantined");
   expect(m?.reason).toMatch(/failed validation on the live trace: .*expected some history/);
+  // Its source is in the store: a resume does not need the file any more.
+  rmSync(file);
+  const more = { ...config, iterations: 4 };
+  const resumed = await executeRun({
+    dir: path.join(dir, "run"),
+    config: more,
+    offline: true,
+    resume: true,
+    observer: {},
+  });
+  expect(resumed.report.iterationsDone).toBe(4);
 });
 
 test("mechanism test runs the run's own loop: same mechanism and seed, same trials as a run", async () => {

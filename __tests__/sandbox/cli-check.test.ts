@@ -139,7 +139,7 @@ test("[slow] as a subprocess: exit codes 0, 1 and 2", async () => {
   expect(binary.status).toBe(1);
   expect(binary.stderr).toMatch(/sub-bin\.ts(:\d+:\d+)?: (compile|lint)\//);
   expect(missing.status).toBe(2);
-  expect(missing.stderr).toMatch(/no such file/);
+  expect(missing.stderr).toMatch(/does not exist/);
   expect(noArg.status).toBe(2);
   expect(noArg.stderr).toMatch(/missing required argument/);
 }, 60000);

@@ -21,7 +21,7 @@ import {
 import { type Comparison, compareToBaseline, parseBaseline } from "../harness-baseline.ts";
 import type { SandboxLike } from "../mechanisms.ts";
 import { jsonForTerminal, safeText } from "../terminal-text.ts";
-import { mechanismRunConfig } from "./mechanism.ts";
+import { mechanismRunConfig, readSourceToJudge } from "./mechanism.ts";
 
 export interface MechanismTestOptions {
   readonly seeds?: string;
@@ -165,7 +165,9 @@ export async function mechanismTest(
       baseline = parsed.summary;
     }
     settings = resolveSettings(options, baseline, config);
-    source = readText("mechanism", file);
+    const read = readSourceToJudge(file);
+    if ("usage" in read) throw new UsageError(read.usage);
+    source = read.source;
   } catch (error) {
     if (error instanceof UsageError || error instanceof UserError) {
       io.stderr(`bilevel mechanism test: ${safeText(error.message)}\n`);

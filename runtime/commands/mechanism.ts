@@ -3,13 +3,14 @@
 // category and, for code errors, line:column); 2: usage error (missing or unreadable file).
 // Everything runs in the sandbox child, so no file content can hang or crash this process.
 // Foreign text (the file name, the mechanism's name and error messages) goes through safeText.
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { type Command, CommanderError } from "commander";
 import { Sandbox, syntheticTrace } from "../../sandbox/index.ts";
 import type { SandboxError, ValidationReport } from "../../sandbox/types.ts";
 import { loadRunConfig, type ResolvedRunConfig, resolveRunConfig, sandboxPolicy } from "../config.ts";
 import { UserError } from "../errors.ts";
+import { readMechanismFile } from "../mechanism-file.ts";
 import { REPO_ROOT } from "../paths.ts";
 
 /**
@@ -26,9 +27,6 @@ export function mechanismRunConfig(file?: string): ResolvedRunConfig {
 
 import { jsonForTerminal, safeText } from "../terminal-text.ts";
 
-/** Larger files are refused before reading (the sandbox refuses sources over 512 KiB anyway). */
-const MAX_FILE_BYTES = 16 * 1024 * 1024;
-
 export interface CheckIo {
   stdout(text: string): void;
   stderr(text: string): void;
@@ -39,22 +37,22 @@ export function formatError(file: string, error: SandboxError): string {
   return `${safeText(file)}${at}: ${error.stage}/${error.code}: ${safeText(error.message, { maxLength: 2000 })}`;
 }
 
-function readSource(file: string): { source: string } | { usage: string } {
-  let size: number;
-  try {
-    const stat = statSync(file);
-    if (!stat.isFile()) return { usage: `${file} is not a file` };
-    size = stat.size;
-  } catch {
-    return { usage: `cannot read ${file}: no such file` };
+/** Files larger than this are not read at all (a usage error); up to it the sandbox judges them. */
+const MAX_FILE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The file's text for the sandbox to judge (`mechanism check` and `mechanism test`). A wrong path
+ * is a usage error; a file too large or not text is still handed to the sandbox, which rejects it
+ * as a mechanism (exit 1) with its own message.
+ */
+export function readSourceToJudge(file: string): { source: string } | { usage: string } {
+  const read = readMechanismFile(file);
+  if (read.ok) return { source: read.source };
+  if (read.problem === "missing" || read.problem === "not-file") return { usage: read.message };
+  if ((read.size ?? 0) > MAX_FILE_BYTES) {
+    return { usage: `${file} is ${read.size} bytes; mechanisms are small TypeScript files` };
   }
-  if (size > MAX_FILE_BYTES)
-    return { usage: `${file} is ${size} bytes; mechanisms are small TypeScript files` };
-  try {
-    return { source: readFileSync(file, "utf8") };
-  } catch {
-    return { usage: `cannot read ${file}` };
-  }
+  return { source: readFileSync(file, "latin1") };
 }
 
 /** Run the check; returns the exit code. `sandbox` lets tests share a started one. */
@@ -64,7 +62,7 @@ export async function mechanismCheck(
   io: CheckIo,
   sandbox?: Sandbox,
 ): Promise<number> {
-  const read = readSource(file);
+  const read = readSourceToJudge(file);
   if ("usage" in read) {
     io.stderr(`bilevel mechanism check: ${safeText(read.usage)}\n`);
     return 2;
