@@ -1,3 +1,5 @@
+// Builds a run from its config: store, sandbox, trainer, proposer, Level 1.5 strategist,
+// Level 2 researcher, display; runs the loop under the run folder's lock (the CLI handles signals).
 import { Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import type { Trainer } from "../trainer/types.ts";
 import { ConfigError, type ResolvedRunConfig, sandboxPolicy } from "./config.ts";
