@@ -14,7 +14,7 @@ import { ENV_ALLOW_ENTRY } from "../trainer/child-env.ts";
 import { cudaAvailable } from "../trainer/python.ts";
 import { checkValue, loadSearchSpace } from "../trainer/search-space.ts";
 import { UserError } from "./errors.ts";
-import { findPrototypeKey } from "./json-input.ts";
+import { jsonInputProblem } from "./json-input.ts";
 import { readMechanismFile } from "./mechanism-file.ts";
 
 const positiveInt = { type: "integer", minimum: 1 } as const;
@@ -64,6 +64,8 @@ export const RUN_CONFIG_SCHEMA = {
     "mechanisms",
   ],
   properties: {
+    /** Lets editors find this schema; ignored by bilevel. */
+    $schema: { type: "string" },
     name: { type: "string", minLength: 1, maxLength: 100, pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$" },
     seed: { type: "integer", minimum: 0, maximum: 2147483647 },
     iterations: { type: "integer", minimum: 1, maximum: 100000 },
@@ -272,15 +274,43 @@ function describe(errors: readonly ErrorObject[]): string {
     : errors.map((e) => `${e.instancePath}: ${e.message}`).join("\n");
 }
 
+const TRAINER_KINDS = RUN_CONFIG_SCHEMA.properties.trainer.oneOf.map(
+  (branch) => branch.properties.kind.const,
+);
+const validateTrainerKind = new Map<string, ReturnType<typeof ajv.compile>>(
+  RUN_CONFIG_SCHEMA.properties.trainer.oneOf.map((branch) => [
+    branch.properties.kind.const,
+    ajv.compile(branch),
+  ]),
+);
+
+/** The errors of a trainer section against the branch its `kind` names. */
+function describeTrainer(trainer: unknown): string[] {
+  const kind = isPlainObject(trainer) ? trainer.kind : undefined;
+  const validate = typeof kind === "string" ? validateTrainerKind.get(kind) : undefined;
+  if (!validate) return [`trainer.kind: must be one of ${JSON.stringify(TRAINER_KINDS)}`];
+  validate(trainer);
+  return (validate.errors ?? []).map((e) => {
+    const inner = describe([{ ...e, instancePath: `/trainer${e.instancePath}` }]);
+    return e.keyword === "required" ? `trainer: ${e.message ?? "is invalid"} (kind ${kind})` : inner;
+  });
+}
+
 /** Merge a user's partial config over the defaults and validate it; throws ConfigError naming the field. */
 export function mergeRunConfig(partial: unknown, overrides: DeepPartial<RunConfig> = {}): RunConfig {
   if (!isPlainObject(partial)) throw new ConfigError("the run config must be a JSON object");
-  const proto = findPrototypeKey(partial);
-  if (proto !== null) throw new ConfigError(`invalid run config:\n${proto}: a prototype key is not allowed`);
+  const problem = jsonInputProblem(partial);
+  if (problem !== null) throw new ConfigError(`invalid run config:\n${problem}`);
   const { $schema: _schema, ...rest } = partial;
   const merged = merge(merge(DEFAULT_RUN_CONFIG, rest), overrides);
   if (!validateRunConfig(merged)) {
-    throw new ConfigError(`invalid run config:\n${describe(validateRunConfig.errors ?? [])}`);
+    const errors = [...(validateRunConfig.errors ?? [])];
+    // oneOf over the trainer kinds reports every branch's errors: judge only the branch `kind` names.
+    const trainer = isPlainObject(merged) ? merged.trainer : undefined;
+    const rest = errors.filter((e) => !e.instancePath.startsWith("/trainer"));
+    const lines = errors.length > rest.length ? [...describeTrainer(trainer)] : [];
+    if (rest.length > 0) lines.push(describe(rest));
+    throw new ConfigError(`invalid run config:\n${lines.join("\n")}`);
   }
   return merged;
 }

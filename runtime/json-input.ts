@@ -1,17 +1,23 @@
 // Guards for JSON read from outside (config files, LLM replies): JSON.parse makes "__proto__" an
-// own key, which a later spread or merge would turn into a prototype. Such keys are refused.
+// own key, which a later spread or merge would turn into a prototype, so such keys are refused;
+// and nesting is bounded, so that walking the value cannot exhaust the stack.
 
 const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+export const MAX_JSON_DEPTH = 64;
 
-/** The dotted path of the first prototype key in `value`, or null when there is none. */
-export function findPrototypeKey(value: unknown, at = ""): string | null {
-  if (typeof value !== "object" || value === null) return null;
-  const entries = Array.isArray(value) ? value.map((v, i) => [String(i), v] as const) : Object.entries(value);
-  for (const [key, child] of entries) {
-    const here = at === "" ? key : `${at}.${key}`;
-    if (!Array.isArray(value) && PROTOTYPE_KEYS.has(key)) return here;
-    const found = findPrototypeKey(child, here);
-    if (found !== null) return found;
+/** What is wrong with `value` as input ("PATH: why"), or null. Iterative: any depth is safe. */
+export function jsonInputProblem(value: unknown, maxDepth = MAX_JSON_DEPTH): string | null {
+  const stack: { value: unknown; at: string; depth: number }[] = [{ value, at: "", depth: 0 }];
+  while (stack.length > 0) {
+    const item = stack.pop();
+    if (!item || typeof item.value !== "object" || item.value === null) continue;
+    if (item.depth >= maxDepth) return `${item.at || "(top level)"}: nested deeper than ${maxDepth} levels`;
+    const isArray = Array.isArray(item.value);
+    for (const [key, child] of Object.entries(item.value)) {
+      const at = item.at === "" ? key : `${item.at}.${key}`;
+      if (!isArray && PROTOTYPE_KEYS.has(key)) return `${at}: a prototype key is not allowed`;
+      stack.push({ value: child, at, depth: item.depth + 1 });
+    }
   }
   return null;
 }

@@ -709,8 +709,10 @@ export class RunStore {
     }));
   }
 
-  /** Karpathy's results.tsv (commit val_bpb memory_gb status description); the first column holds the trial id. */
-  /** results.tsv, written whole from the store (a run's start and resume: it then matches the store). */
+  /**
+   * Karpathy's results.tsv (commit val_bpb memory_gb status description), the first column the trial
+   * number; written whole from the store at a run's start and resume, so it then matches the store.
+   */
   writeResultsTsv(): string {
     const file = path.join(this.dir, "results.tsv");
     writeFileSync(file, `${[RESULTS_HEADER, ...this.trials().map(resultsRow)].join("\n")}\n`);

@@ -14,6 +14,18 @@ import { DEFAULT_POLICY } from "../../sandbox/index.ts";
 import { defaultConfig, loadSearchSpace } from "../../trainer/search-space.ts";
 import { testConfig } from "../support/run-config.ts";
 
+/** {startConfig: {a: {a: ...}}}, `depth` levels under startConfig. */
+function deep(depth: number): unknown {
+  const root: Record<string, unknown> = {};
+  let node = root;
+  for (let i = 0; i < depth; i++) {
+    const next: Record<string, unknown> = {};
+    node.a = next;
+    node = next;
+  }
+  return { startConfig: root };
+}
+
 const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-config-"));
 function file(name: string, text: string): string {
   const p = path.join(tmp, name);
@@ -91,7 +103,14 @@ test.each([
   [{ bogus: true }, /bogus: unknown field/],
   [{ level15: { evry: 3 } }, /level15\.evry: unknown field/],
   [{ llm: { baseURL: "ftp://x" } }, /llm\.baseURL: must match pattern/],
-  [{ trainer: { kind: "external" } }, /trainer/],
+  [{ trainer: { kind: "external" } }, /trainer: must have required property 'script' \(kind external\)/],
+  [
+    { trainer: { kind: "synthetic" } },
+    /^invalid run config:\ntrainer: must have required property 'delayMs' \(kind synthetic\)\ntrainer: must have required property 'noise' \(kind synthetic\)$/,
+  ],
+  [{ trainer: { kind: "pyth" } }, /trainer\.kind: must be one of \["python","external","synthetic"\]/],
+  [{ trainer: { kind: "python", env: ["OK_NAME", "bad name"] } }, /trainer\.env\.1: must match pattern/],
+  [deep(100), /startConfig(\.a)+: nested deeper than 64 levels/],
   [{ budgetSeconds: -5 }, /budgetSeconds: must be > 0/],
   [{ name: "../escape" }, /name: must match pattern/],
   [{ startConfig: { DEPTH: 99 } }, /startConfig\.DEPTH: DEPTH must be in \[1, 24\], got 99/],

@@ -36,7 +36,9 @@ export function registerApproveCommand(group: Command): void {
           return;
         }
         store.setMechanismStatus(id, "approved", "approved by the user");
-        store.addEvent(0, "2", "approved", `${row.name} approved by the user`, { id });
+        store.addEvent(store.completedIterations(), "2", "approved", `${row.name} approved by the user`, {
+          id,
+        });
         process.stdout.write(
           `${safeText(`approved ${id}: the run activates it at its next iteration (or when resumed)`)}\n`,
         );

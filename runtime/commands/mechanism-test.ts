@@ -56,7 +56,12 @@ export const DEFAULT_TOLERANCE = 0.005;
 const MAX_SEEDS = 100;
 const MAX_ITERATIONS = 1000;
 
-class UsageError extends Error {}
+/** Bad flags or files: exit 2. */
+class UsageError extends UserError {
+  constructor(message: string) {
+    super(message, 2);
+  }
+}
 
 function parseCount(flag: string, text: string, max: number): number {
   if (!/^\d+$/.test(text.trim())) throw new UsageError(`${flag} takes a whole number, got "${text}"`);
@@ -169,7 +174,7 @@ export async function mechanismTest(
     if ("usage" in read) throw new UsageError(read.usage);
     source = read.source;
   } catch (error) {
-    if (error instanceof UsageError || error instanceof UserError) {
+    if (error instanceof UserError) {
       io.stderr(`bilevel mechanism test: ${safeText(error.message)}\n`);
       return 2;
     }
@@ -223,7 +228,7 @@ export async function mechanismTest(
     io.stderr(
       `bilevel mechanism test: ${safeText(error instanceof Error ? error.message : String(error))}\n`,
     );
-    return 1;
+    return error instanceof UserError ? error.exitCode : 1;
   } finally {
     await sandbox?.close();
   }

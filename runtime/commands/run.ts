@@ -111,15 +111,30 @@ function newRunConfig(base: unknown, options: RunOptions): ResolvedRunConfig {
 /** The stored config of a run, with the changes a resume allows; any other change is refused, naming the field. */
 function resumedConfig(dir: string, options: RunOptions): ResolvedRunConfig {
   if (!RunStore.exists(dir)) throw new UserError(`--resume ${dir}: no run database (run.db) there`, 2);
-  const store = RunStore.open(dir, { readOnly: true });
-  const stored = store.runConfig();
-  store.close();
+  if (options.out !== undefined)
+    throw new UserError("--out cannot be used with --resume (the run stays in its folder)", 2);
+  let stored: ResolvedRunConfig | null;
+  let done: number;
+  try {
+    const store = RunStore.open(dir, { readOnly: true });
+    stored = store.runConfig();
+    done = store.completedIterations();
+    store.close();
+  } catch (error) {
+    throw new UserError(`--resume ${dir}: cannot read the run database: ${(error as Error).message}`, 2);
+  }
   if (!stored)
     throw new UserError(`--resume ${dir}: the run database has no config (the run never started)`, 2);
   const next: ResolvedRunConfig = options.config
     ? loadRunConfig(options.config, { overrides: pick(options) })
     : { ...stored, ...pickResolved(options) };
   checkResumable(stored, next);
+  if (next.iterations < done) {
+    throw new UserError(
+      `--resume ${dir}: iterations ${next.iterations} is fewer than the ${done} already done`,
+      2,
+    );
+  }
   return next;
 }
 
