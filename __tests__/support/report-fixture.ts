@@ -87,6 +87,52 @@ function seedMechanisms(store: RunStore): void {
   store.addEvent(4, "2", "activated", "tabu activated (library)", { id: "m3-tabu" });
 }
 
+/** What the loop records around a trial: the hook calls that shaped it, its verdict, Level 1.5 every 4 iterations. */
+function recordAround(
+  store: RunStore,
+  it: number,
+  {
+    trialId,
+    proposalId,
+    byMechanism,
+    kept,
+  }: { trialId: number; proposalId: number; byMechanism: boolean; kept: boolean },
+): void {
+  if (byMechanism) {
+    store.addLedger({
+      iteration: it,
+      mechanismId: GENERATED_ID,
+      hook: "suggest",
+      outcome: "suggested",
+      detail: {},
+      latencyMs: 1.2,
+      proposalId,
+      trialId,
+    });
+  }
+  store.addLedger({
+    iteration: it,
+    mechanismId: "m3-tabu",
+    hook: "observe",
+    outcome: "observed",
+    detail: {},
+    latencyMs: 0.4,
+    proposalId: null,
+    trialId,
+  });
+  store.addEvent(it, "1", kept ? "kept" : "discarded", `#${trialId}`, { trialId });
+  if (it % 4 === 0) {
+    store.addSearchConfig(
+      it,
+      it / 4,
+      "llm",
+      { strategy: "exploit", active: ["MATRIX_LR"], frozen: ["DEPTH"], guidance: "" },
+      `cycle ${it / 4}: ${HOSTILE}`,
+    );
+    store.addEvent(it, "1.5", it % 8 === 0 ? "unchanged" : "adjusted", `Level 1.5 (llm): exploit`, {});
+  }
+}
+
 function addSearchTrial(store: RunStore, it: number, best: { value: number }): void {
   const failed = it % 7 === 0;
   const byMechanism = it > 4 && it % 3 === 0;
@@ -134,39 +180,7 @@ function addSearchTrial(store: RunStore, it: number, best: { value: number }): v
     durationMs: 1000 + (it % 5) * 50,
     description: `MATRIX_LR 0.04 -> ${(0.04 + it / 1000).toFixed(3)}${it === 6 ? ` ${HOSTILE}` : ""}`,
   });
-  if (byMechanism) {
-    store.addLedger({
-      iteration: it,
-      mechanismId: GENERATED_ID,
-      hook: "suggest",
-      outcome: "suggested",
-      detail: {},
-      latencyMs: 1.2,
-      proposalId,
-      trialId,
-    });
-  }
-  store.addLedger({
-    iteration: it,
-    mechanismId: "m3-tabu",
-    hook: "observe",
-    outcome: "observed",
-    detail: {},
-    latencyMs: 0.4,
-    proposalId: null,
-    trialId,
-  });
-  store.addEvent(it, "1", kept ? "kept" : "discarded", `#${trialId}`, { trialId });
-  if (it % 4 === 0) {
-    store.addSearchConfig(
-      it,
-      it / 4,
-      "llm",
-      { strategy: "exploit", active: ["MATRIX_LR"], frozen: ["DEPTH"], guidance: "" },
-      `cycle ${it / 4}: ${HOSTILE}`,
-    );
-    store.addEvent(it, "1.5", it % 8 === 0 ? "unchanged" : "adjusted", `Level 1.5 (llm): exploit`, {});
-  }
+  recordAround(store, it, { trialId, proposalId, byMechanism, kept });
   store.checkpoint(`iter:${it}:done`);
 }
 

@@ -15,10 +15,10 @@ h3 { font-size:16px; margin:18px 0 6px; }
 .note { color:var(--muted); font-size:13.5px; margin:4px 0 10px; max-width:95ch; }
 .sub { color:var(--muted); font-size:12.5px; font-weight:400; }
 .warn { color:var(--warn); font-weight:600; }
-.cards { display:grid; grid-template-columns:repeat(auto-fill,minmax(150px,1fr)); gap:10px; }
+.cards { display:grid; grid-template-columns:repeat(auto-fill,minmax(118px,1fr)); gap:8px; }
 .card { background:var(--soft); border-radius:8px; padding:10px 12px; }
 .card .label { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
-.card .value { font-size:20px; font-weight:600; font-variant-numeric:tabular-nums; overflow-wrap:anywhere; }
+.card .value { font-size:19px; font-weight:600; font-variant-numeric:tabular-nums; overflow-wrap:anywhere; }
 figure.chart { margin:0; overflow-x:auto; }
 figure.chart svg { max-width:100%; height:auto; display:block; }
 figure.chart path[aria-roledescription="point"] { cursor:pointer; }
@@ -26,7 +26,9 @@ table.grid { border-collapse:collapse; width:100%; font-size:13.5px; }
 table.grid th, table.grid td { border-bottom:1px solid var(--line); padding:6px 8px; text-align:left; vertical-align:top; }
 table.grid th { background:var(--soft); font-weight:600; white-space:nowrap; position:sticky; top:0; z-index:1; }
 table.grid td { unicode-bidi:isolate; overflow-wrap:break-word; }
-table.inventory td:nth-child(3) { min-width:220px; }
+table.inventory td:nth-child(3) { min-width:170px; }
+table.inventory th { white-space:normal; }
+table.inventory td:first-child { min-width:9.5em; }
 table.inventory td:nth-child(2), table.trials td:nth-child(2), table.level15 td:nth-child(2) { white-space:nowrap; }
 table.groups td:nth-child(7) { min-width:240px; }
 td.num { font-variant-numeric:tabular-nums; white-space:nowrap; }
@@ -41,10 +43,12 @@ table.trials td:nth-child(5), table.trials td:nth-child(6) { min-width:220px; }
 .o-discarded, .o-baseline { white-space:nowrap; }
 tr.flash td { background:#fff4c2; transition:background 1.2s; }
 ul.hooks { margin:0; padding:0; list-style:none; }
-ul.hooks li { white-space:nowrap; }
+ul.hooks li { padding-left:1em; text-indent:-1em; }
+table.inventory td:nth-child(5) { min-width:260px; }
 .status.s-active { color:var(--accent); font-weight:600; }
 .status.s-quarantined, .status.s-rejected { color:var(--warn); font-weight:600; }
-.mech { border-left:3px solid var(--line); padding:2px 0 4px 12px; margin:12px 0; }
+.mech { border-left:3px solid var(--line); padding:0 0 2px 12px; margin:10px 0; }
+.mech h3 { margin:0 0 2px; }
 details > summary { cursor:pointer; color:var(--accent); }
 details.long > summary { color:inherit; list-style:none; }
 details.long > summary::after { content:" more"; color:var(--accent); font-size:12px; }

@@ -10,7 +10,7 @@ import type { Marker, MarkerKind, Outcome, TrialView } from "./run-data.ts";
 const FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
 
 /** Shared look: readable type on a laptop, quiet grid, no frame. */
-const CONFIG = {
+export const CHART_CONFIG = {
   font: FONT,
   view: { stroke: null },
   axis: {
@@ -103,7 +103,7 @@ export function runChartSpec(trials: readonly TrialView[], markers: readonly Mar
   const mechanismEvents = markers.filter((m) => m.lane === "mechanisms");
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    config: CONFIG,
+    config: CHART_CONFIG,
     spacing: 6,
     // The plot and the marker strip share iterations, but each has its own shapes and legend.
     // (fill and stroke go with shape, or Vega-Lite cannot merge the trial legend into one).
@@ -114,7 +114,7 @@ export function runChartSpec(trials: readonly TrialView[], markers: readonly Mar
     vconcat: [
       {
         width: 1080,
-        height: 340,
+        height: 300,
         layer: [
           ruleLayer(mechanismEvents, x),
           {

@@ -280,53 +280,69 @@ function level15Section(configs: readonly SearchConfigRow[]): Html {
   );
 }
 
-function trialsSection(trials: readonly TrialView[]): Html {
-  const symbol: Readonly<Record<string, string>> = {
-    baseline: "■ baseline",
-    kept: "▲ kept",
-    discarded: "○ discarded",
-    failed: "✕ failed",
-  };
-  const rows = trials.map((t) =>
+const OUTCOME_TEXT: Readonly<Record<string, string>> = {
+  baseline: "■ baseline",
+  kept: "▲ kept",
+  discarded: "○ discarded",
+  failed: "✕ failed",
+};
+
+/** One row of the trials table; its id (t-N) is where a click on the plot's point leads. */
+function trialRow(t: TrialView): Html {
+  const delta = t.delta === null ? null : `Δ ${t.delta >= 0 ? "+" : ""}${t.delta.toFixed(4)}`;
+  const touched =
+    t.touchedBy.length === 0
+      ? "–"
+      : t.touchedBy.map((m) =>
+          h("div", null, h("a", { href: `#mech-${anchor(m.id)}` }, m.id), ` ${m.outcome}`),
+        );
+  return h(
+    "tr",
+    { id: `t-${t.id}`, "data-outcome": t.outcome, "data-touched": t.touchedBy.length > 0 ? "1" : "0" },
+    h("td", { class: "num" }, `#${t.id}`),
+    h("td", { class: "num" }, t.iteration),
     h(
-      "tr",
-      { id: `t-${t.id}`, "data-outcome": t.outcome, "data-touched": t.touchedBy.length > 0 ? "1" : "0" },
-      h("td", { class: "num" }, `#${t.id}`),
-      h("td", { class: "num" }, t.iteration),
-      h(
-        "td",
-        { class: `o-${t.outcome}` },
-        symbol[t.outcome] ?? t.outcome,
-        t.outcome === "failed" ? h("div", { class: "sub" }, t.status) : null,
-      ),
-      h(
-        "td",
-        { class: "num" },
-        fmt(t.valBpb),
-        t.delta === null
-          ? null
-          : h("div", { class: "sub" }, `Δ ${t.delta >= 0 ? "+" : ""}${t.delta.toFixed(4)}`),
-      ),
-      h("td", null, longText(t.description, 140)),
-      h(
-        "td",
-        null,
-        t.rationale === null ? "–" : longText(t.rationale, 140),
-        t.proposer ? h("div", { class: "sub" }, `by ${t.proposer}`) : null,
-      ),
-      h(
-        "td",
-        null,
-        t.touchedBy.length === 0
-          ? "–"
-          : t.touchedBy.map((m) =>
-              h("div", null, h("a", { href: `#mech-${anchor(m.id)}` }, m.id), ` ${m.outcome}`),
-            ),
-      ),
-      h("td", null, longText(t.message, 100)),
-      h("td", { class: "num" }, duration(t.durationMs)),
+      "td",
+      { class: `o-${t.outcome}` },
+      OUTCOME_TEXT[t.outcome] ?? t.outcome,
+      t.outcome === "failed" ? h("div", { class: "sub" }, t.status) : null,
     ),
+    h("td", { class: "num" }, fmt(t.valBpb), delta === null ? null : h("div", { class: "sub" }, delta)),
+    h("td", null, longText(t.description, 140)),
+    h(
+      "td",
+      null,
+      t.rationale === null ? "–" : longText(t.rationale, 140),
+      t.proposer ? h("div", { class: "sub" }, `by ${t.proposer}`) : null,
+    ),
+    h("td", null, touched),
+    h("td", null, longText(t.message, 100)),
+    h("td", { class: "num" }, duration(t.durationMs)),
   );
+}
+
+const TRIAL_FILTERS = [
+  ["all", "all trials"],
+  ["kept", "kept"],
+  ["discarded", "discarded"],
+  ["failed", "failed"],
+  ["baseline", "baselines"],
+  ["touched", "touched by a mechanism"],
+] as const;
+
+const TRIAL_COLUMNS = [
+  "trial",
+  "iter.",
+  "result",
+  "val_bpb",
+  "changes",
+  "rationale",
+  "mechanisms",
+  "verdict",
+  "time",
+];
+
+function trialsSection(trials: readonly TrialView[]): Html {
   return h(
     "section",
     { id: "trials" },
@@ -338,14 +354,7 @@ function trialsSection(trials: readonly TrialView[]): Html {
       h(
         "select",
         { id: "trial-filter" },
-        [
-          ["all", "all trials"],
-          ["kept", "kept"],
-          ["discarded", "discarded"],
-          ["failed", "failed"],
-          ["baseline", "baselines"],
-          ["touched", "touched by a mechanism"],
-        ].map(([v, l]) => h("option", { value: v }, l)),
+        TRIAL_FILTERS.map(([v, l]) => h("option", { value: v }, l)),
       ),
     ),
     h(
@@ -360,20 +369,10 @@ function trialsSection(trials: readonly TrialView[]): Html {
           h(
             "tr",
             null,
-            [
-              "trial",
-              "iter.",
-              "result",
-              "val_bpb",
-              "changes",
-              "rationale",
-              "mechanisms",
-              "verdict",
-              "time",
-            ].map((c) => h("th", { scope: "col" }, c)),
+            TRIAL_COLUMNS.map((c) => h("th", { scope: "col" }, c)),
           ),
         ),
-        h("tbody", null, rows),
+        h("tbody", null, trials.map(trialRow)),
       ),
     ),
   );

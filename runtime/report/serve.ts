@@ -21,75 +21,92 @@ export interface RunningServer {
 const HOST = "127.0.0.1";
 const HEARTBEAT_MS = 15_000;
 
-export async function serveReport(source: ReportSource, options: ServeOptions): Promise<RunningServer> {
-  const clients = new Set<ServerResponse>();
-  let revision = source.revision();
-  let cached: { revision: string; title: string; body: string } | null = null;
-  const content = async () => {
-    const at = revision;
-    if (cached?.revision !== at) cached = { revision: at, ...(await source.content()) };
-    return cached;
-  };
-  const send = (res: ServerResponse, rev: string) => res.write(`event: revision\ndata: ${rev}\n\n`);
-  let port = options.port;
-  const server = createServer((req, res) => {
-    handle(req, res).catch((error: unknown) => {
-      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
-      res.end(`report failed: ${(error as Error).message}`);
-    });
-  });
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    // Loopback only, and only under its own name: a page elsewhere cannot reach it by DNS rebinding.
-    const host = req.headers.host ?? "";
-    if (host !== `${HOST}:${port}` && host !== `localhost:${port}`) return plain(res, 403, "forbidden host");
-    if (req.method !== "GET" && req.method !== "HEAD") return plain(res, 405, "GET only");
-    const url = new URL(req.url ?? "/", `http://${HOST}:${port}`);
-    if (url.pathname === "/") {
-      const html = await renderDocument(source, { events: "/events", content: "/content", revision });
-      return send200(res, "text/html; charset=utf-8", html);
-    }
-    if (url.pathname === "/content") return send200(res, "text/html; charset=utf-8", (await content()).body);
-    if (url.pathname === "/events") {
-      res.writeHead(200, {
-        "content-type": "text/event-stream",
-        "cache-control": "no-store",
-        connection: "keep-alive",
-      });
-      res.write("retry: 2000\n\n");
-      send(res, revision);
-      clients.add(res);
-      req.on("close", () => clients.delete(res));
-      return;
-    }
-    return plain(res, 404, "not found");
+/** What the request handler shares with the poller: the source, its last revision, the open event streams. */
+class LiveState {
+  readonly clients = new Set<ServerResponse>();
+  revision: string;
+  port = 0;
+  private cached: { revision: string; body: string } | null = null;
+  readonly source: ReportSource;
+
+  constructor(source: ReportSource) {
+    this.source = source;
+    this.revision = source.revision();
   }
-  const poll = setInterval(() => {
+
+  /** The page's content at the current revision, rendered once per revision. */
+  async content(): Promise<string> {
+    const at = this.revision;
+    if (this.cached?.revision !== at)
+      this.cached = { revision: at, body: (await this.source.content()).body };
+    return this.cached.body;
+  }
+
+  /** Check the source; tell every page when it changed. */
+  poll(): void {
     let next: string;
     try {
-      next = source.revision();
+      next = this.source.revision();
     } catch {
       return; // a store mid-write or a study file being replaced: try again next tick
     }
-    if (next === revision) return;
-    revision = next;
-    for (const c of clients) send(c, next);
-  }, options.pollMs ?? 500);
-  const heartbeat = setInterval(() => {
-    for (const c of clients) c.write(": ping\n\n");
-  }, HEARTBEAT_MS);
+    if (next === this.revision) return;
+    this.revision = next;
+    for (const c of this.clients) sendRevision(c, next);
+  }
+}
+
+const sendRevision = (res: ServerResponse, revision: string) =>
+  res.write(`event: revision\ndata: ${revision}\n\n`);
+
+async function handle(state: LiveState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  // Loopback only, and only under its own name: a page elsewhere cannot reach it by DNS rebinding.
+  const host = req.headers.host ?? "";
+  if (host !== `${HOST}:${state.port}` && host !== `localhost:${state.port}`)
+    return plain(res, 403, "forbidden host");
+  if (req.method !== "GET" && req.method !== "HEAD") return plain(res, 405, "GET only");
+  const { pathname } = new URL(req.url ?? "/", `http://${HOST}:${state.port}`);
+  if (pathname === "/") {
+    const live = { events: "/events", content: "/content", revision: state.revision };
+    return html(res, await renderDocument(state.source, live));
+  }
+  if (pathname === "/content") return html(res, await state.content());
+  if (pathname === "/events") {
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store" });
+    res.write("retry: 2000\n\n");
+    sendRevision(res, state.revision);
+    state.clients.add(res);
+    req.on("close", () => state.clients.delete(res));
+    return;
+  }
+  return plain(res, 404, "not found");
+}
+
+export async function serveReport(source: ReportSource, options: ServeOptions): Promise<RunningServer> {
+  const state = new LiveState(source);
+  const server = createServer((req, res) => {
+    handle(state, req, res).catch((error: unknown) => {
+      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+      res.end(`report failed: ${(error as Error).message}\n`);
+    });
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, HOST, () => resolve());
   });
-  port = (server.address() as AddressInfo).port;
+  state.port = (server.address() as AddressInfo).port;
+  const poll = setInterval(() => state.poll(), options.pollMs ?? 500);
+  const heartbeat = setInterval(() => {
+    for (const c of state.clients) c.write(": ping\n\n");
+  }, HEARTBEAT_MS);
   return {
-    url: `http://${HOST}:${port}/`,
-    port,
+    url: `http://${HOST}:${state.port}/`,
+    port: state.port,
     close: async () => {
       clearInterval(poll);
       clearInterval(heartbeat);
-      for (const c of clients) c.end();
-      clients.clear();
+      for (const c of state.clients) c.end();
+      state.clients.clear();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
@@ -101,9 +118,9 @@ function plain(res: ServerResponse, status: number, text: string): void {
   res.end(`${text}\n`);
 }
 
-function send200(res: ServerResponse, type: string, body: string): void {
+function html(res: ServerResponse, body: string): void {
   res.writeHead(200, {
-    "content-type": type,
+    "content-type": "text/html; charset=utf-8",
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
   });

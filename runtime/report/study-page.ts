@@ -1,6 +1,6 @@
 // A study's page: the group table with its statistics, every run's running minimum (thin), each
 // group's mean with its 95% CI band (thick), and the per-run table. Built from StudyData only.
-import { type ChartSpec, renderSvg } from "./charts.ts";
+import { CHART_CONFIG, type ChartSpec, renderSvg } from "./charts.ts";
 import { duration, fmt, frag, type Html, h, raw, table } from "./html.ts";
 import type { CurvePoint, StudyComparison, StudyData, StudyGroup, StudyRun, Summary } from "./study-data.ts";
 import { t95 } from "./study-data.ts";
@@ -55,19 +55,14 @@ const DASHES = [
   [6, 2, 1, 2],
 ];
 
-export function studyChartSpec(d: StudyData): ChartSpec {
-  const ids = d.groups.map((g) => g.id);
+/** The chart's rows: every run's curve points, and each group's mean and band, labelled by group. */
+function studyChartData(d: StudyData) {
   const label = (id: string) => {
     const g = d.groups.find((x) => x.id === id);
     return g && g.label !== g.id ? `${g.id}: ${g.label}` : id;
   };
   const runs = d.runs.flatMap((r) =>
-    r.curve.map((p) => ({
-      run: `${r.group}#${r.repeat} ${r.dir}`,
-      group: label(r.group),
-      iteration: p.iteration,
-      best: p.best,
-    })),
+    r.curve.map((p) => ({ run: `${r.group}#${r.repeat} ${r.dir}`, group: label(r.group), ...p })),
   );
   const bands = d.groups.flatMap((g) =>
     meanBand(d.runs.filter((r) => r.group === g.id).map((r) => r.curve)).map((b) => ({
@@ -75,21 +70,30 @@ export function studyChartSpec(d: StudyData): ChartSpec {
       group: label(g.id),
     })),
   );
-  const domain = ids.map(label);
-  const color = {
+  return { runs, bands, domain: d.groups.map((g) => label(g.id)) };
+}
+
+/** Colour and dash both encode the group (one merged legend, drawn as line samples). */
+function groupEncoding(domain: readonly string[], channel: "color" | "dash"): ChartSpec {
+  return {
     field: "group",
     type: "nominal",
     title: "group",
-    legend: { symbolType: "stroke", symbolOpacity: 1, symbolStrokeWidth: 3 },
-    scale: { domain, range: PALETTE.slice(0, domain.length) },
+    legend: {
+      symbolType: "stroke",
+      symbolOpacity: 1,
+      symbolStrokeWidth: 3,
+      symbolSize: 400,
+      labelLimit: 500,
+    },
+    scale: { domain, range: (channel === "color" ? PALETTE : DASHES).slice(0, domain.length) },
   };
-  const dash = {
-    field: "group",
-    type: "nominal",
-    title: "group",
-    legend: { symbolType: "stroke", symbolOpacity: 1, symbolStrokeWidth: 3 },
-    scale: { domain, range: DASHES.slice(0, domain.length) },
-  };
+}
+
+export function studyChartSpec(d: StudyData): ChartSpec {
+  const { runs, bands, domain } = studyChartData(d);
+  const color = groupEncoding(domain, "color");
+  const strokeDash = groupEncoding(domain, "dash");
   const x = {
     field: "iteration",
     type: "quantitative",
@@ -98,20 +102,8 @@ export function studyChartSpec(d: StudyData): ChartSpec {
   };
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    config: {
-      font: "system-ui, sans-serif",
-      view: { stroke: null },
-      axis: { labelFontSize: 12, titleFontSize: 13, gridColor: "#e8e8e8" },
-      legend: {
-        labelFontSize: 12,
-        titleFontSize: 12,
-        orient: "top",
-        symbolStrokeWidth: 3,
-        symbolSize: 300,
-        labelLimit: 500,
-      },
-    },
-    width: 1000,
+    config: CHART_CONFIG,
+    width: 1080,
     height: 380,
     layer: [
       {
@@ -128,7 +120,7 @@ export function studyChartSpec(d: StudyData): ChartSpec {
           y: { field: "best", type: "quantitative" },
           detail: { field: "run" },
           color,
-          strokeDash: dash,
+          strokeDash,
         },
       },
       {
@@ -139,7 +131,7 @@ export function studyChartSpec(d: StudyData): ChartSpec {
           x,
           y: { field: "mean", type: "quantitative", title: "best val_bpb so far", scale: { zero: false } },
           color,
-          strokeDash: dash,
+          strokeDash,
         },
       },
     ],
