@@ -50,11 +50,18 @@ export function openReportSource(
 }
 
 function studySource(root: string, loadStudy: (dir: string) => StudyData): ReportSource {
-  // The study's revision: study.json's mtime and every listed run's store revision.
+  // The study's revision: study.json's mtime and every run's store revision. The run folders are
+  // asked of the loader only when study.json changes, so polling stays a few cheap reads per run.
+  let known: { mtimeMs: number; dirs: readonly string[] } | null = null;
+  const runDirs = (): { mtimeMs: number; dirs: readonly string[] } => {
+    const mtimeMs = statSync(path.join(root, STUDY_FILE)).mtimeMs;
+    if (known?.mtimeMs !== mtimeMs)
+      known = { mtimeMs, dirs: loadStudy(root).runs.map((r) => path.resolve(root, r.dir)) };
+    return known;
+  };
   const revision = () => {
-    const data = loadStudy(root);
-    const stamps = data.runs.map((r) => {
-      const dir = path.resolve(root, r.dir);
+    const { mtimeMs, dirs } = runDirs();
+    const stamps = dirs.map((dir) => {
       if (!RunStore.exists(dir)) return "-";
       const store = RunStore.open(dir, { readOnly: true });
       try {
@@ -63,7 +70,7 @@ function studySource(root: string, loadStudy: (dir: string) => StudyData): Repor
         store.close();
       }
     });
-    return [statSync(path.join(root, STUDY_FILE)).mtimeMs, ...stamps].join("|");
+    return [mtimeMs, ...stamps].join("|");
   };
   return {
     kind: "study",
