@@ -8,6 +8,7 @@ import { Command, CommanderError } from "commander";
 import { registerApproveCommand } from "./commands/approve.ts";
 import { registerMechanismCommands } from "./commands/mechanism.ts";
 import { registerMechanismTestCommand } from "./commands/mechanism-test.ts";
+import { registerReportCommands } from "./commands/report.ts";
 import { registerRunCommands } from "./commands/run.ts";
 import { registerTrainCommand } from "./commands/train.ts";
 import { UserError } from "./errors.ts";
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
     });
   registerRunCommands(program);
   registerTrainCommand(program);
+  registerReportCommands(program);
   registerMechanismCommands(program);
   const mechanism = program.commands.find((c) => c.name() === "mechanism");
   if (!mechanism) throw new Error("the mechanism command group is missing");

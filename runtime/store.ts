@@ -699,14 +699,38 @@ export class RunStore {
       .run(iteration, level, kind, message, json(data), now());
   }
 
-  events(): { iteration: number; level: EventLevel; kind: string; message: string; data: Json }[] {
+  events(): {
+    iteration: number;
+    level: EventLevel;
+    kind: string;
+    message: string;
+    data: Json;
+    createdAt: string;
+  }[] {
     return (this.db.prepare("SELECT * FROM events ORDER BY id").all() as Row[]).map((r) => ({
       iteration: Number(r.iteration),
       level: String(r.level) as EventLevel,
       kind: String(r.kind),
       message: String(r.message),
       data: parse<Json>(r.data_json),
+      createdAt: String(r.created_at),
     }));
+  }
+
+  /**
+   * A cheap stamp that changes whenever the run records something (a trial, an event, a hook
+   * call, an LLM exchange, a mechanism update, its status): `serve` polls it to push updates.
+   */
+  revision(): string {
+    const row = this.db
+      .prepare(
+        `SELECT (SELECT coalesce(max(id), 0) FROM trials) || ':' || (SELECT coalesce(max(id), 0) FROM events)
+           || ':' || (SELECT coalesce(max(id), 0) FROM ledger) || ':' || (SELECT coalesce(max(id), 0) FROM llm_exchanges)
+           || ':' || (SELECT coalesce(max(updated_at), '') FROM mechanisms)
+           || ':' || (SELECT coalesce(max(value), '') FROM meta WHERE key = 'status') AS stamp`,
+      )
+      .get() as Row | undefined;
+    return String(row?.stamp ?? "");
   }
 
   /**
