@@ -73,7 +73,7 @@ const SEED_SCHEMA = {
         required: ["iteration", "hook", "code", "message"],
         properties: {
           iteration: count,
-          hook: { enum: [...HOOKS] },
+          hook: { enum: [...HOOKS, "validation", "budget"] },
           code: { type: "string" },
           message: { type: "string" },
         },

@@ -20,7 +20,7 @@ import { RuleStrategist } from "./level15/strategists.ts";
 import { BilevelLoop } from "./loop.ts";
 import type { SandboxLike } from "./mechanisms.ts";
 import { spaceKey } from "./param-scale.ts";
-import { RunStore, type TrialRow } from "./store.ts";
+import { type MechanismRow, RunStore, type TrialRow } from "./store.ts";
 import { SyntheticTrainer } from "./trainers.ts";
 
 // /2: the harness runs the loop itself (noise-aware acceptance by default, σ from baselines).
@@ -70,7 +70,8 @@ export type HookCounts = Record<HookName, number>;
 
 export interface HarnessFault {
   readonly iteration: number;
-  readonly hook: HookName;
+  /** The hook that faulted, or what quarantined the mechanism without a hook call. */
+  readonly hook: HookName | "validation" | "budget";
   readonly code: string;
   readonly message: string;
 }
@@ -333,15 +334,7 @@ function summarise(
     }
   }
   const row = store.mechanisms()[0];
-  const refused = row?.validation && !row.validation.ok ? row.validation.error : null;
-  if (faults.length === 0 && row?.status === "quarantined") {
-    faults.push({
-      iteration: 0,
-      hook: "init",
-      code: refused?.code ?? "quarantined",
-      message: row.reason ?? "",
-    });
-  }
+  if (faults.length === 0 && row?.status === "quarantined") faults.push(quarantineFault(store, row));
   const failures: Partial<Record<TrialStatus, number>> = {};
   for (const t of search) if (t.status !== "ok") failures[t.status] = (failures[t.status] ?? 0) + 1;
   return {
@@ -367,6 +360,21 @@ function summarise(
   };
 }
 
+/** A quarantine that no hook call caused: failed validation on the live trace, or the time budget. */
+function quarantineFault(store: RunStore, row: MechanismRow): HarnessFault {
+  const event = store
+    .events()
+    .find((e) => e.kind === "quarantined" && (e.data as { id?: Json }).id === row.id);
+  const overBudget = row.reason?.startsWith("over its time budget") ?? false;
+  const refused = row.validation && !row.validation.ok ? row.validation.error : null;
+  return {
+    iteration: event?.iteration ?? 0,
+    hook: overBudget ? "budget" : "validation",
+    code: overBudget ? "time-budget" : (refused?.code ?? "quarantined"),
+    message: row.reason ?? "",
+  };
+}
+
 export function latencyStats(values: readonly number[]): LatencyStats {
   const sorted = [...values].sort((a, b) => a - b);
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? 0;
@@ -378,7 +386,8 @@ function round(x: number): number {
   return Number(x.toFixed(6));
 }
 
-function fingerprint(params: readonly ParamSpec[], trials: readonly TrialRow[]): string {
+/** sha256 of a trial sequence (iteration, config, status, score): equal means identical behaviour. */
+export function fingerprint(params: readonly ParamSpec[], trials: readonly TrialRow[]): string {
   const hash = createHash("sha256");
   for (const t of trials) {
     hash.update(`${t.iteration}|${spaceKey(params, t.config)}|${t.status}|${t.valBpb ?? "-"}\n`);

@@ -385,7 +385,7 @@ export class BilevelLoop {
         const id = `m${store.mechanisms().length + 1}-${name}`;
         const row = mechanismRow(id, { name, origin: "file", source: m.source, report }, 0);
         store.upsertMechanism({ ...row, status: "quarantined", reason });
-        store.addEvent(0, "2", "quarantined", `${name} (${m.file}) quarantined: ${reason}`);
+        store.addEvent(0, "2", "quarantined", `${name} (${m.file}) quarantined: ${reason}`, { id });
         store.checkpoint(checkpoint);
       });
       this.emit("2", `${name} (${m.file}) quarantined: ${reason}`);

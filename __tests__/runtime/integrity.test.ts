@@ -6,7 +6,7 @@ import path from "node:path";
 import { mechanismCheck } from "../../runtime/commands/mechanism.ts";
 import { checkResumable } from "../../runtime/commands/run.ts";
 import { ConfigError } from "../../runtime/config.ts";
-import { DEFAULT_SETTINGS, harnessRunConfig, runHarness } from "../../runtime/harness.ts";
+import { DEFAULT_SETTINGS, fingerprint, runHarness } from "../../runtime/harness.ts";
 import { OfflineProposer } from "../../runtime/level1/offline-proposer.ts";
 import type { Proposer, ProposerInput } from "../../runtime/level1/proposer.ts";
 import type { Researcher, ResearchResult } from "../../runtime/level2/types.ts";
@@ -144,33 +144,37 @@ test("a start mechanism that passes check but throws on the live trace is quaran
   expect(resumed.report.iterationsDone).toBe(4);
 });
 
-test("mechanism test runs the run's own loop: same mechanism and seed, same trials as a run", async () => {
+test("mechanism test runs the run's own loop: a user's run with the same settings makes the same trials", async () => {
   const params = testConfig({}).searchSpace;
   const source = readFileSync(example("tabu-search"), "utf8");
   const compiled = await sandbox.compile(source, "tabu-search.ts");
   if (!compiled.ok) throw new Error("tabu-search does not compile");
   const settings = { ...DEFAULT_SETTINGS, seeds: [5], iterations: 6 };
-  const base = testConfig({});
   const harness = await runHarness(
     sandbox,
     { fileName: "tabu-search.ts", source, compiled: compiled.mechanism },
     params,
     settings,
-    base,
+    testConfig({}),
   );
+  // The same experiment as a user would configure it, run by the CLI's own entry point.
   const dir = tmp();
-  const config = harnessRunConfig(base, params, settings, 5);
-  const { store, loop: l } = loop(dir, config, {
-    trainer: new SyntheticTrainer(params, 0, settings.noiseSigma),
-    startMechanisms: [{ file: "tabu-search.ts", source }],
+  const config = testConfig({
+    seed: 5,
+    iterations: 6,
+    budgetSeconds: 1,
+    trainer: { kind: "synthetic", delayMs: 0, noise: settings.noiseSigma },
+    level15: { every: 7 },
+    level2: { everyCycles: 0, retireWindow: 0 },
+    mechanisms: [example("tabu-search")],
   });
-  await l.run();
+  await executeRun({ dir: path.join(dir, "run"), config, offline: true, observer: {} });
+  const store = RunStore.open(path.join(dir, "run"), { readOnly: true });
   const search = store.trials().filter((t) => t.kind === "search");
-  expect(harness.summary.seeds[0]?.trials).toBe(search.length);
-  expect(harness.summary.seeds[0]?.kept).toBe(search.filter((t) => t.kept).length);
-  expect(harness.summary.seeds[0]?.calls.filter).toBe(
-    store.ledger().filter((x) => x.hook === "filter").length,
-  );
+  const seed = harness.summary.seeds[0];
+  expect(seed?.trajectory).toBe(fingerprint(params, search));
+  expect(seed?.kept).toBe(search.filter((t) => t.kept).length);
+  expect(seed?.calls.filter).toBe(store.ledger().filter((x) => x.hook === "filter").length);
   expect(harness.summary.settings.acceptance).toBe("noise-aware");
   store.close();
 });

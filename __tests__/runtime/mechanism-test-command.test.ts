@@ -85,6 +85,26 @@ describe("mechanism test", () => {
     expect(refused.stderr).toMatch(/--config \(k 8\) does not match the baseline \(recorded with k 1\)/);
   });
 
+  it("a mechanism quarantined for its time budget is reported at the iteration it happened", async () => {
+    const slow = write(
+      "slow.ts",
+      `import type { Mechanism } from "bilevel/mechanism-api";
+export default {
+  manifest: { name: "slow", version: 1, hooks: ["filter"], capabilities: [] },
+  filter() {
+    let x = 0;
+    for (let i = 0; i < 3_000_000; i++) x += i % 7;
+    return x < 0 ? { verdict: "reject", reason: "never" } : { verdict: "accept" };
+  },
+} satisfies Mechanism<{}>;
+`,
+    );
+    const budget = write("budget.json", JSON.stringify({ policy: { mechanismBudgetMs: 1, maxOverruns: 1 } }));
+    const r = await run(slow, { config: budget, seeds: "1", iterations: "4" });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/fault: seed 1, iteration 2, budget\/time-budget: over its time budget/);
+  });
+
   it("prints the same deterministic JSON twice; timing is kept apart", async () => {
     const file = path.join(examples, "ucb-bandit.ts");
     const a = JSON.parse((await run(file, { json: true, seeds: "2", iterations: "8" })).stdout);
