@@ -38,7 +38,8 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
     : createLlmClient(config.llm, options.env ?? process.env);
   const params = config.searchSpace;
   // Everything that can be refused is read and checked before the run folder exists.
-  const trainer = options.trainer ?? createTrainer(config, params);
+  const trainer =
+    options.trainer ?? createTrainer(config, params, { runDir: dir, resume: options.resume ?? false });
   const startMechanisms = config.mechanisms.map((file) => ({ file, source: readMechanismFile(file) }));
   const sandbox = await Sandbox.start(sandboxPolicy(config.policy));
   let store: RunStore;
@@ -56,7 +57,9 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
       config,
       trainer,
       sandbox,
-      proposer: chat ? new LlmProposer(chat.chat, config.proposer.maxRepairs) : new OfflineProposer(),
+      proposer: chat
+        ? new LlmProposer(chat.chat, config.proposer.maxRepairs, config.program?.text ?? null)
+        : new OfflineProposer(),
       strategist: chat
         ? new LlmStrategist(chat.chat, config.proposer.maxRepairs)
         : new RuleStrategist(config.level15),
