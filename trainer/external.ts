@@ -355,6 +355,8 @@ export class ExternalTrainer implements Trainer {
       // The copy runs from the trial folder: keep the script's own folder importable.
       PYTHONPATH: base.PYTHONPATH ? `${scriptDir}${path.delimiter}${base.PYTHONPATH}` : scriptDir,
       PYTHONUNBUFFERED: "1",
+      // Imports from the script's folder must not leave __pycache__ in the user's working tree.
+      PYTHONDONTWRITEBYTECODE: "1",
     };
     // Linux: through the shim, so that everything the command starts (the Python under `uv run`,
     // a process that moved to its own session) ends with the trial.

@@ -281,7 +281,7 @@ export function formatScriptConstants(info: ScriptInfo, space: readonly ParamSpe
       "spec" in derived ? formatRange(derived.spec) : `not searchable as is: ${derived.errors.join("; ")}`;
     const mark = declared ? "*" : " ";
     lines.push(
-      `${mark} ${c.name.padEnd(width)}  ${`${c.text}`.padEnd(12)} ${c.type.padEnd(5)} ${how}${c.derived ? "  (computed)" : ""}`,
+      `${mark} ${c.name.padEnd(width)}  ${c.text.padEnd(12)} ${how}${c.derived ? "  (computed)" : ""}`,
     );
   }
   for (const c of info.imported)
@@ -305,5 +305,6 @@ export function formatRange(p: ParamSpec): string {
 }
 
 function round(v: number | undefined): string {
-  return v === undefined ? "?" : String(Number(v.toPrecision(6)));
+  if (v === undefined) return "?";
+  return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
 }
