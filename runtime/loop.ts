@@ -305,7 +305,8 @@ export class BilevelLoop {
       if (this.aborted()) return;
       const seed = config.seed + r;
       const id = this.nextTrialId();
-      const outcome = await this.train(0, id, config.startConfig, seed, `baseline ${r + 1}/${repeats}`);
+      const description = `baseline run ${r + 1} (seed ${seed})`;
+      const outcome = await this.train(0, id, config.startConfig, seed, description);
       if (this.aborted() && outcome.message === "aborted") return;
       const row: TrialRow = {
         id,
@@ -322,7 +323,7 @@ export class BilevelLoop {
         result: (outcome.result as unknown as Json) ?? null,
         message: outcome.message,
         durationMs: outcome.durationMs,
-        description: `baseline run ${r + 1} (seed ${seed})`,
+        description,
         commit: outcome.commit ?? null,
       };
       await this.storeTrial(row, () => store.checkpoint(`baseline:${r}`));
