@@ -185,7 +185,12 @@ export default {
   expect(c.searchSpace[1]?.constraints).toEqual(["TOTAL_BATCH_SIZE % (DEVICE_BATCH_SIZE * 2048) == 0"]);
   const inner = createTrainer(c, c.searchSpace);
   const seen: Config[] = [];
-  const recording: Trainer = { run: (r: TrialRequest) => (seen.push(r.config), inner.run(r)) };
+  const recording: Trainer = {
+    run: (r: TrialRequest) => {
+      seen.push(r.config);
+      return inner.run(r);
+    },
+  };
   const dir = path.join(tmp, "constraint-run");
   await executeRun({ dir, config: c, offline: true, trainer: recording, observer: {} });
   expect(seen.length).toBeGreaterThan(1);
