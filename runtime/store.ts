@@ -316,7 +316,9 @@ export class RunStore {
     const store = new RunStore(dir, db);
     if (!options.readOnly && store.getMeta("schema_version") === "2") store.migrateFrom2();
     const version = store.getMeta("schema_version");
-    if (version !== null && Number(version) !== SCHEMA_VERSION) {
+    // Read-only (status, export) a version 2 database reads as is: its trials have no commit.
+    const readable = options.readOnly === true && version === "2";
+    if (version !== null && Number(version) !== SCHEMA_VERSION && !readable) {
       db.close();
       throw new Error(
         `run database ${dir} has schema version ${version}; this bilevel reads ${SCHEMA_VERSION}`,
