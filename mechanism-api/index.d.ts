@@ -26,6 +26,16 @@ export interface ParamSpec {
   readonly log?: boolean;
   /** The allowed values of a choice parameter, in order. */
   readonly choices?: readonly ParamValue[];
+  /** Int/float: every value must be a multiple of this (e.g. 64). */
+  readonly multipleOf?: number;
+  /** Int: every value must be a power of two (2**k). */
+  readonly powerOfTwo?: boolean;
+  /**
+   * Conditions every trained config must meet, as Python expressions over the config's names,
+   * e.g. "TOTAL_BATCH_SIZE % (DEVICE_BATCH_SIZE * 2048) == 0". A proposal, suggestion or
+   * modification that breaks one is refused before any training.
+   */
+  readonly constraints?: readonly string[];
   readonly default: ParamValue;
   readonly description: string;
   /** True while Level 1.5 has frozen it: proposals and suggestions that change it are refused. */

@@ -1,13 +1,17 @@
 // Checking and applying parameter changes against the search space. Every change that reaches
 // the trainer passes through here, whoever made it (LLM, offline proposer, mechanism).
 import type { Change, Config, ParamSpec, ParamValue } from "../mechanism-api/index.d.ts";
+import { checkConstraints } from "../trainer/constraints.ts";
 import { checkValue } from "../trainer/search-space.ts";
 
-/** Problems with `changes`, one sentence each; empty when they are valid. */
+/**
+ * Problems with `changes`, one sentence each; empty when they are valid. With `base` (the config
+ * they apply to), the declared constraints are checked on the result too.
+ */
 export function checkChanges(
   changes: readonly Change[],
   params: readonly ParamSpec[],
-  options: { active?: readonly string[]; maxChanges?: number } = {},
+  options: { active?: readonly string[]; maxChanges?: number; base?: Config } = {},
 ): string[] {
   const errors: string[] = [];
   const byName = new Map(params.map((p) => [p.name, p]));
@@ -29,6 +33,8 @@ export function checkChanges(
     }
     errors.push(...checkValue(spec, change.value));
   }
+  if (errors.length === 0 && options.base)
+    errors.push(...checkConstraints(params, applyChanges(options.base, changes)));
   return errors;
 }
 
@@ -50,10 +56,10 @@ export function describeChanges(config: Config, changes: readonly Change[]): str
     .join(", ");
 }
 
+/** The value exactly (a description must match what the file holds: 0.14955, not 0.1496). */
 function formatValue(value: ParamValue | undefined): string {
   if (value === undefined) return "?";
-  if (typeof value === "string") return value;
-  return Number.isInteger(value) ? String(value) : Number(value.toPrecision(4)).toString();
+  return String(value);
 }
 
 export function defaultConfig(params: readonly ParamSpec[]): Config {

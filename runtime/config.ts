@@ -12,8 +12,10 @@ import { DEFAULT_POLICY } from "../sandbox/index.ts";
 import type { SandboxPolicy } from "../sandbox/types.ts";
 import { ENV_ALLOW_ENTRY } from "../trainer/child-env.ts";
 import { cudaAvailable } from "../trainer/python.ts";
+import type { ParamDeclaration } from "../trainer/script-space.ts";
 import { checkValue, loadSearchSpace } from "../trainer/search-space.ts";
 import { UserError } from "./errors.ts";
+import { type ResearchBrief, resolveExternal } from "./external-script.ts";
 import { jsonInputProblem } from "./json-input.ts";
 import { readMechanismFile } from "./mechanism-file.ts";
 
@@ -37,6 +39,32 @@ const ENV_ALLOW_SCHEMA = {
   maxItems: 100,
   uniqueItems: true,
   items: { type: "string", pattern: ENV_ALLOW_ENTRY.source },
+} as const;
+
+/**
+ * How one constant of an external script is searched (trainer.params.NAME); every field is
+ * optional: the range is derived from the script's value (docs/coming-from-autoresearch.md).
+ */
+const PARAM_DECLARATION_SCHEMA = {
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    min: { type: "number" },
+    max: { type: "number" },
+    log: { type: "boolean" },
+    choices: { type: "array", minItems: 1, maxItems: 256, items: { type: ["number", "string"] } },
+    integer: { type: "boolean" },
+    multipleOf: { type: "number", exclusiveMinimum: 0 },
+    powerOfTwo: { type: "boolean" },
+    /** Python expression(s) over the script's constants that every trial must satisfy. */
+    constraint: {
+      anyOf: [
+        { type: "string", minLength: 1, maxLength: 1000 },
+        { type: "array", maxItems: 16, items: { type: "string", minLength: 1, maxLength: 1000 } },
+      ],
+    },
+    description: { type: "string", maxLength: 1000 },
+  },
 } as const;
 
 export const RUN_CONFIG_SCHEMA = {
@@ -91,9 +119,23 @@ export const RUN_CONFIG_SCHEMA = {
             kind: { const: "external" },
             /** A Karpathy-style train.py (relative to the config file). */
             script: { type: "string", minLength: 1 },
-            /** The command that runs it; "{script}" is replaced by the copy's path. */
+            /** The command that runs it; "{script}" is replaced by the copy's path (e.g. ["uv", "run", "{script}"]). */
             command: { type: "array", minItems: 1, items: { type: "string", minLength: 1 } },
             env: ENV_ALLOW_SCHEMA,
+            /** The searched constants, by name; the range of each is derived from its value unless declared. */
+            params: {
+              type: "object",
+              maxProperties: 256,
+              propertyNames: { pattern: "^[A-Za-z_][A-Za-z0-9_]*(\\[[0-9]+\\])?$" },
+              additionalProperties: PARAM_DECLARATION_SCHEMA,
+            },
+            /** A branch bilevel/<name> with one commit per trial; default: on when the script is in a git repository. */
+            git: { type: "boolean" },
+            /** The research brief for the LLM (relative to the config file); default program.md next to the script; null: none. */
+            program: { type: ["string", "null"], minLength: 1 },
+            /** A trial is killed after budgetSeconds × timeoutFactor + graceSeconds. */
+            timeoutFactor: { type: "number", minimum: 1, maximum: 100 },
+            graceSeconds: { type: "number", minimum: 0, maximum: 86400 },
           },
         },
         closed({
@@ -203,8 +245,10 @@ export interface ResolvedRunConfig extends Omit<RunConfig, "device" | "startConf
   readonly device: "cpu" | "cuda";
   /** The search space with the device's defaults and ranges. */
   readonly searchSpace: readonly ParamSpec[];
-  /** The baseline config: the device's defaults with the config's startConfig applied. */
+  /** The baseline config: the device's defaults (an external script: its constants) with the config's startConfig applied. */
   readonly startConfig: Config;
+  /** The user's research brief (an external script's program.md), given to the LLM; null: none. */
+  readonly program: ResearchBrief | null;
 }
 
 /** Where a config came from: relative paths resolve against `baseDir`. */
@@ -336,17 +380,40 @@ export function resolveRunConfig(
     const read = readMechanismFile(file);
     if (!read.ok) problems.push(`mechanisms[${i}]: ${read.message}`);
   });
-  if (config.trainer.kind === "external" && (config.activeParams ?? []).length === 0) {
-    problems.push(
-      "activeParams: trainer.kind external needs the names of the script's constants to search (and startConfig: their current values)",
-    );
-  }
   if (problems.length > 0)
     throw new ConfigError(`invalid run config (${source.label}):\n${problems.join("\n")}`);
   const device = resolveDevice(config, options.probeCuda);
+  if (trainer.kind === "external") {
+    // The search space and the baseline come from the user's script, not the built-in trainer.
+    const budgetGiven = isPlainObject(partial) && "budgetSeconds" in partial;
+    const ext = resolveExternal({
+      script: trainer.script,
+      ...(trainer.params ? { params: trainer.params as Record<string, ParamDeclaration> } : {}),
+      activeParams: config.activeParams,
+      startConfig: config.startConfig,
+      baseDir: source.baseDir,
+      ...(trainer.program !== undefined ? { program: trainer.program } : {}),
+      ...(trainer.git !== undefined ? { git: trainer.git } : {}),
+      budgetGiven: budgetGiven || options.overrides?.budgetSeconds !== undefined,
+    });
+    if (ext.problems.length > 0)
+      throw new ConfigError(`invalid run config (${source.label}):\n${ext.problems.join("\n")}`);
+    return {
+      ...config,
+      ...(ext.budgetSeconds !== null ? { budgetSeconds: ext.budgetSeconds } : {}),
+      device,
+      dataDir,
+      trainer: { ...trainer, git: ext.git, ...(ext.program ? { program: ext.program.file } : {}) },
+      mechanisms,
+      activeParams: ext.activeParams,
+      searchSpace: ext.searchSpace,
+      startConfig: ext.startConfig,
+      program: ext.program,
+    };
+  }
   const searchSpace = loadSearchSpace(device);
   const startConfig = resolveStart(config, searchSpace, source.label);
-  return { ...config, device, dataDir, trainer, mechanisms, searchSpace, startConfig };
+  return { ...config, device, dataDir, trainer, mechanisms, searchSpace, startConfig, program: null };
 }
 
 function resolveDevice(config: RunConfig, probeCuda?: () => boolean): "cpu" | "cuda" {
@@ -366,9 +433,7 @@ function resolveStart(config: RunConfig, space: readonly ParamSpec[], label: str
   for (const [name, value] of Object.entries(config.startConfig)) {
     const spec = byName.get(name);
     if (!spec) {
-      // An external script's own constants are passed through as they are.
-      if (config.trainer.kind !== "external") problems.push(`startConfig.${name}: unknown parameter`);
-      start[name] = value;
+      problems.push(`startConfig.${name}: unknown parameter`);
       continue;
     }
     for (const e of checkValue(spec, value)) problems.push(`startConfig.${name}: ${e}`);
@@ -440,6 +505,7 @@ export const CHANGEABLE_ON_RESUME: readonly (keyof ResolvedRunConfig)[] = [
   "level15",
   "level2",
   "policy",
+  "program",
 ];
 
 /** Dotted paths where two configs differ (leaves of objects; arrays compare whole). */

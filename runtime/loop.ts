@@ -5,6 +5,7 @@
 // did not commit is redone, a trial that did not finish is rerun.
 import type { Config, Json, ParamSpec, Trial } from "../mechanism-api/index.d.ts";
 import type { DryRunTrace, HookContextData } from "../sandbox/types.ts";
+import { checkConstraints } from "../trainer/constraints.ts";
 import type { Trainer, TrainerProgress, TrialOutcome } from "../trainer/types.ts";
 import { applyChanges, describeChanges } from "./changes.ts";
 import type { ResolvedRunConfig } from "./config.ts";
@@ -113,6 +114,11 @@ export class BilevelLoop {
     return { config: this.d.config.startConfig, valBpb: sameSeed?.valBpb ?? this.noise?.mean ?? null };
   }
 
+  private incumbentCommit(): string | null {
+    const kept = this.trials.filter((t) => t.kind === "search" && t.kept).at(-1);
+    return (kept ?? this.trials.find((t) => t.kind === "baseline" && t.commit))?.commit ?? null;
+  }
+
   private best(): { config: Config; valBpb: number; trialId: number } | null {
     let best: TrialRow | null = null;
     for (const t of this.trials) {
@@ -180,6 +186,8 @@ export class BilevelLoop {
     this.trials = store.trials();
     // results.tsv is rewritten whole from the store (a resume may follow a kill between a commit and an append).
     store.writeResultsTsv();
+    // A trainer that keeps history (git) puts its branch on the incumbent (a resume drops an unjudged trial's commit).
+    await this.d.trainer.begin?.(this.incumbentCommit());
     const searchRows = store.searchConfigs();
     this.search = searchRows.at(-1)?.config ?? this.initialSearchConfig();
     if (searchRows.length === 0)
@@ -297,7 +305,8 @@ export class BilevelLoop {
       if (this.aborted()) return;
       const seed = config.seed + r;
       const id = this.nextTrialId();
-      const outcome = await this.train(0, id, config.startConfig, seed, `baseline ${r + 1}/${repeats}`);
+      const description = `baseline run ${r + 1} (seed ${seed})`;
+      const outcome = await this.train(0, id, config.startConfig, seed, description);
       if (this.aborted() && outcome.message === "aborted") return;
       const row: TrialRow = {
         id,
@@ -305,7 +314,7 @@ export class BilevelLoop {
         kind: "baseline",
         proposalId: null,
         seed,
-        config: config.startConfig,
+        config: outcome.ranConfig ?? config.startConfig,
         changes: [],
         status: outcome.status,
         valBpb: outcome.valBpb,
@@ -314,9 +323,10 @@ export class BilevelLoop {
         result: (outcome.result as unknown as Json) ?? null,
         message: outcome.message,
         durationMs: outcome.durationMs,
-        description: `baseline run ${r + 1} (seed ${seed})`,
+        description,
+        commit: outcome.commit ?? null,
       };
-      this.storeTrial(row, () => store.checkpoint(`baseline:${r}`));
+      await this.storeTrial(row, () => store.checkpoint(`baseline:${r}`));
     }
     this.measureNoise();
   }
@@ -336,16 +346,22 @@ export class BilevelLoop {
     if (store.hasCheckpoint("baseline")) return;
     const noise = this.noise;
     const message = `baseline val_bpb ${noise.mean.toFixed(4)} ± σ ${noise.sigma.toFixed(4)} over ${noise.n} run(s)`;
+    const unmeasured = unmeasuredNoise(values, config.acceptance);
     store.transaction(() => {
       store.setMeta("noise", JSON.stringify(noise));
       store.addEvent(0, "1", "baseline", message, { ...noise });
+      if (unmeasured) store.addEvent(0, "1", "noise-unmeasured", unmeasured, { values });
       store.checkpoint("baseline");
     });
     this.emit("1", message);
+    if (unmeasured) this.emit("1", unmeasured);
   }
 
-  /** Store a finished trial (with `also` in the same transaction), append its results.tsv row, show it. */
-  private storeTrial(row: TrialRow, also: () => void): void {
+  /**
+   * Store a finished trial (with `also` in the same transaction), append its results.tsv row, tell
+   * the trainer the verdict (git: a discarded trial leaves the branch), show it.
+   */
+  private async storeTrial(row: TrialRow, also: () => void): Promise<void> {
     const { store } = this.d;
     store.transaction(() => {
       const id = store.addTrial(row);
@@ -354,6 +370,7 @@ export class BilevelLoop {
     });
     this.trials.push(row);
     store.appendResult(row);
+    await this.d.trainer.judged?.({ commit: row.commit ?? null, kept: row.kept, kind: row.kind });
     this.d.observer?.trialEnd?.(row, this.best()?.valBpb ?? null);
   }
 
@@ -463,7 +480,12 @@ export class BilevelLoop {
     const by = proposal.mechanismId ? ` [suggested by ${proposal.mechanismId}]` : "";
     const description = `${describeChanges(incumbent.config, proposal.changes)}${by}`;
     const id = this.nextTrialId();
-    const outcome = await this.train(it, id, proposal.config, config.seed, description);
+    // The last gate: a config that breaks a declared constraint never reaches the trainer.
+    const broken = checkConstraints(this.params, proposal.config);
+    const outcome =
+      broken.length > 0
+        ? refusedOutcome(broken)
+        : await this.train(it, id, proposal.config, config.seed, description);
     if (this.aborted() && outcome.message === "aborted") return;
     const trial = this.judge(it, id, proposal, description, outcome, incumbent.valBpb);
 
@@ -480,7 +502,7 @@ export class BilevelLoop {
       : trial.status === "ok"
         ? "discarded"
         : `${trial.status.toUpperCase()}, discarded`;
-    this.storeTrial(trial, () => {
+    await this.storeTrial(trial, () => {
       store.setProposalStatus(proposal.id, "trained");
       for (const write of batch) write();
       store.linkLedgerToTrial(trial.id, proposal.id, it, proposal.source === "llm");
@@ -527,7 +549,8 @@ export class BilevelLoop {
       kind: "search",
       proposalId: proposal.id,
       seed: config.seed,
-      config: proposal.config ?? applyChanges(this.incumbent().config, proposal.changes),
+      // What ran, read back from the trainer's file where it can (a user's train.py).
+      config: outcome.ranConfig ?? proposal.config ?? applyChanges(this.incumbent().config, proposal.changes),
       changes: proposal.changes,
       status: outcome.status,
       valBpb: outcome.valBpb,
@@ -537,6 +560,7 @@ export class BilevelLoop {
       message,
       durationMs: outcome.durationMs,
       description,
+      commit: outcome.commit ?? null,
     };
   }
 
@@ -558,6 +582,7 @@ export class BilevelLoop {
       device: run.device,
       ...(run.dataDir !== null ? { dataDir: run.dataDir } : {}),
       workDir,
+      description,
       onProgress: (p) => this.d.observer?.trialProgress?.(p),
       ...(this.d.signal ? { signal: this.d.signal } : {}),
     });
@@ -629,6 +654,38 @@ export class BilevelLoop {
       trial: last ? toApiTrial(last) : fallback.trial,
     };
   }
+}
+
+/** A trial refused before training (a broken constraint): no trainer time, nothing ran. */
+function refusedOutcome(broken: readonly string[]): TrialOutcome {
+  return {
+    status: "invalid-config",
+    valBpb: null,
+    result: null,
+    message: `refused before training: ${broken.join("; ")}`,
+    exitCode: null,
+    durationMs: 0,
+    logPath: "",
+  };
+}
+
+/**
+ * When repeated baselines gave identical scores, what that means, in words (null otherwise): the
+ * script ignores the seed, so σ is the floor and a keep may be run-to-run noise the run cannot see.
+ */
+export function unmeasuredNoise(
+  values: readonly number[],
+  acceptance: { readonly mode: string; readonly minSigma: number; readonly k: number },
+): string | null {
+  if (values.length < 2 || new Set(values).size > 1 || acceptance.mode === "strict") return null;
+  const floor = acceptance.minSigma;
+  return (
+    `noise is unmeasured: the ${values.length} baseline runs (seeds differ) gave the same val_bpb ${values[0]?.toFixed(6)}, so the script ignores the seed. ` +
+    `σ falls to its floor acceptance.minSigma = ${floor}: a trial is kept when it beats the incumbent by more than k·σ = ${(acceptance.k * floor).toFixed(6)}, ` +
+    "which may be smaller than the real run-to-run noise on the GPU, so some keeps may be luck. " +
+    'To measure it, seed the script from $BILEVEL_SEED (e.g. torch.manual_seed(int(os.environ.get("BILEVEL_SEED", 42)))) or give it a SEED constant; ' +
+    "or raise acceptance.minSigma to the noise you expect."
+  );
 }
 
 /** Every baseline failed: the run cannot judge any change (exit 1, the run folder keeps the logs). */

@@ -36,11 +36,25 @@ export function fromUnit(spec: ParamSpec, u: number): ParamValue {
   return clampValue(spec, raw);
 }
 
-/** Clamp to bounds, round integers; floats keep 6 significant digits so configs stay readable. */
+/**
+ * Clamp to bounds, round integers; floats keep 6 significant digits so configs stay readable.
+ * A power-of-two or multiple-of parameter snaps to the nearest allowed value inside the bounds.
+ */
 export function clampValue(spec: ParamSpec, value: number): number {
   const min = spec.min ?? Number.NEGATIVE_INFINITY;
   const max = spec.max ?? Number.POSITIVE_INFINITY;
   const v = Math.min(max, Math.max(min, value));
+  if (spec.powerOfTwo && v > 0) {
+    const k = Math.round(Math.log2(v));
+    const lo = Math.ceil(Math.log2(Math.max(min, 1)));
+    const hi = Math.floor(Math.log2(max));
+    if (lo <= hi) return 2 ** Math.min(hi, Math.max(lo, k));
+  }
+  if (spec.multipleOf !== undefined && spec.multipleOf > 0) {
+    const m = spec.multipleOf;
+    const k = Math.min(Math.floor(max / m), Math.max(Math.ceil(min / m), Math.round(v / m)));
+    if (k * m >= min && k * m <= max) return Number((k * m).toPrecision(12));
+  }
   if (spec.kind === "int") return Math.min(max, Math.max(min, Math.round(v)));
   return Math.min(max, Math.max(min, Number(v.toPrecision(6))));
 }

@@ -17,8 +17,8 @@ import type { CapabilityState, ValidationReport } from "../sandbox/types.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 import { UserError } from "./errors.ts";
 
-// 2: the resolved run config; mechanisms.design_name.
-const SCHEMA_VERSION = 2;
+// 2: the resolved run config; mechanisms.design_name. 3: trials.git_commit (a user's train.py under git).
+const SCHEMA_VERSION = 3;
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS trials (
   id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, kind TEXT NOT NULL, proposal_id INTEGER,
   seed INTEGER NOT NULL, config_json TEXT NOT NULL, changes_json TEXT NOT NULL, status TEXT NOT NULL,
   val_bpb REAL, kept INTEGER NOT NULL, delta REAL, result_json TEXT, message TEXT NOT NULL,
-  duration_ms REAL NOT NULL, description TEXT NOT NULL, created_at TEXT NOT NULL);
+  duration_ms REAL NOT NULL, description TEXT NOT NULL, created_at TEXT NOT NULL, git_commit TEXT);
 CREATE TABLE IF NOT EXISTS llm_exchanges (
   id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, purpose TEXT NOT NULL, model TEXT NOT NULL,
   messages_json TEXT NOT NULL, reply TEXT, error TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
@@ -82,6 +82,8 @@ export interface TrialRow {
   readonly message: string;
   readonly durationMs: number;
   readonly description: string;
+  /** The git commit of the script that ran (a user's train.py under git); results.tsv's first column. */
+  readonly commit?: string | null;
 }
 
 export interface ProposalRow {
@@ -312,8 +314,11 @@ export class RunStore {
       throw (options.readOnly ? null : StoreError.from(error, dir)) ?? error;
     }
     const store = new RunStore(dir, db);
+    if (!options.readOnly && store.getMeta("schema_version") === "2") store.migrateFrom2();
     const version = store.getMeta("schema_version");
-    if (version !== null && Number(version) !== SCHEMA_VERSION) {
+    // Read-only (status, export) a version 2 database reads as is: its trials have no commit.
+    const readable = options.readOnly === true && version === "2";
+    if (version !== null && Number(version) !== SCHEMA_VERSION && !readable) {
       db.close();
       throw new Error(
         `run database ${dir} has schema version ${version}; this bilevel reads ${SCHEMA_VERSION}`,
@@ -324,6 +329,16 @@ export class RunStore {
 
   close(): void {
     if (this.db.isOpen) this.db.close();
+  }
+
+  /** Version 2 lacks trials.git_commit: add it (the run's trials had no commits). */
+  private migrateFrom2(): void {
+    this.transaction(() => {
+      const columns = this.db.prepare("PRAGMA table_info(trials)").all() as Row[];
+      if (!columns.some((c) => c.name === "git_commit"))
+        this.db.exec("ALTER TABLE trials ADD COLUMN git_commit TEXT");
+      this.setMeta("schema_version", String(SCHEMA_VERSION));
+    });
   }
 
   /**
@@ -473,8 +488,8 @@ export class RunStore {
     const r = this.db
       .prepare(
         `INSERT INTO trials (iteration, kind, proposal_id, seed, config_json, changes_json, status, val_bpb, kept, delta,
-           result_json, message, duration_ms, description, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           result_json, message, duration_ms, description, created_at, git_commit)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         t.iteration,
@@ -492,6 +507,7 @@ export class RunStore {
         t.durationMs,
         t.description,
         now(),
+        t.commit ?? null,
       );
     return Number(r.lastInsertRowid);
   }
@@ -513,6 +529,7 @@ export class RunStore {
       message: String(r.message),
       durationMs: Number(r.duration_ms),
       description: String(r.description),
+      commit: r.git_commit === null || r.git_commit === undefined ? null : String(r.git_commit),
     }));
   }
 
@@ -751,15 +768,20 @@ export class RunStore {
 
 const RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription";
 
-/** One results.tsv row in Karpathy's columns; the first column is the trial number everything else uses. */
-function resultsRow(t: TrialRow): string {
+/**
+ * One results.tsv row in Karpathy's columns: the short commit of the script that ran (under git;
+ * else the trial number everything else uses), val_bpb, memory, keep/discard/crash (a baseline
+ * that trained is `keep`, as in autoresearch), and the description with a failure's reason.
+ */
+export function resultsRow(t: TrialRow): string {
   const clean = (s: string) => s.replace(/[\t\r\n]+/g, " ");
   const result = t.result as { peak_memory_mb?: number } | null;
   const memGb = result && typeof result.peak_memory_mb === "number" ? result.peak_memory_mb / 1024 : 0;
-  const status = t.status !== "ok" ? "crash" : t.kept ? "keep" : "discard";
-  const description = t.kind === "baseline" ? "baseline" : t.description;
+  const status = t.status !== "ok" ? "crash" : t.kept || t.kind === "baseline" ? "keep" : "discard";
+  const description =
+    t.kind === "baseline" ? t.description.replace(/^baseline run 1 \(.*$/, "baseline") : t.description;
   return [
-    `trial-${t.id}`,
+    t.commit ? t.commit.slice(0, 7) : `trial-${t.id}`,
     (t.valBpb ?? 0).toFixed(6),
     memGb.toFixed(1),
     status,

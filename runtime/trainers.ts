@@ -7,6 +7,7 @@ import { ExternalTrainer } from "../trainer/external.ts";
 import { TorchTrainer } from "../trainer/torch-trainer.ts";
 import type { Trainer, TrialOutcome, TrialRequest } from "../trainer/types.ts";
 import type { ResolvedRunConfig } from "./config.ts";
+import { GitBranch } from "./git-branch.ts";
 import { syntheticObjective } from "./synthetic-objective.ts";
 
 /** Scores configs with the synthetic objective after `delayMs`; seeded noise per (seed, config). */
@@ -76,30 +77,68 @@ function hashString(s: string): number {
   return h;
 }
 
-export function createTrainer(config: ResolvedRunConfig, params: readonly ParamSpec[]): Trainer {
+/** Where the trainer's run lives: a user's train.py under git puts its worktree in the run folder. */
+export interface TrainerContext {
+  readonly runDir?: string;
+  /** A resumed run continues its git branch; a new one creates it (and refuses an existing one). */
+  readonly resume?: boolean;
+}
+
+export function createTrainer(
+  config: ResolvedRunConfig,
+  params: readonly ParamSpec[],
+  context: TrainerContext = {},
+): Trainer {
   const t = config.trainer;
   switch (t.kind) {
     case "synthetic":
       return new SyntheticTrainer(params, t.delayMs, t.noise);
     case "python":
       return new TorchTrainer({ envAllow: t.env ?? [], secretEnv: [config.llm.apiKeyEnv] });
-    case "external": {
-      // Only the searched constants are written into the user's script; the rest keep its own values.
-      // resolveRunConfig refuses an external trainer without activeParams.
-      const searched = config.activeParams ?? [];
-      const inner = new ExternalTrainer({
-        script: t.script,
-        ...(t.command ? { command: t.command } : {}),
-        envAllow: t.env ?? [],
-        secretEnv: [config.llm.apiKeyEnv],
-      });
-      return {
-        run: (request) =>
-          inner.run({
-            ...request,
-            config: Object.fromEntries(Object.entries(request.config).filter(([k]) => searched.includes(k))),
-          }),
-      };
-    }
+    case "external":
+      return externalTrainer(config, t, params, context);
   }
+}
+
+type ExternalConfig = Extract<ResolvedRunConfig["trainer"], { kind: "external" }>;
+
+/**
+ * A user's train.py: the adapter writes the constants whose value differs from the script's and
+ * checks the search space's ranges and constraints first; with git, each trial is a commit on the
+ * run's branch and the loop's verdict moves the branch.
+ */
+function externalTrainer(
+  config: ResolvedRunConfig,
+  t: ExternalConfig,
+  params: readonly ParamSpec[],
+  context: TrainerContext,
+): Trainer {
+  const git =
+    t.git && context.runDir !== undefined
+      ? new GitBranch({
+          script: t.script,
+          runDir: context.runDir,
+          runName: config.name,
+          resume: context.resume ?? false,
+        })
+      : null;
+  const inner = new ExternalTrainer({
+    script: t.script,
+    ...(t.command ? { command: t.command } : {}),
+    envAllow: t.env ?? [],
+    secretEnv: [config.llm.apiKeyEnv],
+    params,
+    // The first baseline (the run seed) runs the script's own SEED as written.
+    baseSeed: config.seed,
+    ...(t.timeoutFactor !== undefined ? { timeoutFactor: t.timeoutFactor } : {}),
+    ...(t.graceSeconds !== undefined ? { graceSeconds: t.graceSeconds } : {}),
+    ...(git ? { recorder: (content: Buffer, message: string) => git.commit(content, message) } : {}),
+  });
+  if (!git) return inner;
+  return {
+    run: (request) => inner.run(request),
+    begin: (incumbent) => git.open(incumbent),
+    // Baselines are the script as on disk: the branch starts there.
+    judged: (trial) => git.judged(trial.commit, trial.kept || trial.kind === "baseline"),
+  };
 }

@@ -39,7 +39,8 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
     : createLlmClient(config.llm, options.env ?? process.env);
   const params = config.searchSpace;
   // Everything that can be refused is read and checked before the run folder exists.
-  const trainer = options.trainer ?? createTrainer(config, params);
+  const trainer =
+    options.trainer ?? createTrainer(config, params, { runDir: dir, resume: options.resume ?? false });
   // A resume whose start mechanisms are in the store already needs no files (they may be gone).
   const startedAlready = options.resume === true && startMechanismsDone(dir);
   const startMechanisms = startedAlready
@@ -69,7 +70,9 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
       config,
       trainer,
       sandbox,
-      proposer: chat ? new LlmProposer(chat.chat, config.proposer.maxRepairs) : new OfflineProposer(),
+      proposer: chat
+        ? new LlmProposer(chat.chat, config.proposer.maxRepairs, config.program?.text ?? null)
+        : new OfflineProposer(),
       strategist: chat
         ? new LlmStrategist(chat.chat, config.proposer.maxRepairs)
         : new RuleStrategist(config.level15),

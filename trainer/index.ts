@@ -1,6 +1,17 @@
 // The trainer's public TypeScript API (see docs/trainer.md).
+
+export { checkConstraints, parseConstraint } from "./constraints.ts";
 export { ExternalTrainer, type ExternalTrainerOptions, parseSummary, rewriteConstants } from "./external.ts";
 export { findPython } from "./python.ts";
+export {
+  deriveSpec,
+  discoverScript,
+  discoverSource,
+  type ParamDeclaration,
+  type ScriptConstant,
+  type ScriptInfo,
+  scriptSearchSpace,
+} from "./script-space.ts";
 export {
   checkValue,
   defaultConfig,

@@ -9,6 +9,10 @@ its next write to the closed pipe, holding the GPU while the resumed run reruns 
   command may fork (``uv run`` starts Python as its child, and PDEATHSIG is not inherited
   across fork), so this shim stays as the group leader, gets SIGTERM when its parent dies
   and SIGKILLs its whole process group; the command's exit status is passed on.
+- The shim is a child subreaper (PR_SET_CHILD_SUBREAPER): a process the command starts stays
+  its descendant even after it double-forks into a session of its own, so the adapter's
+  deadline (trainer/process.ts) finds it in /proc; and when the command ends, or the parent
+  dies, the shim kills every descendant left before it exits.
 
 ``BILEVEL_PARENT_PID`` (set by trainer/process.ts) closes the race where the parent dies
 before prctl runs: then we exit at once.
@@ -21,21 +25,75 @@ import os
 import signal
 import subprocess
 import sys
-from typing import List
+from typing import Dict, List, Set
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 PARENT_ENV = "BILEVEL_PARENT_PID"
 
 
-def set_parent_death_signal(sig: int) -> bool:
-    """Ask the kernel to send `sig` when the parent (thread) dies; False where unsupported."""
+def prctl(option: int, value: int) -> bool:
+    """prctl(option, value); False where unsupported."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)) == 0
+        return int(libc.prctl(option, value, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
+
+
+def set_parent_death_signal(sig: int) -> bool:
+    """Ask the kernel to send `sig` when the parent (thread) dies; False where unsupported."""
+    return prctl(PR_SET_PDEATHSIG, int(sig))
+
+
+def descendants(root: int) -> List[int]:
+    """The live (not zombie) descendants of `root`, from /proc."""
+    children: Dict[int, List[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) < 2 or fields[0] in ("Z", "X"):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    out: List[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_descendants() -> None:
+    """Stop every descendant (a stopped process cannot fork) until no new one appears, then kill all."""
+    stopped: Set[int] = set()
+    for _ in range(50):
+        found = [p for p in descendants(os.getpid()) if p not in stopped]
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                pass
+            stopped.add(pid)
+    for pid in stopped:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _running(pid: int) -> bool:
@@ -68,15 +126,17 @@ def run_tied(argv: List[str]) -> int:
     running: List["subprocess.Popen[bytes]"] = []
 
     def kill_group(signum: int, frame: object) -> None:
-        if os.getpgrp() == os.getpid():
-            os.killpg(0, signal.SIGKILL)  # this shim included
+        kill_descendants()
         for child in running:
             child.kill()
+        if os.getpgrp() == os.getpid():
+            os.killpg(0, signal.SIGKILL)  # this shim included
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, kill_group)
     if set_parent_death_signal(signal.SIGTERM) and parent_gone():
         return 1
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     try:
         # The direct child also dies if this shim is killed outright.
         child = subprocess.Popen(
@@ -87,6 +147,8 @@ def run_tied(argv: List[str]) -> int:
         return 127
     running.append(child)
     code = child.wait()
+    # What the command left running (a server, a process in its own session) ends with it.
+    kill_descendants()
     if code < 0:  # killed by a signal: end the same way, so the adapter sees it
         signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)

@@ -2,9 +2,11 @@
 // too), a hard deadline, AbortSignal support, output split into lines for parsing and
 // copied to a log file. Never throws for anything the child does. Being detached, the
 // child does not die with us by itself: it ties itself to BILEVEL_PARENT_PID (see
-// trainer/parent_death.py).
+// trainer/parent_death.py). At the deadline every descendant is killed, found through /proc
+// whatever session or group it moved to (the parent-death shim is a subreaper, so orphans
+// stay its descendants), and the result comes even if something still holds the output pipe.
 import { spawn } from "node:child_process";
-import { createWriteStream, mkdirSync } from "node:fs";
+import { createWriteStream, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 
 export interface ProcessOptions {
@@ -84,6 +86,72 @@ function killGroup(pid: number | undefined): void {
   }
 }
 
+function send(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** The live (not zombie) descendants of `root`, from /proc (Linux); empty where there is no /proc. */
+export function descendants(root: number): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  const children = new Map<number, number[]>();
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // it ended meanwhile
+    }
+    const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (state === "Z" || state === "X") continue;
+    const list = children.get(Number(ppid)) ?? [];
+    list.push(Number(entry));
+    children.set(Number(ppid), list);
+  }
+  const out: number[] = [];
+  const todo = [root];
+  for (let pid = todo.pop(); pid !== undefined; pid = todo.pop()) {
+    for (const child of children.get(pid) ?? []) {
+      out.push(child);
+      todo.push(child);
+    }
+  }
+  return out;
+}
+
+/**
+ * Kill `root` and everything below it. Each process is stopped first (a stopped process cannot
+ * fork), sweeping until no new one appears, then all are SIGKILLed, with root's process group.
+ */
+export function killTree(root: number | undefined): void {
+  if (root === undefined) return;
+  send(root, "SIGSTOP");
+  const stopped = new Set<number>();
+  for (let sweep = 0; sweep < 50; sweep++) {
+    const found = descendants(root).filter((pid) => !stopped.has(pid));
+    if (found.length === 0) break;
+    for (const pid of found) {
+      send(pid, "SIGSTOP");
+      stopped.add(pid);
+    }
+  }
+  for (const pid of stopped) send(pid, "SIGKILL");
+  killGroup(root);
+  send(root, "SIGKILL");
+}
+
+/** After the command exits, how long its output may stay open (a leftover holding the pipe) before we stop reading. */
+const DRAIN_MS = 5000;
+
 export function runProcess(options: ProcessOptions): Promise<ProcessResult> {
   const started = Date.now();
   const maxLine = options.maxLineChars ?? 64 * 1024;
@@ -138,19 +206,21 @@ export function runProcess(options: ProcessOptions): Promise<ProcessResult> {
     });
     const timer = setTimeout(() => {
       timedOut = true;
-      killGroup(child.pid);
+      killTree(child.pid);
     }, options.timeoutMs);
     const onAbort = () => {
       aborted = true;
-      killGroup(child.pid);
+      killTree(child.pid);
     };
     options.signal?.addEventListener("abort", onAbort, { once: true });
     let spawnError: string | null = null;
     let settled = false;
+    let drain: NodeJS.Timeout | undefined;
     const settle = (code: number | null, signal: NodeJS.Signals | null) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearTimeout(drain);
       options.signal?.removeEventListener("abort", onAbort);
       out.end();
       err.end();
@@ -162,5 +232,14 @@ export function runProcess(options: ProcessOptions): Promise<ProcessResult> {
       if (child.pid === undefined) settle(null, null); // never started: no "close" is coming
     });
     child.on("close", settle);
+    // A process that escaped (no shim, or not Linux) may keep the pipe open after the command
+    // ended: the trial still ends, with what was read so far.
+    child.on("exit", (code, sig) => {
+      drain = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        settle(code, sig);
+      }, DRAIN_MS);
+    });
   });
 }

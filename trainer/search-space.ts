@@ -106,7 +106,21 @@ export function checkValue(spec: ParamSpec, value: unknown): string[] {
   const min = spec.min ?? Number.NEGATIVE_INFINITY;
   const max = spec.max ?? Number.POSITIVE_INFINITY;
   if (value < min || value > max) return [`${spec.name} must be in [${min}, ${max}], got ${value}`];
+  if (spec.powerOfTwo && !isPowerOfTwo(value)) return [`${spec.name} must be a power of two, got ${value}`];
+  if (spec.multipleOf !== undefined && !isMultiple(value, spec.multipleOf)) {
+    return [`${spec.name} must be a multiple of ${spec.multipleOf}, got ${value}`];
+  }
   return [];
+}
+
+export function isPowerOfTwo(value: number): boolean {
+  return value > 0 && Number.isInteger(value) && Number.isInteger(Math.log2(value));
+}
+
+/** Whether `value` is a whole multiple of `step` (floats within rounding error). */
+export function isMultiple(value: number, step: number): boolean {
+  const q = value / step;
+  return Math.abs(q - Math.round(q)) <= 1e-9 * Math.max(1, Math.abs(q));
 }
 
 /** Every problem with a (partial) config: unknown keys, wrong types, out-of-range values. */

@@ -45,6 +45,8 @@ export interface TrialRequest {
   readonly onProgress?: (progress: TrainerProgress) => void;
   /** Abort kills the process group; the outcome is then `crashed` with message "aborted". */
   readonly signal?: AbortSignal;
+  /** What the trial tries, in words (a user's train.py under git: the commit message). */
+  readonly description?: string;
 }
 
 export interface TrialOutcome {
@@ -57,9 +59,27 @@ export interface TrialOutcome {
   readonly exitCode: number | null;
   readonly durationMs: number;
   readonly logPath: string;
+  /**
+   * The config that actually ran, read back from the file the trial executed (a user's
+   * train.py: every top-level constant); absent when the trainer does not read it back.
+   */
+  readonly ranConfig?: Config;
+  /** The git commit holding the script that ran (a user's train.py in a repository). */
+  readonly commit?: string;
 }
 
 /** Anything that can run a trial: the Python trainer, a user's train.py, or a stub in benchmarks. */
 export interface Trainer {
   run(request: TrialRequest): Promise<TrialOutcome>;
+  /**
+   * Called when a run starts or resumes, with the commit of the incumbent so far (null: none
+   * yet): a trainer that keeps history (git) puts its branch there.
+   */
+  begin?(incumbentCommit: string | null): Promise<void> | void;
+  /** Called after the loop stored a trial: a trainer that keeps history (git) drops a discarded one. */
+  judged?(trial: {
+    readonly commit: string | null;
+    readonly kept: boolean;
+    readonly kind: string;
+  }): Promise<void> | void;
 }

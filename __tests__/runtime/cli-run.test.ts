@@ -111,17 +111,20 @@ test("a run folder that already holds a run is not overwritten", () => {
 test("trainer kind external: a Karpathy-style train.py drives the loop; only the searched constants are rewritten", () => {
   const script = path.join(root, "__tests__/fixtures/trainer/karpathy_train.py");
   const external = { ...base, iterations: 3, level2: { everyCycles: 0 }, acceptance: { mode: "strict" } };
+  // The fixture lives in this project's repository: no run branch there.
   const missing = cli(
     "run",
     "--config",
-    config("ext-bad", { ...external, trainer: { kind: "external", script } }),
+    config("ext-bad", { ...external, trainer: { kind: "external", script, git: false } }),
   );
   expect(missing.status).toBe(2);
-  expect(missing.stderr).toMatch(/trainer.kind external needs the names/);
+  expect(missing.stderr).toMatch(
+    /trainer\.params: name the constants of karpathy_train\.py to search.*it has DEPTH, /,
+  );
 
   const file = config("ext", {
     ...external,
-    trainer: { kind: "external", script },
+    trainer: { kind: "external", script, git: false },
     activeParams: ["DEPTH", "MATRIX_LR", "EMBEDDING_LR"],
     startConfig: { DEPTH: 8, MATRIX_LR: 0.04, EMBEDDING_LR: 0.6 },
   });

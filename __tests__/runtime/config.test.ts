@@ -36,9 +36,10 @@ function file(name: string, text: string): string {
 
 test("an empty object takes every default, resolved: cpu, the CPU search space and start config", () => {
   const c = testConfig({});
-  const { device, searchSpace, startConfig, ...rest } = c;
+  const { device, searchSpace, startConfig, program, ...rest } = c;
   const { device: _d, startConfig: _s, ...defaults } = DEFAULT_RUN_CONFIG;
   expect(rest).toEqual(defaults);
+  expect(program).toBeNull();
   expect(device).toBe("cpu");
   expect(searchSpace).toEqual(loadSearchSpace("cpu"));
   expect(startConfig).toEqual(defaultConfig("cpu"));
@@ -151,7 +152,9 @@ test("config files: missing, not JSON, valid; paths in them resolve against the 
   expect(c.seed).toBe(9);
   expect(c.mechanisms).toEqual([path.join(tmp, "proj/mech/m.ts")]);
   expect(c.dataDir).toBe(path.join(tmp, "proj/data"));
-  expect(c.trainer).toEqual({ kind: "external", script: path.join(tmp, "proj/train.py") });
+  // Not in a git repository: git is off; no program.md next to the script: no brief.
+  expect(c.trainer).toEqual({ kind: "external", script: path.join(tmp, "proj/train.py"), git: false });
+  expect(c.program).toBeNull();
 });
 
 test("inputs are checked before anything runs: missing, a folder, too large", () => {

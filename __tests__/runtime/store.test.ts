@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { RunStore } from "../../runtime/store.ts";
 import { EMPTY_CAPABILITIES } from "../../sandbox/index.ts";
 
@@ -61,7 +62,7 @@ test("a store round-trips trials, mechanisms, ledger and checkpoints, in WAL mod
   store.checkpoint("x");
   store.checkpoint("x");
   expect(store.hasCheckpoint("x")).toBe(true);
-  expect(store.getMeta("schema_version")).toBe("2");
+  expect(store.getMeta("schema_version")).toBe("3");
   const tsv = readFileSync(store.writeResultsTsv(), "utf8").split("\n");
   expect(tsv[0]).toBe("commit\tval_bpb\tmemory_gb\tstatus\tdescription");
   expect(tsv[1]).toBe(`trial-${id}\t2.500000\t2.0\tkeep\tA 0 -> 1`);
@@ -77,5 +78,51 @@ test("a failed transaction leaves nothing behind", () => {
     }),
   ).toThrow("boom");
   expect(store.hasCheckpoint("half")).toBe(false);
+  store.close();
+});
+
+test("a run database of schema 2 (no trials.git_commit) is migrated when opened for writing; commits show in results.tsv", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "bilevel-store-v2-"));
+  const trial = {
+    iteration: 0,
+    kind: "baseline" as const,
+    proposalId: null,
+    seed: 1,
+    config: { A: 1 },
+    changes: [],
+    status: "ok" as const,
+    valBpb: 1.5,
+    kept: false,
+    delta: null,
+    result: null,
+    message: "ok",
+    durationMs: 1,
+    description: "baseline run 1 (seed 1)",
+  };
+  const v3 = RunStore.open(dir);
+  v3.addTrial(trial);
+  v3.close();
+  // Make it what schema 2 wrote.
+  const db = new DatabaseSync(RunStore.dbPath(dir));
+  db.exec(
+    "ALTER TABLE trials DROP COLUMN git_commit; UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+  );
+  db.close();
+  const old = RunStore.open(dir, { readOnly: true }); // status and export read it as it is
+  expect(old.trials()[0]?.commit).toBeNull();
+  old.close();
+  const store = RunStore.open(dir);
+  expect(store.getMeta("schema_version")).toBe("3");
+  expect(store.trials()[0]?.commit).toBeNull();
+  store.addTrial({
+    ...trial,
+    kind: "search",
+    iteration: 1,
+    description: "A 1 -> 2",
+    commit: "0123456789abcdef",
+  });
+  const tsv = readFileSync(store.writeResultsTsv(), "utf8").trim().split("\n");
+  expect(tsv.slice(1).map((l) => l.split("\t")[0])).toEqual(["trial-1", "0123456"]);
+  expect(tsv[1]).toMatch(/\tkeep\tbaseline$/);
   store.close();
 });

@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { formatRange } from "../../trainer/script-space.ts";
 import {
   CHANGEABLE_ON_RESUME,
   ConfigError,
@@ -84,19 +85,25 @@ function deviceOption(): Option {
 
 /** The resolved config for people: every setting, then the search space as a table. */
 export function formatConfig(config: ResolvedRunConfig): string {
-  const { searchSpace, startConfig, ...settings } = config;
+  const { searchSpace, startConfig, program, ...settings } = config;
   const lines = Object.entries(settings).map(([key, value]) => `${key}: ${JSON.stringify(value)}`);
-  lines.push("", "search space (device defaults; * = active at the start):");
+  if (program)
+    lines.push(
+      `program: ${program.file} (${program.text.length} characters: the research brief the LLM gets)`,
+    );
+  const external = config.trainer.kind === "external";
+  lines.push(
+    "",
+    `search space (${external ? "the script's constants" : "device defaults"}; * = active at the start):`,
+  );
   for (const p of searchSpace) {
-    const range =
-      p.kind === "choice"
-        ? `one of ${JSON.stringify(p.choices)}`
-        : `${p.kind} [${p.min}, ${p.max}]${p.log ? " log" : ""}`;
     const active = config.activeParams === null || config.activeParams.includes(p.name);
     lines.push(
-      `  ${active ? "*" : " "} ${p.name.padEnd(18)} start ${JSON.stringify(startConfig[p.name]).padEnd(10)} ${range}`,
+      `  ${active ? "*" : " "} ${p.name.padEnd(18)} start ${JSON.stringify(startConfig[p.name]).padEnd(10)} ${formatRange(p)}`,
     );
   }
+  const fixed = Object.keys(startConfig).length - searchSpace.length;
+  if (external && fixed > 0) lines.push(`  (and ${fixed} other constant(s) of the script, run as written)`);
   return `${lines.join("\n")}\n`;
 }
 

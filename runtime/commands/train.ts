@@ -9,6 +9,13 @@ import { TorchTrainer } from "../../trainer/torch-trainer.ts";
 import type { Device, TrialOutcome } from "../../trainer/types.ts";
 import { defaultTrainDir } from "../paths.ts";
 import { canStyle } from "../terminal-text.ts";
+import {
+  listScript,
+  parseScriptAssignment,
+  runScriptTrial,
+  type ScriptSetup,
+  scriptSetup,
+} from "./train-script.ts";
 
 /** The command's exit status per outcome (the trainer's own codes, plus 5 for a timeout). */
 export const TRAIN_EXIT: Readonly<Record<TrialOutcome["status"], number>> = {
@@ -24,11 +31,15 @@ interface TrainOptions {
   set: string[];
   budget?: string;
   maxSteps?: string;
-  seed: string;
+  seed?: string;
   device: Device;
   data?: string;
   json?: boolean;
   workDir?: string;
+  script?: string;
+  config?: string;
+  command?: string;
+  list?: boolean;
 }
 
 /** Parse a numeric option; `min` is inclusive for integers and exclusive for other numbers. */
@@ -66,16 +77,40 @@ function summaryBlock(o: TrialOutcome): string {
 export function registerTrainCommand(program: Command): void {
   program
     .command("train")
-    .description("run one training trial of the GPT trainer and print val_bpb")
+    .description(
+      "run one training trial and print val_bpb: the built-in GPT trainer, or your own train.py (--script)",
+    )
     .option(
       "--set <KEY=VALUE>",
-      "override a hyperparameter (repeatable)",
+      "override a hyperparameter, or a constant of --script (repeatable)",
       (v: string, acc: string[]) => [...acc, v],
       [],
     )
-    .option("--budget <seconds>", "training time budget in seconds (warm-up steps excluded)", "60")
+    .option(
+      "--script <train.py>",
+      "run your own Karpathy-style train.py (its constants are the hyperparameters)",
+    )
+    .option(
+      "--list",
+      "with --script or --config: print the script's constants and the search range each would get",
+    )
+    .option(
+      "--config <file>",
+      "take the script, its command and declared ranges from this run config (trainer.kind external)",
+    )
+    .option(
+      "--command <cmd>",
+      'with --script: the command, e.g. "uv run {script}" ({script}: the trial\'s copy)',
+    )
+    .option(
+      "--budget <seconds>",
+      "training time budget in seconds (warm-up steps excluded; default 60, a script's TIME_BUDGET)",
+    )
     .option("--max-steps <n>", "train exactly n steps instead (deterministic)")
-    .option("--seed <n>", "seed of the init and the batch sampler", "0")
+    .option(
+      "--seed <n>",
+      "seed of the init and the batch sampler (a script gets it as $BILEVEL_SEED; default 0)",
+    )
     .addOption(
       new Option("--device <device>", "where to train").choices(["auto", "cpu", "cuda"]).default("auto"),
     )
@@ -92,18 +127,40 @@ export function registerTrainCommand(program: Command): void {
     });
 }
 
-async function train(opts: TrainOptions): Promise<number> {
-  const errors: string[] = [];
+/** The trial a command line asks for, or the errors in it (exit 2). */
+interface TrainInput {
+  readonly config: Record<string, ParamValue>;
+  readonly setup: ScriptSetup | null;
+  readonly budget: number;
+  readonly maxSteps: number | undefined;
+  readonly seed: number;
+}
+
+function parseTrainInput(opts: TrainOptions, errors: string[]): TrainInput {
   const config: Record<string, ParamValue> = {};
+  const setup = opts.script || opts.config ? scriptSetup(opts, errors) : null;
   for (const item of opts.set) {
+    if (setup) {
+      // A script's constants, typed by the values the script has.
+      const parsed = parseScriptAssignment(setup.info, item);
+      if (typeof parsed === "string") errors.push(parsed);
+      else config[parsed.name] = parsed.value;
+      continue;
+    }
     const parsed = parseAssignment(item);
     errors.push(...parsed.errors);
     for (const [k, v] of parsed.entries) config[k] = v;
   }
-  const budget = numberOption("--budget", opts.budget ?? "60", errors, false, 0);
+  const budget = numberOption(
+    "--budget",
+    opts.budget ?? String(setup?.budgetSeconds ?? 60),
+    errors,
+    false,
+    0,
+  );
   const maxSteps =
     opts.maxSteps === undefined ? undefined : numberOption("--max-steps", opts.maxSteps, errors, true, 1);
-  const seed = numberOption("--seed", opts.seed, errors, true, 0);
+  const seed = numberOption("--seed", opts.seed ?? "0", errors, true, 0);
   if (opts.data !== undefined) {
     let isDir = false;
     try {
@@ -113,6 +170,23 @@ async function train(opts: TrainOptions): Promise<number> {
     }
     if (!isDir) errors.push(`--data ${JSON.stringify(opts.data)} is not a folder`);
   }
+  return { config, setup, budget, maxSteps, seed };
+}
+
+/** --list: the script's constants and the range each would get. */
+function listConstants(opts: TrainOptions): number {
+  const errors: string[] = [];
+  const setup = opts.script || opts.config ? scriptSetup(opts, errors) : null;
+  if (setup) process.stdout.write(listScript(setup));
+  else if (errors.length === 0) errors.push("--list needs --script (or --config with an external trainer)");
+  if (errors.length) process.stderr.write(`bilevel train: ${errors.join("\n  ")}\n`);
+  return errors.length ? 2 : 0;
+}
+
+async function train(opts: TrainOptions): Promise<number> {
+  if (opts.list) return listConstants(opts);
+  const errors: string[] = [];
+  const { config, setup, budget, maxSteps, seed } = parseTrainInput(opts, errors);
   if (errors.length) {
     process.stderr.write(`bilevel train: ${errors.join("\n  ")}\n`);
     return 2;
@@ -129,30 +203,44 @@ async function train(opts: TrainOptions): Promise<number> {
   );
   const showBar = !opts.json && canStyle(process.stderr);
   if (showBar) bar.start(100, 0, { step: 0, loss: "-", tps: 0 });
-  else if (!opts.json) process.stderr.write(`training (log: ${path.join(workDir, "trainer.log")})\n`);
+  else if (!opts.json)
+    process.stderr.write(`training (log: ${path.join(workDir, setup ? "train.log" : "trainer.log")})\n`);
   const abort = new AbortController();
   const onSignal = () => abort.abort();
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
-  const outcome = await new TorchTrainer().run({
-    config,
-    budgetSeconds: budget,
-    ...(maxSteps !== undefined ? { maxSteps } : {}),
-    seed,
-    device: opts.device,
-    ...(opts.data !== undefined ? { dataDir: opts.data } : {}),
-    workDir,
-    signal: abort.signal,
-    onProgress: (p) => {
-      if (showBar) {
-        bar.update(Math.round(p.progress * 100), {
-          step: p.step,
-          loss: p.loss.toFixed(3),
-          tps: Math.round(p.tokensPerSecond),
-        });
-      }
-    },
-  });
+  const onProgress = (p: { progress: number; step: number; loss: number; tokensPerSecond: number }) => {
+    if (showBar) {
+      bar.update(Math.round(p.progress * 100), {
+        step: p.step,
+        loss: p.loss.toFixed(3),
+        tps: Math.round(p.tokensPerSecond),
+      });
+    }
+  };
+  const outcome = setup
+    ? await runScriptTrial(
+        setup,
+        config,
+        {
+          budgetSeconds: budget,
+          seed: opts.seed === undefined ? undefined : seed,
+          workDir,
+          signal: abort.signal,
+        },
+        onProgress,
+      )
+    : await new TorchTrainer().run({
+        config,
+        budgetSeconds: budget,
+        ...(maxSteps !== undefined ? { maxSteps } : {}),
+        seed,
+        device: opts.device,
+        ...(opts.data !== undefined ? { dataDir: opts.data } : {}),
+        workDir,
+        signal: abort.signal,
+        onProgress,
+      });
   process.off("SIGINT", onSignal);
   process.off("SIGTERM", onSignal);
   if (showBar) bar.stop();

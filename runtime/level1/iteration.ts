@@ -3,6 +3,7 @@
 // `mechanism test` runs the same loop on the synthetic objective, so both exercise this code.
 import type { Change, Config, HookName, Json, ParamSpec, Proposal } from "../../mechanism-api/index.d.ts";
 import type { HookContextData, HookOutcome } from "../../sandbox/types.ts";
+import { checkConstraints } from "../../trainer/constraints.ts";
 import { applyChanges, checkChanges, describeChanges, effectiveChanges } from "../changes.ts";
 import type { ActiveMechanism, FaultReport, MechanismManager } from "../mechanisms.ts";
 import type { SearchConfig, TrialRow } from "../store.ts";
@@ -183,7 +184,10 @@ async function collectSuggestion(
     }
     const changes = effectiveChanges(input.context.incumbent.config, value.changes);
     // Level 1.5's frozen set binds mechanisms too: the search config is the outer levels' lever.
-    const errors = checkChanges(changes, input.params, { active: input.search.active });
+    const errors = checkChanges(changes, input.params, {
+      active: input.search.active,
+      base: input.context.incumbent.config,
+    });
     if (errors.length > 0) {
       rec.hook(r.mechanism, "suggest", r.outcome, "invalid-suggestion", {
         changes: value.changes as unknown as Json,
@@ -322,7 +326,7 @@ async function filterChain(
     }
     if (v.verdict === "modify") {
       const modified = effectiveChanges(base, v.changes);
-      const errors = checkChanges(modified, input.params, { active: input.search.active });
+      const errors = checkChanges(modified, input.params, { active: input.search.active, base });
       if (errors.length > 0) {
         rec.hook(
           r.mechanism,
@@ -351,6 +355,10 @@ async function filterChain(
     }
     rec.hook(r.mechanism, "filter", r.outcome, "accepted", {}, index);
   }
+  // Declared constraints (e.g. a batch size that must divide evenly) bind every proposer: a
+  // proposal that breaks one is refused here, with the reason, and never reaches the trainer.
+  const broken = rejection ? [] : checkConstraints(input.params, applyChanges(base, changes));
+  if (broken.length > 0) rejection = { reason: broken.join("; "), by: "constraints" };
   const record: ProposalRecord = {
     attempt: offered.attempt,
     source: offered.source,

@@ -1,6 +1,6 @@
 // The Level 1 LLM proposer: one schema-constrained request per proposal, checked against the space.
 import type { Change } from "../../mechanism-api/index.d.ts";
-import { LlmBacked } from "../llm/chat-json.ts";
+import { type ChatJson, LlmBacked } from "../llm/chat-json.ts";
 import {
   checkProposal,
   type Proposer,
@@ -12,9 +12,16 @@ import {
 
 export class LlmProposer extends LlmBacked implements Proposer {
   readonly kind = "llm";
+  /** The user's research brief (program.md), put in every proposal prompt. */
+  private readonly brief: string | null;
+
+  constructor(chat: ChatJson, maxRepairs: number, brief: string | null = null) {
+    super(chat, maxRepairs);
+    this.brief = brief;
+  }
 
   async propose(input: ProposerInput): Promise<ProposerResult> {
-    const prompt = proposalPrompt(input);
+    const prompt = proposalPrompt(input, this.brief);
     const reply = await this.chat<{ changes: Change[]; rationale: string }>({
       purpose: "propose",
       iteration: input.iteration,

@@ -2,6 +2,7 @@
 // real loop when no LLM endpoint is configured, and by the mechanism regression harness.
 // Pure: the same input (and RNG seed) gives the same proposal.
 import type { Change, Config, ParamSpec, ParamValue } from "../../mechanism-api/index.d.ts";
+import { checkConstraints } from "../../trainer/constraints.ts";
 import { applyChanges } from "../changes.ts";
 import { clampValue, fromUnit, fullConfig, spaceKey, toUnit } from "../param-scale.ts";
 import { createRng, type Rng } from "../rng.ts";
@@ -55,8 +56,10 @@ export function proposeOffline(input: OfflineProposerInput): OfflineProposal {
   for (let draw = 0; draw < MAX_DRAWS; draw++) {
     const candidate = drawChanges(movable, base, rng, maxChanges);
     if (candidate.changes.length === 0) continue;
-    last = candidate;
     const config = { ...base, ...Object.fromEntries(candidate.changes.map((c) => [c.param, c.value])) };
+    // A draw that breaks a declared constraint is not offered (it could never be trained).
+    if (checkConstraints(params, { ...input.incumbent, ...config }).length > 0) continue;
+    last = candidate;
     if (!seen.has(spaceKey(params, config))) {
       return {
         ok: true,
@@ -66,7 +69,8 @@ export function proposeOffline(input: OfflineProposerInput): OfflineProposal {
       };
     }
   }
-  if (last === null) return { ok: false, reason: "could not draw a change that moves any parameter" };
+  if (last === null)
+    return { ok: false, reason: "could not draw a change that moves a parameter and meets the constraints" };
   return { ok: true, changes: last.changes, rationale: rationale(last.notes, true), repeat: true };
 }
 
@@ -128,9 +132,10 @@ function step(spec: ParamSpec, from: ParamValue, rng: Rng): ParamValue {
   let dir = up ? 1 : -1;
   if ((u >= 1 && dir > 0) || (u <= 0 && dir < 0)) dir = -dir;
   let to = fromUnit(spec, u + dir * size);
-  if (to === from && spec.kind === "int" && typeof from === "number") {
-    // The step rounded back to the same integer: move by one unit instead.
-    to = clampValue(spec, from + dir);
+  if (to === from && typeof from === "number" && (spec.kind === "int" || spec.multipleOf !== undefined)) {
+    // The step rounded back to the same value: move by one allowed unit instead.
+    const unit = spec.powerOfTwo ? from * 2 ** dir - from : (spec.multipleOf ?? 1);
+    to = clampValue(spec, from + (spec.powerOfTwo ? unit : dir * unit));
   }
   return to;
 }

@@ -63,7 +63,32 @@ function describeParam(p: ParamSpec): string {
     p.kind === "choice"
       ? `one of ${JSON.stringify(p.choices)}`
       : `${p.kind} in [${p.min}, ${p.max}]${p.log ? " (log scale)" : ""}`;
-  return `- ${p.name}: ${range}; ${p.description}`;
+  const rules = [
+    p.powerOfTwo ? "a power of two" : "",
+    p.multipleOf !== undefined ? `a multiple of ${p.multipleOf}` : "",
+    ...(p.constraints ?? []).map((c) => `must satisfy ${c}`),
+  ].filter((r) => r !== "");
+  return `- ${p.name}: ${range}${rules.length > 0 ? `, ${rules.join(", ")}` : ""}; ${p.description}`;
+}
+
+/** Longest research brief (program.md) a prompt carries; the rest is cut with a note. */
+export const BRIEF_PROMPT_CHARS = 8000;
+
+/** The user's research brief as prompt lines (empty when there is none). */
+export function briefLines(brief: string | null | undefined): string[] {
+  const text = brief?.trim() ?? "";
+  if (text === "") return [];
+  const cut =
+    text.length > BRIEF_PROMPT_CHARS
+      ? `${text.slice(0, BRIEF_PROMPT_CHARS)}\n[... cut: the brief is longer]`
+      : text;
+  return [
+    "The user's research brief (their program.md; it may describe editing code by hand: here you change only",
+    "the listed parameters' values, and the brief's goals and limits still apply):",
+    "<<<",
+    cut,
+    ">>>",
+  ];
 }
 
 function describeTrial(t: TrialRow, incumbentBefore: Config | null): string {
@@ -73,7 +98,10 @@ function describeTrial(t: TrialRow, incumbentBefore: Config | null): string {
   return `#${t.iteration}: ${changes} -> ${score}${delta}, ${t.kept ? "KEPT" : "discarded"}`;
 }
 
-export function proposalPrompt(input: ProposerInput): { system: string; user: string } {
+export function proposalPrompt(
+  input: ProposerInput,
+  brief?: string | null,
+): { system: string; user: string } {
   const active = input.params.filter((p) => input.search.active.includes(p.name));
   const system = [
     "You tune the hyperparameters of a small GPT pretraining run. Each trial trains for a fixed time budget",
@@ -82,6 +110,7 @@ export function proposalPrompt(input: ProposerInput): { system: string; user: st
     'Reply with JSON only: {"changes": [{"param": NAME, "value": VALUE}], "rationale": TEXT}.',
   ].join(" ");
   const lines = [
+    ...(brief ? [...briefLines(brief), ""] : []),
     `Iteration ${input.iteration}. Strategy: ${input.search.strategy}.`,
     input.search.guidance ? `Guidance: ${input.search.guidance}` : "",
     "",
@@ -126,6 +155,7 @@ export function checkProposal(
   const errors = checkChanges(value.changes, input.params, {
     active: input.search.active,
     maxChanges: input.maxChanges,
+    base: input.incumbent.config,
   });
   if (value.changes.every((c) => input.incumbent.config[c.param] === c.value)) {
     errors.push("every change keeps the incumbent's value: change something");

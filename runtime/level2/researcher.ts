@@ -108,6 +108,7 @@ export class LlmResearcher implements Researcher {
       window: Math.max(this.config.proposer.historyWindow, 20),
       noiseSigma: noiseSigma(this.store),
       notes: recentNotes(this.store),
+      brief: this.config.program?.text ?? null,
     });
     const outcome = await runResearchSession({
       llm: this.llm,

@@ -1,6 +1,7 @@
 // What a Level 2 research session sees of the run: a compact, bounded summary of the search
 // so far (not the raw store), so prompts stay small and the session is testable from data.
 import type { Change, Config, ParamSpec, TrialStatus } from "../../mechanism-api/index.d.ts";
+import { briefLines } from "../level1/proposer.ts";
 import { type ParamStats, paramStats } from "../level15/strategy.ts";
 import type { TrialRow } from "../store.ts";
 
@@ -29,6 +30,8 @@ export interface ResearchTrace {
   readonly noiseSigma: number | null;
   /** Free notes from the loop (filter rejections, Level 1.5 changes, crash lessons), newest last. */
   readonly notes: readonly string[];
+  /** The user's research brief (program.md), if the run has one. */
+  readonly brief?: string | null;
 }
 
 /** Build the trace from the loop's trial rows. */
@@ -41,6 +44,7 @@ export function researchTraceFrom(input: {
   readonly window?: number;
   readonly noiseSigma?: number | null;
   readonly notes?: readonly string[];
+  readonly brief?: string | null;
 }): ResearchTrace {
   const search = input.trials.filter((t) => t.kind === "search");
   const window = Math.max(1, input.window ?? 20);
@@ -62,6 +66,7 @@ export function researchTraceFrom(input: {
     paramStats: paramStats(input.params, input.trials),
     noiseSigma: input.noiseSigma ?? null,
     notes: (input.notes ?? []).slice(-10),
+    ...(input.brief ? { brief: input.brief } : {}),
   };
 }
 
@@ -76,7 +81,12 @@ function describeParam(p: ParamSpec): string {
     p.kind === "choice"
       ? `choice of ${JSON.stringify(p.choices ?? [])}`
       : `${p.kind} [${num(p.min)}, ${num(p.max)}]${p.log ? " log" : ""}`;
-  return `- ${p.name}: ${range}, default ${num(p.default)}`;
+  const rules = [
+    p.powerOfTwo ? "powers of two" : "",
+    p.multipleOf !== undefined ? `multiples of ${p.multipleOf}` : "",
+    ...(p.constraints ?? []).map((c) => `constraint: ${c}`),
+  ].filter((r) => r !== "");
+  return `- ${p.name}: ${range}, default ${num(p.default)}${rules.length > 0 ? `; ${rules.join("; ")}` : ""}`;
 }
 
 function describeTrial(t: ResearchTrial): string {
@@ -91,6 +101,7 @@ function describeTrial(t: ResearchTrial): string {
 export function formatTrace(trace: ResearchTrace): string {
   const bpb = (v: number | null | undefined) => (v === null || v === undefined ? "unknown" : v.toFixed(4));
   return [
+    ...briefLines(trace.brief),
     `Iteration ${trace.iteration}: ${trace.totalTrials} search trials, ${trace.keptTrials} kept.`,
     `Incumbent val_bpb ${bpb(trace.incumbent.valBpb)}; best val_bpb ${bpb(trace.best?.valBpb)}.`,
     `Incumbent config: ${JSON.stringify(trace.incumbent.config)}`,
