@@ -6,6 +6,7 @@ import { constants } from "node:os";
 import path from "node:path";
 import { Command, CommanderError } from "commander";
 import { registerApproveCommand } from "./commands/approve.ts";
+import { registerLlmCommands } from "./commands/llm.ts";
 import { registerMechanismCommands } from "./commands/mechanism.ts";
 import { registerMechanismTestCommand } from "./commands/mechanism-test.ts";
 import { registerRunCommands } from "./commands/run.ts";
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
       process.exitCode = runLauncherTest(command.args);
     });
   registerRunCommands(program);
+  registerLlmCommands(program);
   registerTrainCommand(program);
   registerMechanismCommands(program);
   const mechanism = program.commands.find((c) => c.name() === "mechanism");

@@ -395,7 +395,8 @@ export class BilevelLoop {
       this.d.proposer,
       batch,
     );
-    if (outcome.aborted) return;
+    // Stopped meanwhile (Ctrl-C, or the run's LLM gave up): nothing is stored, a resume redoes the phase.
+    if (outcome.aborted || this.aborted()) return;
     batch.push(() => this.storeIteration(it, outcome));
     this.mechanisms.saveStates(batch);
     store.transaction(() => {

@@ -9,7 +9,8 @@ import type { CapabilityState, ValidationReport } from "../sandbox/types.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 
 // 2: the resolved run config; mechanisms.design_name.
-const SCHEMA_VERSION = 2;
+// 3: llm_exchanges: error_code, finish_reason, reasoning, reasoning_tokens, mode.
+const SCHEMA_VERSION = 3;
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -29,7 +30,8 @@ CREATE TABLE IF NOT EXISTS trials (
 CREATE TABLE IF NOT EXISTS llm_exchanges (
   id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, purpose TEXT NOT NULL, model TEXT NOT NULL,
   messages_json TEXT NOT NULL, reply TEXT, error TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
-  latency_ms REAL NOT NULL, created_at TEXT NOT NULL);
+  latency_ms REAL NOT NULL, created_at TEXT NOT NULL, error_code TEXT, finish_reason TEXT, reasoning TEXT,
+  reasoning_tokens INTEGER, mode TEXT);
 CREATE TABLE IF NOT EXISTS mechanisms (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, origin TEXT NOT NULL, status TEXT NOT NULL,
   source TEXT NOT NULL, js TEXT, source_hash TEXT, js_hash TEXT, manifest_json TEXT,
@@ -147,6 +149,26 @@ export interface ExchangeInput {
   readonly promptTokens: number | null;
   readonly completionTokens: number | null;
   readonly latencyMs: number;
+  /** The fault's class (client.ts LlmErrorCode), null when the exchange was usable. */
+  readonly errorCode?: string | null;
+  readonly finishReason?: string | null;
+  /** A reasoning model's reasoning text (stored, never parsed) and its share of the completion tokens. */
+  readonly reasoning?: string | null;
+  readonly reasoningTokens?: number | null;
+  /** The structured-output mode of a JSON request. */
+  readonly mode?: string | null;
+}
+
+/** LLM use of one purpose in one iteration, summed over its exchanges. */
+export interface LlmUsageRow {
+  readonly purpose: string;
+  readonly iteration: number;
+  readonly exchanges: number;
+  readonly failed: number;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly reasoningTokens: number;
+  readonly latencyMs: number;
 }
 
 type Row = Record<string, SQLInputValue>;
@@ -160,6 +182,7 @@ function parseOrNull<T>(text: unknown): T | null {
   return text === null || text === undefined ? null : (JSON.parse(String(text)) as T);
 }
 const numOrNull = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+const strOrNull = (v: unknown) => (v === null || v === undefined ? null : String(v));
 
 export class RunStore {
   readonly dir: string;
@@ -383,8 +406,9 @@ export class RunStore {
   addExchange(e: ExchangeInput): number {
     const r = this.db
       .prepare(
-        `INSERT INTO llm_exchanges (iteration, purpose, model, messages_json, reply, error, prompt_tokens, completion_tokens, latency_ms, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO llm_exchanges (iteration, purpose, model, messages_json, reply, error, prompt_tokens, completion_tokens,
+           latency_ms, created_at, error_code, finish_reason, reasoning, reasoning_tokens, mode)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         e.iteration,
@@ -397,8 +421,45 @@ export class RunStore {
         e.completionTokens,
         e.latencyMs,
         now(),
+        e.errorCode ?? null,
+        e.finishReason ?? null,
+        e.reasoning ?? null,
+        e.reasoningTokens ?? null,
+        e.mode ?? null,
       );
     return Number(r.lastInsertRowid);
+  }
+
+  /** LLM use per purpose and iteration (tokens as the server reported them; none counts 0). */
+  llmUsage(): LlmUsageRow[] {
+    const rows = this.db
+      .prepare(
+        `SELECT purpose, iteration, COUNT(*) AS exchanges, COUNT(error) AS failed,
+           COALESCE(SUM(prompt_tokens), 0) AS prompt, COALESCE(SUM(completion_tokens), 0) AS completion,
+           COALESCE(SUM(reasoning_tokens), 0) AS reasoning, COALESCE(SUM(latency_ms), 0) AS latency
+         FROM llm_exchanges GROUP BY purpose, iteration ORDER BY iteration, purpose`,
+      )
+      .all() as Row[];
+    return rows.map((r) => ({
+      purpose: String(r.purpose),
+      iteration: Number(r.iteration),
+      exchanges: Number(r.exchanges),
+      failed: Number(r.failed),
+      promptTokens: Number(r.prompt),
+      completionTokens: Number(r.completion),
+      reasoningTokens: Number(r.reasoning),
+      latencyMs: Number(r.latency),
+    }));
+  }
+
+  /** Tokens the run has spent on the LLM so far (prompt + completion; reasoning is part of completion). */
+  llmTokensUsed(): number {
+    const row = this.db
+      .prepare(
+        "SELECT COALESCE(SUM(prompt_tokens), 0) + COALESCE(SUM(completion_tokens), 0) AS used FROM llm_exchanges",
+      )
+      .get() as Row;
+    return Number(row.used);
   }
 
   exchanges(): (ExchangeInput & { id: number })[] {
@@ -413,6 +474,11 @@ export class RunStore {
       promptTokens: numOrNull(r.prompt_tokens),
       completionTokens: numOrNull(r.completion_tokens),
       latencyMs: Number(r.latency_ms),
+      errorCode: strOrNull(r.error_code),
+      finishReason: strOrNull(r.finish_reason),
+      reasoning: strOrNull(r.reasoning),
+      reasoningTokens: numOrNull(r.reasoning_tokens),
+      mode: strOrNull(r.mode),
     }));
   }
 

@@ -6,7 +6,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { RunStore } from "../../runtime/store.ts";
 import { cliArgv } from "../support/cli.ts";
-import { type MockLlm, type RecordedRequest, startMockLlm } from "../support/mock-llm-server.ts";
+import {
+  type MockLlm,
+  preflightReply,
+  type RecordedRequest,
+  startMockLlm,
+} from "../support/mock-llm-server.ts";
 import { waitFor } from "../support/wait.ts";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-resume-online-"));
@@ -23,6 +28,8 @@ beforeAll(async () => {
   // and gets the same answer; in the run that is killed, iteration 3's reply never comes, so the
   // kill lands while the proposer waits for it however slow the machine is.
   mock = await startMockLlm((request) => {
+    const preflight = preflightReply(request);
+    if (preflight) return preflight;
     if (request.body?.response_format?.json_schema?.name === "strategy") {
       return {
         content: JSON.stringify({
