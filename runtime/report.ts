@@ -213,8 +213,12 @@ export function formatLlm(llm: LlmReport | null): string[] {
     llm.budget.maxTokens === null ? "" : `; budget ${llm.budget.usedTokens}/${llm.budget.maxTokens} tokens`;
   return [
     `  LLM: structured output ${llm.mode ?? "n/a"}; ${formatTotals(llm.totals)}${budget}`,
-    ...llm.byLevel.map((l) => `    ${LEVEL_NAMES[l.level]}: ${formatTotals(l)}`),
-    ...llm.sessions.map((s) => `      research session after iteration ${s.iteration}: ${formatTotals(s)}`),
+    ...llm.byLevel.flatMap((l) => [
+      `    ${LEVEL_NAMES[l.level]}: ${formatTotals(l)}`,
+      ...(l.level === "2"
+        ? llm.sessions.map((s) => `      research session after iteration ${s.iteration}: ${formatTotals(s)}`)
+        : []),
+    ]),
   ];
 }
 

@@ -25,7 +25,7 @@ export const defaultBrain: Brain = (request) => {
   const user = request.body?.messages?.find((m) => m.role === "user")?.content ?? "";
   const it = Number(/Iteration (\d+)\./.exec(user)?.[1] ?? 1);
   return {
-    changes: [{ param: "MATRIX_LR", value: Number((0.02 + 0.004 * it).toFixed(3)) }],
+    changes: [{ param: "MATRIX_LR", value: Number((0.02 + 0.003 * it).toFixed(3)) }],
     rationale: `step ${it}`,
   };
 };

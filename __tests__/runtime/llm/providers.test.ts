@@ -70,7 +70,7 @@ describe.each(PROVIDERS.map((p) => [p.name, p] as const))("%s", (_name, spec) =>
       schema: proposalSchema(3, PARAMS),
       schemaName: "proposal",
     });
-    expect(r).toMatchObject({ ok: true, value: { changes: [{ param: "MATRIX_LR", value: 0.036 }] } });
+    expect(r).toMatchObject({ ok: true, value: { changes: [{ param: "MATRIX_LR", value: 0.032 }] } });
     const last = r.exchanges.at(-1);
     expect(last?.mode).toBe(spec.autoMode);
     if (spec.reasoning?.field) expect(last?.reasoning).toBe("Let me think about the learning rate first.");
