@@ -79,3 +79,79 @@ test("a failed transaction leaves nothing behind", () => {
   expect(store.hasCheckpoint("half")).toBe(false);
   store.close();
 });
+
+test("LLM exchanges keep their fault class, reasoning and mode; usage sums per purpose and iteration", () => {
+  const store = fresh();
+  const base = { model: "m", messages: [], reply: "{}", latencyMs: 10 };
+  store.addExchange({
+    ...base,
+    iteration: 0,
+    purpose: "preflight",
+    error: null,
+    promptTokens: 5,
+    completionTokens: 1,
+  });
+  store.addExchange({
+    ...base,
+    iteration: 1,
+    purpose: "propose",
+    error: "empty: the reply has no text",
+    errorCode: "empty",
+    finishReason: "stop",
+    promptTokens: 100,
+    completionTokens: 2,
+    mode: "json_object",
+  });
+  store.addExchange({
+    ...base,
+    iteration: 1,
+    purpose: "propose",
+    error: null,
+    promptTokens: 100,
+    completionTokens: 50,
+    reasoning: "thinking",
+    reasoningTokens: 30,
+    mode: "json_object",
+  });
+  // A server that reports no usage: counted as 0, not NaN.
+  store.addExchange({
+    ...base,
+    iteration: 1,
+    purpose: "propose",
+    error: null,
+    promptTokens: null,
+    completionTokens: null,
+  });
+  expect(store.exchanges()[1]).toMatchObject({
+    errorCode: "empty",
+    finishReason: "stop",
+    mode: "json_object",
+    reasoning: null,
+  });
+  expect(store.exchanges()[2]).toMatchObject({ reasoning: "thinking", reasoningTokens: 30 });
+  expect(store.exchanges()[0]).toMatchObject({ errorCode: null, mode: null, reasoningTokens: null });
+  expect(store.llmUsage()).toEqual([
+    {
+      purpose: "preflight",
+      iteration: 0,
+      exchanges: 1,
+      failed: 0,
+      promptTokens: 5,
+      completionTokens: 1,
+      reasoningTokens: 0,
+      latencyMs: 10,
+    },
+    {
+      purpose: "propose",
+      iteration: 1,
+      exchanges: 3,
+      failed: 1,
+      promptTokens: 200,
+      completionTokens: 52,
+      reasoningTokens: 30,
+      latencyMs: 30,
+    },
+  ]);
+  expect(store.llmTokensUsed()).toBe(258);
+  store.close();
+});
