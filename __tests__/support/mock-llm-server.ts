@@ -232,14 +232,11 @@ export interface MockOptions {
   readonly models?: readonly string[] | ((request: RecordedRequest) => MockStep);
 }
 
-export async function startMockLlm(script: MockScript, options: MockOptions = {}): Promise<MockLlm> {
-  const requests: RecordedRequest[] = [];
-  const timers = new Set<NodeJS.Timeout>();
-  const sockets = new Set<Socket>();
+/** The script as a function of the request (a list is served in order, then 599s). */
+function scriptRunner(script: MockScript): (request: RecordedRequest, index: number) => MockStep {
+  if (typeof script === "function") return script;
   let served = 0;
-
-  const nextStep = (request: RecordedRequest, index: number): MockStep => {
-    if (typeof script === "function") return script(request, index);
+  return () => {
     const step = script[served];
     if (step === undefined) {
       return {
@@ -250,6 +247,13 @@ export async function startMockLlm(script: MockScript, options: MockOptions = {}
     served++;
     return step;
   };
+}
+
+export async function startMockLlm(script: MockScript, options: MockOptions = {}): Promise<MockLlm> {
+  const requests: RecordedRequest[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+  const sockets = new Set<Socket>();
+  const nextStep = scriptRunner(script);
 
   const stepFor = (req: IncomingMessage, request: RecordedRequest, index: number): MockStep | null => {
     const { models } = options;
