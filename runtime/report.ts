@@ -202,7 +202,8 @@ const LEVEL_NAMES: Record<EventLevel, string> = {
 function formatTotals(t: LlmTotals): string {
   const tokens = t.promptTokens + t.completionTokens;
   const reasoning = t.reasoningTokens > 0 ? `, reasoning ${t.reasoningTokens}` : "";
-  const failed = t.failed > 0 ? ` (${t.failed} failed)` : "";
+  // Faulty exchanges include those repaired or retried afterwards: the call may still have succeeded.
+  const failed = t.failed > 0 ? ` (${t.failed} with a fault)` : "";
   return `${t.requests} request(s)${failed}, ${tokens} tokens (prompt ${t.promptTokens}, completion ${t.completionTokens}${reasoning}), ${(t.latencyMs / 1000).toFixed(1)} s`;
 }
 

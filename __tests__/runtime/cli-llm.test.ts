@@ -152,10 +152,10 @@ describe("a run whose every LLM call fails persistently", () => {
     expect(after.stdout).not.toContain("why:");
     // Token totals per level.
     expect(after.stdout).toMatch(
-      /\n {2}LLM: structured output json_object; \d+ request\(s\) \(\d+ failed\), \d+ tokens/,
+      /\n {2}LLM: structured output json_object; \d+ request\(s\) \(\d+ with a fault\), \d+ tokens/,
     );
     expect(after.stdout).toMatch(
-      /\n {4}Level 1: \d+ request\(s\) \(\d+ failed\), \d+ tokens \(prompt \d+, completion \d+\)/,
+      /\n {4}Level 1: \d+ request\(s\) \(\d+ with a fault\), \d+ tokens \(prompt \d+, completion \d+\)/,
     );
     expect(after.stdout).toMatch(/\n {4}Level 1\.5: 2 request\(s\), \d+ tokens/);
     const store = RunStore.open(dir, { readOnly: true });

@@ -350,12 +350,13 @@ export class OpenAiLlmClient implements LlmClient {
     this.modeListener = listener;
   }
 
-  /** GET /models: the ids the server lists (one attempt; no retries). */
+  /** GET /models: the ids the server lists (one attempt, at most 15 s: a quick look, not a call). */
   async listModels(signal?: AbortSignal): Promise<ModelList> {
     const t0 = performance.now();
     const latency = () => Math.round(performance.now() - t0);
+    const timeout = Math.min(this.config.timeoutMs, 15_000);
     try {
-      const body: unknown = await this.openai.get("/models", signal ? { signal } : {});
+      const body: unknown = await this.openai.get("/models", { timeout, ...(signal ? { signal } : {}) });
       const data = (body as { data?: unknown } | null)?.data;
       if (!Array.isArray(data)) {
         return {
@@ -369,7 +370,7 @@ export class OpenAiLlmClient implements LlmClient {
         .filter((id): id is string => typeof id === "string");
       return { ok: true, ids, latencyMs: latency() };
     } catch (error) {
-      const e = classify(error, this.config.timeoutMs, latency(), this.baseURL);
+      const e = classify(error, timeout, latency(), this.baseURL);
       return { ok: false, error: { ...e, message: this.scrub(e.message) }, latencyMs: latency() };
     }
   }
