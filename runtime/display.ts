@@ -94,12 +94,11 @@ export class RunDisplay implements LoopObserver, LlmObserver {
     const text = () =>
       `[${LEVEL_TAG[call.level]}] waiting for the LLM (${call.purpose}, attempt ${call.attempt}/${call.of}): ${Math.round((Date.now() - started) / 1000)}s`;
     if (this.styled) {
-      // Redrawn in place: one line that counts the seconds, erased when the call is over.
+      // Redrawn in place: one line that counts the seconds (not for a quick call), erased after.
       const draw = () => {
         this.out.write(`\r\x1b[2K${safeText(text())}`);
         this.waitShown = true;
       };
-      draw();
       this.waitTimer = setInterval(draw, this.timing.redrawMs);
     } else {
       // A log: silent for a quick call, then a line now and then while it waits.
