@@ -107,7 +107,7 @@ describe("an LLM call that waits", () => {
     await waitFor(() => tty.text().split("waiting for the LLM").length > 2);
     display.llmSettled();
     const written = tty.text();
-    expect(written).toMatch(/^\r\u001b\[2K\[L1 \] waiting for the LLM \(propose, attempt 2\/3\): \d+s/);
+    expect(written.startsWith("\r\u001b[2K[L1 ] waiting for the LLM (propose, attempt 2/3): ")).toBe(true);
     expect(written.endsWith("\r\u001b[2K")).toBe(true);
     // Nothing more once settled.
     const length = written.length;
