@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { startMockLlm } from "../__tests__/support/mock-llm-server.ts";
+import { preflightReply, startMockLlm } from "../__tests__/support/mock-llm-server.ts";
 import { testConfig } from "../__tests__/support/run-config.ts";
 import { RunStore } from "../runtime/store.ts";
 import { executeRun } from "../runtime/wiring.ts";
@@ -31,6 +31,8 @@ const stubTrainer: Trainer = {
 
 // Proposals from the mock LLM: a deterministic walk over MATRIX_LR and WARMDOWN_RATIO.
 const llm = await startMockLlm((request) => {
+  const preflight = preflightReply(request);
+  if (preflight) return preflight;
   const user = request.body?.messages?.find((m) => m.role === "user")?.content ?? "";
   const iteration = Number(/Iteration (\d+)/.exec(user)?.[1] ?? 1);
   const name = request.body?.response_format?.json_schema?.name;

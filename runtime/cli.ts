@@ -6,6 +6,7 @@ import { constants } from "node:os";
 import path from "node:path";
 import { Command, CommanderError } from "commander";
 import { registerApproveCommand } from "./commands/approve.ts";
+import { registerLlmCommands } from "./commands/llm.ts";
 import { registerMechanismCommands } from "./commands/mechanism.ts";
 import { registerMechanismTestCommand } from "./commands/mechanism-test.ts";
 import { registerReportCommands } from "./commands/report.ts";
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
       process.exitCode = runLauncherTest(command.args);
     });
   registerRunCommands(program);
+  registerLlmCommands(program);
   registerTrainCommand(program);
   registerReportCommands(program);
   registerMechanismCommands(program);

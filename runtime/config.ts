@@ -149,11 +149,24 @@ export const RUN_CONFIG_SCHEMA = {
       baseURL: { type: ["string", "null"], pattern: "^https?://" },
       apiKeyEnv: { type: "string", pattern: "^[A-Za-z_][A-Za-z0-9_]*$" },
       model: { type: "string", minLength: 1 },
-      temperature: { type: "number", minimum: 0, maximum: 2 },
+      /** null: not sent (reasoning models refuse it). */
+      temperature: { type: ["number", "null"], minimum: 0, maximum: 2 },
       maxTokens: positiveInt,
       timeoutMs: { type: "integer", minimum: 100 },
+      /** Retries of a transient fault (timeout, connection, 408/409/429/5xx, a broken body). */
       maxRetries: { type: "integer", minimum: 0, maximum: 10 },
       maxTokensField: { enum: ["max_tokens", "max_completion_tokens"] },
+      /** How JSON replies are asked for; auto: json_schema, falling back on an "unsupported" 400. */
+      structuredOutput: { enum: ["auto", "json_schema", "json_object", "tools", "text"] },
+      /** A truncated reply is retried once with max tokens doubled, up to this. */
+      maxTokensCap: positiveInt,
+      retryBaseMs: { type: "integer", minimum: 0, maximum: 600000 },
+      maxRetryWaitMs: { type: "integer", minimum: 0, maximum: 3600000 },
+      /** The run stops (non-zero, resumable) after this many calls in a row fail the same way; 0: never. */
+      maxConsecutiveFailures: { type: "integer", minimum: 0, maximum: 1000 },
+      /** Prompt + completion tokens the run may spend; null: no limit. */
+      maxTokensPerRun: { anyOf: [positiveInt, { type: "null" }] },
+      onBudgetExhausted: { enum: ["offline", "stop"] },
     }),
     proposer: closed({
       maxChanges: { type: "integer", minimum: 1, maximum: 3 },
@@ -220,6 +233,13 @@ export const DEFAULT_RUN_CONFIG: RunConfig = {
     timeoutMs: 120_000,
     maxRetries: 2,
     maxTokensField: "max_tokens",
+    structuredOutput: "auto",
+    maxTokensCap: 16_000,
+    retryBaseMs: 1000,
+    maxRetryWaitMs: 60_000,
+    maxConsecutiveFailures: 3,
+    maxTokensPerRun: null,
+    onBudgetExhausted: "offline",
   },
   proposer: { maxChanges: 3, maxRepairs: 2, maxFilterRejections: 3, historyWindow: 12 },
   acceptance: { mode: "noise-aware", baselineRepeats: 3, k: 1, minSigma: 0.001 },

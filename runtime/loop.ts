@@ -432,7 +432,8 @@ export class BilevelLoop {
       this.mechanisms,
       this.d.proposer,
     );
-    if (outcome.aborted) return;
+    // Stopped meanwhile (Ctrl-C, or the run's LLM gave up): nothing is stored, a resume redoes the phase.
+    if (outcome.aborted || this.aborted()) return;
     const batch: Batch = [() => this.storeIteration(it, outcome)];
     this.mechanisms.saveStates(batch);
     store.transaction(() => {

@@ -2,8 +2,9 @@
 // For every mechanism: did it fire, how often, what it changed, which kept trials it touched.
 import { plot } from "asciichart";
 import type { Config } from "../mechanism-api/index.d.ts";
+import { levelOfPurpose } from "./llm/run-llm.ts";
 import { runLockHolder } from "./run-lock.ts";
-import type { MechanismStatus, RunStore, SearchConfig } from "./store.ts";
+import type { EventLevel, LlmUsageRow, MechanismStatus, RunStore, SearchConfig } from "./store.ts";
 import { safeText } from "./terminal-text.ts";
 
 export interface MechanismReport {
@@ -20,6 +21,28 @@ export interface MechanismReport {
   readonly fired: number;
   readonly keptTrialsTouched: readonly number[];
   readonly medianLatencyMs: number | null;
+}
+
+/** LLM use summed over exchanges (each one request; tokens as the server reported them). */
+export interface LlmTotals {
+  readonly requests: number;
+  readonly failed: number;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  /** Part of the completion tokens (reasoning models). */
+  readonly reasoningTokens: number;
+  readonly latencyMs: number;
+}
+
+export interface LlmReport {
+  /** The structured-output mode in use (stored; kept on resume). */
+  readonly mode: string | null;
+  readonly totals: LlmTotals;
+  /** Per level: "1" proposals, "1.5" strategy, "2" research, "run" the preflight. */
+  readonly byLevel: readonly ({ readonly level: EventLevel } & LlmTotals)[];
+  /** Per Level 2 research session (by the iteration it ran after). */
+  readonly sessions: readonly ({ readonly iteration: number } & LlmTotals)[];
+  readonly budget: { readonly maxTokens: number | null; readonly usedTokens: number };
 }
 
 export interface RunReport {
@@ -40,6 +63,9 @@ export interface RunReport {
   readonly searchConfigChanges: number;
   readonly mechanisms: readonly MechanismReport[];
   readonly llmExchanges: number;
+  /** Null for a run that never used an LLM. */
+  readonly llm: LlmReport | null;
+  /** Why the run stopped or failed, when it did not finish (e.g. the LLM failed persistently). */
   readonly events: { readonly level15: number; readonly level2: number };
   /** Search trials in order: val_bpb (null when failed) and the best so far (baselines included). */
   readonly curve: readonly {
@@ -52,6 +78,40 @@ export interface RunReport {
 /** Ledger outcomes that changed what the loop did (a guide text reaches the LLM proposer's prompt). */
 export const ACTING_OUTCOMES: readonly string[] = ["suggested", "rejected", "modified", "guided"];
 const ACTING = new Set(ACTING_OUTCOMES);
+
+function sum(rows: readonly LlmUsageRow[]): LlmTotals {
+  const add = (f: (r: LlmUsageRow) => number) => rows.reduce((a, r) => a + f(r), 0);
+  return {
+    requests: add((r) => r.exchanges),
+    failed: add((r) => r.failed),
+    promptTokens: add((r) => r.promptTokens),
+    completionTokens: add((r) => r.completionTokens),
+    reasoningTokens: add((r) => r.reasoningTokens),
+    latencyMs: add((r) => r.latencyMs),
+  };
+}
+
+function llmReport(store: RunStore, maxTokens: number | null): LlmReport | null {
+  const rows = store.llmUsage();
+  if (rows.length === 0) return null;
+  const levels: EventLevel[] = ["1", "1.5", "2", "run"];
+  const byLevel = levels
+    .map((level) => ({ level, ...sum(rows.filter((r) => levelOfPurpose(r.purpose) === level)) }))
+    .filter((l) => l.requests > 0);
+  const level2 = rows.filter((r) => levelOfPurpose(r.purpose) === "2");
+  const sessions = [...new Set(level2.map((r) => r.iteration))].map((iteration) => ({
+    iteration,
+    ...sum(level2.filter((r) => r.iteration === iteration)),
+  }));
+  const totals = sum(rows);
+  return {
+    mode: store.getMeta("llm_mode") || null,
+    totals,
+    byLevel,
+    sessions,
+    budget: { maxTokens, usedTokens: totals.promptTokens + totals.completionTokens },
+  };
+}
 
 function median(values: readonly number[]): number | null {
   if (values.length === 0) return null;
@@ -123,7 +183,8 @@ export function buildReport(store: RunStore): RunReport {
     searchConfig: searchConfigs.at(-1)?.config ?? null,
     searchConfigChanges: searchConfigs.length - 1,
     mechanisms,
-    llmExchanges: store.exchanges().length,
+    llmExchanges: store.llmUsage().reduce((n, r) => n + r.exchanges, 0),
+    llm: llmReport(store, config?.llm.maxTokensPerRun ?? null),
     events: {
       level15: events.filter((e) => e.level === "1.5").length,
       level2: events.filter((e) => e.level === "2").length,
@@ -144,19 +205,55 @@ function runStatus(
       statusReason: "no process is running it: it was killed; continue with --resume",
     };
   }
-  const reason = events.filter((e) => e.kind === "failed" || e.kind === "stop").at(-1)?.message ?? null;
-  return { status, statusReason: reason };
+  // The run's own account (a persistent LLM fault, a spent budget), else its last failed/stop event.
+  const stored = store.getMeta("stop_reason") || null;
+  const event = events.filter((e) => e.kind === "failed" || e.kind === "stop").at(-1)?.message ?? null;
+  return { status, statusReason: stored ?? event };
+}
+
+const LEVEL_NAMES: Record<EventLevel, string> = {
+  "1": "Level 1",
+  "1.5": "Level 1.5",
+  "2": "Level 2",
+  run: "preflight",
+};
+
+function formatTotals(t: LlmTotals): string {
+  const tokens = t.promptTokens + t.completionTokens;
+  const reasoning = t.reasoningTokens > 0 ? `, reasoning ${t.reasoningTokens}` : "";
+  // Faulty exchanges include those repaired or retried afterwards: the call may still have succeeded.
+  const failed = t.failed > 0 ? ` (${t.failed} with a fault)` : "";
+  return `${t.requests} request(s)${failed}, ${tokens} tokens (prompt ${t.promptTokens}, completion ${t.completionTokens}${reasoning}), ${(t.latencyMs / 1000).toFixed(1)} s`;
+}
+
+/** The LLM block of the report: mode, totals, per level, per research session, budget. */
+export function formatLlm(llm: LlmReport | null): string[] {
+  if (!llm) return ["  LLM: none used"];
+  const budget =
+    llm.budget.maxTokens === null ? "" : `; budget ${llm.budget.usedTokens}/${llm.budget.maxTokens} tokens`;
+  return [
+    `  LLM: structured output ${llm.mode ?? "n/a"}; ${formatTotals(llm.totals)}${budget}`,
+    ...llm.byLevel.flatMap((l) => [
+      `    ${LEVEL_NAMES[l.level]}: ${formatTotals(l)}`,
+      ...(l.level === "2"
+        ? llm.sessions.map((s) => `      research session after iteration ${s.iteration}: ${formatTotals(s)}`)
+        : []),
+    ]),
+  ];
 }
 
 export function formatReport(r: RunReport): string {
   const lines = [
     `run ${r.name} (${r.dir})`,
-    `  status ${r.status}${r.status !== "finished" && r.statusReason ? ` (${r.statusReason})` : ""}, ${r.mode}${r.mode === "offline" ? " (no LLM endpoint: offline proposer, rule-based Level 1.5, Level 2 from the built-in library)" : ""}`,
+    `  status ${r.status}, ${r.mode}${r.mode === "offline" ? " (no LLM endpoint: offline proposer, rule-based Level 1.5, Level 2 from the built-in library)" : ""}`,
+    ...(r.statusReason && r.status !== "finished" && r.status !== "running"
+      ? [`  why: ${r.statusReason}`]
+      : []),
     `  iterations ${r.iterationsDone}/${r.iterationsPlanned}, trials ${r.trials} (kept ${r.kept}, failed ${r.failed})`,
     `  baseline ${r.baseline ? `${r.baseline.mean.toFixed(4)} ± σ ${r.baseline.sigma.toFixed(4)} (n=${r.baseline.n})` : "n/a"}`,
     `  best ${r.best ? `${r.best.valBpb.toFixed(4)} (trial ${r.best.trialId})` : "n/a"}`,
     `  search config: ${r.searchConfig ? `${r.searchConfig.strategy}, frozen ${r.searchConfig.frozen.join(", ") || "none"}` : "n/a"} (${r.searchConfigChanges} Level 1.5 updates)`,
-    `  LLM exchanges: ${r.llmExchanges}`,
+    ...formatLlm(r.llm),
     `  mechanisms (${r.mechanisms.length}):`,
   ];
   if (r.mechanisms.length === 0) lines.push("    none");

@@ -17,8 +17,20 @@ import type { CapabilityState, ValidationReport } from "../sandbox/types.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 import { UserError } from "./errors.ts";
 
-// 2: the resolved run config; mechanisms.design_name. 3: trials.git_commit (a user's train.py under git).
-const SCHEMA_VERSION = 3;
+// 2: the resolved run config; mechanisms.design_name.
+// 3: trials.git_commit (a user's train.py under git), or (a parallel line of work) llm_exchanges'
+//    error_code, finish_reason, reasoning, reasoning_tokens, mode. 4: both.
+const SCHEMA_VERSION = 4;
+
+/** Columns added since version 2, all nullable: an older database gains them when opened to write. */
+const ADDED_COLUMNS: readonly (readonly [table: string, column: string, type: string])[] = [
+  ["trials", "git_commit", "TEXT"],
+  ["llm_exchanges", "error_code", "TEXT"],
+  ["llm_exchanges", "finish_reason", "TEXT"],
+  ["llm_exchanges", "reasoning", "TEXT"],
+  ["llm_exchanges", "reasoning_tokens", "INTEGER"],
+  ["llm_exchanges", "mode", "TEXT"],
+];
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,7 +50,8 @@ CREATE TABLE IF NOT EXISTS trials (
 CREATE TABLE IF NOT EXISTS llm_exchanges (
   id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, purpose TEXT NOT NULL, model TEXT NOT NULL,
   messages_json TEXT NOT NULL, reply TEXT, error TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
-  latency_ms REAL NOT NULL, created_at TEXT NOT NULL);
+  latency_ms REAL NOT NULL, created_at TEXT NOT NULL, error_code TEXT, finish_reason TEXT, reasoning TEXT,
+  reasoning_tokens INTEGER, mode TEXT);
 CREATE TABLE IF NOT EXISTS mechanisms (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, origin TEXT NOT NULL, status TEXT NOT NULL,
   source TEXT NOT NULL, js TEXT, source_hash TEXT, js_hash TEXT, manifest_json TEXT,
@@ -158,6 +171,26 @@ export interface ExchangeInput {
   readonly promptTokens: number | null;
   readonly completionTokens: number | null;
   readonly latencyMs: number;
+  /** The fault's class (client.ts LlmErrorCode), null when the exchange was usable. */
+  readonly errorCode?: string | null;
+  readonly finishReason?: string | null;
+  /** A reasoning model's reasoning text (stored, never parsed) and its share of the completion tokens. */
+  readonly reasoning?: string | null;
+  readonly reasoningTokens?: number | null;
+  /** The structured-output mode of a JSON request. */
+  readonly mode?: string | null;
+}
+
+/** LLM use of one purpose in one iteration, summed over its exchanges. */
+export interface LlmUsageRow {
+  readonly purpose: string;
+  readonly iteration: number;
+  readonly exchanges: number;
+  readonly failed: number;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly reasoningTokens: number;
+  readonly latencyMs: number;
 }
 
 type Row = Record<string, SQLInputValue>;
@@ -273,6 +306,7 @@ function parseOrNull<T>(text: unknown): T | null {
   return text === null || text === undefined ? null : (JSON.parse(String(text)) as T);
 }
 const numOrNull = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+const strOrNull = (v: unknown) => (v === null || v === undefined ? null : String(v));
 
 export class RunStore {
   readonly dir: string;
@@ -314,10 +348,11 @@ export class RunStore {
       throw (options.readOnly ? null : StoreError.from(error, dir)) ?? error;
     }
     const store = new RunStore(dir, db);
-    if (!options.readOnly && store.getMeta("schema_version") === "2") store.migrateFrom2();
+    const older = ["2", "3"].includes(store.getMeta("schema_version") ?? "");
+    if (!options.readOnly && older) store.addMissingColumns();
     const version = store.getMeta("schema_version");
-    // Read-only (status, export) a version 2 database reads as is: its trials have no commit.
-    const readable = options.readOnly === true && version === "2";
+    // Read-only (status, export), an older database reads as it is: missing columns read as null.
+    const readable = options.readOnly === true && older;
     if (version !== null && Number(version) !== SCHEMA_VERSION && !readable) {
       db.close();
       throw new Error(
@@ -331,14 +366,19 @@ export class RunStore {
     if (this.db.isOpen) this.db.close();
   }
 
-  /** Version 2 lacks trials.git_commit: add it (the run's trials had no commits). */
-  private migrateFrom2(): void {
+  /** An older database (2 or 3) gains the columns added since, empty; then it is version 4. */
+  private addMissingColumns(): void {
     this.transaction(() => {
-      const columns = this.db.prepare("PRAGMA table_info(trials)").all() as Row[];
-      if (!columns.some((c) => c.name === "git_commit"))
-        this.db.exec("ALTER TABLE trials ADD COLUMN git_commit TEXT");
+      for (const [table, column, type] of ADDED_COLUMNS) {
+        if (!this.hasColumn(table, column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+      }
       this.setMeta("schema_version", String(SCHEMA_VERSION));
     });
+  }
+
+  private hasColumn(table: string, column: string): boolean {
+    const columns = this.db.prepare(`PRAGMA table_info(${table})`).all() as Row[];
+    return columns.some((c) => c.name === column);
   }
 
   /**
@@ -538,8 +578,9 @@ export class RunStore {
   addExchange(e: ExchangeInput): number {
     const r = this.db
       .prepare(
-        `INSERT INTO llm_exchanges (iteration, purpose, model, messages_json, reply, error, prompt_tokens, completion_tokens, latency_ms, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO llm_exchanges (iteration, purpose, model, messages_json, reply, error, prompt_tokens, completion_tokens,
+           latency_ms, created_at, error_code, finish_reason, reasoning, reasoning_tokens, mode)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         e.iteration,
@@ -552,8 +593,46 @@ export class RunStore {
         e.completionTokens,
         e.latencyMs,
         now(),
+        e.errorCode ?? null,
+        e.finishReason ?? null,
+        e.reasoning ?? null,
+        e.reasoningTokens ?? null,
+        e.mode ?? null,
       );
     return Number(r.lastInsertRowid);
+  }
+
+  /** LLM use per purpose and iteration (tokens as the server reported them; none counts 0). */
+  llmUsage(): LlmUsageRow[] {
+    const rows = this.db
+      .prepare(
+        `SELECT purpose, iteration, COUNT(*) AS exchanges, COUNT(error) AS failed,
+           COALESCE(SUM(prompt_tokens), 0) AS prompt, COALESCE(SUM(completion_tokens), 0) AS completion,
+           ${this.hasColumn("llm_exchanges", "reasoning_tokens") ? "COALESCE(SUM(reasoning_tokens), 0)" : "0"} AS reasoning,
+           COALESCE(SUM(latency_ms), 0) AS latency
+         FROM llm_exchanges GROUP BY purpose, iteration ORDER BY iteration, purpose`,
+      )
+      .all() as Row[];
+    return rows.map((r) => ({
+      purpose: String(r.purpose),
+      iteration: Number(r.iteration),
+      exchanges: Number(r.exchanges),
+      failed: Number(r.failed),
+      promptTokens: Number(r.prompt),
+      completionTokens: Number(r.completion),
+      reasoningTokens: Number(r.reasoning),
+      latencyMs: Number(r.latency),
+    }));
+  }
+
+  /** Tokens the run has spent on the LLM so far (prompt + completion; reasoning is part of completion). */
+  llmTokensUsed(): number {
+    const row = this.db
+      .prepare(
+        "SELECT COALESCE(SUM(prompt_tokens), 0) + COALESCE(SUM(completion_tokens), 0) AS used FROM llm_exchanges",
+      )
+      .get() as Row;
+    return Number(row.used);
   }
 
   exchanges(): (ExchangeInput & { id: number })[] {
@@ -568,6 +647,11 @@ export class RunStore {
       promptTokens: numOrNull(r.prompt_tokens),
       completionTokens: numOrNull(r.completion_tokens),
       latencyMs: Number(r.latency_ms),
+      errorCode: strOrNull(r.error_code),
+      finishReason: strOrNull(r.finish_reason),
+      reasoning: strOrNull(r.reasoning),
+      reasoningTokens: numOrNull(r.reasoning_tokens),
+      mode: strOrNull(r.mode),
     }));
   }
 

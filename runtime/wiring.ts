@@ -4,13 +4,9 @@ import { Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import type { Trainer } from "../trainer/types.ts";
 import { ConfigError, type ResolvedRunConfig, sandboxPolicy } from "./config.ts";
 import { RunDisplay } from "./display.ts";
-import { LlmProposer } from "./level1/llm-proposer.ts";
-import { OfflineProposer } from "./level1/offline-proposer.ts";
-import { LibraryResearcher } from "./level2/library.ts";
-import { LlmResearcher } from "./level2/researcher.ts";
-import { LlmStrategist, RuleStrategist } from "./level15/strategists.ts";
-import { ChatJsonAdapter } from "./llm/chat-json.ts";
-import { createLlmClient, type LlmClient } from "./llm/client.ts";
+import { createLlmClient } from "./llm/client.ts";
+import { type LlmObserver, type LlmStop, recordStop } from "./llm/run-llm.ts";
+import { checkEndpoint, deciders, startRunLlm } from "./llm/run-setup.ts";
 import { BilevelLoop, type LoopObserver, type RunSummary } from "./loop.ts";
 import { readMechanismFile } from "./mechanism-file.ts";
 import { buildReport, type RunReport } from "./report.ts";
@@ -25,18 +21,19 @@ export interface ExecuteOptions {
   readonly resume?: boolean;
   /** Ignore any LLM endpoint. */
   readonly offline: boolean;
-  readonly observer?: LoopObserver;
+  readonly observer?: LoopObserver & LlmObserver;
   /** For tests and benchmarks: a trainer to use instead of the configured one. */
   readonly trainer?: Trainer;
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly signal?: AbortSignal;
 }
 
-export async function executeRun(options: ExecuteOptions): Promise<RunSummary & { report: RunReport }> {
+export async function executeRun(
+  options: ExecuteOptions,
+): Promise<RunSummary & { report: RunReport; llmStop: LlmStop | null }> {
   const { config, dir } = options;
-  const llm: LlmClient | null = options.offline
-    ? null
-    : createLlmClient(config.llm, options.env ?? process.env);
+  const env = options.env ?? process.env;
+  const client = options.offline ? null : createLlmClient(config.llm, env);
   const params = config.searchSpace;
   // Everything that can be refused is read and checked before the run folder exists.
   const trainer =
@@ -46,6 +43,16 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
   const startMechanisms = startedAlready
     ? []
     : config.mechanisms.map((file) => ({ file, source: readStartMechanism(file) }));
+  const display: LoopObserver & LlmObserver = options.observer ?? new RunDisplay();
+  // The LLM endpoint too: a closed port, a refused key or an unknown model stop here, at once.
+  const checked = client
+    ? await checkEndpoint(client, { dir, config, env, observer: display, ...signalOf(options) }).catch(
+        (error: unknown) => {
+          if (display instanceof RunDisplay) display.close();
+          throw error;
+        },
+      )
+    : null;
   const sandbox = await Sandbox.start(sandboxPolicy(config.policy));
   let store: RunStore;
   let unlock: () => void;
@@ -62,32 +69,38 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
     await sandbox.close();
     throw error;
   }
-  const display = options.observer ?? new RunDisplay();
+  // The run's LLM ends the run (after the current phase) on a persistent fault or a spent budget.
+  const llmStopper = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, llmStopper.signal]) : llmStopper.signal;
   try {
-    const chat = llm ? new ChatJsonAdapter(llm, store) : null;
+    store.setMeta("stop_reason", "");
+    const llm =
+      client && checked
+        ? startRunLlm(client, checked, {
+            store,
+            config,
+            observer: display,
+            emit: (message) => display.event?.("run", message),
+            stop: () => llmStopper.abort(),
+            ...signalOf(options),
+          })
+        : null;
     const loop = new BilevelLoop({
       store,
       config,
       trainer,
       sandbox,
-      proposer: chat
-        ? new LlmProposer(chat.chat, config.proposer.maxRepairs, config.program?.text ?? null)
-        : new OfflineProposer(),
-      strategist: chat
-        ? new LlmStrategist(chat.chat, config.proposer.maxRepairs)
-        : new RuleStrategist(config.level15),
-      researcher:
-        llm && config.policy.allowCodeGeneration
-          ? new LlmResearcher(llm, store, config)
-          : new LibraryResearcher(),
+      ...deciders(llm, store, config),
       syntheticTrace,
       startMechanisms,
       observer: display,
-      ...(options.signal ? { signal: options.signal } : {}),
+      signal,
     });
     try {
       const summary = await loop.run();
-      return { ...summary, report: buildReport(store) };
+      const llmStop = llm?.finalStop(options.signal?.aborted ?? false) ?? null;
+      if (llmStop) recordStop(store, llmStop);
+      return { ...summary, llmStop, report: buildReport(store) };
     } catch (error) {
       // A raw SQLite error from a write outside a transaction (a full disk) becomes the typed one.
       throw StoreError.from(error, dir) ?? error;
@@ -98,6 +111,10 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
     store.close();
     unlock();
   }
+}
+
+function signalOf(options: ExecuteOptions): { signal?: AbortSignal } {
+  return options.signal ? { signal: options.signal } : {};
 }
 
 function startMechanismsDone(dir: string): boolean {

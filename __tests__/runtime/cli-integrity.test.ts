@@ -137,7 +137,7 @@ test("one process per run folder: a second resume is refused while the run goes 
   const status = cli(tmp, "status", dir);
   expect(status.status).toBe(0);
   expect(status.stdout).toMatch(
-    /status interrupted \(no process is running it: it was killed; continue with --resume\)/,
+    /status interrupted, .*\n {2}why: no process is running it: it was killed; continue with --resume/,
   );
   const resumed = cli(tmp, "run", "--resume", dir);
   expect(resumed.status).toBe(0);

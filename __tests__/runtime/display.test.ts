@@ -3,6 +3,7 @@
 import { RunDisplay } from "../../runtime/display.ts";
 import type { TrialRow } from "../../runtime/store.ts";
 import { firstControl } from "../support/terminal.ts";
+import { waitFor } from "../support/wait.ts";
 
 /** A stream that records what is written; a TTY or not. */
 function stream(isTTY: boolean) {
@@ -86,5 +87,51 @@ describe("the progress bar", () => {
     const tty = stream(true);
     show(tty.out);
     expect(firstControl(tty.text())).toBeNull();
+  });
+});
+
+describe("an LLM call that waits", () => {
+  const fast = { redrawMs: 5, firstMs: 5, repeatMs: 5 };
+  const saved = process.env.NO_COLOR;
+  afterEach(() => {
+    if (saved === undefined) delete process.env.NO_COLOR;
+    else process.env.NO_COLOR = saved;
+  });
+  const call = { level: "1" as const, purpose: "propose", attempt: 2, of: 3 };
+
+  test("on a TTY: one line redrawn in place (level, purpose, attempt, seconds), erased when the call is over", async () => {
+    delete process.env.NO_COLOR;
+    const tty = stream(true);
+    const display = new RunDisplay(tty.out, fast);
+    display.llmWaiting(call);
+    await waitFor(() => tty.text().split("waiting for the LLM").length > 2);
+    display.llmSettled();
+    const written = tty.text();
+    expect(written.startsWith("\r\u001b[2K[L1 ] waiting for the LLM (propose, attempt 2/3): ")).toBe(true);
+    expect(written.endsWith("\r\u001b[2K")).toBe(true);
+    // Nothing more once settled.
+    const length = written.length;
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(tty.text().length).toBe(length);
+    display.close();
+  });
+
+  test("in a log: silent for a quick call, then a line now and then; a retry is one line with its reason", async () => {
+    const piped = stream(false);
+    const quiet = new RunDisplay(piped.out, { redrawMs: 5, firstMs: 600_000, repeatMs: 600_000 });
+    quiet.llmWaiting(call);
+    quiet.llmSettled();
+    expect(piped.text()).toBe("");
+    const display = new RunDisplay(piped.out, fast);
+    display.llmWaiting({ ...call, level: "2", purpose: "level2.explore" });
+    await waitFor(() => piped.text().split("\n").length > 3);
+    display.llmRetry({ ...call, reason: "http 429: 429 Rate limit \u001b[2J reached", waitMs: 4000 });
+    display.close();
+    const written = piped.text();
+    expect(firstControl(written)).toBeNull();
+    expect(written).toMatch(/\[L2 \] waiting for the LLM \(level2\.explore, attempt 2\/3\): \d+s …\n/);
+    expect(written).toContain(
+      "[L1 ] LLM propose failed (http 429: 429 Rate limit \\x1b[2J reached); retrying in 4.0s (attempt 2/3)\n",
+    );
   });
 });

@@ -97,7 +97,7 @@ test("a cuda run hands the trainer exactly the resolved GPU config", async () =>
   const report = buildReport(store);
   expect(report.status).toBe("failed");
   expect(report.statusReason).toMatch(/run failed: every baseline run failed/);
-  expect(formatReport(report)).toMatch(/status failed \(run failed: every baseline run failed/);
+  expect(formatReport(report)).toMatch(/status failed, .*\n {2}why: run failed: every baseline run failed/);
   store.close();
 });
 

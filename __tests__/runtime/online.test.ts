@@ -10,6 +10,7 @@ import { RunStore } from "../../runtime/store.ts";
 import { executeRun } from "../../runtime/wiring.ts";
 import {
   type MockStep,
+  preflightReply,
   type RecordedRequest,
   startMockLlm,
   systemPrompt,
@@ -30,6 +31,8 @@ function script() {
     [STEP_MARKERS.generate]: [{ content: fenced(GOOD_SOURCE) }],
   };
   return (request: RecordedRequest): MockStep => {
+    const preflight = preflightReply(request);
+    if (preflight) return preflight;
     const system = systemPrompt(request);
     for (const [marker, steps] of Object.entries(level2)) {
       if (system.includes(marker)) return steps.shift() ?? { status: 599, body: "script exhausted" };

@@ -6,7 +6,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { RunStore } from "../../runtime/store.ts";
 import { cliArgv } from "../support/cli.ts";
-import { type MockLlm, type RecordedRequest, startMockLlm } from "../support/mock-llm-server.ts";
+import {
+  type MockLlm,
+  preflightReply,
+  type RecordedRequest,
+  startMockLlm,
+} from "../support/mock-llm-server.ts";
 import { waitFor } from "../support/wait.ts";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-resume-online-"));
@@ -23,6 +28,8 @@ beforeAll(async () => {
   // and gets the same answer; in the run that is killed, iteration 3's reply never comes, so the
   // kill lands while the proposer waits for it however slow the machine is.
   mock = await startMockLlm((request) => {
+    const preflight = preflightReply(request);
+    if (preflight) return preflight;
     if (request.body?.response_format?.json_schema?.name === "strategy") {
       return {
         content: JSON.stringify({
@@ -83,7 +90,12 @@ function records(dir: string) {
     ledger: store
       .ledger()
       .map((l) => ({ iteration: l.iteration, hook: l.hook, outcome: l.outcome, trial: l.trialId })),
-    exchanges: store.exchanges().map((e) => e.iteration),
+    exchanges: store
+      .exchanges()
+      .filter((e) => e.purpose !== "preflight")
+      .map((e) => e.iteration),
+    // Each start and each resume checks the endpoint first: its exchanges are stored too.
+    preflights: store.exchanges().filter((e) => e.purpose === "preflight").length,
   };
   store.close();
   return out;
@@ -117,7 +129,12 @@ test("[slow] killed while waiting for the LLM's proposal, resumed: same trials, 
   expect(await exit(start(["run", "--resume", dir]))).toBe(0);
   const resumed = records(dir);
   const expected = records(reference);
-  expect({ ...resumed, exchanges: null }).toEqual({ ...expected, exchanges: null });
+  expect({ ...resumed, exchanges: null, preflights: null }).toEqual({
+    ...expected,
+    exchanges: null,
+    preflights: null,
+  });
   // The killed call never completed, so it left no exchange behind: the stored exchanges match too.
   expect(resumed.exchanges).toEqual(expected.exchanges);
+  expect([expected.preflights, resumed.preflights]).toEqual([1, 2]);
 }, 90_000);

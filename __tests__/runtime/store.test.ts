@@ -105,14 +105,15 @@ test("a run database of schema 2 (no trials.git_commit) is migrated when opened 
   // Make it what schema 2 wrote.
   const db = new DatabaseSync(RunStore.dbPath(dir));
   db.exec(
-    "ALTER TABLE trials DROP COLUMN git_commit; UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+    "ALTER TABLE trials DROP COLUMN git_commit; ALTER TABLE llm_exchanges DROP COLUMN mode; ALTER TABLE llm_exchanges DROP COLUMN reasoning_tokens; UPDATE meta SET value = '2' WHERE key = 'schema_version'",
   );
   db.close();
   const old = RunStore.open(dir, { readOnly: true }); // status and export read it as it is
   expect(old.trials()[0]?.commit).toBeNull();
+  expect(old.llmUsage()).toEqual([]);
   old.close();
   const store = RunStore.open(dir);
-  expect(store.getMeta("schema_version")).toBe("3");
+  expect(store.getMeta("schema_version")).toBe("4");
   expect(store.trials()[0]?.commit).toBeNull();
   store.addTrial({
     ...trial,
@@ -124,5 +125,81 @@ test("a run database of schema 2 (no trials.git_commit) is migrated when opened 
   const tsv = readFileSync(store.writeResultsTsv(), "utf8").trim().split("\n");
   expect(tsv.slice(1).map((l) => l.split("\t")[0])).toEqual(["trial-1", "0123456"]);
   expect(tsv[1]).toMatch(/\tkeep\tbaseline$/);
+  store.close();
+});
+
+test("LLM exchanges keep their fault class, reasoning and mode; usage sums per purpose and iteration", () => {
+  const store = fresh();
+  const base = { model: "m", messages: [], reply: "{}", latencyMs: 10 };
+  store.addExchange({
+    ...base,
+    iteration: 0,
+    purpose: "preflight",
+    error: null,
+    promptTokens: 5,
+    completionTokens: 1,
+  });
+  store.addExchange({
+    ...base,
+    iteration: 1,
+    purpose: "propose",
+    error: "empty: the reply has no text",
+    errorCode: "empty",
+    finishReason: "stop",
+    promptTokens: 100,
+    completionTokens: 2,
+    mode: "json_object",
+  });
+  store.addExchange({
+    ...base,
+    iteration: 1,
+    purpose: "propose",
+    error: null,
+    promptTokens: 100,
+    completionTokens: 50,
+    reasoning: "thinking",
+    reasoningTokens: 30,
+    mode: "json_object",
+  });
+  // A server that reports no usage: counted as 0, not NaN.
+  store.addExchange({
+    ...base,
+    iteration: 1,
+    purpose: "propose",
+    error: null,
+    promptTokens: null,
+    completionTokens: null,
+  });
+  expect(store.exchanges()[1]).toMatchObject({
+    errorCode: "empty",
+    finishReason: "stop",
+    mode: "json_object",
+    reasoning: null,
+  });
+  expect(store.exchanges()[2]).toMatchObject({ reasoning: "thinking", reasoningTokens: 30 });
+  expect(store.exchanges()[0]).toMatchObject({ errorCode: null, mode: null, reasoningTokens: null });
+  expect(store.llmUsage()).toEqual([
+    {
+      purpose: "preflight",
+      iteration: 0,
+      exchanges: 1,
+      failed: 0,
+      promptTokens: 5,
+      completionTokens: 1,
+      reasoningTokens: 0,
+      latencyMs: 10,
+    },
+    {
+      purpose: "propose",
+      iteration: 1,
+      exchanges: 3,
+      failed: 1,
+      promptTokens: 200,
+      completionTokens: 52,
+      reasoningTokens: 30,
+      latencyMs: 30,
+    },
+  ]);
+  expect(store.llmTokensUsed()).toBe(258);
   store.close();
 });

@@ -13,6 +13,7 @@ import { cliArgv } from "../support/cli.ts";
 import {
   type MockLlm,
   type MockStep,
+  preflightReply,
   type RecordedRequest,
   startMockLlm,
   systemPrompt,
@@ -89,6 +90,8 @@ let mock: MockLlm;
 let run: Result;
 
 function script(request: RecordedRequest): MockStep {
+  const preflight = preflightReply(request);
+  if (preflight) return preflight;
   const system = systemPrompt(request);
   if (system.includes(STEP_MARKERS.explore)) return { content: JSON.stringify(EXPLORE_REPLY) };
   if (system.includes(STEP_MARKERS.critique)) return { content: JSON.stringify(CRITIQUE_REPLY) };

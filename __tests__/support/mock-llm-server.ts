@@ -2,24 +2,37 @@
 // tests exercise the real `openai` client over real sockets (no patched client).
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { PREFLIGHT_MARKER } from "../../runtime/llm/preflight.ts";
 
 export interface MockUsage {
   readonly prompt_tokens: number;
   readonly completion_tokens: number;
+  /** Reasoning models (OpenAI, DeepSeek, OpenRouter) report their reasoning share here. */
+  readonly completion_tokens_details?: { readonly reasoning_tokens: number };
 }
 
 /** One scripted reply. `delayMs` holds the reply back (e.g. past the client's timeout). */
 export type MockStep =
   | {
       readonly content: string | null;
-      readonly finishReason?: "stop" | "length" | "content_filter";
+      readonly finishReason?: "stop" | "length" | "content_filter" | "tool_calls";
       readonly usage?: MockUsage;
+      /** A reasoning model's chain of thought, in `reasoningField` (default reasoning_content). */
+      readonly reasoning?: string;
+      readonly reasoningField?: "reasoning_content" | "reasoning";
+      /** A tool call (tools mode): the function's name and its arguments (a JSON string). */
+      readonly toolCall?: { readonly name: string; readonly arguments: string };
       readonly delayMs?: number;
     }
   /** The model declined (OpenAI's structured-output refusal). */
   | { readonly refusal: string; readonly delayMs?: number }
-  /** An HTTP error; `body` defaults to an OpenAI-style error object. */
-  | { readonly status: number; readonly body?: string | object; readonly delayMs?: number }
+  /** An HTTP error; `body` defaults to an OpenAI-style error object; `headers` e.g. Retry-After. */
+  | {
+      readonly status: number;
+      readonly body?: string | object;
+      readonly headers?: Readonly<Record<string, string>>;
+      readonly delayMs?: number;
+    }
   /** A 200 whose body is sent verbatim as application/json (e.g. "not json"). */
   | { readonly rawBody: string; readonly contentType?: string; readonly delayMs?: number };
 
@@ -44,6 +57,11 @@ export interface ChatRequestBody {
   readonly temperature?: number;
   readonly max_tokens?: number;
   readonly max_completion_tokens?: number;
+  readonly tools?: readonly {
+    readonly type: string;
+    readonly function: { readonly name: string; readonly parameters?: object };
+  }[];
+  readonly tool_choice?: unknown;
   readonly [key: string]: unknown;
 }
 
@@ -90,14 +108,41 @@ export function routeByMarker(
   };
 }
 
+/** Whether a request is the run's preflight probe (runtime/llm/preflight.ts). */
+export function isPreflight(request: RecordedRequest): boolean {
+  return systemPrompt(request).includes(PREFLIGHT_MARKER);
+}
+
+/**
+ * The answer to a preflight probe in the mode it asks for ({"ok": true}, as content or as the
+ * forced tool call), or null for any other request: scripts put `preflightReply(r) ??` first.
+ */
+export function preflightReply(request: RecordedRequest): MockStep | null {
+  if (!isPreflight(request)) return null;
+  const answer = JSON.stringify({ ok: true });
+  const tool = request.body?.tools?.[0]?.function.name;
+  return tool ? { content: null, toolCall: { name: tool, arguments: answer } } : { content: answer };
+}
+
 let completionCounter = 0;
 
 function completionBody(step: Extract<MockStep, { content: string | null }>, model: string): object {
   const content = step.content;
   const usage = step.usage ?? {
     prompt_tokens: 10,
-    completion_tokens: content === null ? 0 : Math.ceil(content.length / 4),
+    completion_tokens: Math.ceil(((content ?? "").length + (step.toolCall?.arguments.length ?? 0)) / 4),
   };
+  const message: Record<string, unknown> = { role: "assistant", content, refusal: null };
+  if (step.reasoning !== undefined) message[step.reasoningField ?? "reasoning_content"] = step.reasoning;
+  if (step.toolCall) {
+    message.tool_calls = [
+      {
+        id: `call_${completionCounter + 1}`,
+        type: "function",
+        function: { name: step.toolCall.name, arguments: step.toolCall.arguments },
+      },
+    ];
+  }
   return {
     id: `chatcmpl-mock-${++completionCounter}`,
     object: "chat.completion",
@@ -106,8 +151,8 @@ function completionBody(step: Extract<MockStep, { content: string | null }>, mod
     choices: [
       {
         index: 0,
-        message: { role: "assistant", content, refusal: null },
-        finish_reason: step.finishReason ?? "stop",
+        message,
+        finish_reason: step.finishReason ?? (step.toolCall ? "tool_calls" : "stop"),
         logprobs: null,
       },
     ],
@@ -126,9 +171,19 @@ function refusalBody(refusal: string, model: string): object {
   };
 }
 
-function send(res: ServerResponse, status: number, body: string, contentType = "application/json"): void {
+function send(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  contentType = "application/json",
+  headers: Readonly<Record<string, string>> = {},
+): void {
   if (res.destroyed) return; // the client gave up (timeout) while we were delaying
-  res.writeHead(status, { "content-type": contentType, "content-length": Buffer.byteLength(body) });
+  res.writeHead(status, {
+    ...headers,
+    "content-type": contentType,
+    "content-length": Buffer.byteLength(body),
+  });
   res.end(body);
 }
 
@@ -143,14 +198,45 @@ function parseBody(raw: string): ChatRequestBody | null {
   }
 }
 
-export async function startMockLlm(script: MockScript): Promise<MockLlm> {
-  const requests: RecordedRequest[] = [];
-  const timers = new Set<NodeJS.Timeout>();
-  const sockets = new Set<Socket>();
-  let served = 0;
+/** Send one step's reply. */
+function deliver(res: ServerResponse, step: MockStep, model: string): void {
+  if ("status" in step) {
+    const body =
+      step.body === undefined
+        ? JSON.stringify({ error: { message: `mock failure ${step.status}`, type: "server_error" } })
+        : typeof step.body === "string"
+          ? step.body
+          : JSON.stringify(step.body);
+    send(res, step.status, body, "application/json", step.headers);
+  } else if ("rawBody" in step) {
+    send(res, 200, step.rawBody, step.contentType ?? "application/json");
+  } else if ("refusal" in step) {
+    send(res, 200, JSON.stringify(refusalBody(step.refusal, model)));
+  } else {
+    send(res, 200, JSON.stringify(completionBody(step, model)));
+  }
+}
 
-  const nextStep = (request: RecordedRequest, index: number): MockStep => {
-    if (typeof script === "function") return script(request, index);
+/** A model list as OpenAI-compatible servers send it (GET /v1/models). */
+export function modelList(ids: readonly string[]): MockStep {
+  return {
+    rawBody: JSON.stringify({
+      object: "list",
+      data: ids.map((id) => ({ id, object: "model", created: 0, owned_by: "mock" })),
+    }),
+  };
+}
+
+export interface MockOptions {
+  /** GET …/models: the ids to list, or a step per request (e.g. a 401). Without it: 404. */
+  readonly models?: readonly string[] | ((request: RecordedRequest) => MockStep);
+}
+
+/** The script as a function of the request (a list is served in order, then 599s). */
+function scriptRunner(script: MockScript): (request: RecordedRequest, index: number) => MockStep {
+  if (typeof script === "function") return script;
+  let served = 0;
+  return () => {
     const step = script[served];
     if (step === undefined) {
       return {
@@ -160,6 +246,22 @@ export async function startMockLlm(script: MockScript): Promise<MockLlm> {
     }
     served++;
     return step;
+  };
+}
+
+export async function startMockLlm(script: MockScript, options: MockOptions = {}): Promise<MockLlm> {
+  const requests: RecordedRequest[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+  const sockets = new Set<Socket>();
+  const nextStep = scriptRunner(script);
+
+  const stepFor = (req: IncomingMessage, request: RecordedRequest, index: number): MockStep | null => {
+    const { models } = options;
+    if (req.method === "GET" && req.url?.endsWith("/models") && models) {
+      return typeof models === "function" ? models(request) : modelList(models);
+    }
+    if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) return null;
+    return nextStep(request, index);
   };
 
   const respond = (req: IncomingMessage, res: ServerResponse, raw: string): void => {
@@ -172,47 +274,28 @@ export async function startMockLlm(script: MockScript): Promise<MockLlm> {
     };
     const index = requests.length;
     requests.push(request);
-    if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
-      send(
-        res,
-        404,
-        JSON.stringify({ error: { message: `mock-llm: no route for ${req.method} ${req.url}` } }),
-      );
-      return;
-    }
-    let step: MockStep;
+    let step: MockStep | null;
     try {
-      step = nextStep(request, index);
+      step = stepFor(req, request, index);
     } catch (error) {
       send(res, 599, JSON.stringify({ error: { message: `mock-llm: script threw: ${String(error)}` } }));
       return;
     }
+    if (step === null) {
+      const message = `mock-llm: no route for ${req.method} ${req.url}`;
+      send(res, 404, JSON.stringify({ error: { message } }));
+      return;
+    }
     const model = request.body?.model ?? "mock-model";
-    const deliver = (): void => {
-      if ("status" in step) {
-        const body =
-          step.body === undefined
-            ? JSON.stringify({ error: { message: `mock failure ${step.status}`, type: "server_error" } })
-            : typeof step.body === "string"
-              ? step.body
-              : JSON.stringify(step.body);
-        send(res, step.status, body);
-      } else if ("rawBody" in step) {
-        send(res, 200, step.rawBody, step.contentType ?? "application/json");
-      } else if ("refusal" in step) {
-        send(res, 200, JSON.stringify(refusalBody(step.refusal, model)));
-      } else {
-        send(res, 200, JSON.stringify(completionBody(step, model)));
-      }
-    };
-    const delay = step.delayMs ?? 0;
+    const ready = step;
+    const delay = ready.delayMs ?? 0;
     if (delay <= 0) {
-      deliver();
+      deliver(res, ready, model);
       return;
     }
     const timer = setTimeout(() => {
       timers.delete(timer);
-      deliver();
+      deliver(res, ready, model);
     }, delay);
     timers.add(timer);
   };

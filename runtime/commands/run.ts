@@ -197,7 +197,15 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
     `\nresults: ${path.join(dir, "run.db")} (SQLite), ${path.join(dir, "results.tsv")}; trial logs in ${path.join(dir, "trials")}\n` +
       `look again with: ${launcher()} status ${dir}   export: ${launcher()} export ${dir} --format json\n`,
   );
-  if (summary.stopped) process.exitCode = 130;
+  // A run its LLM could not serve did not do its work: exit 1, resumable once the cause is fixed.
+  if (summary.llmStop?.kind === "failed") {
+    throw new UserError(
+      `${summary.llmStop.reason}\nthe run can be resumed: ./bilevel run --resume ${dir}`,
+      1,
+    );
+  }
+  // A spent token budget with onBudgetExhausted "stop" is a stop asked for: exit 0, said so above.
+  if (summary.stopped && !summary.llmStop) process.exitCode = 130;
 }
 
 /** How the user started bilevel: the launcher's path when it set BILEVEL_LAUNCHER, else "bilevel". */

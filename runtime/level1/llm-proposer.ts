@@ -27,7 +27,10 @@ export class LlmProposer extends LlmBacked implements Proposer {
       iteration: input.iteration,
       system: prompt.system,
       user: prompt.user,
-      schema: proposalSchema(input.maxChanges),
+      schema: proposalSchema(
+        input.maxChanges,
+        input.params.filter((p) => input.search.active.includes(p.name)),
+      ),
       schemaName: "proposal",
       check: (value) => checkProposal(value, input),
       maxRepairs: this.maxRepairs,

@@ -32,27 +32,52 @@ export interface Proposer {
   propose(input: ProposerInput): Promise<ProposerResult>;
 }
 
-/** JSON Schema of an LLM proposal (OpenAI structured outputs: strict, every field required). */
-export function proposalSchema(maxChanges: number) {
+/** The JSON Schema of one parameter's value: its choices, or its type and range. */
+function valueSchema(p: ParamSpec): object {
+  if (p.kind === "choice") {
+    const choices = [...(p.choices ?? [])];
+    const type = choices.every((c) => typeof c === "string") ? "string" : "number";
+    return { type, enum: choices };
+  }
+  return {
+    type: p.kind === "int" ? "integer" : "number",
+    ...(p.min !== undefined ? { minimum: p.min } : {}),
+    ...(p.max !== undefined ? { maximum: p.max } : {}),
+  };
+}
+
+/** One change: a {param, value} pair per parameter, so a schema-following model cannot name another. */
+function changeSchema(active: readonly ParamSpec[]): object {
+  if (active.length === 0) {
+    return {
+      type: "object",
+      additionalProperties: false,
+      required: ["param", "value"],
+      properties: { param: { type: "string" }, value: { anyOf: [{ type: "number" }, { type: "string" }] } },
+    };
+  }
+  return {
+    anyOf: active.map((p) => ({
+      type: "object",
+      additionalProperties: false,
+      required: ["param", "value"],
+      properties: { param: { type: "string", enum: [p.name] }, value: valueSchema(p) },
+    })),
+  };
+}
+
+/**
+ * JSON Schema of an LLM proposal (OpenAI structured outputs: strict, every field required). The
+ * changes enumerate the active parameters, each with its choices or range; with no list given,
+ * any name and value pass the schema and only the checks catch them.
+ */
+export function proposalSchema(maxChanges: number, active: readonly ParamSpec[] = []) {
   return {
     type: "object",
     additionalProperties: false,
     required: ["changes", "rationale"],
     properties: {
-      changes: {
-        type: "array",
-        minItems: 1,
-        maxItems: maxChanges,
-        items: {
-          type: "object",
-          additionalProperties: false,
-          required: ["param", "value"],
-          properties: {
-            param: { type: "string" },
-            value: { anyOf: [{ type: "number" }, { type: "string" }] },
-          },
-        },
-      },
+      changes: { type: "array", minItems: 1, maxItems: maxChanges, items: changeSchema(active) },
       rationale: { type: "string", maxLength: 2000 },
     },
   } as const;

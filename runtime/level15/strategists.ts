@@ -5,9 +5,9 @@ import {
   formatStats,
   paramStats,
   ruleBasedStrategy,
-  STRATEGY_SCHEMA,
   type Strategist,
   type StrategyRequest,
+  strategySchema,
 } from "./strategy.ts";
 
 export class RuleStrategist implements Strategist {
@@ -54,7 +54,7 @@ export class LlmStrategist extends LlmBacked implements Strategist {
         "Recent trials:",
         ...(recent.length > 0 ? recent : ["(none)"]),
       ].join("\n"),
-      schema: STRATEGY_SCHEMA,
+      schema: strategySchema(input.params.map((p) => p.name)),
       schemaName: "strategy",
       check: (value) =>
         [...value.freeze, ...value.unfreeze]

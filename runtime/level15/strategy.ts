@@ -36,18 +36,24 @@ export interface StrategyRequest {
   readonly rationale: string;
 }
 
-export const STRATEGY_SCHEMA = {
-  type: "object",
-  additionalProperties: false,
-  required: ["strategy", "freeze", "unfreeze", "guidance", "rationale"],
-  properties: {
-    strategy: { enum: ["explore", "exploit", "balanced"] },
-    freeze: { type: "array", items: { type: "string" }, maxItems: 20 },
-    unfreeze: { type: "array", items: { type: "string" }, maxItems: 20 },
-    guidance: { type: "string", maxLength: 600 },
-    rationale: { type: "string", maxLength: 1000 },
-  },
-} as const;
+export const STRATEGY_SCHEMA = strategySchema([]);
+
+/** The Level 1.5 reply's schema; freeze and unfreeze enumerate the parameter names (when given). */
+export function strategySchema(names: readonly string[]) {
+  const name = names.length > 0 ? { type: "string", enum: [...names] } : { type: "string" };
+  return {
+    type: "object",
+    additionalProperties: false,
+    required: ["strategy", "freeze", "unfreeze", "guidance", "rationale"],
+    properties: {
+      strategy: { type: "string", enum: ["explore", "exploit", "balanced"] },
+      freeze: { type: "array", items: name, maxItems: 20 },
+      unfreeze: { type: "array", items: name, maxItems: 20 },
+      guidance: { type: "string", maxLength: 600 },
+      rationale: { type: "string", maxLength: 1000 },
+    },
+  } as const;
+}
 
 /**
  * Apply a request within the caps: at most `maxFreezesPerCycle` new freezes, at least

@@ -101,31 +101,37 @@ export function exploreSchema(allowed: readonly CapabilityName[]): object {
   };
 }
 
-export const CRITIQUE_SCHEMA = {
-  type: "object",
-  additionalProperties: false,
-  required: ["assessments", "selected", "reason"],
-  properties: {
-    assessments: {
-      type: "array",
-      minItems: 1,
-      maxItems: 5,
-      items: {
-        type: "object",
-        additionalProperties: false,
-        required: ["name", "failureModes", "evidence", "score"],
-        properties: {
-          name: str,
-          failureModes: { type: "array", minItems: 1, maxItems: 4, items: str },
-          evidence: str,
-          score: { type: "number", minimum: 0, maximum: 10 },
+export const CRITIQUE_SCHEMA = critiqueSchema([]);
+
+/** The critique's schema; assessments and the selection enumerate the candidates' names (when given). */
+export function critiqueSchema(candidates: readonly string[]) {
+  const name = candidates.length > 0 ? { type: "string", enum: [...candidates] } : str;
+  return {
+    type: "object",
+    additionalProperties: false,
+    required: ["assessments", "selected", "reason"],
+    properties: {
+      assessments: {
+        type: "array",
+        minItems: 1,
+        maxItems: 5,
+        items: {
+          type: "object",
+          additionalProperties: false,
+          required: ["name", "failureModes", "evidence", "score"],
+          properties: {
+            name,
+            failureModes: { type: "array", minItems: 1, maxItems: 4, items: str },
+            evidence: str,
+            score: { type: "number", minimum: 0, maximum: 10 },
+          },
         },
       },
+      selected: name,
+      reason: str,
     },
-    selected: str,
-    reason: str,
-  },
-} as const;
+  } as const;
+}
 
 export function specifySchema(allowed: readonly CapabilityName[]): object {
   return {

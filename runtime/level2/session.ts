@@ -7,9 +7,9 @@ import type { ChatMessage, LlmClient, LlmError, LlmExchange } from "../llm/clien
 import {
   type ActiveMechanismInfo,
   type Candidate,
-  CRITIQUE_SCHEMA,
   type Critique,
   critiquePrompt,
+  critiqueSchema,
   explorePrompt,
   exploreSchema,
   formatValidationError,
@@ -318,7 +318,7 @@ async function designMechanism(ctx: SessionContext): Promise<ResearchDesign | Re
   const critiqued = await llm.chatJson<Critique>({
     purpose: "level2.critique",
     messages: messagesOf(critiquePrompt({ trace, candidates, active: input.activeMechanisms })),
-    schema: CRITIQUE_SCHEMA,
+    schema: critiqueSchema(candidates.map((c) => c.name)),
     schemaName: "level2_critique",
     check: (v) => checkCritique(v, candidates),
     maxRepairs: jsonRepairs,

@@ -31,6 +31,11 @@ export function storeExchange(store: RunStore, iteration: number, e: LlmExchange
     promptTokens: e.promptTokens,
     completionTokens: e.completionTokens,
     latencyMs: e.latencyMs,
+    errorCode: e.errorCode,
+    finishReason: e.finishReason,
+    reasoning: e.reasoning,
+    reasoningTokens: e.reasoningTokens,
+    mode: e.mode,
   });
 }
 

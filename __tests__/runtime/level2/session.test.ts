@@ -3,6 +3,7 @@ import path from "node:path";
 import { afterEach, describe, expect, test } from "@jest/globals";
 import {
   CRITIQUE_SCHEMA,
+  critiqueSchema,
   exploreSchema,
   STEP_MARKERS,
   specifySchema,
@@ -269,9 +270,10 @@ describe("Level 2 research session", () => {
     expect(outcome.status).toBe("validated");
     const texts = mock.requests.map((r) => r.body?.messages?.at(-1)?.content ?? "");
     expect(texts[1]).toContain("tabu-search: this name is already used in the run");
-    // The bandit-only policy is in the schema itself: "tabu" fails the enum.
+    // The candidates' names are in the critique's schema itself, and so is the bandit-only
+    // policy: an unknown selection and "tabu" fail the enums.
     expect(texts[3]).toContain(
-      "selected must be one of the candidates' exact names: repeat-guard, ucb-param-picker",
+      '/selected: must be equal to one of the allowed values (["repeat-guard","ucb-param-picker"])',
     );
     expect(texts[5]).toContain("/capabilities/0: must be equal to one of the allowed values");
   });
@@ -338,6 +340,14 @@ describe("schemas", () => {
       expect(strictSchemaProblems(specifySchema(allowed))).toEqual([]);
     }
     expect(strictSchemaProblems(CRITIQUE_SCHEMA)).toEqual([]);
+    expect(strictSchemaProblems(critiqueSchema(["a-b", "c-d"]))).toEqual([]);
+  });
+
+  test("the critique's schema enumerates the candidates: the selection and each assessment's name", () => {
+    const schema = critiqueSchema(["repeat-guard", "ucb-param-picker"]);
+    const names = { type: "string", enum: ["repeat-guard", "ucb-param-picker"] };
+    expect(schema.properties.selected).toEqual(names);
+    expect(schema.properties.assessments.items.properties.name).toEqual(names);
   });
 });
 

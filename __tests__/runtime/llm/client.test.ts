@@ -23,6 +23,8 @@ const BASE: LlmConfig = {
   // test below, with its own short timeout, is about timing out.
   timeoutMs: 600_000,
   maxRetries: 0,
+  // Retries in these tests wait a millisecond, not seconds.
+  retryBaseMs: 1,
 };
 
 const SCHEMA = {
@@ -125,14 +127,14 @@ describe("chatJson", () => {
     expect(r.exchanges[0]?.error).toMatch(/^http: 500/);
   });
 
-  test("the SDK's own retries (maxRetries) recover from a 500", async () => {
+  test("retries (maxRetries) recover from a 500; the failed attempt is recorded too", async () => {
     const { llm, mock } = await setup([{ status: 500 }, { content: '{"answer":"b","score":2}' }], {
       maxRetries: 1,
     });
     const r = await ask(llm);
     expect(r).toMatchObject({ ok: true, value: { answer: "b" } });
     expect(mock.requests).toHaveLength(2);
-    expect(r.exchanges).toHaveLength(1);
+    expect(r.exchanges.map((e) => e.errorCode)).toEqual(["http", null]);
   });
 
   test("a reply slower than the timeout is a timeout error", async () => {
@@ -145,6 +147,7 @@ describe("chatJson", () => {
     if (r.ok) return;
     expect(r.error.code).toBe("timeout");
     expect(r.error.message).toContain("200 ms");
+    expect(r.error.message).toContain(mock?.baseURL ?? "?");
     expect(r.exchanges).toHaveLength(1);
     expect(r.exchanges[0]?.latencyMs).toBeGreaterThanOrEqual(150);
   });
@@ -169,10 +172,12 @@ describe("chatJson", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as AddressInfo;
     await new Promise<void>((resolve) => server.close(() => resolve()));
-    const llm = createLlmClient({ ...BASE, baseURL: `http://127.0.0.1:${port}/v1` }, {})!;
+    const url = `http://127.0.0.1:${port}/v1`;
+    const llm = createLlmClient({ ...BASE, baseURL: url }, {})!;
     const r = await ask(llm);
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.error.code).toBe("connection");
+    if (!r.ok)
+      expect(r.error).toMatchObject({ code: "connection", message: `cannot reach ${url}: ECONNREFUSED` });
   });
 
   test("a schema violation is repaired with the errors fed back", async () => {
@@ -224,17 +229,22 @@ describe("chatJson", () => {
   });
 
   test('finish_reason "length" is truncated; a repair drops the cut-off reply and asks for brevity', async () => {
-    const one = await setup([{ content: '{"answer":"a very lo', finishReason: "length" }]);
+    // maxTokensCap = maxTokens: no larger limit to retry with (see the next test).
+    const noRaise = { maxTokensCap: 500 };
+    const one = await setup([{ content: '{"answer":"a very lo', finishReason: "length" }], noRaise);
     const r1 = await ask(one.llm, 0);
     expect(r1.ok).toBe(false);
     if (!r1.ok) expect(r1.error.code).toBe("truncated");
     expect(r1.exchanges[0]?.finishReason).toBe("length");
     await one.mock.close();
 
-    const two = await setup([
-      { content: '{"answer":"a very lo', finishReason: "length" },
-      { content: '{"answer":"short","score":1}' },
-    ]);
+    const two = await setup(
+      [
+        { content: '{"answer":"a very lo', finishReason: "length" },
+        { content: '{"answer":"short","score":1}' },
+      ],
+      noRaise,
+    );
     const r2 = await ask(two.llm, 1);
     expect(r2).toMatchObject({ ok: true, value: { answer: "short" } });
     const msgs = two.mock.requests[1]?.body?.messages ?? [];
@@ -250,11 +260,31 @@ describe("chatJson", () => {
     expect(mock.requests).toHaveLength(1);
   });
 
-  test("an empty reply is repaired", async () => {
-    const { llm } = await setup([{ content: null }, { content: '{"answer":"a","score":0}' }]);
-    const r = await ask(llm, 1);
+  test("an empty reply (none, or only spaces as DeepSeek's JSON mode may send) is repaired", async () => {
+    const { llm } = await setup([
+      { content: null },
+      { content: "   \n " },
+      { content: '{"answer":"a","score":0}' },
+    ]);
+    const r = await ask(llm, 2);
     expect(r.ok).toBe(true);
-    expect(r.exchanges[0]?.errorCode).toBe("empty");
+    expect(r.exchanges.map((e) => e.errorCode)).toEqual(["empty", "empty", null]);
+  });
+
+  test("a truncated reply is retried once with max_tokens doubled, within maxTokensCap", async () => {
+    const { llm, mock } = await setup(
+      [
+        { content: '{"answer":"lo', finishReason: "length" },
+        { content: '{"answer":"long but whole","score":1}' },
+      ],
+      { maxTokensCap: 800 },
+    );
+    const r = await ask(llm, 0);
+    expect(r).toMatchObject({ ok: true, value: { answer: "long but whole" } });
+    expect(mock.requests.map((q) => q.body?.max_tokens)).toEqual([500, 800]);
+    // Same conversation: a retry with room, not a repair.
+    expect(mock.requests[1]?.body?.messages).toEqual(mock.requests[0]?.body?.messages);
+    expect(r.exchanges.map((e) => e.errorCode)).toEqual(["truncated", null]);
   });
 
   test("the caller's check feeds its problems back like schema errors", async () => {
@@ -299,8 +329,11 @@ describe("chatText", () => {
     expect(mock.requests[1]?.body?.messages?.at(-1)?.content).toContain("no code block found");
   });
 
-  test("truncation is an error once repairs run out", async () => {
-    const { llm } = await setup([{ content: "export default {", finishReason: "length" }]);
+  test("truncation is an error once the larger limit and the repairs run out", async () => {
+    const { llm, mock } = await setup([
+      { content: "export default {", finishReason: "length" },
+      { content: "export default { a: 1,", finishReason: "length" },
+    ]);
     const r = await llm.chatText({
       purpose: "gen",
       messages: [{ role: "user", content: "x" }],
@@ -308,6 +341,7 @@ describe("chatText", () => {
     });
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error.code).toBe("truncated");
+    expect(mock.requests.map((q) => q.body?.max_tokens)).toEqual([500, 1000]);
   });
 });
 

@@ -1,5 +1,11 @@
 import { afterEach, describe, expect, test } from "@jest/globals";
-import { type MockLlm, routeByMarker, startMockLlm, systemPrompt } from "../../support/mock-llm-server.ts";
+import {
+  type MockLlm,
+  preflightReply,
+  routeByMarker,
+  startMockLlm,
+  systemPrompt,
+} from "../../support/mock-llm-server.ts";
 import { waitFor } from "../../support/wait.ts";
 
 let mock: MockLlm | null = null;
@@ -149,5 +155,69 @@ describe("mock LLM server", () => {
     const r = await chat(mock.baseURL, request("s"));
     expect(r.status).toBe(599);
     expect(await r.text()).toContain("script threw: Error: boom");
+  });
+
+  test("tool calls, reasoning fields, reasoning tokens and response headers", async () => {
+    mock = await startMockLlm([
+      {
+        content: null,
+        toolCall: { name: "f", arguments: '{"a":1}' },
+        reasoning: "hm",
+        usage: { prompt_tokens: 5, completion_tokens: 9, completion_tokens_details: { reasoning_tokens: 4 } },
+      },
+      { content: "x", reasoning: "r", reasoningField: "reasoning" },
+      { status: 429, headers: { "retry-after": "2" } },
+    ]);
+    const b1 = (await (await chat(mock.baseURL, request("s"))).json()) as {
+      choices: { message: Record<string, unknown>; finish_reason: string }[];
+      usage: object;
+    };
+    expect(b1.choices[0]?.message).toMatchObject({
+      content: null,
+      reasoning_content: "hm",
+      tool_calls: [{ type: "function", function: { name: "f", arguments: '{"a":1}' } }],
+    });
+    expect(b1.choices[0]?.finish_reason).toBe("tool_calls");
+    expect(b1.usage).toMatchObject({ completion_tokens_details: { reasoning_tokens: 4 }, total_tokens: 14 });
+    const b2 = (await (await chat(mock.baseURL, request("s"))).json()) as {
+      choices: { message: Record<string, unknown> }[];
+    };
+    expect(b2.choices[0]?.message).toMatchObject({ content: "x", reasoning: "r" });
+    const r3 = await chat(mock.baseURL, request("s"));
+    expect(r3.status).toBe(429);
+    expect(r3.headers.get("retry-after")).toBe("2");
+  });
+
+  test("GET /models: a list, or a step per request; without the option, 404", async () => {
+    mock = await startMockLlm([], { models: ["a", "b"] });
+    const list = (await (await fetch(`${mock.baseURL}/models`)).json()) as { data: { id: string }[] };
+    expect(list.data.map((m) => m.id)).toEqual(["a", "b"]);
+    await mock.close();
+    mock = await startMockLlm([], {
+      models: () => ({ status: 401, body: { error: { message: "no key" } } }),
+    });
+    expect((await fetch(`${mock.baseURL}/models`)).status).toBe(401);
+    expect(mock.requests.map((r) => `${r.method} ${r.url}`)).toEqual(["GET /v1/models"]);
+  });
+
+  test("preflightReply answers the preflight's probe in its mode, and nothing else", async () => {
+    const probe = (extra: object) =>
+      ({
+        method: "POST",
+        url: "/v1/chat/completions",
+        headers: {},
+        raw: "",
+        body: { messages: [{ role: "system", content: "[bilevel:preflight] check" }], ...extra },
+      }) as const;
+    expect(preflightReply(probe({}))).toEqual({ content: '{"ok":true}' });
+    expect(
+      preflightReply(probe({ tools: [{ type: "function", function: { name: "bilevel_preflight" } }] })),
+    ).toEqual({
+      content: null,
+      toolCall: { name: "bilevel_preflight", arguments: '{"ok":true}' },
+    });
+    expect(
+      preflightReply({ ...probe({}), body: { messages: [{ role: "system", content: "other" }] } }),
+    ).toBeNull();
   });
 });

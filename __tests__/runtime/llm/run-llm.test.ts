@@ -1,0 +1,196 @@
+// The run's LLM guard with a scripted inner client: the same error N times in a row stops the
+// run (recorded, once); other errors, successes, aborts and budget refusals do not count toward
+// it; the token budget; a mode change mid-run is stored and announced; the console's monitor.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { ChatJsonRequest, LlmError, LlmExchange, LlmResult } from "../../../runtime/llm/client.ts";
+import { levelOfPurpose, RunLlm, type RunLlmSettings, storedMode } from "../../../runtime/llm/run-llm.ts";
+import type { StructuredMode } from "../../../runtime/llm/structured-output.ts";
+import { RunStore } from "../../../runtime/store.ts";
+
+const exchange = (tokens: number): LlmExchange => ({
+  purpose: "propose",
+  model: "m",
+  messages: [],
+  reply: "{}",
+  error: null,
+  errorCode: null,
+  finishReason: "stop",
+  promptTokens: tokens,
+  completionTokens: 0,
+  reasoningTokens: null,
+  reasoning: null,
+  mode: "json_schema",
+  latencyMs: 1,
+  startedAt: new Date(0).toISOString(),
+});
+
+type Outcome = LlmError | "ok";
+
+/** An inner client that answers each call with the next scripted outcome (each costs `tokens`). */
+function inner(outcomes: Outcome[], tokens = 10) {
+  let listener: ((mode: StructuredMode, reason: string) => void) | null = null;
+  const seen: ChatJsonRequest<unknown>[] = [];
+  const answer = async <T>(request: ChatJsonRequest<T>): Promise<LlmResult<T>> => {
+    seen.push(request as ChatJsonRequest<unknown>);
+    request.monitor?.attempt?.(1, 1);
+    request.monitor?.settled?.();
+    const e = exchange(tokens);
+    request.onExchange?.(e);
+    const next = outcomes.shift() ?? "ok";
+    return next === "ok"
+      ? { ok: true, value: {} as T, exchanges: [e] }
+      : { ok: false, error: next, exchanges: [e] };
+  };
+  return {
+    seen,
+    changeMode: (mode: StructuredMode, reason: string) => listener?.(mode, reason),
+    client: {
+      model: "m",
+      chatJson: answer,
+      chatText: (request: Parameters<typeof answer>[0]) => answer(request) as Promise<LlmResult<string>>,
+      onModeChange: (l: (mode: StructuredMode, reason: string) => void) => {
+        listener = l;
+      },
+    },
+  };
+}
+
+function setup(outcomes: Outcome[], settings: Partial<RunLlmSettings> = {}, tokens = 10) {
+  const store = RunStore.open(mkdtempSync(path.join(tmpdir(), "bilevel-run-llm-")));
+  const fake = inner(outcomes, tokens);
+  const lines: string[] = [];
+  const waits: string[] = [];
+  let stops = 0;
+  const llm = new RunLlm(fake.client, {
+    store,
+    settings: { maxConsecutiveFailures: 3, maxTokensPerRun: null, onBudgetExhausted: "offline", ...settings },
+    emit: (_level, message) => lines.push(message),
+    stop: () => stops++,
+    observer: { llmWaiting: (c) => waits.push(`${c.level} ${c.purpose} ${c.attempt}/${c.of}`) },
+  });
+  const call = (purpose = "propose") =>
+    llm.chatJson({ purpose, messages: [], schema: {}, schemaName: "x", onExchange: () => undefined });
+  return { store, llm, fake, lines, waits, call, stops: () => stops };
+}
+
+const http = (status: number): LlmError => ({ code: "http", status, message: `${status} nope` });
+
+test("the same error N times in a row stops the run once, recorded with the reason", async () => {
+  const { store, llm, call, lines, stops } = setup([http(422), http(422), http(422), http(422)]);
+  for (let i = 0; i < 3; i++) await call();
+  expect(stops()).toBe(1);
+  const reason = "the LLM failed 3 times in a row with the same error (http 422: 422 nope)";
+  expect(lines).toEqual([reason]);
+  expect(store.getMeta("stop_reason")).toBe(reason);
+  expect(store.events().at(-1)).toMatchObject({ level: "run", kind: "llm-failed", message: reason });
+  expect(llm.finalStop(false)).toEqual({ kind: "failed", reason });
+  // Once stopped, no more calls go out.
+  const after = await call();
+  expect(after.ok).toBe(false);
+  expect(stops()).toBe(1);
+  store.close();
+});
+
+test("different errors, a success between, aborts and budget refusals do not make a streak", async () => {
+  const aborted: LlmError = { code: "aborted", message: "stopped" };
+  const { store, call, stops, llm } = setup([
+    http(422),
+    http(500),
+    http(422),
+    "ok",
+    http(422),
+    http(422),
+    aborted,
+    { code: "schema", message: "bad" },
+  ]);
+  for (let i = 0; i < 8; i++) await call();
+  expect(stops()).toBe(0);
+  expect(llm.finalStop(false)).toBeNull();
+  store.close();
+});
+
+test("maxConsecutiveFailures 0 never stops; a run whose every call failed still ends as failed", async () => {
+  const { store, call, stops, llm } = setup([http(401), http(401), http(401), http(401)], {
+    maxConsecutiveFailures: 0,
+  });
+  for (let i = 0; i < 4; i++) await call();
+  expect(stops()).toBe(0);
+  expect(llm.finalStop(false)).toEqual({
+    kind: "failed",
+    reason: "none of the 4 LLM calls of this run succeeded (last: http 401: 401 nope)",
+  });
+  // Interrupted by the user: not the LLM's verdict.
+  expect(llm.finalStop(true)).toBeNull();
+  store.close();
+});
+
+test("the token budget: calls are refused once spent, said once; 'stop' stops the run", async () => {
+  const offline = setup([], { maxTokensPerRun: 25 }, 10);
+  for (let i = 0; i < 5; i++) await offline.call();
+  expect(offline.fake.seen).toHaveLength(3);
+  expect(offline.llm.available).toBe(false);
+  expect(offline.llm.tokensUsed).toBe(30);
+  expect(offline.lines).toEqual([
+    "LLM token budget reached: 30 of 25 tokens: no more LLM calls; the offline proposer, rule-based Level 1.5 and the library Level 2 take over",
+  ]);
+  expect(offline.stops()).toBe(0);
+  const refused = await offline.call();
+  expect(refused).toMatchObject({ ok: false, error: { code: "budget" }, exchanges: [] });
+  offline.store.close();
+
+  const stop = setup([], { maxTokensPerRun: 25, onBudgetExhausted: "stop" }, 10);
+  for (let i = 0; i < 4; i++) await stop.call();
+  expect(stop.stops()).toBe(1);
+  expect(stop.llm.finalStop(false)?.kind).toBe("budget");
+  stop.store.close();
+});
+
+test("a resumed run's budget counts what it spent before", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "bilevel-run-llm-"));
+  const store = RunStore.open(dir);
+  store.addExchange({
+    iteration: 1,
+    purpose: "propose",
+    model: "m",
+    messages: [],
+    reply: null,
+    error: null,
+    promptTokens: 20,
+    completionTokens: 10,
+    latencyMs: 1,
+  });
+  const llm = new RunLlm(inner([]).client, {
+    store,
+    settings: { maxConsecutiveFailures: 3, maxTokensPerRun: 30, onBudgetExhausted: "offline" },
+    emit: () => undefined,
+    stop: () => undefined,
+  });
+  expect(llm.tokensUsed).toBe(30);
+  expect(llm.available).toBe(false);
+  store.close();
+});
+
+test("a mode change mid-run is stored (kept on resume) and announced", () => {
+  const { store, fake, lines } = setup([]);
+  fake.changeMode("json_object", "400 This response_format type is unavailable now");
+  expect(storedMode(store)).toBe("json_object");
+  expect(lines[0]).toBe(
+    "LLM structured output: now json_object (the server refused the previous mode: 400 This response_format type is unavailable now)",
+  );
+  expect(store.events().at(-1)?.kind).toBe("llm-mode");
+  store.setMeta("llm_mode", "xml");
+  expect(storedMode(store)).toBeNull();
+  store.close();
+});
+
+test("the console's monitor knows each call's level and purpose", async () => {
+  const { store, call, waits } = setup([]);
+  await call("propose");
+  await call("level15");
+  await call("level2.explore");
+  expect(waits).toEqual(["1 propose 1/1", "1.5 level15 1/1", "2 level2.explore 1/1"]);
+  expect(["preflight", "other"].map(levelOfPurpose)).toEqual(["run", "run"]);
+  store.close();
+});
