@@ -2,6 +2,7 @@
 // For every mechanism: did it fire, how often, what it changed, which kept trials it touched.
 import { plot } from "asciichart";
 import type { Config } from "../mechanism-api/index.d.ts";
+import type { ResolvedRunConfig } from "./config.ts";
 import { levelOfPurpose } from "./llm/run-llm.ts";
 import { runLockHolder } from "./run-lock.ts";
 import type { EventLevel, LlmUsageRow, MechanismStatus, RunStore, SearchConfig } from "./store.ts";
@@ -184,7 +185,11 @@ export function buildReport(store: RunStore): RunReport {
     searchConfigChanges: searchConfigs.length - 1,
     mechanisms,
     llmExchanges: store.llmUsage().reduce((n, r) => n + r.exchanges, 0),
-    llm: llmReport(store, config?.llm.maxTokensPerRun ?? null),
+    // A stored config from before the LLM settings (or a fixture) may have no llm section.
+    llm: llmReport(
+      store,
+      (config?.llm as Partial<ResolvedRunConfig["llm"]> | undefined)?.maxTokensPerRun ?? null,
+    ),
     events: {
       level15: events.filter((e) => e.level === "1.5").length,
       level2: events.filter((e) => e.level === "2").length,

@@ -16,7 +16,12 @@ import { executeRun } from "../../runtime/wiring.ts";
 import { ExternalTrainer } from "../../trainer/external.ts";
 import { constantsConfig, discoverSource } from "../../trainer/script-space.ts";
 import type { Trainer, TrialRequest } from "../../trainer/types.ts";
-import { type RecordedRequest, startMockLlm, systemPrompt } from "../support/mock-llm-server.ts";
+import {
+  preflightReply,
+  type RecordedRequest,
+  startMockLlm,
+  systemPrompt,
+} from "../support/mock-llm-server.ts";
 
 const python = "/usr/bin/python3";
 const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-byo-"));
@@ -274,6 +279,9 @@ test("failures keep their reason in results.tsv and on the console; every baseli
 test("program.md is the user's brief for the LLM at Level 1 and Level 2", async () => {
   const proposals: string[] = [];
   const mock = await startMockLlm((request: RecordedRequest) => {
+    // The run's preflight probes the endpoint first.
+    const preflight = preflightReply(request);
+    if (preflight) return preflight;
     const system = systemPrompt(request);
     if (system.includes("[level2:")) return { status: 599, body: "no research in this test" };
     if (request.body?.response_format?.json_schema?.name === "strategy")
