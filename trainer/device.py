@@ -48,12 +48,12 @@ def prepare_env(environ: MutableMapping[str, str], cache: Path) -> None:
 
 def configure_matmul(torch: Any) -> str:
     """TF32 for float32 matmuls (bf16 autocast covers most of them) via the current API."""
-    matmul = getattr(torch.backends.cuda, "matmul", None)
-    if matmul is not None and hasattr(matmul, "fp32_precision"):  # torch >= 2.9
-        matmul.fp32_precision = "tf32"
+    try:  # torch >= 2.9; before, the module refuses unknown names with AssertionError
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
         return "fp32_precision=tf32"
-    torch.set_float32_matmul_precision("high")
-    return "float32_matmul_precision=high"
+    except (AssertionError, AttributeError):
+        torch.set_float32_matmul_precision("high")
+        return "float32_matmul_precision=high"
 
 
 def peak_flops(
