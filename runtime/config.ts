@@ -318,7 +318,8 @@ export function resolveRunConfig(
   const device = resolveDevice(config, options.probeCuda);
   // The device's evaluation size must fit the data the trials will read (else every trial exits 2).
   const data = config.trainer.kind === "python" ? dataProblems(defaultEvalBytes(device), dataDir) : [];
-  if (data.length > 0) throw new ConfigError(`invalid run config (${source.label}):\ndataDir: ${data.join("\ndataDir: ")}`);
+  if (data.length > 0)
+    throw new ConfigError(`invalid run config (${source.label}):\ndataDir: ${data.join("\ndataDir: ")}`);
   const searchSpace = loadSearchSpace(device);
   const startConfig = resolveStart(config, searchSpace, source.label);
   return { ...config, device, dataDir, trainer, mechanisms, searchSpace, startConfig };

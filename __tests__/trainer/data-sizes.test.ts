@@ -2,7 +2,15 @@
 // trainer/data.py actually prepares, and the config check they feed: a device's evaluation size
 // must fit the validation split, or the run config is refused when it is resolved.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ConfigError, resolveRunConfig } from "../../runtime/config.ts";
@@ -53,7 +61,12 @@ test(".txt and .jsonl (unicode, blank and CRLF lines, nested folders): the sizes
   mkdirSync(path.join(dir, "a/b"), { recursive: true });
   const txt = readdirSync(DEFAULT_CORPUS).slice(0, 40);
   for (const f of txt) copyFileSync(path.join(DEFAULT_CORPUS, f), path.join(dir, "a/b", f));
-  const lines = ["", JSON.stringify({ text: "ünïcödé — “quotes” 😀" }), "  ", JSON.stringify({ text: "x".repeat(5000) })];
+  const lines = [
+    "",
+    JSON.stringify({ text: "ünïcödé — “quotes” 😀" }),
+    "  ",
+    JSON.stringify({ text: "x".repeat(5000) }),
+  ];
   writeFileSync(path.join(dir, "docs.jsonl"), `${lines.join("\r\n")}\r\n`);
   writeFileSync(path.join(dir, "notes.md"), "not read");
   const sizes = splitSizes(dir, env);
@@ -95,16 +108,25 @@ test("a run whose evaluation size does not fit its data is refused at resolution
   }
   expect(error).toBeInstanceOf(ConfigError);
   expect((error as ConfigError).exitCode).toBe(2);
-  expect((error as Error).message).toMatch(/evaluation size \(524288 bytes\) does not fit the validation split/);
+  expect((error as Error).message).toMatch(
+    /evaluation size \(524288 bytes\) does not fit the validation split/,
+  );
   expect((error as Error).message).toMatch(/\(196608 bytes; it needs at least 524289\)/);
   // An external trainer reads its own data: no check.
   writeFileSync(path.join(tmp, "train.py"), "DEPTH = 2\n");
-  const ext = resolve({ device: "cuda", dataDir: dir, trainer: { kind: "external", script: "train.py" }, activeParams: ["DEPTH"] });
+  const ext = resolve({
+    device: "cuda",
+    dataDir: dir,
+    trainer: { kind: "external", script: "train.py" },
+    activeParams: ["DEPTH"],
+  });
   expect(ext.device).toBe("cuda");
 });
 
 test("a folder without text is refused at resolution too", () => {
   const dir = path.join(tmp, "empty");
   mkdirSync(dir);
-  expect(() => resolve({ device: "cpu", dataDir: dir })).toThrow(/dataDir: data folder .* has no \.txt or \.jsonl files/);
+  expect(() => resolve({ device: "cpu", dataDir: dir })).toThrow(
+    /dataDir: data folder .* has no \.txt or \.jsonl files/,
+  );
 });

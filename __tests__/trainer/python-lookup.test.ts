@@ -31,22 +31,37 @@ beforeAll(() => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 test("for cuda and auto the lookup picks the interpreter whose torch sees a GPU; for cpu Debian's", () => {
-  expect(findPython("torch", withFake, "cuda")).toEqual({ ok: true, python: fake, torch: "2.9.1+cu128", cuda: true });
+  expect(findPython("torch", withFake, "cuda")).toEqual({
+    ok: true,
+    python: fake,
+    torch: "2.9.1+cu128",
+    cuda: true,
+  });
   expect(findPython("torch", withFake, "auto")).toMatchObject({ ok: true, python: fake });
-  expect(findPython("torch", withFake, "cpu")).toMatchObject({ ok: true, python: "/usr/bin/python3", cuda: false });
+  expect(findPython("torch", withFake, "cpu")).toMatchObject({
+    ok: true,
+    python: "/usr/bin/python3",
+    cuda: false,
+  });
   expect(cudaAvailable(withFake)).toBe(true); // device "auto" resolves to cuda on such a machine
 });
 
 test("BILEVEL_PYTHON still wins, whatever it sees", () => {
   const env = { ...withFake, BILEVEL_PYTHON: "/usr/bin/python3" };
-  expect(findPython("torch", env, "cuda")).toMatchObject({ ok: true, python: "/usr/bin/python3", cuda: false });
+  expect(findPython("torch", env, "cuda")).toMatchObject({
+    ok: true,
+    python: "/usr/bin/python3",
+    cuda: false,
+  });
 });
 
 test("without a CUDA interpreter a cuda lookup fails, saying what each candidate lacks", () => {
   const env = { ...withFake, PATH: "/usr/bin:/bin" };
   const found = findPython("torch", env, "cuda");
   expect(found.ok).toBe(false);
-  expect(!found.ok && found.error).toMatch(/no Python whose torch sees a CUDA device .*\/usr\/bin\/python3: torch \S+ sees no CUDA device/);
+  expect(!found.ok && found.error).toMatch(
+    /no Python whose torch sees a CUDA device .*\/usr\/bin\/python3: torch \S+ sees no CUDA device/,
+  );
   expect(findPython("torch", env, "auto")).toMatchObject({ ok: true, python: "/usr/bin/python3" }); // auto falls back
 });
 
