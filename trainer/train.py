@@ -365,7 +365,8 @@ def build(
     opts = build_optimizers(model.param_groups(), st.hp, st.cfg.d_model, cuda, dtype)
     steps = device_mod.CompiledSteps(torch, model, st.compile)
     if st.compile and not steps.compiled:
-        note(f"torch {torch.__version__} has no torch.compile: running eagerly")
+        why = steps.fallback or f"torch {torch.__version__} has no torch.compile"
+        note(f"{why}: running eagerly")
     return model, opts, steps
 
 
