@@ -36,7 +36,7 @@ interface CheckOutput {
   peak: Record<string, number | null>;
   matmul: Record<string, string | number>;
   env: Record<"fresh" | "kept", Record<string, string>>;
-  compile: { failing: TrainerRun; oom: TrainerRun };
+  compile: { failing: TrainerRun; oom: TrainerRun; refused: TrainerRun };
   largest: TrainerRun;
 }
 
@@ -107,6 +107,9 @@ test("a torch.compile failure inside a trial falls back to eager once, is record
   expect(record(run, "start")!.compile_cache).toBe(path.join(cache, "inductor"));
   // An out-of-memory error from the compiled model is not retried: it is the trial's outcome.
   expect(out.compile.oom.exit).toBe(3);
+  // torch.compile refusing at once (some versions on a new Python) is a fallback too.
+  expect(out.compile.refused.exit).toBe(0);
+  expect(String(record(out.compile.refused, "result")!.compile_fallback)).toMatch(/not supported on Python/);
 });
 
 test("FLOPs count what runs: sliding-window layers do the full context's work", () => {
