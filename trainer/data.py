@@ -14,6 +14,7 @@ trials that prepare the same corpus at once never see half a cache.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -52,29 +53,39 @@ def cache_root() -> Path:
     return Path(env) if env else REPO / ".bilevel" / "cache"
 
 
-def _documents(source: Path) -> Iterator[Tuple[str, bytes]]:
+def _documents(
+    source: Path, suffixes: Tuple[str, ...] = (".txt", ".jsonl")
+) -> Iterator[Tuple[str, bytes]]:
+    """The documents of a folder's files (recursively, sorted by path): see file_documents."""
     files = sorted(
-        p for p in source.rglob("*") if p.is_file() and p.suffix in (".txt", ".jsonl")
+        p for p in source.rglob("*") if p.is_file() and p.name.endswith(suffixes)
     )
     for f in files:
-        rel = f.relative_to(source).as_posix()
-        raw = f.read_bytes()
-        if f.suffix == ".txt":
-            yield rel, raw
+        yield from file_documents(f, f.relative_to(source).as_posix())
+
+
+def file_documents(f: Path, rel: str) -> Iterator[Tuple[str, bytes]]:
+    """A .txt file is one document; a .jsonl line with a "text" field is one (.gz: gzipped)."""
+    raw = f.read_bytes()
+    name = f.name
+    if name.endswith(".gz"):
+        raw, name = gzip.decompress(raw), name[:-3]
+    if name.endswith(".txt"):
+        yield rel, raw
+        return
+    for n, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
             continue
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as e:
-                raise InvalidConfig(f"{rel}:{n}: not valid JSON ({e})") from None
-            text = obj.get("text") if isinstance(obj, dict) else None
-            if not isinstance(text, str):
-                raise InvalidConfig(
-                    f'{rel}:{n}: a .jsonl line must be an object with a "text" string'
-                )
-            yield f"{rel}:{n}", text.encode("utf-8")
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise InvalidConfig(f"{rel}:{n}: not valid JSON ({e})") from None
+        text = obj.get("text") if isinstance(obj, dict) else None
+        if not isinstance(text, str):
+            raise InvalidConfig(
+                f'{rel}:{n}: a .jsonl line must be an object with a "text" string'
+            )
+        yield f"{rel}:{n}", text.encode("utf-8")
 
 
 def _read_source(source: Path) -> Tuple[bytes, str]:

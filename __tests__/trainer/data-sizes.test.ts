@@ -7,6 +7,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   utimesSync,
   writeFileSync,
@@ -86,6 +87,25 @@ test("a prepared folder (a carried cache entry) gives its sizes from meta.json",
   const sotu = sizes.find((s) => s.val === 1_048_576)!; // the default corpus's entry
   expect(sotu.train).toBe(splitSizes(null, env).train);
   expect({ train: sotu.train, val: sotu.val }).toEqual(prepared(sotu.source));
+});
+
+test("trainer/prepare.py (data prepare) streams the same split the trainer's cache holds", () => {
+  const out = path.join(tmp, "prepared-sotu");
+  const r = spawnSync("/usr/bin/python3", ["-m", "trainer.prepare", out, DEFAULT_CORPUS], {
+    cwd: repo,
+    encoding: "utf8",
+    env: { ...env, PYTHONPATH: repo },
+    timeout: 120_000,
+  });
+  expect(r.status).toBe(0);
+  const cache = path.join(tmp, "cache");
+  const entry = readdirSync(cache)
+    .filter((e) => /^[0-9a-f]{16}$/.test(e))
+    .map((e) => path.join(cache, e))
+    .find((e) => splitSizes(e, env).val === 1_048_576)!;
+  for (const f of ["train.bin", "val.bin", "val_bytes.bin"]) {
+    expect(readFileSync(path.join(out, f)).equals(readFileSync(path.join(entry, f)))).toBe(true);
+  }
 });
 
 test("splitOf: 32 KiB blocks, every tenth is validation, a partial last block counts", () => {
