@@ -19,7 +19,7 @@ const SEPARATOR_BYTES = 2; // "\n\n" between documents
 export interface SplitSizes {
   /** Training tokens (bytes, for the byte-level tokenizer). */
   readonly train: number;
-  /** Validation tokens. */
+  /** Validation bytes of text (= tokens for the byte-level tokenizer): what EVAL_BYTES is measured against. */
   readonly val: number;
   /** The folder measured. */
   readonly source: string;
@@ -162,9 +162,11 @@ function preparedSizes(dir: string): SplitSizes | null {
   } catch {
     return null;
   }
-  const m = meta as { train_tokens?: unknown; val_tokens?: unknown };
+  const m = meta as { train_tokens?: unknown; val_tokens?: unknown; val_text_bytes?: unknown };
   if (typeof m.train_tokens !== "number" || typeof m.val_tokens !== "number") return null;
-  return { train: m.train_tokens, val: m.val_tokens, source: dir };
+  // A BPE folder records its validation text's bytes; a byte-level one has one token per byte.
+  const val = typeof m.val_text_bytes === "number" ? m.val_text_bytes : m.val_tokens;
+  return { train: m.train_tokens, val, source: dir };
 }
 
 /** trainer/data.py MIN_TRAIN_BYTES. */

@@ -18,8 +18,10 @@ import sys
 from pathlib import Path
 from typing import BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from trainer.bpe import parse_tokenizer
 from trainer.data import (
     BLOCK_BYTES,
+    BPE_FORMAT,
     FORMAT_VERSION,
     MIN_TRAIN_BYTES,
     VAL_EVERY,
@@ -63,8 +65,13 @@ def source_documents(source: Path) -> Iterator[Tuple[str, bytes]]:
 class SplitWriter:
     """Routes the stream's bytes to train.bin or val.bin by 32 KiB block, as it comes."""
 
-    def __init__(self, train: BinaryIO, val: BinaryIO) -> None:
+    def __init__(
+        self, train: BinaryIO, val: BinaryIO, char_aligned: bool = False
+    ) -> None:
         self.files = (train, val)
+        # For BPE: a character starting in a block goes wholly with it, so each split is
+        # valid UTF-8 (block boundaries move by at most 3 bytes).
+        self.char_aligned = char_aligned
         self.offset = 0
         self.counts = [0, 0]
         self.digest = hashlib.sha256(FORMAT_VERSION.encode())
@@ -75,6 +82,12 @@ class SplitWriter:
         while i < len(chunk):
             block, within = divmod(self.offset, BLOCK_BYTES)
             take = min(BLOCK_BYTES - within, len(chunk) - i)
+            while (
+                self.char_aligned
+                and i + take < len(chunk)
+                and chunk[i + take] & 0xC0 == 0x80
+            ):
+                take += 1
             which = 1 if block % VAL_EVERY == VAL_EVERY - 1 else 0
             self.files[which].write(chunk[i : i + take])
             self.counts[which] += take
@@ -111,25 +124,23 @@ def stream_sources(sources: Sequence[Path], w: SplitWriter) -> int:
     return docs
 
 
-def prepare(sources: Sequence[Path], out: Path) -> Dict[str, object]:
+def prepare(
+    sources: Sequence[Path], out: Path, vocab: Optional[int] = None
+) -> Dict[str, object]:
+    """Write `out`; `vocab` set: BPE with that vocabulary (trainer/bpe.py), else bytes."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)  # not prepared until written again
     tmp = out / ".prepare-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     with open(tmp / "train.bin", "wb") as train, open(tmp / "val.bin", "wb") as val:
-        w = SplitWriter(train, val)
+        w = SplitWriter(train, val, char_aligned=vocab is not None)
         docs = stream_sources(sources, w)
     n_train, n_val = w.counts
     if n_train < MIN_TRAIN_BYTES:
         raise InvalidConfig(
             f"the training split has {n_train} bytes; it needs at least {MIN_TRAIN_BYTES}"
         )
-    write_ones(tmp / "train_bytes.bin", n_train)
-    write_ones(tmp / "val_bytes.bin", n_val)
-    for name in ("train.bin", "val.bin", "train_bytes.bin", "val_bytes.bin"):
-        (tmp / name).replace(out / name)
-    tmp.rmdir()
     meta: Dict[str, object] = {
         "key": w.digest.hexdigest()[:16],
         "source": [str(s) for s in sources],
@@ -141,6 +152,18 @@ def prepare(sources: Sequence[Path], out: Path) -> Dict[str, object]:
         "val_every": VAL_EVERY,
         "documents": docs,
     }
+    if vocab is None:
+        write_ones(tmp / "train_bytes.bin", n_train)
+        write_ones(tmp / "val_bytes.bin", n_val)
+    else:
+        from trainer.bpe import retokenize
+
+        meta.update(retokenize(tmp, vocab), format=BPE_FORMAT)
+        meta["key"] = f"{meta['key']}-bpe{vocab}"
+        (tmp / "tokenizer.model").replace(out / "tokenizer.model")
+    for name in ("train.bin", "val.bin", "train_bytes.bin", "val_bytes.bin"):
+        (tmp / name).replace(out / name)
+    tmp.rmdir()
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
@@ -149,9 +172,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m trainer.prepare", description=__doc__)
     p.add_argument("out", help="the prepared folder to write")
     p.add_argument("sources", nargs="+", help="folders or files, in order")
+    p.add_argument(
+        "--tokenizer",
+        default="byte",
+        help="byte (default) or bpe:N (SentencePiece BPE)",
+    )
     args = p.parse_args(argv)
     try:
-        meta = prepare([Path(s).resolve() for s in args.sources], Path(args.out))
+        vocab = parse_tokenizer(args.tokenizer)
+        meta = prepare([Path(s).resolve() for s in args.sources], Path(args.out), vocab)
     except InvalidConfig as e:
         print(f"prepare: {e}", file=sys.stderr)
         return 2

@@ -129,7 +129,7 @@ def evaluate(
     import torch
     import torch.nn.functional as F
 
-    starts = data_mod.eval_segments(corpus.val, eval_bytes, MAX_SEQ_LEN)
+    starts = data_mod.eval_segments(corpus, eval_bytes, MAX_SEQ_LEN)
     idx = starts[:, None] + np.arange(MAX_SEQ_LEN + 1)[None, :]
     tokens = torch.from_numpy(corpus.val[idx].astype(np.int64))
     nbytes = torch.from_numpy(corpus.val_token_bytes[idx].astype(np.int64))
@@ -249,7 +249,7 @@ def prepare(args: argparse.Namespace) -> Setup:
     )
     hp = resolve(overrides, dev_name)
     eval_bytes = int(args.eval_bytes or EVAL_BYTES[dev_name])
-    data_mod.eval_segments(corpus.val, eval_bytes, MAX_SEQ_LEN)  # fail before training
+    data_mod.eval_segments(corpus, eval_bytes, MAX_SEQ_LEN)  # fail before training
     grad_accum = max(
         1,
         round(

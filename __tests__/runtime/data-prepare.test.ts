@@ -153,3 +153,32 @@ test("a download whose sha256 differs is refused and removed; a missing shard is
   expect(missing.code).toBe(2);
   expect(missing.stderr).toMatch(/HTTP 404/);
 }, 60_000);
+
+test("--tokenizer bpe:N prepares a BPE folder; a bad tokenizer is exit 2", async () => {
+  const out = path.join(tmp, "bpe");
+  const r = await bilevel(
+    "data",
+    "prepare",
+    "--from",
+    path.join(tmp, "local"),
+    "--out",
+    out,
+    "--tokenizer",
+    "bpe:512",
+  );
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(/train \d+ tokens, validation \d+ tokens \(BPE, 512 tokens\)/);
+  expect(JSON.parse(readFileSync(path.join(out, "meta.json"), "utf8")).format).toBe("bpe-v1");
+  const bad = await bilevel(
+    "data",
+    "prepare",
+    "--from",
+    path.join(tmp, "local"),
+    "--out",
+    out,
+    "--tokenizer",
+    "wordpiece",
+  );
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toMatch(/--tokenizer must be byte or bpe:N/);
+}, 60_000);

@@ -17,6 +17,7 @@ import { canStyle } from "../terminal-text.ts";
 interface PrepareOptions {
   from: string[];
   out: string;
+  tokenizer: string;
 }
 
 const isUrl = (s: string) => /^https?:\/\//i.test(s);
@@ -31,6 +32,11 @@ export function registerDataCommand(program: Command): void {
     )
     .requiredOption("--from <source...>", "folders, files or URLs (URL#sha256=HEX checks the download)")
     .requiredOption("--out <dir>", "the prepared folder (downloads go to DIR/.downloads)")
+    .option(
+      "--tokenizer <kind>",
+      "byte (default) or bpe:N, a SentencePiece BPE of N tokens trained on the training split",
+      "byte",
+    )
     .exitOverride((err) => {
       if (err.exitCode !== 0) throw new CommanderError(2, err.code, err.message);
       throw err;
@@ -113,19 +119,29 @@ async function prepare(opts: PrepareOptions): Promise<number> {
     process.stderr.write(`bilevel data prepare: ${found.error}\n`);
     return 1;
   }
-  const r = spawnSync(found.python, ["-m", "trainer.prepare", out, ...local.sources], {
+  const args = ["-m", "trainer.prepare", out, ...local.sources, "--tokenizer", opts.tokenizer];
+  const r = spawnSync(found.python, args, {
     encoding: "utf8",
     maxBuffer: 16 * 1024 * 1024,
     env: trainerEnv(childEnv(process.env)),
   });
   if (r.status !== 0) {
-    process.stderr.write(`bilevel data prepare: ${(r.stderr ?? "").trim() || `exit ${r.status}`}\n`);
+    const why = (r.stderr ?? "").trim().replace(/^prepare: /, "");
+    process.stderr.write(`bilevel data prepare: ${why || `exit ${r.status}`}\n`);
     return r.status === 2 ? 2 : 1;
   }
-  const meta = JSON.parse(r.stdout) as { documents: number; train_tokens: number; val_tokens: number };
+  const meta = JSON.parse(r.stdout) as {
+    documents: number;
+    train_tokens: number;
+    val_tokens: number;
+    vocab_size: number;
+  };
+  const [unit, vocab] =
+    opts.tokenizer === "byte" ? ["bytes", ""] : ["tokens", ` (BPE, ${meta.vocab_size} tokens)`];
   process.stdout.write(
-    `prepared ${out}: ${meta.documents} documents, train ${meta.train_tokens} bytes, ` +
-      `validation ${meta.val_tokens} bytes\ntrain on it with --data ${out} (or "dataDir" in a run config)\n`,
+    `prepared ${out}: ${meta.documents} documents, train ${meta.train_tokens} ${unit}, ` +
+      `validation ${meta.val_tokens} ${unit}${vocab}\n` +
+      `train on it with --data ${out} (or "dataDir" in a run config)\n`,
   );
   return 0;
 }
