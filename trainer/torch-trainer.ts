@@ -250,6 +250,64 @@ function lastLine(text: string): string {
   );
 }
 
+/** What a trial printed on stdout, record by record: progress goes on at once, the rest is kept. */
+class TrialRecords {
+  result: TrainerResult | null = null;
+  resultError: string | null = null;
+  errorRecord: { status: string; message: string } | null = null;
+  garbage = 0;
+  progressed = false;
+  private readonly onProgress: TrialRequest["onProgress"];
+  private readonly onFirstProgress: () => void;
+
+  constructor(onProgress: TrialRequest["onProgress"], onFirstProgress: () => void) {
+    this.onProgress = onProgress;
+    this.onFirstProgress = onFirstProgress;
+  }
+
+  line(line: string): void {
+    const text = line.trim();
+    if (!text.startsWith("{")) return; // the summary block and other prose
+    let record: unknown;
+    try {
+      record = JSON.parse(text);
+    } catch {
+      this.garbage++;
+      return;
+    }
+    const event = (record as { event?: unknown }).event;
+    if (event === "progress") this.progress(record);
+    else if (event === "result") {
+      const parsed = parseResult(record);
+      if ("result" in parsed) this.result = parsed.result;
+      else this.resultError = parsed.error;
+    } else if (event === "error") {
+      if (isError(record)) this.errorRecord = record;
+    } else if (event !== "start") this.garbage++;
+  }
+
+  private progress(record: unknown): void {
+    if (!this.progressed) this.onFirstProgress();
+    this.progressed = true;
+    if (!isProgress(record)) {
+      this.garbage++;
+      return;
+    }
+    const p: TrainerProgress = {
+      step: record.step,
+      loss: record.loss,
+      elapsed: record.elapsed,
+      tokensPerSecond: record.tokens_per_second,
+      progress: record.progress,
+    };
+    try {
+      this.onProgress?.(p);
+    } catch {
+      // A failing progress callback must not end the trial.
+    }
+  }
+}
+
 /** Runs trials of the project's Python trainer. */
 export class TorchTrainer implements Trainer {
   readonly options: TorchTrainerOptions;
@@ -278,11 +336,7 @@ export class TorchTrainer implements Trainer {
     const timeoutMs = Math.round((request.budgetSeconds * factor + grace) * 1000);
     // Until the first progress record the start's allowance runs; from it, the budget's.
     const deadline = new Deadline();
-    let progressed = false;
-    let result: TrainerResult | null = null;
-    let resultError: string | null = null;
-    let errorRecord: { status: string; message: string } | null = null;
-    let garbage = 0;
+    const records = new TrialRecords(request.onProgress, () => deadline.restart(timeoutMs));
     const proc = await runProcess({
       command: python,
       args,
@@ -299,43 +353,10 @@ export class TorchTrainer implements Trainer {
       deadline,
       ...(request.signal ? { signal: request.signal } : {}),
       onLine: (line, stream) => {
-        if (stream !== "stdout") return;
-        const text = line.trim();
-        if (!text.startsWith("{")) return; // the summary block and other prose
-        let record: unknown;
-        try {
-          record = JSON.parse(text);
-        } catch {
-          garbage++;
-          return;
-        }
-        const event = (record as { event?: unknown }).event;
-        if (event === "progress") {
-          if (!progressed) deadline.restart(timeoutMs);
-          progressed = true;
-          if (isProgress(record)) {
-            const p: TrainerProgress = {
-              step: record.step,
-              loss: record.loss,
-              elapsed: record.elapsed,
-              tokensPerSecond: record.tokens_per_second,
-              progress: record.progress,
-            };
-            try {
-              request.onProgress?.(p);
-            } catch {
-              // A failing progress callback must not end the trial.
-            }
-          } else garbage++;
-        } else if (event === "result") {
-          const parsed = parseResult(record);
-          if ("result" in parsed) result = parsed.result;
-          else resultError = parsed.error;
-        } else if (event === "error") {
-          if (isError(record)) errorRecord = record;
-        } else if (event !== "start") garbage++;
+        if (stream === "stdout") records.line(line);
       },
     });
+    const { result, resultError, errorRecord, garbage, progressed } = records;
     const at = { exitCode: proc.exitCode, python };
     const seconds = (timeoutMs / 1000).toFixed(0);
     if (proc.aborted) return outcome("crashed", "aborted", logPath, started, at);
@@ -347,7 +368,7 @@ export class TorchTrainer implements Trainer {
     }
     if (proc.spawnError)
       return outcome("crashed", `could not start ${python}: ${proc.spawnError}`, logPath, started, at);
-    const reported = (errorRecord as { message: string } | null)?.message;
+    const reported = errorRecord?.message;
     const why = reported ?? (lastLine(proc.stderrTail) || "no message");
     if (proc.exitCode === 0) {
       if (result) return outcome("ok", "ok", logPath, started, { ...at, result });
