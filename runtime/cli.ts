@@ -6,6 +6,7 @@ import { constants } from "node:os";
 import path from "node:path";
 import { Command, CommanderError } from "commander";
 import { registerApproveCommand } from "./commands/approve.ts";
+import { registerDataCommand } from "./commands/data.ts";
 import { registerLlmCommands } from "./commands/llm.ts";
 import { registerMechanismCommands } from "./commands/mechanism.ts";
 import { registerMechanismTestCommand } from "./commands/mechanism-test.ts";
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerLlmCommands(program);
   registerTrainCommand(program);
   registerReportCommands(program);
+  registerDataCommand(program);
   registerMechanismCommands(program);
   const mechanism = program.commands.find((c) => c.name() === "mechanism");
   if (!mechanism) throw new Error("the mechanism command group is missing");

@@ -11,9 +11,10 @@ import { sandboxPolicySchema } from "../mechanism-api/schemas.ts";
 import { DEFAULT_POLICY } from "../sandbox/index.ts";
 import type { SandboxPolicy } from "../sandbox/types.ts";
 import { ENV_ALLOW_ENTRY } from "../trainer/child-env.ts";
+import { dataProblems } from "../trainer/data-sizes.ts";
 import { cudaAvailable } from "../trainer/python.ts";
 import type { ParamDeclaration } from "../trainer/script-space.ts";
-import { checkValue, loadSearchSpace } from "../trainer/search-space.ts";
+import { checkValue, defaultEvalBytes, loadSearchSpace } from "../trainer/search-space.ts";
 import { UserError } from "./errors.ts";
 import { type ResearchBrief, resolveExternal } from "./external-script.ts";
 import { jsonInputProblem } from "./json-input.ts";
@@ -431,6 +432,10 @@ export function resolveRunConfig(
       program: ext.program,
     };
   }
+  // The device's evaluation size must fit the data the trials will read (else every trial exits 2).
+  const data = config.trainer.kind === "python" ? dataProblems(defaultEvalBytes(device), dataDir) : [];
+  if (data.length > 0)
+    throw new ConfigError(`invalid run config (${source.label}):\ndataDir: ${data.join("\ndataDir: ")}`);
   const searchSpace = loadSearchSpace(device);
   const startConfig = resolveStart(config, searchSpace, source.label);
   return { ...config, device, dataDir, trainer, mechanisms, searchSpace, startConfig, program: null };

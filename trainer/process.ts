@@ -17,7 +17,9 @@ export interface ProcessOptions {
   readonly env: Readonly<Record<string, string>>;
   /** Everything the child prints goes here (stdout and stderr, interleaved as received). */
   readonly logPath: string;
+  /** The kill deadline, from the start (a `deadline` may move it while the process runs). */
   readonly timeoutMs: number;
+  readonly deadline?: Deadline;
   readonly signal?: AbortSignal;
   /** Called for each line (split on \n and \r) of stdout or stderr. */
   readonly onLine?: (line: string, stream: "stdout" | "stderr") => void;
@@ -40,6 +42,25 @@ export interface ProcessResult {
 }
 
 const TAIL_CHARS = 4000;
+
+/**
+ * A kill deadline its owner can move while the process runs: the torch adapter gives the
+ * start (data, model, cold compile) its own allowance and starts the budget's deadline at
+ * the first progress record.
+ */
+export class Deadline {
+  private move: ((ms: number) => void) | null = null;
+
+  /** Kill the process `ms` from now instead (no effect before it starts or after it ends). */
+  restart(ms: number): void {
+    this.move?.(ms);
+  }
+
+  /** Used by runProcess. */
+  bind(move: ((ms: number) => void) | null): void {
+    this.move = move;
+  }
+}
 
 class LineSplitter {
   private buffer = "";
@@ -204,10 +225,16 @@ export function runProcess(options: ProcessOptions): Promise<ProcessResult> {
       stderrTail = (stderrTail + chunk).slice(-TAIL_CHARS);
       err.push(chunk);
     });
-    const timer = setTimeout(() => {
+    const expire = () => {
       timedOut = true;
       killTree(child.pid);
-    }, options.timeoutMs);
+    };
+    let timer = setTimeout(expire, options.timeoutMs);
+    options.deadline?.bind((ms) => {
+      if (timedOut) return;
+      clearTimeout(timer);
+      timer = setTimeout(expire, ms);
+    });
     const onAbort = () => {
       aborted = true;
       killTree(child.pid);
@@ -221,6 +248,7 @@ export function runProcess(options: ProcessOptions): Promise<ProcessResult> {
       settled = true;
       clearTimeout(timer);
       clearTimeout(drain);
+      options.deadline?.bind(null);
       options.signal?.removeEventListener("abort", onAbort);
       out.end();
       err.end();

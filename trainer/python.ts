@@ -1,63 +1,60 @@
-// Finding a Python that can import torch: $BILEVEL_PYTHON first, then /usr/bin/python3
-// (Debian's python3-torch), then python3 on PATH (which may be a pyenv shim without torch).
+// Finding the trainer's Python. The lookup itself is trainer/find_python.sh, shared with
+// trainer/gpu_check.sh so the check and the trials can never disagree: $BILEVEL_PYTHON wins;
+// for cuda (and auto) the first interpreter whose torch sees a CUDA device; for cpu Debian's
+// /usr/bin/python3 first.
 import { spawnSync } from "node:child_process";
+import path from "node:path";
 import { childEnv } from "./child-env.ts";
 
-export type PythonLookup = { ok: true; python: string } | { ok: false; error: string };
+export const FIND_PYTHON = path.join(import.meta.dirname, "find_python.sh");
 
-function hasModule(python: string, module: string, env: NodeJS.ProcessEnv): boolean {
-  const r = spawnSync(python, ["-c", `import ${module}`], {
-    stdio: "ignore",
-    timeout: 60_000,
-    env: childEnv(env),
-  });
-  return r.status === 0;
+export type LookupDevice = "cpu" | "cuda" | "auto";
+
+/** The interpreter chosen, and (module torch) what its torch is. */
+export interface PythonInfo {
+  readonly python: string;
+  /** torch.__version__, or null when the lookup was for another module. */
+  readonly torch: string | null;
+  /** Whether its torch sees a CUDA device (false for other modules). */
+  readonly cuda: boolean;
 }
+
+export type PythonLookup = ({ ok: true } & PythonInfo) | { ok: false; error: string };
 
 const cache = new Map<string, PythonLookup>();
 
-/** Locate a Python with `module` (default torch). Never throws; the result is cached per process. */
-export function findPython(module = "torch", env: NodeJS.ProcessEnv = process.env): PythonLookup {
-  const key = `${module}\0${env.BILEVEL_PYTHON ?? ""}\0${env.PATH ?? ""}`;
+/**
+ * Locate a Python with `module` (default torch) for `device` (default cpu). Never throws; the
+ * result is cached per process (each candidate imports torch, about a second).
+ */
+export function findPython(
+  module = "torch",
+  env: NodeJS.ProcessEnv = process.env,
+  device: LookupDevice = "cpu",
+): PythonLookup {
+  const key = [module, device, env.BILEVEL_PYTHON ?? "", env.PATH ?? ""].join("\0");
   const hit = cache.get(key);
   if (hit) return hit;
+  const r = spawnSync("sh", [FIND_PYTHON, "--module", module, device], {
+    encoding: "utf8",
+    timeout: 180_000,
+    env: childEnv(env),
+  });
   let found: PythonLookup;
-  const explicit = env.BILEVEL_PYTHON;
-  if (explicit) {
-    found = hasModule(explicit, module, env)
-      ? { ok: true, python: explicit }
-      : { ok: false, error: `BILEVEL_PYTHON=${explicit} cannot import ${module}` };
+  const line = (r.stdout ?? "").trim().split("\n").at(-1) ?? "";
+  if (r.status === 0 && line !== "") {
+    const [python = "", version, kind] = line.split("\t");
+    found = { ok: true, python, torch: version ?? null, cuda: kind === "cuda" };
   } else {
-    const python = ["/usr/bin/python3", "python3"].find((p) => hasModule(p, module, env));
-    found = python
-      ? { ok: true, python }
-      : {
-          ok: false,
-          error:
-            `no Python with ${module} found (tried /usr/bin/python3, python3): on Debian ` +
-            "`apt-get install python3-torch libopenblas0-pthread`, or set BILEVEL_PYTHON",
-        };
+    const why = (r.stderr ?? "").trim() || (r.error ? r.error.message : `find_python.sh exited ${r.status}`);
+    found = { ok: false, error: why };
   }
   cache.set(key, found);
   return found;
 }
 
-const cudaCache = new Map<string, boolean>();
-
-/** Whether the Python that trials would use sees a CUDA device (false when there is no such Python). */
+/** Whether the Python that CUDA trials would use sees a CUDA device (false when there is none). */
 export function cudaAvailable(env: NodeJS.ProcessEnv = process.env): boolean {
-  const found = findPython("torch", env);
-  if (!found.ok) return false;
-  const hit = cudaCache.get(found.python);
-  if (hit !== undefined) return hit;
-  const r = spawnSync(
-    found.python,
-    ["-c", "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"],
-    {
-      stdio: "ignore",
-      timeout: 60_000,
-    },
-  );
-  cudaCache.set(found.python, r.status === 0);
-  return r.status === 0;
+  const found = findPython("torch", env, "cuda");
+  return found.ok && found.cuda;
 }

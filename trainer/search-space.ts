@@ -8,25 +8,33 @@ import type { Config, ParamSpec, ParamValue } from "../mechanism-api/index.d.ts"
 
 export const SEARCH_SPACE_PATH = path.join(import.meta.dirname, "search-space.json");
 
-/** One entry of search-space.json: a ParamSpec plus the GPU default. */
+/** One entry of search-space.json: a ParamSpec plus the GPU default (and GPU choices). */
 export interface SpaceEntry extends ParamSpec {
   readonly gpuDefault: ParamValue;
+  readonly gpuChoices?: readonly ParamValue[];
 }
 
 interface SpaceFile {
   readonly version: number;
   readonly note: string;
   readonly params: readonly SpaceEntry[];
+  readonly evalBytes: { readonly cpu: number; readonly cuda: number };
 }
 
 const scalar = { type: ["number", "string"] };
 const spaceSchema = {
   type: "object",
   additionalProperties: false,
-  required: ["version", "note", "params"],
+  required: ["version", "note", "params", "evalBytes"],
   properties: {
     version: { type: "integer" },
     note: { type: "string" },
+    evalBytes: {
+      type: "object",
+      additionalProperties: false,
+      required: ["cpu", "cuda"],
+      properties: { cpu: { type: "integer", minimum: 1 }, cuda: { type: "integer", minimum: 1 } },
+    },
     params: {
       type: "array",
       minItems: 1,
@@ -41,6 +49,7 @@ const spaceSchema = {
           max: { type: "number" },
           log: { type: "boolean" },
           choices: { type: "array", minItems: 1, items: scalar },
+          gpuChoices: { type: "array", minItems: 1, items: scalar },
           default: scalar,
           gpuDefault: scalar,
           description: { type: "string" },
@@ -53,23 +62,31 @@ const spaceSchema = {
 const ajv = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true });
 const validateSpaceFile = ajv.compile<SpaceFile>(spaceSchema);
 
-let cached: readonly SpaceEntry[] | undefined;
+let cached: SpaceFile | undefined;
 
-function entries(): readonly SpaceEntry[] {
+function spaceFile(): SpaceFile {
   if (cached) return cached;
   const raw: unknown = JSON.parse(readFileSync(SEARCH_SPACE_PATH, "utf8"));
   if (!validateSpaceFile(raw)) {
     throw new Error(`${SEARCH_SPACE_PATH} is malformed: ${ajv.errorsText(validateSpaceFile.errors)}`);
   }
-  cached = raw.params;
+  cached = raw;
   return cached;
 }
 
-/** The search space as the loop and mechanisms see it, with the given device's defaults. */
+const entries = (): readonly SpaceEntry[] => spaceFile().params;
+
+/** The validation bytes val_bpb is measured on by default (trainer/hparams.py EVAL_BYTES). */
+export function defaultEvalBytes(device: "cpu" | "cuda"): number {
+  return spaceFile().evalBytes[device];
+}
+
+/** The search space as the loop and mechanisms see it, with the given device's defaults and choices. */
 export function loadSearchSpace(device: "cpu" | "cuda" = "cpu"): ParamSpec[] {
-  return entries().map(({ gpuDefault, ...spec }) => ({
+  return entries().map(({ gpuDefault, gpuChoices, ...spec }) => ({
     ...spec,
     default: device === "cuda" ? gpuDefault : spec.default,
+    ...(device === "cuda" && gpuChoices ? { choices: gpuChoices } : {}),
   }));
 }
 

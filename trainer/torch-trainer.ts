@@ -5,7 +5,7 @@ import path from "node:path";
 import { Ajv } from "ajv";
 import type { TrialStatus } from "../mechanism-api/index.d.ts";
 import { childEnv } from "./child-env.ts";
-import { runProcess } from "./process.ts";
+import { Deadline, runProcess } from "./process.ts";
 import { findPython } from "./python.ts";
 import { validateConfig } from "./search-space.ts";
 import type { Trainer, TrainerProgress, TrainerResult, TrialOutcome, TrialRequest } from "./types.ts";
@@ -22,13 +22,19 @@ export const EXIT_CODES: Readonly<Record<number, TrialStatus>> = {
 };
 
 export interface TorchTrainerOptions {
-  /** Python to run; default: findPython() (BILEVEL_PYTHON, /usr/bin/python3, python3). */
+  /** Python to run; default: findPython for the trial's device (trainer/find_python.sh). */
   readonly python?: string;
   /** What comes before the trial's arguments (default ["-m", "trainer"]); anything speaking the same protocol works. */
   readonly entry?: readonly string[];
-  /** Hard timeout = budget × timeoutFactor + graceSeconds, then SIGKILL of the process group. */
+  /**
+   * Hard timeout = budget × timeoutFactor + graceSeconds from the first progress record, then
+   * SIGKILL of the process group. The trainer excludes its start and warm-up (a cold
+   * torch.compile: minutes for a deep config) from the budget, so they get their own allowance.
+   */
   readonly timeoutFactor?: number;
   readonly graceSeconds?: number;
+  /** Seconds from the start to the first progress record: data, model, compile (default 600). */
+  readonly startupSeconds?: number;
   /** Extra arguments after the trial's own (e.g. ["--eval-bytes", "16384"]). */
   readonly extraArgs?: readonly string[];
   /** Values set in the child's environment (names the deny rule matches are dropped). */
@@ -187,9 +193,11 @@ export function outcome(
   message: string,
   logPath: string,
   started: number,
-  extra: { result?: TrainerResult | null; exitCode?: number | null } = {},
+  extra: { result?: TrainerResult | null; exitCode?: number | null; python?: string } = {},
 ): TrialOutcome {
-  const result = status === "ok" ? (extra.result ?? null) : null;
+  const found = status === "ok" ? (extra.result ?? null) : null;
+  // The interpreter goes with the result, so run.db records what each trial ran on.
+  const result = found && extra.python !== undefined ? { ...found, python: extra.python } : found;
   return {
     status,
     valBpb: result ? result.val_bpb : null,
@@ -198,7 +206,38 @@ export function outcome(
     exitCode: extra.exitCode ?? null,
     durationMs: Date.now() - started,
     logPath,
+    ...(extra.python !== undefined ? { python: extra.python } : {}),
   };
+}
+
+/** The trainer's arguments for a request (after the interpreter): what a trial runs. */
+export function trialArgs(request: TrialRequest, options: TorchTrainerOptions = {}): string[] {
+  const args = [
+    ...(options.entry ?? ["-m", "trainer"]),
+    "--config",
+    JSON.stringify(request.config),
+    "--budget",
+    String(request.budgetSeconds),
+    "--seed",
+    String(request.seed),
+    "--device",
+    request.device,
+  ];
+  if (request.maxSteps !== undefined) args.push("--max-steps", String(request.maxSteps));
+  if (request.dataDir !== undefined) args.push("--data", path.resolve(request.dataDir));
+  args.push(...(options.extraArgs ?? []));
+  return args;
+}
+
+/** The interpreter for a request's device; a CUDA request without one is an invalid config. */
+export function trialPython(
+  request: TrialRequest,
+  options: TorchTrainerOptions = {},
+): { python: string } | { status: TrialStatus; error: string } {
+  if (options.python) return { python: options.python };
+  const found = findPython("torch", process.env, request.device);
+  if (found.ok) return { python: found.python };
+  return { status: request.device === "cuda" ? "invalid-config" : "crashed", error: found.error };
 }
 
 function lastLine(text: string): string {
@@ -209,6 +248,64 @@ function lastLine(text: string): string {
       .filter(Boolean)
       .at(-1) ?? ""
   );
+}
+
+/** What a trial printed on stdout, record by record: progress goes on at once, the rest is kept. */
+class TrialRecords {
+  result: TrainerResult | null = null;
+  resultError: string | null = null;
+  errorRecord: { status: string; message: string } | null = null;
+  garbage = 0;
+  progressed = false;
+  private readonly onProgress: TrialRequest["onProgress"];
+  private readonly onFirstProgress: () => void;
+
+  constructor(onProgress: TrialRequest["onProgress"], onFirstProgress: () => void) {
+    this.onProgress = onProgress;
+    this.onFirstProgress = onFirstProgress;
+  }
+
+  line(line: string): void {
+    const text = line.trim();
+    if (!text.startsWith("{")) return; // the summary block and other prose
+    let record: unknown;
+    try {
+      record = JSON.parse(text);
+    } catch {
+      this.garbage++;
+      return;
+    }
+    const event = (record as { event?: unknown }).event;
+    if (event === "progress") this.progress(record);
+    else if (event === "result") {
+      const parsed = parseResult(record);
+      if ("result" in parsed) this.result = parsed.result;
+      else this.resultError = parsed.error;
+    } else if (event === "error") {
+      if (isError(record)) this.errorRecord = record;
+    } else if (event !== "start") this.garbage++;
+  }
+
+  private progress(record: unknown): void {
+    if (!this.progressed) this.onFirstProgress();
+    this.progressed = true;
+    if (!isProgress(record)) {
+      this.garbage++;
+      return;
+    }
+    const p: TrainerProgress = {
+      step: record.step,
+      loss: record.loss,
+      elapsed: record.elapsed,
+      tokensPerSecond: record.tokens_per_second,
+      progress: record.progress,
+    };
+    try {
+      this.onProgress?.(p);
+    } catch {
+      // A failing progress callback must not end the trial.
+    }
+  }
 }
 
 /** Runs trials of the project's Python trainer. */
@@ -229,34 +326,17 @@ export class TorchTrainer implements Trainer {
     };
     const errors = [...validateConfig(request.config), ...validateRequest(request)];
     if (errors.length) return refuse("invalid-config", `invalid config: ${errors.join("; ")}`);
-    let python = this.options.python;
-    if (!python) {
-      const found = findPython("torch");
-      if (!found.ok) return refuse("crashed", found.error);
-      python = found.python;
-    }
-    const args = [
-      ...(this.options.entry ?? ["-m", "trainer"]),
-      "--config",
-      JSON.stringify(request.config),
-      "--budget",
-      String(request.budgetSeconds),
-      "--seed",
-      String(request.seed),
-      "--device",
-      request.device,
-    ];
-    if (request.maxSteps !== undefined) args.push("--max-steps", String(request.maxSteps));
-    if (request.dataDir !== undefined) args.push("--data", path.resolve(request.dataDir));
-    args.push(...(this.options.extraArgs ?? []));
-
+    const chosen = trialPython(request, this.options);
+    if ("error" in chosen) return refuse(chosen.status, chosen.error);
+    const python = chosen.python;
+    const args = trialArgs(request, this.options);
     const factor = this.options.timeoutFactor ?? 1.5;
     const grace = this.options.graceSeconds ?? 120;
+    const startup = this.options.startupSeconds ?? 600;
     const timeoutMs = Math.round((request.budgetSeconds * factor + grace) * 1000);
-    let result: TrainerResult | null = null;
-    let resultError: string | null = null;
-    let errorRecord: { status: string; message: string } | null = null;
-    let garbage = 0;
+    // Until the first progress record the start's allowance runs; from it, the budget's.
+    const deadline = new Deadline();
+    const records = new TrialRecords(request.onProgress, () => deadline.restart(timeoutMs));
     const proc = await runProcess({
       command: python,
       args,
@@ -269,59 +349,26 @@ export class TorchTrainer implements Trainer {
         }),
       ),
       logPath,
-      timeoutMs,
+      timeoutMs: startup * 1000,
+      deadline,
       ...(request.signal ? { signal: request.signal } : {}),
       onLine: (line, stream) => {
-        if (stream !== "stdout") return;
-        const text = line.trim();
-        if (!text.startsWith("{")) return; // the summary block and other prose
-        let record: unknown;
-        try {
-          record = JSON.parse(text);
-        } catch {
-          garbage++;
-          return;
-        }
-        const event = (record as { event?: unknown }).event;
-        if (event === "progress") {
-          if (isProgress(record)) {
-            const p: TrainerProgress = {
-              step: record.step,
-              loss: record.loss,
-              elapsed: record.elapsed,
-              tokensPerSecond: record.tokens_per_second,
-              progress: record.progress,
-            };
-            try {
-              request.onProgress?.(p);
-            } catch {
-              // A failing progress callback must not end the trial.
-            }
-          } else garbage++;
-        } else if (event === "result") {
-          const parsed = parseResult(record);
-          if ("result" in parsed) result = parsed.result;
-          else resultError = parsed.error;
-        } else if (event === "error") {
-          if (isError(record)) errorRecord = record;
-        } else if (event !== "start") garbage++;
+        if (stream === "stdout") records.line(line);
       },
     });
-    const at = { exitCode: proc.exitCode };
+    const { result, resultError, errorRecord, garbage, progressed } = records;
+    const at = { exitCode: proc.exitCode, python };
     const seconds = (timeoutMs / 1000).toFixed(0);
     if (proc.aborted) return outcome("crashed", "aborted", logPath, started, at);
     if (proc.timedOut) {
-      return outcome(
-        "timeout",
-        `killed after ${seconds} s (budget ${request.budgetSeconds} s × ${factor} + ${grace} s grace)`,
-        logPath,
-        started,
-        at,
-      );
+      const why = progressed
+        ? `killed after ${seconds} s from its first progress record (budget ${request.budgetSeconds} s × ${factor} + ${grace} s grace)`
+        : `killed after ${startup} s without a progress record (the allowance for reading data, building the model and compiling)`;
+      return outcome("timeout", why, logPath, started, at);
     }
     if (proc.spawnError)
-      return outcome("crashed", `could not start ${python}: ${proc.spawnError}`, logPath, started);
-    const reported = (errorRecord as { message: string } | null)?.message;
+      return outcome("crashed", `could not start ${python}: ${proc.spawnError}`, logPath, started, at);
+    const reported = errorRecord?.message;
     const why = reported ?? (lastLine(proc.stderrTail) || "no message");
     if (proc.exitCode === 0) {
       if (result) return outcome("ok", "ok", logPath, started, { ...at, result });

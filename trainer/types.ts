@@ -28,6 +28,8 @@ export interface TrainerResult {
   readonly tokens_per_second: number;
   readonly device: string;
   readonly config: Config;
+  /** The interpreter the trial ran (set by the torch adapter; trainer/find_python.sh chose it). */
+  readonly python?: string;
 }
 
 export interface TrialRequest {
@@ -66,6 +68,8 @@ export interface TrialOutcome {
   readonly ranConfig?: Config;
   /** The git commit holding the script that ran (a user's train.py in a repository). */
   readonly commit?: string;
+  /** The interpreter that ran the trial, when a Python trainer did. */
+  readonly python?: string;
 }
 
 /** Anything that can run a trial: the Python trainer, a user's train.py, or a stub in benchmarks. */

@@ -1,6 +1,6 @@
 // `bilevel train`: bad input is exit 2 before anything runs; --json prints one object.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { cliArgv } from "../support/cli.ts";
@@ -91,4 +91,41 @@ test("without --json the summary block goes to stdout; a failed trial exits with
   expect(r.status).toBe(4);
   expect(r.stdout).toMatch(/status: diverged/);
   expect(r.stderr).toMatch(/diverged/);
+}, 60_000);
+
+test("--dry-run --device cuda resolves the CUDA trial as a run would and exits 0 without a GPU", () => {
+  const workDir = path.join(tmp, "dry");
+  const r = train("--device", "cuda", "--dry-run", "--work-dir", workDir);
+  expect(r.stderr).toBe("");
+  expect(r.status).toBe(0);
+  expect(r.stdout).toMatch(/^device: +cuda$/m);
+  expect(r.stdout).toMatch(/DEPTH=8 .*HEAD_DIM=128 .*SEQ_LEN=2048/); // the GPU defaults
+  expect(r.stdout).toMatch(/^evaluation: +524288 bytes \(the validation split has 1048576\)$/m);
+  expect(r.stdout).toMatch(
+    /^command: +\S+ -m trainer --config '\{"DEPTH":8,.*' --budget 60 --seed 0 --device cuda$/m,
+  );
+  expect(r.stdout).toMatch(/^memory: +parameters \+ gradients \+ optimizer 0\.47 GiB/m);
+  expect(r.stdout).toMatch(/^verdict: +would run$/m);
+  expect(existsSync(workDir)).toBe(false); // nothing ran
+}, 120_000);
+
+test("--dry-run names what would fail: an evaluation size larger than the data's validation split", () => {
+  const dir = path.join(tmp, "two-mb");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, "a.txt"), "All work and no play. ".repeat(100_000));
+  const r = train("--device", "cuda", "--dry-run", "--data", dir);
+  expect(r.status).toBe(2);
+  expect(r.stderr).toMatch(
+    /evaluation size \(524288 bytes\) does not fit the validation split .*\(196608 bytes; it needs at least 524289\)/,
+  );
+}, 60_000);
+
+test("--dry-run --json: the plan of a config too large for this host's memory, exit 3", () => {
+  const r = train("--device", "cpu", "--dry-run", "--json", "--set", "DEPTH=24", "--set", "ASPECT_RATIO=256");
+  const report = JSON.parse(r.stdout);
+  expect(report.plan.num_params).toBeGreaterThan(1e10);
+  if (report.plan.memory_free_mb > report.plan.memory_needed_mb) return; // a host that large would train it
+  expect(r.status).toBe(3);
+  expect(report.exitCode).toBe(3);
+  expect(report.error).toMatch(/need about 202\.5 GiB/);
 }, 60_000);

@@ -9,6 +9,7 @@ import { TorchTrainer } from "../../trainer/torch-trainer.ts";
 import type { Device, TrialOutcome } from "../../trainer/types.ts";
 import { defaultTrainDir } from "../paths.ts";
 import { canStyle } from "../terminal-text.ts";
+import { runDryRun } from "./train-dry-run.ts";
 import {
   listScript,
   parseScriptAssignment,
@@ -40,6 +41,7 @@ interface TrainOptions {
   config?: string;
   command?: string;
   list?: boolean;
+  dryRun?: boolean;
 }
 
 /** Parse a numeric option; `min` is inclusive for integers and exclusive for other numbers. */
@@ -117,6 +119,10 @@ export function registerTrainCommand(program: Command): void {
     .option("--data <dir>", "a folder of .txt/.jsonl files instead of the default corpus")
     .option("--work-dir <dir>", "where the trial's log goes (default ./runs/train/<time>)")
     .option("--json", "print only the final outcome object (JSON) on stdout")
+    .option(
+      "--dry-run",
+      "resolve and check the trial as a run would (interpreter, data, evaluation size, memory); train nothing",
+    )
     .exitOverride((err) => {
       // Bad command-line input is exit 2, like every other invalid input to `train`.
       if (err.exitCode !== 0) throw new CommanderError(2, err.code, err.message);
@@ -192,6 +198,23 @@ async function train(opts: TrainOptions): Promise<number> {
     return 2;
   }
   const workDir = path.resolve(opts.workDir ?? defaultTrainDir());
+  if (opts.dryRun && setup) {
+    process.stderr.write(
+      "bilevel train: --dry-run plans the built-in trainer's run; it does not take --script\n",
+    );
+    return 2;
+  }
+  if (opts.dryRun) {
+    const input = { config, budgetSeconds: budget, seed, device: opts.device, workDir };
+    return runDryRun(
+      {
+        ...input,
+        ...(maxSteps !== undefined ? { maxSteps } : {}),
+        ...(opts.data ? { dataDir: opts.data } : {}),
+      },
+      Boolean(opts.json),
+    );
+  }
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,
