@@ -54,21 +54,7 @@ export async function executeRun(
       )
     : null;
   const sandbox = await Sandbox.start(sandboxPolicy(config.policy));
-  let store: RunStore;
-  let unlock: () => void;
-  try {
-    store = RunStore.open(dir);
-  } catch (error) {
-    await sandbox.close();
-    throw error;
-  }
-  try {
-    unlock = acquireRunLock(dir);
-  } catch (error) {
-    store.close();
-    await sandbox.close();
-    throw error;
-  }
+  const { store, unlock } = await openLocked(dir, sandbox);
   // The run's LLM ends the run (after the current phase) on a persistent fault or a spent budget.
   const llmStopper = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, llmStopper.signal]) : llmStopper.signal;
@@ -110,6 +96,19 @@ export async function executeRun(
     await sandbox.close();
     store.close();
     unlock();
+  }
+}
+
+/** The run folder's store, under its lock; on failure nothing stays open (the sandbox is closed too). */
+async function openLocked(dir: string, sandbox: Sandbox): Promise<{ store: RunStore; unlock: () => void }> {
+  let store: RunStore | null = null;
+  try {
+    store = RunStore.open(dir);
+    return { store, unlock: acquireRunLock(dir) };
+  } catch (error) {
+    store?.close();
+    await sandbox.close();
+    throw error;
   }
 }
 

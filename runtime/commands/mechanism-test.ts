@@ -149,6 +149,31 @@ function resolveSettings(
   };
 }
 
+interface TestInput {
+  readonly source: string;
+  readonly baseline: HarnessSummary | null;
+  readonly settings: HarnessSettings;
+  readonly tolerance: number;
+  readonly config: ResolvedRunConfig;
+}
+
+/** Everything the flags and files say, checked; a UserError (exit 2) for bad input. */
+function readTestInput(file: string, options: MechanismTestOptions): TestInput {
+  const config = mechanismRunConfig(options.config);
+  const tolerance =
+    options.tolerance === undefined ? DEFAULT_TOLERANCE : parseNumber("--tolerance", options.tolerance, 10);
+  let baseline: HarnessSummary | null = null;
+  if (options.baseline !== undefined) {
+    const parsed = parseBaseline(readText("baseline", options.baseline));
+    if (!parsed.ok) throw new UsageError(`baseline ${options.baseline} is unusable: ${parsed.error}`);
+    baseline = parsed.summary;
+  }
+  const settings = resolveSettings(options, baseline, config);
+  const read = readSourceToJudge(file);
+  if ("usage" in read) throw new UsageError(read.usage);
+  return { source: read.source, baseline, settings, tolerance, config };
+}
+
 /** Run the command; returns the exit code. Never throws. */
 export async function mechanismTest(
   file: string,
@@ -156,23 +181,9 @@ export async function mechanismTest(
   io: TestIo,
   deps: MechanismTestDeps = {},
 ): Promise<number> {
-  let source: string;
-  let baseline: HarnessSummary | null = null;
-  let settings: HarnessSettings;
-  let tolerance = DEFAULT_TOLERANCE;
-  let config: ResolvedRunConfig;
+  let input: TestInput;
   try {
-    config = mechanismRunConfig(options.config);
-    if (options.tolerance !== undefined) tolerance = parseNumber("--tolerance", options.tolerance, 10);
-    if (options.baseline !== undefined) {
-      const parsed = parseBaseline(readText("baseline", options.baseline));
-      if (!parsed.ok) throw new UsageError(`baseline ${options.baseline} is unusable: ${parsed.error}`);
-      baseline = parsed.summary;
-    }
-    settings = resolveSettings(options, baseline, config);
-    const read = readSourceToJudge(file);
-    if ("usage" in read) throw new UsageError(read.usage);
-    source = read.source;
+    input = readTestInput(file, options);
   } catch (error) {
     if (error instanceof UserError) {
       io.stderr(`bilevel mechanism test: ${safeText(error.message)}\n`);
@@ -180,6 +191,7 @@ export async function mechanismTest(
     }
     throw error;
   }
+  const { source, baseline, settings, tolerance, config } = input;
 
   let sandbox: TestSandbox | null = null;
   try {

@@ -189,6 +189,32 @@ function listConstants(opts: TrainOptions): number {
   return errors.length ? 2 : 0;
 }
 
+/** --dry-run: plan the built-in trainer's trial as a run would, and check it; trains nothing. */
+function dryRun(
+  opts: TrainOptions,
+  input: Pick<ReturnType<typeof parseTrainInput>, "config" | "setup" | "budget" | "maxSteps" | "seed">,
+  workDir: string,
+): Promise<number> | number {
+  if (input.setup) {
+    process.stderr.write(
+      "bilevel train: --dry-run plans the built-in trainer's run; it does not take --script\n",
+    );
+    return 2;
+  }
+  return runDryRun(
+    {
+      config: input.config,
+      budgetSeconds: input.budget,
+      seed: input.seed,
+      device: opts.device,
+      workDir,
+      ...(input.maxSteps !== undefined ? { maxSteps: input.maxSteps } : {}),
+      ...(opts.data ? { dataDir: opts.data } : {}),
+    },
+    Boolean(opts.json),
+  );
+}
+
 async function train(opts: TrainOptions): Promise<number> {
   if (opts.list) return listConstants(opts);
   const errors: string[] = [];
@@ -198,23 +224,7 @@ async function train(opts: TrainOptions): Promise<number> {
     return 2;
   }
   const workDir = path.resolve(opts.workDir ?? defaultTrainDir());
-  if (opts.dryRun && setup) {
-    process.stderr.write(
-      "bilevel train: --dry-run plans the built-in trainer's run; it does not take --script\n",
-    );
-    return 2;
-  }
-  if (opts.dryRun) {
-    const input = { config, budgetSeconds: budget, seed, device: opts.device, workDir };
-    return runDryRun(
-      {
-        ...input,
-        ...(maxSteps !== undefined ? { maxSteps } : {}),
-        ...(opts.data ? { dataDir: opts.data } : {}),
-      },
-      Boolean(opts.json),
-    );
-  }
+  if (opts.dryRun) return dryRun(opts, { config, setup, budget, maxSteps, seed }, workDir);
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

@@ -1,11 +1,19 @@
 // One Level 1 iteration up to the trial: guide -> suggest -> propose -> filter chain. No storage:
 // it returns what happened (proposals, hook calls, faults, events) and the loop stores it;
 // `mechanism test` runs the same loop on the synthetic objective, so both exercise this code.
-import type { Change, Config, HookName, Json, ParamSpec, Proposal } from "../../mechanism-api/index.d.ts";
-import type { HookContextData, HookOutcome } from "../../sandbox/types.ts";
+import type {
+  Change,
+  Config,
+  FilterVerdict,
+  HookName,
+  Json,
+  ParamSpec,
+  Proposal,
+} from "../../mechanism-api/index.d.ts";
+import type { HookContextData, HookOutcome, HookResult } from "../../sandbox/types.ts";
 import { checkConstraints } from "../../trainer/constraints.ts";
 import { applyChanges, checkChanges, describeChanges, effectiveChanges } from "../changes.ts";
-import type { ActiveMechanism, FaultReport, MechanismManager } from "../mechanisms.ts";
+import type { ActiveMechanism, FaultReport, HookReport, MechanismManager } from "../mechanisms.ts";
 import type { SearchConfig, TrialRow } from "../store.ts";
 import type { Proposer } from "./proposer.ts";
 
@@ -288,6 +296,35 @@ type Verdict =
       readonly by: string;
     };
 
+/**
+ * A filter's `modify`: the new changes when they pass the space and the search config (the
+ * modification is recorded), else the proposal as it was (the invalid modification is recorded).
+ */
+function applyModification(
+  input: IterationInput,
+  r: HookReport<Extract<HookResult, { hook: "filter" }>>,
+  v: Extract<FilterVerdict, { verdict: "modify" }>,
+  changes: Change[],
+  index: number,
+  rec: Recorder,
+): Change[] {
+  const base = input.context.incumbent.config;
+  const modified = effectiveChanges(base, v.changes);
+  const errors = checkChanges(modified, input.params, { active: input.search.active, base });
+  if (errors.length > 0) {
+    const detail = { errors, changes: v.changes as unknown as Json };
+    rec.hook(r.mechanism, "filter", r.outcome, "invalid-modification", detail, index);
+    return changes;
+  }
+  rec.event(
+    "modified",
+    `${r.mechanism.name} modified the proposal: ${describeChanges(base, changes)} => ${describeChanges(base, modified)} (${v.reason})`,
+  );
+  const detail = { from: changes as unknown as Json, to: modified as unknown as Json, reason: v.reason };
+  rec.hook(r.mechanism, "filter", r.outcome, "modified", detail, index);
+  return modified;
+}
+
 /** Each active filter may accept, reject or modify, in activation order; each sees the proposal as the filters before it left it. */
 async function filterChain(
   input: IterationInput,
@@ -325,32 +362,7 @@ async function filterChain(
       break;
     }
     if (v.verdict === "modify") {
-      const modified = effectiveChanges(base, v.changes);
-      const errors = checkChanges(modified, input.params, { active: input.search.active, base });
-      if (errors.length > 0) {
-        rec.hook(
-          r.mechanism,
-          "filter",
-          r.outcome,
-          "invalid-modification",
-          { errors, changes: v.changes as unknown as Json },
-          index,
-        );
-        continue;
-      }
-      rec.event(
-        "modified",
-        `${r.mechanism.name} modified the proposal: ${describeChanges(base, changes)} => ${describeChanges(base, modified)} (${v.reason})`,
-      );
-      rec.hook(
-        r.mechanism,
-        "filter",
-        r.outcome,
-        "modified",
-        { from: changes as unknown as Json, to: modified as unknown as Json, reason: v.reason },
-        index,
-      );
-      changes = modified;
+      changes = applyModification(input, r, v, changes, index, rec);
       continue;
     }
     rec.hook(r.mechanism, "filter", r.outcome, "accepted", {}, index);
