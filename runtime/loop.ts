@@ -4,7 +4,6 @@
 // transaction plus a checkpoint, so a run killed anywhere resumes where it stopped: a phase that
 // did not commit is redone, a trial that did not finish is rerun.
 import type { Config, Json, ParamSpec, Trial } from "../mechanism-api/index.d.ts";
-import { EMPTY_CAPABILITIES } from "../sandbox/index.ts";
 import type { DryRunTrace, HookContextData } from "../sandbox/types.ts";
 import type { Trainer, TrainerProgress, TrialOutcome } from "../trainer/types.ts";
 import { applyChanges, describeChanges } from "./changes.ts";
@@ -18,7 +17,7 @@ import type { Researcher } from "./level2/types.ts";
 import { runLevel15 } from "./level15/step.ts";
 import type { Strategist } from "./level15/strategy.ts";
 import { type Batch, describe, MechanismManager, type SandboxLike } from "./mechanisms.ts";
-import type { EventLevel, MechanismRow, RunStore, SearchConfig, TrialRow } from "./store.ts";
+import type { EventLevel, RunStore, SearchConfig, TrialRow } from "./store.ts";
 
 /** What the display shows at the start of an iteration. */
 export interface IterationStatus {
@@ -105,18 +104,25 @@ export class BilevelLoop {
 
   // ---- derived state (always recomputed from stored trials, so resume is exact)
 
-  private incumbent(): { config: Config; valBpb: number | null } {
-    const kept = this.trials.filter((t) => t.kind === "search" && t.kept).at(-1);
+  private incumbent(iteration: number): { config: Config; valBpb: number | null } {
+    // level1.restartEvery K: after every K iterations the incumbent restarts from the best trial so
+    // far (group R of a study, the control for restarts); only trials after the restart count.
+    const restart = restartPoint(this.d.config, iteration);
+    const kept = this.trials.filter((t) => t.kind === "search" && t.kept && t.iteration > restart).at(-1);
     if (kept) return { config: kept.config, valBpb: kept.valBpb };
+    const best = restart > 0 ? this.best(restart) : null;
+    if (best) return { config: best.config, valBpb: best.valBpb };
     // Search trials all use the run seed: compare them with the baseline of that seed (common
     // random numbers); the other seeds only measure σ. The mean stands in if that one failed.
     const sameSeed = this.trials.find((t) => t.kind === "baseline" && t.seed === this.d.config.seed);
     return { config: this.d.config.startConfig, valBpb: sameSeed?.valBpb ?? this.noise?.mean ?? null };
   }
 
-  private best(): { config: Config; valBpb: number; trialId: number } | null {
+  /** The best ok trial; with `until`, of iterations up to it and of the run seed only (a restart's incumbent). */
+  private best(until?: number): { config: Config; valBpb: number; trialId: number } | null {
     let best: TrialRow | null = null;
     for (const t of this.trials) {
+      if (until !== undefined && (t.iteration > until || t.seed !== this.d.config.seed)) continue;
       if (t.valBpb !== null && t.status === "ok" && (best === null || t.valBpb < (best.valBpb ?? Infinity)))
         best = t;
     }
@@ -139,7 +145,7 @@ export class BilevelLoop {
       iteration,
       // Level 1.5's frozen set binds mechanisms too: they see it, and changes to frozen parameters are refused.
       params: this.params.map((p) => (this.search.frozen.includes(p.name) ? { ...p, frozen: true } : p)),
-      incumbent: this.incumbent(),
+      incumbent: this.incumbent(iteration),
       best: best ? { config: best.config, valBpb: best.valBpb } : null,
       history: this.searchTrials().slice(-this.d.config.proposer.historyWindow).map(toApiTrial),
       seed: this.d.config.seed,
@@ -202,6 +208,7 @@ export class BilevelLoop {
         mechanisms: this.mechanisms.list().map((m) => m.name),
         strategy: this.search.strategy,
       });
+      this.recordRestart(it);
       await this.level2.processApprovals(it, () => this.context(it));
       if (!store.hasCheckpoint(`iter:${it}:proposed`)) await this.proposePhase(it);
       if (this.aborted()) return this.finish(true);
@@ -461,7 +468,7 @@ export class BilevelLoop {
       this.emit("1", `iteration ${it} produced no trainable proposal`);
       return;
     }
-    const incumbent = this.incumbent();
+    const incumbent = this.incumbent(it);
     const by = proposal.mechanismId ? ` [suggested by ${proposal.mechanismId}]` : "";
     const description = `${describeChanges(incumbent.config, proposal.changes)}${by}`;
     const id = this.nextTrialId();
@@ -527,7 +534,7 @@ export class BilevelLoop {
       kind: "search",
       proposalId: proposal.id,
       seed: config.seed,
-      config: proposal.config ?? applyChanges(this.incumbent().config, proposal.changes),
+      config: proposal.config ?? applyChanges(this.incumbent(it).config, proposal.changes),
       changes: proposal.changes,
       status: outcome.status,
       valBpb: outcome.valBpb,
@@ -573,7 +580,8 @@ export class BilevelLoop {
     }
     if (it % config.level15.every !== 0) return;
     const cycle = it / config.level15.every;
-    if (!store.hasCheckpoint(`cycle:${cycle}:level15`)) {
+    // enabled false (groups A, D, R of a study): no Level 1.5 step; Level 2 keeps its cadence.
+    if (config.level15.enabled !== false && !store.hasCheckpoint(`cycle:${cycle}:level15`)) {
       this.search = await runLevel15({
         store,
         config,
@@ -595,6 +603,22 @@ export class BilevelLoop {
       await this.level2.retire(it, this.trials);
       store.checkpoint(`cycle:${cycle}:retire`);
     }
+  }
+
+  /** An event at each restart of the incumbent (level1.restartEvery), once per iteration. */
+  private recordRestart(it: number): void {
+    const { store, config } = this.d;
+    const restart = restartPoint(config, it);
+    if (restart === 0 || restart !== it - 1 || store.hasCheckpoint(`iter:${it}:restart`)) return;
+    const best = this.best(restart);
+    const message = best
+      ? `restart: the incumbent is reset to the best trial so far, #${best.trialId} (val_bpb ${best.valBpb.toFixed(4)})`
+      : "restart: no ok trial yet, the incumbent stays the start config";
+    store.transaction(() => {
+      store.addEvent(it, "1", "restart", message, best ? { trialId: best.trialId, valBpb: best.valBpb } : {});
+      store.checkpoint(`iter:${it}:restart`);
+    });
+    this.emit("1", message);
   }
 
   /** The dry-run trace for validation: the live context, with the latest proposal and trial. */
@@ -620,6 +644,17 @@ export class BilevelLoop {
 /** Every baseline failed: the run cannot judge any change (exit 1, the run folder keeps the logs). */
 export class BaselineError extends UserError {
   override name = "BaselineError";
+}
+
+/**
+ * The last iteration after which the incumbent restarted, for a trial of `iteration`: the largest
+ * multiple of level1.restartEvery below it (0: no restart yet, or restarts off). Configs stored
+ * before the option existed have no level1 section: no restarts.
+ */
+export function restartPoint(config: ResolvedRunConfig, iteration: number): number {
+  const every = (config as Partial<ResolvedRunConfig>).level1?.restartEvery ?? 0;
+  if (every <= 0 || iteration <= 1) return 0;
+  return Math.floor((iteration - 1) / every) * every;
 }
 
 function fileStem(file: string): string {

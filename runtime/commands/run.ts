@@ -157,6 +157,7 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  const watch = watchStudyParent(controller);
   let summary: Awaited<ReturnType<typeof executeRun>>;
   try {
     summary = await executeRun({
@@ -169,6 +170,7 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
   } finally {
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
+    if (watch) clearInterval(watch);
   }
   process.stderr.write(`\n${formatReport(summary.report)}\n`);
   process.stderr.write(
@@ -176,6 +178,20 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
       `look again with: ${launcher()} status ${dir}   export: ${launcher()} export ${dir} --format json\n`,
   );
   if (summary.stopped) process.exitCode = 130;
+}
+
+/**
+ * A run started by `bilevel study` (BILEVEL_STUDY_PARENT = its pid) stops like on Ctrl-C when that
+ * process goes away (it is re-parented), so a killed study leaves no run writing its store.
+ */
+function watchStudyParent(controller: AbortController): NodeJS.Timeout | undefined {
+  const parent = Number(process.env.BILEVEL_STUDY_PARENT);
+  if (!(Number.isInteger(parent) && parent > 0)) return undefined;
+  const timer = setInterval(() => {
+    if (process.ppid !== parent && !controller.signal.aborted) controller.abort();
+  }, 250);
+  timer.unref();
+  return timer;
 }
 
 /** How the user started bilevel: the launcher's path when it set BILEVEL_LAUNCHER, else "bilevel". */
