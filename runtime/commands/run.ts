@@ -19,6 +19,7 @@ import { UserError } from "../errors.ts";
 import { defaultRunDir, REPO_ROOT } from "../paths.ts";
 import { buildReport, formatReport } from "../report.ts";
 import { RunStore } from "../store.ts";
+import { DEFAULT_SURROGATE_FILE } from "../surrogate/data.ts";
 import { dataForStream, jsonForTerminal } from "../terminal-text.ts";
 import { executeRun } from "../wiring.ts";
 
@@ -73,6 +74,7 @@ interface RunOptions {
   offline?: boolean;
   resume?: string;
   json?: boolean;
+  objective?: string;
 }
 
 function deviceOption(): Option {
@@ -200,8 +202,21 @@ function launcher(): string {
   return path && path !== "" ? path : "bilevel";
 }
 
+/** --objective surrogate[:FILE] as a trainer section ("trainer": the config's own). */
+export function objectiveTrainer(objective: string | undefined): RunConfig["trainer"] | undefined {
+  if (objective === undefined || objective === "trainer") return undefined;
+  const m = /^surrogate(?::(.+))?$/.exec(objective);
+  if (!m)
+    throw new ConfigError(
+      `--objective must be trainer or surrogate[:FILE], got ${JSON.stringify(objective)}`,
+    );
+  return { kind: "surrogate", file: m[1] === undefined ? DEFAULT_SURROGATE_FILE : path.resolve(m[1]) };
+}
+
 function pick(o: RunOptions): DeepPartial<RunConfig> {
+  const trainer = objectiveTrainer(o.objective);
   return {
+    ...(trainer ? { trainer } : {}),
     ...(o.iterations !== undefined ? { iterations: o.iterations } : {}),
     ...(o.budget !== undefined ? { budgetSeconds: o.budget } : {}),
     ...(o.device !== undefined ? { device: o.device } : {}),
@@ -210,7 +225,9 @@ function pick(o: RunOptions): DeepPartial<RunConfig> {
 
 /** The same flags applied to a resolved config (a resume without --config). */
 function pickResolved(o: RunOptions): Partial<ResolvedRunConfig> {
+  const trainer = objectiveTrainer(o.objective);
   return {
+    ...(trainer ? { trainer } : {}),
     ...(o.iterations !== undefined ? { iterations: o.iterations } : {}),
     ...(o.budget !== undefined ? { budgetSeconds: o.budget } : {}),
     ...(o.device !== undefined && o.device !== "auto" ? { device: o.device } : {}),
@@ -244,6 +261,10 @@ function registerRunCommand(program: Command): void {
     .option("--iterations <n>", "Level 1 iterations", positiveInt)
     .option("--budget <seconds>", "training time budget per trial", positiveNumber)
     .addOption(deviceOption())
+    .option(
+      "--objective <objective>",
+      "trainer (the config's) or surrogate[:FILE]: a model of recorded training instead (default data/surrogate/cpu.jsonl)",
+    )
     .option("--offline", "ignore any LLM endpoint: offline proposer, rule-based Level 1.5, library Level 2")
     .option(
       "--resume <dir>",

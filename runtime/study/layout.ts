@@ -73,7 +73,12 @@ export type RunState = "not started" | "running" | "stopped" | "failed" | "finis
 /** What a run's store says (empty: a run.db without a config, i.e. killed before its first write). */
 export function runState(dir: string): RunState {
   if (!RunStore.exists(dir)) return "not started";
-  const store = RunStore.open(dir, { readOnly: true });
+  let store: RunStore;
+  try {
+    store = RunStore.open(dir, { readOnly: true });
+  } catch {
+    return "empty"; // created but no tables yet: killed (or caught) before its first write
+  }
   try {
     if (store.runConfig() === null) return "empty";
     const status = store.getMeta("status");

@@ -45,18 +45,30 @@ export function slotLaunch(
     : { prefix: [], env: threads };
 }
 
-/** Runs `work` over `items` with at most `jobs` at once; each call gets its slot number. */
+/**
+ * Runs `work` over `items` with at most `jobs` at once; each call gets its slot number. After a
+ * failure no new item starts; the ones in flight finish, then the first error is thrown.
+ */
 export async function runPool<T>(
   items: readonly T[],
   jobs: number,
   work: (item: T, slot: number) => Promise<void>,
 ): Promise<void> {
   let next = 0;
+  let failed = false;
   const worker = async (slot: number) => {
-    while (next < items.length) {
+    while (!failed && next < items.length) {
       const item = items[next++] as T;
-      await work(item, slot);
+      try {
+        await work(item, slot);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, items.length)) }, (_, s) => worker(s)));
+  const workers = Array.from({ length: Math.max(1, Math.min(jobs, items.length)) }, (_, s) => worker(s));
+  const settled = await Promise.allSettled(workers);
+  const rejected = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (rejected) throw rejected.reason;
 }

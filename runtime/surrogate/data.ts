@@ -14,6 +14,8 @@ export interface SurrogateHeader {
   readonly version: number;
   readonly device: "cpu" | "cuda";
   readonly budgetSeconds: number;
+  /** Trials trained exactly this many steps (compute, not wall time, fixed); null: the time budget. */
+  readonly maxSteps: number | null;
   /** Parameter names in the order of every record's `x`. */
   readonly params: readonly string[];
   /** The design's settings: the same ones resume the same design. */
@@ -45,12 +47,23 @@ export interface SurrogateData {
 const scalar = { type: ["number", "string"] };
 const headerSchema = {
   type: "object",
-  required: ["format", "version", "device", "budgetSeconds", "params", "design", "limits", "note"],
+  required: [
+    "format",
+    "version",
+    "device",
+    "budgetSeconds",
+    "maxSteps",
+    "params",
+    "design",
+    "limits",
+    "note",
+  ],
   properties: {
     format: { const: SURROGATE_FORMAT },
     version: { const: SURROGATE_VERSION },
     device: { enum: ["cpu", "cuda"] },
     budgetSeconds: { type: "number", exclusiveMinimum: 0 },
+    maxSteps: { type: ["integer", "null"], minimum: 1 },
     params: { type: "array", minItems: 1, items: { type: "string" } },
     design: {
       type: "object",

@@ -23,11 +23,11 @@ export interface DesignPlan {
   readonly repeats: number;
 }
 
-/** How `trials` trials are shared out: ~12% repeats, then 40/25/35 space / near-default / local. */
+/** How `trials` trials are shared out: ~12% repeats, then 35/25/40 space / near-default / local. */
 export function planDesign(trials: number, repeats: number): DesignPlan {
   const repeatPoints = repeats > 1 ? Math.max(1, Math.round((0.12 * trials) / repeats)) : 0;
   const rest = Math.max(0, trials - repeatPoints * repeats);
-  const space = Math.round(rest * 0.4);
+  const space = Math.round(rest * 0.35);
   const nearDefault = Math.round(rest * 0.25);
   const local = rest - space - nearDefault;
   const first = Math.ceil(local / 2);

@@ -41,6 +41,8 @@ export interface SurrogateModel {
   /** Run-to-run σ measured from the repeated points (0 when the recording has none). */
   readonly sigma: number;
   predict(config: Config): Prediction;
+  /** The regressor's val_bpb whatever the predicted status (for evaluation). */
+  predictMean(config: Config): number;
 }
 
 /** Pooled within-point standard deviation of the ok values of configs measured more than once. */
@@ -111,6 +113,9 @@ export function modelFrom(params: readonly ParamSpec[], fitted: FittedJson): Sur
       const status = STATUSES[label] ?? "crashed";
       if (status !== "ok") return { status, valBpb: null };
       return { status, valBpb: regressor.predict([x])[0] ?? null };
+    },
+    predictMean(config: Config): number {
+      return regressor.predict([features(params, config)])[0] ?? Number.NaN;
     },
   };
 }

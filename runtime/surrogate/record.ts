@@ -34,6 +34,8 @@ export interface RecordOptions {
   readonly out: string;
   readonly device: "cpu" | "cuda";
   readonly budgetSeconds: number;
+  /** Train exactly this many steps (load on a shared machine does not change the result); the budget then only sets the timeout. */
+  readonly maxSteps: number | null;
   readonly trials: number;
   readonly repeats: number;
   readonly jobs: number;
@@ -53,6 +55,7 @@ function header(options: RecordOptions, params: readonly ParamSpec[]): Surrogate
     version: SURROGATE_VERSION,
     device: options.device,
     budgetSeconds: options.budgetSeconds,
+    maxSteps: options.maxSteps,
     params: params.map((p) => p.name),
     design: { trials: options.trials, repeats: options.repeats, seed: options.seed },
     limits: {
@@ -117,11 +120,20 @@ export async function recordSurrogate(options: RecordOptions): Promise<Surrogate
       const outcome = await trainer.run({
         config: point.config,
         budgetSeconds: options.budgetSeconds,
+        ...(options.maxSteps !== null ? { maxSteps: options.maxSteps } : {}),
         seed: point.seed,
         device: options.device,
         workDir,
       });
       rmSync(workDir, { recursive: true, force: true });
+      // Design points always pass the search space's check: a refusal means the trainer's
+      // environment broke (e.g. its corpus vanished), not the config. Stop instead of recording it.
+      if (outcome.status === "invalid-config") {
+        throw new UserError(
+          `the trainer refused design point #${point.i}, which the search space accepts: ${outcome.message}`,
+          1,
+        );
+      }
       const record: SurrogateRecord = {
         i: point.i,
         phase: point.phase,
