@@ -12,7 +12,7 @@ import { loadStudy } from "../../../runtime/study/results.ts";
 import { cliArgv } from "../../support/cli.ts";
 import { running, waitFor } from "../../support/wait.ts";
 
-const SURROGATE = "/tmp/srec/t.jsonl";
+const SURROGATE = path.resolve(import.meta.dirname, "../../../data/surrogate/cpu.jsonl");
 
 const started: ChildProcess[] = [];
 // Whatever happens in a test, no study outlives it.
