@@ -118,7 +118,8 @@ async function randomRun(trainer: SurrogateTrainer, seed: number): Promise<numbe
 
 function cell(c: Comparison): string {
   const ci = c.ci ? `[${c.ci[0].toFixed(4)}, ${c.ci[1].toFixed(4)}]` : "n/a";
-  return `${(c.diff ?? 0).toFixed(4)} ${ci} p=${(c.p ?? 1).toFixed(3)}: ${c.verdict}`;
+  const p = c.p === null ? "p n/a" : c.p < 0.001 ? "p<0.001" : `p=${c.p.toFixed(3)}`;
+  return `${(c.diff ?? 0).toFixed(4)} ${ci} ${p}${c.exact ? "" : "~"}: ${c.verdict}`;
 }
 
 async function main(): Promise<void> {
@@ -166,7 +167,9 @@ function report(improvements: Map<string, number[]>, sigma: number): void {
   console.log(
     `bench:search — surrogate ${path.relative(REPO_ROOT, FILE)} (noise σ ${sigma.toFixed(4)}), offline proposer, ${SEEDS} seeds × ${ITERATIONS} iterations per group`,
   );
-  console.log("improvement = baseline val_bpb − best val_bpb per run (higher is better)\n");
+  console.log(
+    "improvement = baseline val_bpb − best val_bpb per run (higher is better); p ~: Monte Carlo permutation test\n",
+  );
   console.log(
     formatTable(
       ["group", "n", "mean ± sd", "median", "95% CI", "vs A: Δ [95% CI] p", "vs random: Δ [95% CI] p"],

@@ -5,7 +5,7 @@ import { ALPHA, type Comparison, type Interval } from "./stats.ts";
 
 const f = (v: number | null, digits = 4) => (v === null ? "n/a" : v.toFixed(digits));
 const ci = (c: Interval | null) => (c === null ? "n/a (n < 2)" : `[${f(c[0])}, ${f(c[1])}]`);
-const p = (v: number | null) => (v === null ? "n/a" : v < 0.001 ? "<0.001" : v.toFixed(3));
+const p = (v: number | null) => (v === null ? "p n/a" : v < 0.001 ? "p<0.001" : `p=${v.toFixed(3)}`);
 
 /** Columns padded to their widest cell. */
 export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
@@ -20,7 +20,7 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
 
 function comparison(c: Comparison | null): string {
   if (c === null) return "—";
-  return `${f(c.diff)} ${ci(c.ci)} p=${p(c.p)}${c.exact ? "" : "~"} n=${c.n}/${c.nAgainst}: ${c.verdict}`;
+  return `${f(c.diff)} ${ci(c.ci)} ${p(c.p)}${c.exact ? "" : "~"} n=${c.n}/${c.nAgainst}: ${c.verdict}`;
 }
 
 function seconds(v: number | null): string {
