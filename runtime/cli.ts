@@ -12,6 +12,8 @@ import { registerMechanismCommands } from "./commands/mechanism.ts";
 import { registerMechanismTestCommand } from "./commands/mechanism-test.ts";
 import { registerReportCommands } from "./commands/report.ts";
 import { registerRunCommands } from "./commands/run.ts";
+import { registerStudyCommand } from "./commands/study.ts";
+import { registerSurrogateCommands } from "./commands/surrogate.ts";
 import { registerTrainCommand } from "./commands/train.ts";
 import { UserError } from "./errors.ts";
 import { safeText } from "./terminal-text.ts";
@@ -47,6 +49,8 @@ export function buildProgram(): Command {
   if (!mechanism) throw new Error("the mechanism command group is missing");
   registerMechanismTestCommand(mechanism);
   registerApproveCommand(mechanism);
+  registerStudyCommand(program);
+  registerSurrogateCommands(program);
   return program;
 }
 

@@ -19,6 +19,7 @@ import { UserError } from "./errors.ts";
 import { type ResearchBrief, resolveExternal } from "./external-script.ts";
 import { jsonInputProblem } from "./json-input.ts";
 import { readMechanismFile } from "./mechanism-file.ts";
+import { checkSurrogateFile, DEFAULT_SURROGATE_FILE, surrogateDevice } from "./surrogate/data.ts";
 
 const positiveInt = { type: "integer", minimum: 1 } as const;
 const nonNegInt = { type: "integer", minimum: 0 } as const;
@@ -144,7 +145,28 @@ export const RUN_CONFIG_SCHEMA = {
           delayMs: { type: "integer", minimum: 0, maximum: 600000 },
           noise: { type: "number", minimum: 0, maximum: 1 },
         }),
+        {
+          /** A model fitted to recorded trials (runtime/surrogate/); docs/studies.md. */
+          type: "object",
+          additionalProperties: false,
+          required: ["kind"],
+          properties: {
+            kind: { const: "surrogate" },
+            /** The recorded data (relative to the config file); default: the committed CPU recording. */
+            file: { type: "string", minLength: 1 },
+            /** σ of the noise added to predictions; default: the σ measured from the repeated points. */
+            noise: { type: "number", minimum: 0, maximum: 1 },
+            delayMs: { type: "integer", minimum: 0, maximum: 600000 },
+          },
+        },
       ],
+    },
+    /** Level 1 options. restartEvery K > 0: every K iterations the incumbent is reset to the best trial so far (group R of a study). */
+    level1: {
+      type: "object",
+      additionalProperties: false,
+      required: ["restartEvery"],
+      properties: { restartEvery: { type: "integer", minimum: 0, maximum: 100000 } },
     },
     llm: closed({
       baseURL: { type: ["string", "null"], pattern: "^https?://" },
@@ -181,12 +203,19 @@ export const RUN_CONFIG_SCHEMA = {
       k: { type: "number", minimum: 0, maximum: 10 },
       minSigma: { type: "number", minimum: 0, maximum: 1 },
     }),
-    level15: closed({
-      every: positiveInt,
-      maxFreezesPerCycle: nonNegInt,
-      minActive: positiveInt,
-      freezeAfterTries: positiveInt,
-    }),
+    level15: {
+      type: "object",
+      additionalProperties: false,
+      required: ["every", "maxFreezesPerCycle", "minActive", "freezeAfterTries"],
+      properties: {
+        every: positiveInt,
+        maxFreezesPerCycle: nonNegInt,
+        minActive: positiveInt,
+        freezeAfterTries: positiveInt,
+        /** false: no Level 1.5 steps (Level 2 still runs every `every` × level2.everyCycles iterations). */
+        enabled: { type: "boolean" },
+      },
+    },
     level2: closed({
       everyCycles: nonNegInt,
       maxRepairs: { type: "integer", minimum: 0, maximum: 10 },
@@ -243,8 +272,9 @@ export const DEFAULT_RUN_CONFIG: RunConfig = {
     onBudgetExhausted: "offline",
   },
   proposer: { maxChanges: 3, maxRepairs: 2, maxFilterRejections: 3, historyWindow: 12 },
+  level1: { restartEvery: 0 },
   acceptance: { mode: "noise-aware", baselineRepeats: 3, k: 1, minSigma: 0.001 },
-  level15: { every: 5, maxFreezesPerCycle: 2, minActive: 4, freezeAfterTries: 3 },
+  level15: { every: 5, maxFreezesPerCycle: 2, minActive: 4, freezeAfterTries: 3, enabled: true },
   level2: { everyCycles: 2, maxRepairs: 3, retireWindow: 12 },
   policy: {
     ...DEFAULT_POLICY,
@@ -396,6 +426,11 @@ export function resolveRunConfig(
     trainer = { ...trainer, script: at(trainer.script) };
     problems.push(...checkPath("trainer.script", trainer.script, "file"));
   }
+  if (trainer.kind === "surrogate") {
+    const file = trainer.file === undefined ? DEFAULT_SURROGATE_FILE : at(trainer.file);
+    trainer = { ...trainer, file };
+    problems.push(...checkSurrogateFile(file, config.device));
+  }
   const mechanisms = config.mechanisms.map(at);
   mechanisms.forEach((file, i) => {
     const read = readMechanismFile(file);
@@ -403,7 +438,7 @@ export function resolveRunConfig(
   });
   if (problems.length > 0)
     throw new ConfigError(`invalid run config (${source.label}):\n${problems.join("\n")}`);
-  const device = resolveDevice(config, options.probeCuda);
+  const device = resolveDevice({ ...config, trainer }, options.probeCuda);
   if (trainer.kind === "external") {
     // The search space and the baseline come from the user's script, not the built-in trainer.
     const budgetGiven = isPlainObject(partial) && "budgetSeconds" in partial;
@@ -443,8 +478,10 @@ export function resolveRunConfig(
 
 function resolveDevice(config: RunConfig, probeCuda?: () => boolean): "cpu" | "cuda" {
   if (config.device !== "auto") return config.device;
-  // The synthetic objective has no device: nothing to ask.
+  // The synthetic objective has no device; a surrogate has the one it was recorded on.
   if (config.trainer.kind === "synthetic") return "cpu";
+  if (config.trainer.kind === "surrogate")
+    return surrogateDevice(config.trainer.file ?? DEFAULT_SURROGATE_FILE);
   return (probeCuda ?? cudaAvailable)() ? "cuda" : "cpu";
 }
 

@@ -133,6 +133,7 @@ const SUMMARY_SCHEMA = {
         maxFilterRejections: count,
         historyWindow: { type: "integer", minimum: 1 },
         maxChanges: { type: "integer", minimum: 1, maximum: 3 },
+        objective: { type: "string" },
       },
     },
     spaceHash: { type: "string", pattern: "^[0-9a-f]{64}$" },
@@ -187,7 +188,8 @@ export function parseBaseline(
 /** Settings that differ between two summaries, as "name: a vs b" lines (empty: comparable). */
 export function settingsDiff(a: HarnessSettings, b: HarnessSettings): string[] {
   const diffs: string[] = [];
-  for (const key of Object.keys(a) as (keyof HarnessSettings)[]) {
+  // Both summaries' keys: an optional setting (objective) present on one side only differs too.
+  for (const key of new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof HarnessSettings>) {
     const x = JSON.stringify(a[key]);
     const y = JSON.stringify(b[key]);
     if (x !== y) diffs.push(`${key}: ${x} vs ${y}`);

@@ -21,7 +21,7 @@ import { BilevelLoop } from "./loop.ts";
 import type { SandboxLike } from "./mechanisms.ts";
 import { spaceKey } from "./param-scale.ts";
 import { type MechanismRow, RunStore, type TrialRow } from "./store.ts";
-import { SyntheticTrainer } from "./trainers.ts";
+import { createTrainer, SyntheticTrainer } from "./trainers.ts";
 
 // /2: the harness runs the loop itself (noise-aware acceptance by default, σ from baselines).
 export const SUMMARY_FORMAT = "bilevel-mechanism-test/2";
@@ -42,6 +42,11 @@ export interface HarnessSettings {
   readonly k: number;
   readonly minSigma: number;
   readonly baselineRepeats: number;
+  /**
+   * Absent: the synthetic objective. "surrogate:NAME@SHA12": the surrogate of that recording (the
+   * base config's trainer; noiseSigma is then the σ added to its predictions).
+   */
+  readonly objective?: string;
 }
 
 /** The settings a run config implies (its proposer and acceptance sections). */
@@ -239,7 +244,9 @@ export function harnessRunConfig(
     maxSteps: null,
     device: "cpu",
     dataDir: null,
-    trainer: { kind: "synthetic", delayMs: 0, noise: settings.noiseSigma },
+    trainer: settings.objective
+      ? base.trainer
+      : { kind: "synthetic", delayMs: 0, noise: settings.noiseSigma },
     proposer: {
       ...base.proposer,
       maxChanges: settings.maxChanges,
@@ -278,7 +285,9 @@ async function runSeed(
     const loop = new BilevelLoop({
       store,
       config,
-      trainer: new SyntheticTrainer(params, 0, settings.noiseSigma),
+      trainer: settings.objective
+        ? createTrainer(config, params)
+        : new SyntheticTrainer(params, 0, settings.noiseSigma),
       sandbox,
       proposer: new OfflineProposer(),
       strategist: new RuleStrategist(config.level15),

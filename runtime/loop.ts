@@ -105,9 +105,14 @@ export class BilevelLoop {
 
   // ---- derived state (always recomputed from stored trials, so resume is exact)
 
-  private incumbent(): { config: Config; valBpb: number | null } {
-    const kept = this.trials.filter((t) => t.kind === "search" && t.kept).at(-1);
+  private incumbent(iteration: number): { config: Config; valBpb: number | null } {
+    // level1.restartEvery K: after every K iterations the incumbent restarts from the best trial so
+    // far (group R of a study, the control for restarts); only trials after the restart count.
+    const restart = restartPoint(this.d.config, iteration);
+    const kept = this.trials.filter((t) => t.kind === "search" && t.kept && t.iteration > restart).at(-1);
     if (kept) return { config: kept.config, valBpb: kept.valBpb };
+    const best = restart > 0 ? this.best(restart) : null;
+    if (best) return { config: best.config, valBpb: best.valBpb };
     // Search trials all use the run seed: compare them with the baseline of that seed (common
     // random numbers); the other seeds only measure σ. The mean stands in if that one failed.
     const sameSeed = this.trials.find((t) => t.kind === "baseline" && t.seed === this.d.config.seed);
@@ -119,9 +124,11 @@ export class BilevelLoop {
     return (kept ?? this.trials.find((t) => t.kind === "baseline" && t.commit))?.commit ?? null;
   }
 
-  private best(): { config: Config; valBpb: number; trialId: number } | null {
+  /** The best ok trial; with `until`, of iterations up to it and of the run seed only (a restart's incumbent). */
+  private best(until?: number): { config: Config; valBpb: number; trialId: number } | null {
     let best: TrialRow | null = null;
     for (const t of this.trials) {
+      if (until !== undefined && (t.iteration > until || t.seed !== this.d.config.seed)) continue;
       if (t.valBpb !== null && t.status === "ok" && (best === null || t.valBpb < (best.valBpb ?? Infinity)))
         best = t;
     }
@@ -144,7 +151,7 @@ export class BilevelLoop {
       iteration,
       // Level 1.5's frozen set binds mechanisms too: they see it, and changes to frozen parameters are refused.
       params: this.params.map((p) => (this.search.frozen.includes(p.name) ? { ...p, frozen: true } : p)),
-      incumbent: this.incumbent(),
+      incumbent: this.incumbent(iteration),
       best: best ? { config: best.config, valBpb: best.valBpb } : null,
       history: this.searchTrials().slice(-this.d.config.proposer.historyWindow).map(toApiTrial),
       seed: this.d.config.seed,
@@ -209,6 +216,7 @@ export class BilevelLoop {
         mechanisms: this.mechanisms.list().map((m) => m.name),
         strategy: this.search.strategy,
       });
+      this.recordRestart(it);
       await this.level2.processApprovals(it, () => this.context(it));
       if (!store.hasCheckpoint(`iter:${it}:proposed`)) await this.proposePhase(it);
       if (this.aborted()) return this.finish(true);
@@ -477,7 +485,7 @@ export class BilevelLoop {
       this.emit("1", `iteration ${it} produced no trainable proposal`);
       return;
     }
-    const incumbent = this.incumbent();
+    const incumbent = this.incumbent(it);
     const by = proposal.mechanismId ? ` [suggested by ${proposal.mechanismId}]` : "";
     const description = `${describeChanges(incumbent.config, proposal.changes)}${by}`;
     const id = this.nextTrialId();
@@ -551,7 +559,8 @@ export class BilevelLoop {
       proposalId: proposal.id,
       seed: config.seed,
       // What ran, read back from the trainer's file where it can (a user's train.py).
-      config: outcome.ranConfig ?? proposal.config ?? applyChanges(this.incumbent().config, proposal.changes),
+      config:
+        outcome.ranConfig ?? proposal.config ?? applyChanges(this.incumbent(it).config, proposal.changes),
       changes: proposal.changes,
       status: outcome.status,
       valBpb: outcome.valBpb,
@@ -603,7 +612,8 @@ export class BilevelLoop {
     if (it % config.level15.every !== 0) return;
     const level15 = `iter:${it}:level15`;
     const cycle = store.countCheckpoints("iter:%:level15") + (store.hasCheckpoint(level15) ? 0 : 1);
-    if (!store.hasCheckpoint(level15)) {
+    // enabled false (groups A, D, R of a study): no Level 1.5 step; Level 2 keeps its cadence.
+    if (config.level15.enabled !== false && !store.hasCheckpoint(level15)) {
       this.search = await runLevel15({
         store,
         config,
@@ -635,6 +645,22 @@ export class BilevelLoop {
       for (const write of batch) write();
       store.checkpoint(checkpoint);
     });
+  }
+
+  /** An event at each restart of the incumbent (level1.restartEvery), once per iteration. */
+  private recordRestart(it: number): void {
+    const { store, config } = this.d;
+    const restart = restartPoint(config, it);
+    if (restart === 0 || restart !== it - 1 || store.hasCheckpoint(`iter:${it}:restart`)) return;
+    const best = this.best(restart);
+    const message = best
+      ? `restart: the incumbent is reset to the best trial so far, #${best.trialId} (val_bpb ${best.valBpb.toFixed(4)})`
+      : "restart: no ok trial yet, the incumbent stays the start config";
+    store.transaction(() => {
+      store.addEvent(it, "1", "restart", message, best ? { trialId: best.trialId, valBpb: best.valBpb } : {});
+      store.checkpoint(`iter:${it}:restart`);
+    });
+    this.emit("1", message);
   }
 
   /** The dry-run trace for validation: the live context, with the latest proposal and trial. */
@@ -692,6 +718,17 @@ export function unmeasuredNoise(
 /** Every baseline failed: the run cannot judge any change (exit 1, the run folder keeps the logs). */
 export class BaselineError extends UserError {
   override name = "BaselineError";
+}
+
+/**
+ * The last iteration after which the incumbent restarted, for a trial of `iteration`: the largest
+ * multiple of level1.restartEvery below it (0: no restart yet, or restarts off). Configs stored
+ * before the option existed have no level1 section: no restarts.
+ */
+export function restartPoint(config: ResolvedRunConfig, iteration: number): number {
+  const every = (config as Partial<ResolvedRunConfig>).level1?.restartEvery ?? 0;
+  if (every <= 0 || iteration <= 1) return 0;
+  return Math.floor((iteration - 1) / every) * every;
 }
 
 function fileStem(file: string): string {

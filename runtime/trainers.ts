@@ -1,5 +1,6 @@
 // The trainer a run uses, from its config: the built-in Python trainer, a user's Karpathy-style
-// train.py, or the synthetic objective (mechanism development, tests, benchmarks).
+// train.py, the synthetic objective (mechanism development, tests, benchmarks), or the surrogate
+// of recorded training (runtime/surrogate/; studies and benchmarks).
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { ParamSpec } from "../mechanism-api/index.d.ts";
@@ -8,6 +9,8 @@ import { TorchTrainer } from "../trainer/torch-trainer.ts";
 import type { Trainer, TrialOutcome, TrialRequest } from "../trainer/types.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 import { GitBranch } from "./git-branch.ts";
+import { DEFAULT_SURROGATE_FILE } from "./surrogate/data.ts";
+import { surrogateTrainer } from "./surrogate/trainer.ts";
 import { syntheticObjective } from "./synthetic-objective.ts";
 
 /** Scores configs with the synthetic objective after `delayMs`; seeded noise per (seed, config). */
@@ -93,6 +96,11 @@ export function createTrainer(
   switch (t.kind) {
     case "synthetic":
       return new SyntheticTrainer(params, t.delayMs, t.noise);
+    case "surrogate":
+      return surrogateTrainer(t.file ?? DEFAULT_SURROGATE_FILE, {
+        ...(t.noise !== undefined ? { noise: t.noise } : {}),
+        delayMs: t.delayMs ?? 0,
+      });
     case "python":
       return new TorchTrainer({ envAllow: t.env ?? [], secretEnv: [config.llm.apiKeyEnv] });
     case "external":

@@ -2,11 +2,13 @@
 // (and matches the baseline); 1: the mechanism did not compile, faulted, or regressed against the
 // baseline; 2: a usage error (bad flags, unreadable file, corrupt baseline). Foreign text (the
 // mechanism's name, fault messages, guide texts, compile errors) is printed through safeText.
+import { createHash } from "node:crypto";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Command, CommanderError, Option } from "commander";
 import type { ParamSpec } from "../../mechanism-api/index.d.ts";
 import { Sandbox } from "../../sandbox/index.ts";
+import { loadSearchSpace } from "../../trainer/search-space.ts";
 import { type ResolvedRunConfig, sandboxPolicy } from "../config.ts";
 import { UserError } from "../errors.ts";
 import {
@@ -20,6 +22,8 @@ import {
 } from "../harness.ts";
 import { type Comparison, compareToBaseline, parseBaseline } from "../harness-baseline.ts";
 import type { SandboxLike } from "../mechanisms.ts";
+import { DEFAULT_SURROGATE_FILE, parseSurrogateData } from "../surrogate/data.ts";
+import { measuredNoise } from "../surrogate/model.ts";
 import { jsonForTerminal, safeText } from "../terminal-text.ts";
 import { mechanismRunConfig, readSourceToJudge } from "./mechanism.ts";
 
@@ -34,6 +38,7 @@ export interface MechanismTestOptions {
   readonly json?: boolean;
   readonly acceptance?: "noise-aware" | "strict";
   readonly config?: string;
+  readonly objective?: string;
 }
 
 export interface TestIo {
@@ -149,6 +154,48 @@ function resolveSettings(
   };
 }
 
+/**
+ * --objective surrogate[:FILE]: the harness runs on the surrogate of that recording, with its
+ * measured σ unless --noise says otherwise. The settings name the recording by file name and
+ * hash, so a baseline is only compared on the same data.
+ */
+function applyObjective(
+  options: MechanismTestOptions,
+  settings: HarnessSettings,
+  config: ResolvedRunConfig,
+  fromBaseline: boolean,
+): { settings: HarnessSettings; config: ResolvedRunConfig } {
+  const given = options.objective;
+  if (given === undefined || given === "synthetic") {
+    if (settings.objective !== undefined)
+      throw new UsageError(
+        `the baseline was recorded on ${settings.objective}: pass --objective surrogate:FILE`,
+      );
+    return { settings, config };
+  }
+  const m = /^surrogate(?::(.+))?$/.exec(given);
+  if (!m) throw new UsageError(`--objective takes synthetic or surrogate[:FILE], got "${given}"`);
+  const file = m[1] === undefined ? DEFAULT_SURROGATE_FILE : path.resolve(m[1]);
+  const text = readText("surrogate data", file);
+  const data = parseSurrogateData(text, file);
+  const label = `surrogate:${path.basename(file)}@${createHash("sha256").update(text).digest("hex").slice(0, 12)}`;
+  if (fromBaseline && settings.objective !== label) {
+    throw new UsageError(
+      `--objective ${label} does not match the baseline (recorded with ${settings.objective ?? "the synthetic objective"})`,
+    );
+  }
+  const own = fromBaseline || options.noise !== undefined;
+  const noiseSigma = own ? settings.noiseSigma : Number(measuredNoise(data).sigma.toFixed(6));
+  return {
+    settings: { ...settings, objective: label, noiseSigma },
+    config: {
+      ...config,
+      trainer: { kind: "surrogate", file, noise: noiseSigma, delayMs: 0 },
+      searchSpace: loadSearchSpace(data.header.device),
+    },
+  };
+}
+
 interface TestInput {
   readonly source: string;
   readonly baseline: HarnessSummary | null;
@@ -159,7 +206,7 @@ interface TestInput {
 
 /** Everything the flags and files say, checked; a UserError (exit 2) for bad input. */
 function readTestInput(file: string, options: MechanismTestOptions): TestInput {
-  const config = mechanismRunConfig(options.config);
+  const base = mechanismRunConfig(options.config);
   const tolerance =
     options.tolerance === undefined ? DEFAULT_TOLERANCE : parseNumber("--tolerance", options.tolerance, 10);
   let baseline: HarnessSummary | null = null;
@@ -168,10 +215,15 @@ function readTestInput(file: string, options: MechanismTestOptions): TestInput {
     if (!parsed.ok) throw new UsageError(`baseline ${options.baseline} is unusable: ${parsed.error}`);
     baseline = parsed.summary;
   }
-  const settings = resolveSettings(options, baseline, config);
+  const objective = applyObjective(
+    options,
+    resolveSettings(options, baseline, base),
+    base,
+    baseline !== null,
+  );
   const read = readSourceToJudge(file);
   if ("usage" in read) throw new UsageError(read.usage);
-  return { source: read.source, baseline, settings, tolerance, config };
+  return { source: read.source, baseline, tolerance, ...objective };
 }
 
 /** Run the command; returns the exit code. Never throws. */
@@ -308,7 +360,7 @@ export function formatReport(
     m
       ? `mechanism ${m.name} v${m.version} (hooks: ${m.hooks.join(", ") || "none"}; capabilities: ${m.capabilities.join(", ") || "none"})`
       : "no mechanism (control)",
-    `${s.settings.seeds.length} seeds × ${s.settings.iterations} iterations of the run's Level 1 loop: offline proposer, synthetic objective (noise σ ${s.settings.noiseSigma}), acceptance ${s.settings.acceptance === "strict" ? "strict (keep any gain)" : "noise-aware (keep a gain larger than k·σ of the baselines)"}`,
+    `${s.settings.seeds.length} seeds × ${s.settings.iterations} iterations of the run's Level 1 loop: offline proposer, ${s.settings.objective ?? "synthetic objective"} (noise σ ${s.settings.noiseSigma}), acceptance ${s.settings.acceptance === "strict" ? "strict (keep any gain)" : "noise-aware (keep a gain larger than k·σ of the baselines)"}`,
     "",
   );
   out.push(...seedTable(s));
@@ -370,7 +422,7 @@ export function registerMechanismTestCommand(group: Command): void {
   group
     .command("test")
     .description(
-      "regression harness: run a mechanism through the run's own Level 1 loop (offline proposer, synthetic objective) for N seeds; " +
+      "regression harness: run a mechanism through the run's own Level 1 loop (offline proposer, synthetic objective or --objective surrogate) for N seeds; " +
         "report hook calls, latencies, proposals suggested/rejected/modified and the best objective per seed",
     )
     .argument("<file>", "the mechanism's TypeScript source")
@@ -386,7 +438,16 @@ export function registerMechanismTestCommand(group: Command): void {
         `iterations per seed, 1..${MAX_ITERATIONS} (default ${DEFAULT_SETTINGS.iterations}, or the baseline's)`,
       ),
     )
-    .addOption(new Option("--noise <sigma>", `objective noise σ (default ${DEFAULT_SETTINGS.noiseSigma})`))
+    .addOption(
+      new Option(
+        "--noise <sigma>",
+        `objective noise σ (default ${DEFAULT_SETTINGS.noiseSigma}; with a surrogate, the recording's measured σ)`,
+      ),
+    )
+    .option(
+      "--objective <objective>",
+      "synthetic (default) or surrogate[:FILE], the surrogate of recorded training (default data/surrogate/cpu.jsonl)",
+    )
     .addOption(
       new Option(
         "--acceptance <rule>",

@@ -20,6 +20,7 @@ import { UserError } from "../errors.ts";
 import { defaultRunDir, REPO_ROOT } from "../paths.ts";
 import { buildReport, formatReport } from "../report.ts";
 import { RunStore } from "../store.ts";
+import { DEFAULT_SURROGATE_FILE } from "../surrogate/data.ts";
 import { dataForStream, jsonForTerminal } from "../terminal-text.ts";
 import { executeRun } from "../wiring.ts";
 
@@ -74,6 +75,7 @@ interface RunOptions {
   offline?: boolean;
   resume?: string;
   json?: boolean;
+  objective?: string;
 }
 
 function deviceOption(): Option {
@@ -179,6 +181,7 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  const watch = watchStudyParent(controller);
   let summary: Awaited<ReturnType<typeof executeRun>>;
   try {
     summary = await executeRun({
@@ -191,6 +194,7 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
   } finally {
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
+    if (watch) clearInterval(watch);
   }
   process.stderr.write(`\n${formatReport(summary.report)}\n`);
   process.stderr.write(
@@ -208,14 +212,41 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
   if (summary.stopped && !summary.llmStop) process.exitCode = 130;
 }
 
+/**
+ * A run started by `bilevel study` (BILEVEL_STUDY_PARENT = its pid) stops like on Ctrl-C when that
+ * process goes away (it is re-parented), so a killed study leaves no run writing its store.
+ */
+function watchStudyParent(controller: AbortController): NodeJS.Timeout | undefined {
+  const parent = Number(process.env.BILEVEL_STUDY_PARENT);
+  if (!(Number.isInteger(parent) && parent > 0)) return undefined;
+  const timer = setInterval(() => {
+    if (process.ppid !== parent && !controller.signal.aborted) controller.abort();
+  }, 250);
+  timer.unref();
+  return timer;
+}
+
 /** How the user started bilevel: the launcher's path when it set BILEVEL_LAUNCHER, else "bilevel". */
 function launcher(): string {
   const path = process.env.BILEVEL_LAUNCHER;
   return path && path !== "" ? path : "bilevel";
 }
 
+/** --objective surrogate[:FILE] as a trainer section ("trainer": the config's own). */
+export function objectiveTrainer(objective: string | undefined): RunConfig["trainer"] | undefined {
+  if (objective === undefined || objective === "trainer") return undefined;
+  const m = /^surrogate(?::(.+))?$/.exec(objective);
+  if (!m)
+    throw new ConfigError(
+      `--objective must be trainer or surrogate[:FILE], got ${JSON.stringify(objective)}`,
+    );
+  return { kind: "surrogate", file: m[1] === undefined ? DEFAULT_SURROGATE_FILE : path.resolve(m[1]) };
+}
+
 function pick(o: RunOptions): DeepPartial<RunConfig> {
+  const trainer = objectiveTrainer(o.objective);
   return {
+    ...(trainer ? { trainer } : {}),
     ...(o.iterations !== undefined ? { iterations: o.iterations } : {}),
     ...(o.budget !== undefined ? { budgetSeconds: o.budget } : {}),
     ...(o.device !== undefined ? { device: o.device } : {}),
@@ -224,7 +255,9 @@ function pick(o: RunOptions): DeepPartial<RunConfig> {
 
 /** The same flags applied to a resolved config (a resume without --config). */
 function pickResolved(o: RunOptions): Partial<ResolvedRunConfig> {
+  const trainer = objectiveTrainer(o.objective);
   return {
+    ...(trainer ? { trainer } : {}),
     ...(o.iterations !== undefined ? { iterations: o.iterations } : {}),
     ...(o.budget !== undefined ? { budgetSeconds: o.budget } : {}),
     ...(o.device !== undefined && o.device !== "auto" ? { device: o.device } : {}),
@@ -258,6 +291,10 @@ function registerRunCommand(program: Command): void {
     .option("--iterations <n>", "Level 1 iterations", positiveInt)
     .option("--budget <seconds>", "training time budget per trial", positiveNumber)
     .addOption(deviceOption())
+    .option(
+      "--objective <objective>",
+      "trainer (the config's) or surrogate[:FILE]: a model of recorded training instead (default data/surrogate/cpu.jsonl)",
+    )
     .option("--offline", "ignore any LLM endpoint: offline proposer, rule-based Level 1.5, library Level 2")
     .option(
       "--resume <dir>",

@@ -1,0 +1,140 @@
+// `bilevel study` end to end on the committed surrogate: 5 groups × 3 repeats × 10 iterations,
+// SIGKILLed while a run is in progress and continued with the same command: it completes, prints
+// the statistics table, and nothing ran twice (runs finished before the kill were not started
+// again; every store holds each baseline and iteration once). Bad input exits 2 and creates nothing.
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { RunStore } from "../../../runtime/store.ts";
+import { readAttempts } from "../../../runtime/study/layout.ts";
+import { loadStudy } from "../../../runtime/study/results.ts";
+import { cliArgv } from "../../support/cli.ts";
+import { running, waitFor } from "../../support/wait.ts";
+
+const SURROGATE = path.resolve(import.meta.dirname, "../../../data/surrogate/cpu.jsonl");
+
+const started: ChildProcess[] = [];
+// Whatever happens in a test, no study outlives it.
+afterAll(() => {
+  for (const child of started) if (child.exitCode === null) child.kill("SIGKILL");
+});
+
+function start(args: readonly string[]): {
+  child: ChildProcess;
+  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
+} {
+  const child = spawn(process.execPath, cliArgv("study", ...args), { stdio: ["ignore", "pipe", "pipe"] });
+  started.push(child);
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+  return { child, done };
+}
+
+/** Runs whose process is alive and whose store already holds a trial. */
+function runsInProgress(dir: string): { id: string; pid: number }[] {
+  const runs = path.join(dir, "runs");
+  if (!existsSync(runs)) return [];
+  return readdirSync(runs).flatMap((id) => {
+    const folder = path.join(runs, id);
+    const pidFile = path.join(folder, "run.pid");
+    if (!existsSync(pidFile) || !RunStore.exists(folder)) return [];
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    let trials = 0;
+    try {
+      const store = RunStore.open(folder, { readOnly: true });
+      trials = store.trials().length;
+      store.close();
+    } catch {
+      // The run is creating its database this very moment.
+    }
+    return trials > 0 ? [{ id, pid }] : [];
+  });
+}
+
+test("bad input is exit 2 and creates nothing: unknown group, --repeats 0, a garbage surrogate file", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "bilevel-study-bad-"));
+  const garbage = path.join(dir, "garbage.jsonl");
+  writeFileSync(garbage, "col1,col2\n1,2\n");
+  const cases: [string[], RegExp][] = [
+    [["--groups", "A,Z", "--objective", `surrogate:${SURROGATE}`], /unknown group "Z"/],
+    [["--repeats", "0"], /--repeats.*expected a positive integer/],
+    [["--objective", `surrogate:${garbage}`], /garbage\.jsonl:1: not a JSON line/],
+  ];
+  const results = await Promise.all(
+    cases.map(([args], k) => start([...args, "--offline", "--out", path.join(dir, `out-${k}`)]).done),
+  );
+  results.forEach((r, k) => {
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(cases[k]?.[1] as RegExp);
+    expect(existsSync(path.join(dir, `out-${k}`))).toBe(false);
+  });
+});
+
+test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, resumed, complete, nothing run twice", async () => {
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), "bilevel-study-")), "study");
+  const args = [
+    "--objective",
+    `surrogate:${SURROGATE}`,
+    "--repeats",
+    "3",
+    "--iterations",
+    "10",
+    "--jobs",
+    "2",
+    "--offline",
+    "--out",
+    dir,
+  ];
+  const first = start(args);
+  // Wait for a finished run and another one in progress, then kill the study outright.
+  await waitFor(() => readAttempts(dir).some((a) => a.exitCode === 0) && runsInProgress(dir).length > 0, {
+    intervalMs: 50,
+  });
+  const orphans = runsInProgress(dir);
+  const finishedBefore = readAttempts(dir)
+    .filter((a) => a.exitCode === 0)
+    .map((a) => a.run);
+  first.child.kill("SIGKILL");
+  await first.done;
+  // Its run processes notice that the study is gone and stop on their own.
+  await waitFor(() => orphans.every((o) => !running(o.pid)), { intervalMs: 50 });
+
+  const second = await start(args).done;
+  expect(second.stderr).toMatch(/already finished/);
+  expect(second.code).toBe(0);
+  for (const g of ["A", "B", "C", "D", "R"]) expect(second.stdout).toMatch(new RegExp(`^${g} +3 `, "m"));
+  expect(second.stdout).toMatch(/vs A: Δ mean/);
+
+  const results = loadStudy(dir);
+  expect(results.runs).toHaveLength(15);
+  const attempts = readAttempts(dir);
+  for (const id of finishedBefore) expect(attempts.filter((a) => a.run === id)).toHaveLength(1);
+  for (const run of results.runs) {
+    expect(run.state).toBe("finished");
+    expect(run.iterations).toBe(10);
+    // 3 baselines (seeds s, s+1, s+2) and one trial per iteration, each exactly once.
+    const keys = run.curve.map((p) => `${p.kind}:${p.iteration}:${p.seed}`);
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(run.curve.filter((p) => p.kind === "baseline")).toHaveLength(3);
+    expect(run.curve.filter((p) => p.kind === "search").length).toBeLessThanOrEqual(10);
+    expect(run.curve.map((p) => p.trial)).toEqual(run.curve.map((_, k) => k + 1));
+  }
+  // Groups share their baselines' seeds: the same baseline per repeat in every group.
+  for (const repeat of [1, 2, 3]) {
+    const baselines = results.runs.filter((r) => r.repeat === repeat).map((r) => r.baseline);
+    expect(new Set(baselines).size).toBe(1);
+  }
+  const killed = orphans.map((o) => o.id).filter((id) => !finishedBefore.includes(id));
+  expect(killed.length).toBeGreaterThan(0);
+  expect(results.groups.map((g) => g.improvement.n)).toEqual([3, 3, 3, 3, 3]);
+});

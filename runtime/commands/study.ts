@@ -1,0 +1,173 @@
+// `bilevel study`: groups × repeats of ordinary runs in one folder, resumable as a whole, then
+// the statistics table (runtime/study/). docs/studies.md explains the groups and the numbers.
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { type Command, InvalidArgumentError } from "commander";
+import { configDiff } from "../config.ts";
+import { UserError } from "../errors.ts";
+import { defaultRunDir } from "../paths.ts";
+import { isStudy, readStudyJson, resultsPath, type StudyFile, writeStudyJson } from "../study/layout.ts";
+import { loadStudy } from "../study/results.ts";
+import { runStudy } from "../study/runner.ts";
+import { resolveStudy, type StudyFlags, studyRuns } from "../study/spec.ts";
+import { formatStudy } from "../study/table.ts";
+import { surrogateTrainer } from "../surrogate/trainer.ts";
+import { jsonForTerminal } from "../terminal-text.ts";
+import { positiveInt, positiveNumber } from "./run.ts";
+
+interface StudyOptions {
+  config?: string;
+  groups?: string[];
+  repeats?: number;
+  iterations?: number;
+  budget?: number;
+  objective?: string;
+  out?: string;
+  resume?: string;
+  jobs: number;
+  offline?: boolean;
+  target?: number;
+  json?: boolean;
+}
+
+function groupList(value: string): string[] {
+  const names = value.split(",").map((s) => s.trim());
+  if (names.some((n) => !/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(n)) || new Set(names).size !== names.length) {
+    throw new InvalidArgumentError(
+      `expected distinct group names separated by commas (e.g. A,B,C,D,R), got "${value}"`,
+    );
+  }
+  return names;
+}
+
+function targetValue(value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n))
+    throw new InvalidArgumentError(`expected a val_bpb, got "${value}"`);
+  return n;
+}
+
+export function registerStudyCommand(program: Command): void {
+  program
+    .command("study")
+    .description(
+      "run groups × repeats of ordinary runs (A: Level 1, B: +1.5, C: +1.5+2, D: +2, R: Level 1 with restarts) and print statistics of the improvement per group",
+    )
+    .option(
+      "--config <file>",
+      "study config (JSON: groups, customGroups, run: the base run config; docs/studies.md)",
+    )
+    .option("--groups <list>", "groups to run, comma-separated (default A,B,C,D,R)", groupList)
+    .option("--repeats <n>", "runs per group (repeat r uses the same seeds in every group)", positiveInt)
+    .option("--iterations <n>", "Level 1 iterations per run", positiveInt)
+    .option("--budget <seconds>", "training time budget per trial", positiveNumber)
+    .option(
+      "--objective <objective>",
+      "trainer (the run config's) or surrogate[:FILE] (default data/surrogate/cpu.jsonl)",
+    )
+    .option(
+      "--out <dir>",
+      "study folder (default ./runs/NAME-TIMESTAMP); the same command on it again continues it",
+    )
+    .option("--resume <dir>", "continue the study in this folder with its stored settings")
+    .option(
+      "--jobs <n>",
+      "runs at once (CPU runs pinned to a core each, CUDA runs to a device each)",
+      positiveInt,
+      1,
+    )
+    .option("--offline", "every run offline: offline proposer, rule-based Level 1.5, library Level 2")
+    .option(
+      "--target <val_bpb>",
+      "target for 'trials to reach a target' (default: the median best of all runs)",
+      targetValue,
+    )
+    .option("--json", "print the results (groups, runs, curves, statistics) as JSON instead of the tables")
+    .action(async (options: StudyOptions) => {
+      process.exitCode = await study(options);
+    });
+}
+
+function flagsOf(o: StudyOptions): StudyFlags {
+  return {
+    ...(o.groups !== undefined ? { groups: o.groups } : {}),
+    ...(o.repeats !== undefined ? { repeats: o.repeats } : {}),
+    ...(o.iterations !== undefined ? { iterations: o.iterations } : {}),
+    ...(o.budget !== undefined ? { budget: o.budget } : {}),
+    ...(o.objective !== undefined ? { objective: o.objective } : {}),
+    ...(o.offline !== undefined ? { offline: o.offline } : {}),
+  };
+}
+
+/** The study to run and its folder: a stored one (resume), or a new one checked in full before anything exists. */
+function prepare(options: StudyOptions): { dir: string; file: StudyFile } {
+  if (options.resume !== undefined) {
+    const fixed = Object.keys(flagsOf(options)).concat(
+      options.config ? ["config"] : [],
+      options.out ? ["out"] : [],
+    );
+    if (fixed.length > 0) {
+      throw new UserError(
+        `--resume keeps the study's stored settings; drop --${fixed.join(", --")} (only --jobs, --target, --json apply)`,
+        2,
+      );
+    }
+    const dir = path.resolve(options.resume);
+    if (!isStudy(dir)) throw new UserError(`--resume ${dir}: no study.json there`, 2);
+    return { dir, file: readStudyJson(dir) };
+  }
+  const { spec, base, baseDir } = resolveStudy(options.config, flagsOf(options));
+  const runs = studyRuns(spec, base, baseDir);
+  const dir = path.resolve(options.out ?? defaultRunDir(spec.name));
+  if (isStudy(dir)) {
+    const stored = readStudyJson(dir);
+    const differs = configDiff({ spec: stored.spec, runs: stored.runs }, { spec, runs });
+    if (differs.length > 0) {
+      throw new UserError(
+        `${dir} holds another study (differs in ${differs.slice(0, 5).join(", ")}): continue it with --resume ${dir}, or choose another --out`,
+        2,
+      );
+    }
+    return { dir, file: stored };
+  }
+  if (existsSync(dir) && readdirSync(dir).length > 0)
+    throw new UserError(`${dir} exists and is not a study folder: choose another --out`, 2);
+  return { dir, file: { spec, runs, createdAt: new Date().toISOString() } };
+}
+
+async function study(options: StudyOptions): Promise<number> {
+  const { dir, file } = prepare(options);
+  // Fit (and cache) the surrogate once here, instead of in every run process at once.
+  if (file.spec.objective.startsWith("surrogate:"))
+    surrogateTrainer(file.spec.objective.slice("surrogate:".length));
+  mkdirSync(dir, { recursive: true });
+  if (!isStudy(dir)) writeStudyJson(dir, file);
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  log(`study ${file.spec.name}: ${file.runs.length} runs in ${dir} (${options.jobs} at a time)`);
+  const controller = new AbortController();
+  const stop = () => {
+    log("stopping: the runs stop and keep their progress; continue with the same command");
+    controller.abort();
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  let summary: Awaited<ReturnType<typeof runStudy>>;
+  try {
+    summary = await runStudy(dir, file, { jobs: options.jobs, log, signal: controller.signal });
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  }
+  const results = loadStudy(dir, options.target !== undefined ? { target: options.target } : {});
+  writeFileSync(resultsPath(dir), `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(options.json ? `${jsonForTerminal(results)}\n` : formatStudy(results));
+  log(`study folder: ${dir} (results.json; each run under runs/)`);
+  if (controller.signal.aborted) return 130;
+  if (summary.failed.length > 0) {
+    log(
+      `${summary.failed.length} run(s) did not finish: ${summary.failed.join(", ")}; run the same command again to continue them`,
+    );
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,89 @@
+// The study folder:
+//   study.json        the spec and every run's config (written once, when the study is created)
+//   runs/<id>/        one ordinary run folder per group × repeat (run.db, results.tsv, trials/),
+//                     plus config.json (what `bilevel run --config` read), run.log (its output)
+//                     and, while its process lives, run.pid
+//   attempts.jsonl    one line per finished run process: run id, start, seconds, exit status
+//   results.json      loadStudy()'s output, rewritten at the end of each `bilevel study`
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { UserError } from "../errors.ts";
+import { RunStore } from "../store.ts";
+import { STUDY_FORMAT, type StudyRunSpec, type StudySpec } from "./spec.ts";
+
+export interface StudyFile {
+  readonly spec: StudySpec;
+  readonly runs: readonly StudyRunSpec[];
+  readonly createdAt: string;
+}
+
+export interface Attempt {
+  readonly run: string;
+  readonly startedAt: string;
+  readonly seconds: number;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+}
+
+export const studyJsonPath = (dir: string) => path.join(dir, "study.json");
+export const runDir = (dir: string, id: string) => path.join(dir, "runs", id);
+export const attemptsPath = (dir: string) => path.join(dir, "attempts.jsonl");
+export const resultsPath = (dir: string) => path.join(dir, "results.json");
+
+export function isStudy(dir: string): boolean {
+  return existsSync(studyJsonPath(dir));
+}
+
+export function readStudyJson(dir: string): StudyFile {
+  let parsed: StudyFile;
+  try {
+    parsed = JSON.parse(readFileSync(studyJsonPath(dir), "utf8")) as StudyFile;
+  } catch (error) {
+    throw new UserError(`${dir}: no readable study.json (${(error as Error).message})`, 2);
+  }
+  if (parsed.spec?.format !== STUDY_FORMAT)
+    throw new UserError(`${dir}/study.json is not a ${STUDY_FORMAT} study`, 2);
+  return parsed;
+}
+
+export function writeStudyJson(dir: string, file: StudyFile): void {
+  writeFileSync(studyJsonPath(dir), `${JSON.stringify(file, null, 2)}\n`);
+}
+
+export function appendAttempt(dir: string, attempt: Attempt): void {
+  appendFileSync(attemptsPath(dir), `${JSON.stringify(attempt)}\n`);
+}
+
+export function readAttempts(dir: string): Attempt[] {
+  if (!existsSync(attemptsPath(dir))) return [];
+  return readFileSync(attemptsPath(dir), "utf8")
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Attempt];
+      } catch {
+        return []; // a line cut by a kill
+      }
+    });
+}
+
+export type RunState = "not started" | "running" | "stopped" | "failed" | "finished" | "empty";
+
+/** What a run's store says (empty: a run.db without a config, i.e. killed before its first write). */
+export function runState(dir: string): RunState {
+  if (!RunStore.exists(dir)) return "not started";
+  let store: RunStore;
+  try {
+    store = RunStore.open(dir, { readOnly: true });
+  } catch {
+    return "empty"; // created but no tables yet: killed (or caught) before its first write
+  }
+  try {
+    if (store.runConfig() === null) return "empty";
+    const status = store.getMeta("status");
+    return status === "finished" || status === "stopped" || status === "failed" ? status : "running";
+  } finally {
+    store.close();
+  }
+}

@@ -1,0 +1,157 @@
+// Runs a study's runs as child processes (`bilevel run`, each in its own folder), at most `jobs`
+// at once, each pinned to its slot (runtime/study/slots.ts). Resumable as a whole: a finished run
+// is never started again, an unfinished one is continued with `run --resume` (its store skips
+// every committed trial), and a run process left over from a killed study is stopped first, so
+// no two processes ever write one store.
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { appendAttempt, type RunState, runDir, runState, type StudyFile } from "./layout.ts";
+import { runPool, slotLaunch } from "./slots.ts";
+import type { StudyRunSpec } from "./spec.ts";
+
+const CLI = path.resolve(import.meta.dirname, "../cli.ts");
+/** How a run process is started: this Node with the launcher's flags on runtime/cli.ts. */
+export const CLI_ARGV: readonly string[] = [
+  process.execPath,
+  "--no-node-snapshot",
+  "--disable-warning=ExperimentalWarning",
+  CLI,
+];
+
+export interface RunnerOptions {
+  readonly jobs: number;
+  readonly log: (line: string) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface RunnerSummary {
+  /** Run processes started by this call. */
+  readonly started: number;
+  /** Runs whose process exited non-zero (they are continued by the next `bilevel study`). */
+  readonly failed: readonly string[];
+}
+
+export async function runStudy(
+  dir: string,
+  study: StudyFile,
+  options: RunnerOptions,
+): Promise<RunnerSummary> {
+  const todo = study.runs.filter((r) => runState(runDir(dir, r.id)) !== "finished");
+  const done = study.runs.length - todo.length;
+  if (done > 0) options.log(`${done} of ${study.runs.length} runs already finished; ${todo.length} to go`);
+  const failed: string[] = [];
+  const live = new Set<number>();
+  const onAbort = () => {
+    for (const pid of live) signalPid(pid, "SIGTERM");
+  };
+  options.signal?.addEventListener("abort", onAbort);
+  let finished = done;
+  let started = 0;
+  try {
+    await runPool(todo, options.jobs, async (run, slot) => {
+      if (options.signal?.aborted) return;
+      started++;
+      const code = await launchRun(dir, study, run, slot, options.jobs, live);
+      finished++;
+      const verdict = code === 0 ? "finished" : `exited ${code} (see runs/${run.id}/run.log)`;
+      if (code !== 0) failed.push(run.id);
+      options.log(`[${finished}/${study.runs.length}] ${run.id} ${verdict}`);
+    });
+  } finally {
+    options.signal?.removeEventListener("abort", onAbort);
+  }
+  return { started, failed };
+}
+
+/** One run process, from start to exit; returns its exit status (128 + n for signal n). */
+async function launchRun(
+  dir: string,
+  study: StudyFile,
+  run: StudyRunSpec,
+  slot: number,
+  jobs: number,
+  live: Set<number>,
+): Promise<number> {
+  const folder = runDir(dir, run.id);
+  mkdirSync(folder, { recursive: true });
+  const configFile = path.join(folder, "config.json");
+  if (!existsSync(configFile)) writeFileSync(configFile, `${JSON.stringify(run.config, null, 2)}\n`);
+  await stopLeftover(folder);
+  const state: RunState = runState(folder);
+  if (state === "empty") removeEmptyStore(folder);
+  const fresh = state === "not started" || state === "empty";
+  const args = fresh ? ["run", "--config", configFile, "--out", folder] : ["run", "--resume", folder];
+  if (study.spec.offline) args.push("--offline");
+  const device = run.config.device === "cuda" ? "cuda" : "cpu";
+  const launch = slotLaunch(slot, jobs, device);
+  const argv = [...launch.prefix, ...CLI_ARGV, ...args];
+  const logFd = openSync(path.join(folder, "run.log"), "a");
+  const startedAt = new Date();
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    stdio: ["ignore", logFd, logFd],
+    // The run stops itself when this process goes away (commands/run.ts watches its parent).
+    env: { ...process.env, ...launch.env, BILEVEL_STUDY_PARENT: String(process.pid) },
+  });
+  const pidFile = path.join(folder, "run.pid");
+  if (child.pid !== undefined) {
+    live.add(child.pid);
+    writeFileSync(pidFile, String(child.pid));
+  }
+  const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on("error", () => resolve({ code: 127, signal: null }));
+    child.on("exit", (code, signal) => resolve({ code, signal }));
+  });
+  if (child.pid !== undefined) live.delete(child.pid);
+  closeSync(logFd);
+  rmSync(pidFile, { force: true });
+  const seconds = (Date.now() - startedAt.getTime()) / 1000;
+  appendAttempt(dir, {
+    run: run.id,
+    startedAt: startedAt.toISOString(),
+    seconds,
+    exitCode: exit.code,
+    signal: exit.signal,
+  });
+  return exit.code ?? 128;
+}
+
+function signalPid(pid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `pid` is a live process whose command line names `folder` (not a reused pid). */
+function isRunProcess(pid: number, folder: string): boolean {
+  if (!signalPid(pid, 0)) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(folder);
+  } catch {
+    return true; // no /proc: trust the pid file
+  }
+}
+
+/** A run process left by a killed study (it stops itself; this makes sure before a resume). */
+async function stopLeftover(folder: string): Promise<void> {
+  const pidFile = path.join(folder, "run.pid");
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, "utf8").trim());
+  if (Number.isInteger(pid) && pid > 0 && isRunProcess(pid, folder)) {
+    signalPid(pid, "SIGTERM");
+    for (let waited = 0; isRunProcess(pid, folder); waited += 100) {
+      if (waited >= 15_000) signalPid(pid, "SIGKILL");
+      await sleep(100);
+    }
+  }
+  rmSync(pidFile, { force: true });
+}
+
+/** A run.db without a config: the run was killed before it wrote anything; start it afresh. */
+function removeEmptyStore(folder: string): void {
+  for (const f of ["run.db", "run.db-wal", "run.db-shm"]) rmSync(path.join(folder, f), { force: true });
+}

@@ -1,0 +1,93 @@
+// The study's statistics as text tables for the terminal (what `bilevel study` prints at the end).
+import { safeText } from "../terminal-text.ts";
+import type { GroupResult, StudyResults } from "./results.ts";
+import { ALPHA, type Comparison, type Interval } from "./stats.ts";
+
+const f = (v: number | null, digits = 4) => (v === null ? "n/a" : v.toFixed(digits));
+const ci = (c: Interval | null) => (c === null ? "n/a (n < 2)" : `[${f(c[0])}, ${f(c[1])}]`);
+const p = (v: number | null) => (v === null ? "p n/a" : v < 0.001 ? "p<0.001" : `p=${v.toFixed(3)}`);
+
+/** Columns padded to their widest cell. */
+export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, k) => Math.max(h.length, ...rows.map((r) => (r[k] ?? "").length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, k) => c.padEnd(widths[k] ?? 0))
+      .join("  ")
+      .trimEnd();
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+function comparison(c: Comparison | null): string {
+  if (c === null) return "—";
+  return `${f(c.diff)} ${ci(c.ci)} ${p(c.p)}${c.exact ? "" : "~"} n=${c.n}/${c.nAgainst}: ${c.verdict}`;
+}
+
+function seconds(v: number | null): string {
+  return v === null ? "n/a" : v.toFixed(1);
+}
+
+function tokens(g: GroupResult): string {
+  if (g.tokens.exchanges === 0) return "0 (no LLM calls)";
+  if (g.tokens.mean === null) return "n/a (not reported)";
+  return `${Math.round(g.tokens.mean)}${g.tokens.complete ? "" : " (partial)"}`;
+}
+
+/** The three tables: improvement statistics, comparisons with A and R, target/tokens/time. */
+export function formatStudy(results: StudyResults): string {
+  const { spec } = results;
+  const groups = results.groups;
+  const head = [
+    `study ${spec.name}: ${groups.length} groups × ${spec.repeats} repeats × ${spec.iterations} iterations; objective ${spec.objective}`,
+    `improvement = baseline val_bpb − best val_bpb per run (higher is better); statistics over finished runs (n)`,
+  ];
+  const stats = formatTable(
+    ["group", "n", "mean ± sd", "median", "95% CI (bootstrap)", "what"],
+    groups.map((g) => {
+      const s = g.improvement;
+      const sd = s.sd === null ? "" : ` ± ${f(s.sd)}`;
+      return [
+        g.name,
+        String(s.n),
+        `${f(s.mean)}${sd}`,
+        f(s.median),
+        ci(s.ci),
+        safeText(g.description, { maxLength: 80 }),
+      ];
+    }),
+  );
+  const tests = formatTable(
+    ["group", "vs A: Δ mean [95% CI] p n", "vs R: Δ mean [95% CI] p n"],
+    groups.map((g) => [g.name, comparison(g.vsA), comparison(g.vsR)]),
+  );
+  const target =
+    results.target.value === null ? "n/a" : `${f(results.target.value)} (${results.target.source})`;
+  const costs = formatTable(
+    [
+      "group",
+      "reached target",
+      "median iteration",
+      "LLM tokens/run",
+      "wall s/run",
+      "training",
+      "LLM",
+      "overhead",
+    ],
+    groups.map((g) => [
+      g.name,
+      `${g.target.reached}/${g.target.n}`,
+      g.target.medianIteration === null ? "—" : String(g.target.medianIteration),
+      tokens(g),
+      seconds(g.seconds.wall),
+      seconds(g.seconds.training),
+      seconds(g.seconds.llm),
+      seconds(g.seconds.overhead),
+    ]),
+  );
+  const notes = [
+    `Δ = mean improvement of the group − that of A (or R); p: two-sided permutation test of the difference of means (~: Monte Carlo, else exact).`,
+    `A difference is called better/worse only when its 95% CI excludes 0 and p < ${ALPHA}; otherwise "no detectable difference".`,
+    `target val_bpb: ${target}.`,
+  ];
+  return [...head, "", stats, "", tests, "", costs, "", ...notes, ""].join("\n");
+}
