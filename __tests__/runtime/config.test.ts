@@ -109,7 +109,10 @@ test.each([
     { trainer: { kind: "synthetic" } },
     /^invalid run config:\ntrainer: must have required property 'delayMs' \(kind synthetic\)\ntrainer: must have required property 'noise' \(kind synthetic\)$/,
   ],
-  [{ trainer: { kind: "pyth" } }, /trainer\.kind: must be one of \["python","external","synthetic","surrogate"\]/],
+  [
+    { trainer: { kind: "pyth" } },
+    /trainer\.kind: must be one of \["python","external","synthetic","surrogate"\]/,
+  ],
   [{ trainer: { kind: "python", env: ["OK_NAME", "bad name"] } }, /trainer\.env\.1: must match pattern/],
   [deep(100), /startConfig(\.a)+: nested deeper than 64 levels/],
   [
