@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { ParamSpec } from "../mechanism-api/index.d.ts";
 import { ExternalTrainer } from "../trainer/external.ts";
-import { TorchTrainer } from "../trainer/torch-trainer.ts";
+import { outcome, TorchTrainer } from "../trainer/torch-trainer.ts";
 import type { Trainer, TrialOutcome, TrialRequest } from "../trainer/types.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 import { GitBranch } from "./git-branch.ts";
@@ -26,7 +26,7 @@ export class SyntheticTrainer implements Trainer {
   }
 
   async run(request: TrialRequest): Promise<TrialOutcome> {
-    const started = performance.now();
+    const started = Date.now();
     mkdirSync(request.workDir, { recursive: true });
     const logPath = path.join(request.workDir, "trial.log");
     if (this.delayMs > 0) {
@@ -43,18 +43,8 @@ export class SyntheticTrainer implements Trainer {
         });
       }
     }
-    const durationMs = performance.now() - started;
-    if (request.signal?.aborted) {
-      return {
-        status: "crashed",
-        valBpb: null,
-        result: null,
-        message: "aborted",
-        exitCode: null,
-        durationMs,
-        logPath,
-      };
-    }
+    const durationMs = Date.now() - started;
+    if (request.signal?.aborted) return outcome("crashed", "aborted", logPath, started);
     const key = JSON.stringify(Object.entries(request.config).sort());
     const r = syntheticObjective(this.params, request.config, {
       noiseSigma: this.noise,

@@ -4,6 +4,7 @@
 // measure σ from.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { outcome } from "../../trainer/torch-trainer.ts";
 import type { Trainer, TrialOutcome, TrialRequest } from "../../trainer/types.ts";
 import { spaceKey } from "../param-scale.ts";
 import { createRng } from "../rng.ts";
@@ -40,7 +41,7 @@ export class SurrogateTrainer implements Trainer {
   }
 
   async run(request: TrialRequest): Promise<TrialOutcome> {
-    const started = performance.now();
+    const started = Date.now();
     mkdirSync(request.workDir, { recursive: true });
     const logPath = path.join(request.workDir, "trial.log");
     if (this.delayMs > 0 && !request.signal?.aborted) {
@@ -52,18 +53,8 @@ export class SurrogateTrainer implements Trainer {
         });
       });
     }
-    const durationMs = performance.now() - started;
-    if (request.signal?.aborted) {
-      return {
-        status: "crashed",
-        valBpb: null,
-        result: null,
-        message: "aborted",
-        exitCode: null,
-        durationMs,
-        logPath,
-      };
-    }
+    const durationMs = Date.now() - started;
+    if (request.signal?.aborted) return outcome("crashed", "aborted", logPath, started);
     const r = this.score(request.config, request.seed);
     const message = r.status === "ok" ? "ok (surrogate)" : `${r.status} (predicted by the surrogate)`;
     writeFileSync(logPath, `surrogate: ${r.status} ${r.valBpb ?? ""}\n`);
