@@ -12,49 +12,48 @@ export interface LlmGate {
   readonly available: boolean;
 }
 
-export class BudgetedProposer implements Proposer {
-  private readonly llm: Proposer;
-  private readonly offline: Proposer;
+/** Holds an LLM decider and its offline counterpart; `choose` picks by the gate and remembers it. */
+class Budgeted<D extends { readonly kind: string }> {
+  private readonly llm: D;
+  private readonly offline: D;
   private readonly gate: LlmGate;
-  private active: Proposer;
+  private active: D;
 
-  constructor(llm: Proposer, offline: Proposer, gate: LlmGate) {
+  constructor(llm: D, offline: D, gate: LlmGate) {
     this.llm = llm;
     this.offline = offline;
     this.gate = gate;
     this.active = gate.available ? llm : offline;
   }
 
-  get kind(): Proposer["kind"] {
-    return this.active.kind;
+  /** The decider of the last call (the loop reads `kind` after calling). */
+  protected get last(): D {
+    return this.active;
   }
 
-  propose(input: ProposerInput): Promise<ProposerResult> {
+  protected choose(): D {
     this.active = this.gate.available ? this.llm : this.offline;
-    return this.active.propose(input);
+    return this.active;
   }
 }
 
-export class BudgetedStrategist implements Strategist {
-  private readonly llm: Strategist;
-  private readonly offline: Strategist;
-  private readonly gate: LlmGate;
-  private active: Strategist;
-
-  constructor(llm: Strategist, offline: Strategist, gate: LlmGate) {
-    this.llm = llm;
-    this.offline = offline;
-    this.gate = gate;
-    this.active = gate.available ? llm : offline;
+export class BudgetedProposer extends Budgeted<Proposer> implements Proposer {
+  get kind(): Proposer["kind"] {
+    return this.last.kind;
   }
 
+  propose(input: ProposerInput): Promise<ProposerResult> {
+    return this.choose().propose(input);
+  }
+}
+
+export class BudgetedStrategist extends Budgeted<Strategist> implements Strategist {
   get kind(): Strategist["kind"] {
-    return this.active.kind;
+    return this.last.kind;
   }
 
   decide(input: Parameters<Strategist["decide"]>[0]): ReturnType<Strategist["decide"]> {
-    this.active = this.gate.available ? this.llm : this.offline;
-    return this.active.decide(input);
+    return this.choose().decide(input);
   }
 }
 
