@@ -8,7 +8,7 @@ import type { DryRunTrace, HookContextData } from "../sandbox/types.ts";
 import { checkConstraints } from "../trainer/constraints.ts";
 import type { Trainer, TrainerProgress, TrialOutcome } from "../trainer/types.ts";
 import { applyChanges, describeChanges } from "./changes.ts";
-import type { ResolvedRunConfig } from "./config.ts";
+import { configDiff, type ResolvedRunConfig } from "./config.ts";
 import { UserError } from "./errors.ts";
 import { decide, estimateNoise, type NoiseEstimate } from "./level1/acceptance.ts";
 import { type IterationOutcome, proposeIteration } from "./level1/iteration.ts";
@@ -250,11 +250,8 @@ export class BilevelLoop {
       const previousMode = store.getMeta("mode");
       if (previousMode !== mode && !previousMode?.endsWith(`then ${mode}`))
         store.setMeta("mode", `${previousMode} then ${mode}`);
-      const changed = Object.keys(config).filter(
-        (k) =>
-          JSON.stringify(before[k as keyof ResolvedRunConfig]) !==
-          JSON.stringify(config[k as keyof ResolvedRunConfig]),
-      );
+      // The sections that differ from the stored config (configDiff names their leaves).
+      const changed = [...new Set(configDiff(before, config).map((field) => field.split(".")[0]))];
       const note = changed.length > 0 ? `; changed: ${changed.join(", ")}` : "";
       store.addEvent(
         iteration,
