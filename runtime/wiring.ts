@@ -13,6 +13,7 @@ import { ChatJsonAdapter } from "./llm/chat-json.ts";
 import { createLlmClient, type LlmClient } from "./llm/client.ts";
 import { BilevelLoop, type LoopObserver, type RunSummary } from "./loop.ts";
 import { readMechanismFile } from "./mechanism-file.ts";
+import { unbatched } from "./mechanisms.ts";
 import { buildReport, type RunReport } from "./report.ts";
 import { acquireRunLock } from "./run-lock.ts";
 import { RunStore, StoreError } from "./store.ts";
@@ -30,6 +31,8 @@ export interface ExecuteOptions {
   readonly trainer?: Trainer;
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly signal?: AbortSignal;
+  /** false: one round trip per hook call (the reference the batched path is tested against). */
+  readonly hookBatching?: boolean;
 }
 
 export async function executeRun(options: ExecuteOptions): Promise<RunSummary & { report: RunReport }> {
@@ -69,7 +72,7 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
       store,
       config,
       trainer,
-      sandbox,
+      sandbox: options.hookBatching === false ? unbatched(sandbox) : sandbox,
       proposer: chat
         ? new LlmProposer(chat.chat, config.proposer.maxRepairs, config.program?.text ?? null)
         : new OfflineProposer(),

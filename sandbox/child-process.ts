@@ -14,6 +14,13 @@ const PAGE_BYTES = 4096;
 
 export type Failure = { readonly failure: "timeout" | "crashed" | "memory"; readonly detail: string };
 export type Reply = Response | Failure;
+export type Item = Extract<Response, { op: "item" }>;
+
+interface Pending {
+  readonly resolve: (reply: Reply) => void;
+  readonly timer: NodeJS.Timeout;
+  readonly onItem: ((item: Item) => void) | undefined;
+}
 
 export interface ChildOptions {
   readonly policy: SandboxPolicy;
@@ -34,7 +41,7 @@ export function isFailure(reply: Reply): reply is Failure {
 
 export class SandboxChild {
   private readonly proc: ChildProcess;
-  private readonly pending = new Map<number, { resolve: (reply: Reply) => void; timer: NodeJS.Timeout }>();
+  private readonly pending = new Map<number, Pending>();
   private readonly watchdog: NodeJS.Timeout;
   private nextId = 1;
   private stderrTail = "";
@@ -104,8 +111,12 @@ export class SandboxChild {
     return this.proc.pid;
   }
 
-  /** Send one request (an object, or its JSON without `id`); resolve with its response, or with a Failure after SIGKILL on the deadline. */
-  request(body: RequestBody | string, deadlineMs: number): Promise<Reply> {
+  /**
+   * Send one request (an object, or its JSON without `id`); resolve with its response, or with a
+   * Failure after SIGKILL on the deadline. A batch's "item" lines go to `onItem`, and each starts
+   * the deadline afresh: every call of a batch has the deadline of a single call.
+   */
+  request(body: RequestBody | string, deadlineMs: number, onItem?: (item: Item) => void): Promise<Reply> {
     if (!this.alive)
       return Promise.resolve({ failure: "crashed", detail: "the sandbox child is not running" });
     const id = this.nextId++;
@@ -113,7 +124,7 @@ export class SandboxChild {
       const timer = setTimeout(() => {
         this.kill({ failure: "timeout", detail: `no answer within ${deadlineMs} ms` });
       }, deadlineMs);
-      this.pending.set(id, { resolve, timer });
+      this.pending.set(id, { resolve, timer, onItem });
       // A pre-serialised body (the host measured its size already) is not stringified twice.
       const json = typeof body === "string" ? body : JSON.stringify(body);
       (this.proc.stdin as Writable).write(`{"id":${id},${json.slice(1)}\n`);
@@ -157,6 +168,15 @@ export class SandboxChild {
     }
     const entry = this.pending.get(message.id);
     if (!entry) return;
+    if (message.op === "item") {
+      if (!entry.onItem) {
+        this.kill({ failure: "crashed", detail: "the sandbox child answered a single request item by item" });
+        return;
+      }
+      entry.timer.refresh();
+      entry.onItem(message);
+      return;
+    }
     this.pending.delete(message.id);
     clearTimeout(entry.timer);
     entry.resolve(message);

@@ -4,7 +4,7 @@
 // call's memory growth (memory-watchdog.ts). Requests arrive one JSON line at a time on stdin;
 // responses leave on fd 3. Requests are handled strictly one after another.
 import net from "node:net";
-import { failedRequest, handleRequest } from "./child-handler.ts";
+import { failedRequest, handleBatch, handleRequest } from "./child-handler.ts";
 import { DEFAULT_POLICY, defaultPolicy } from "./policy.ts";
 import { isRequest, LineReader, MAX_LINE_CHARS, type Response } from "./protocol.ts";
 import { Runner } from "./runner.ts";
@@ -44,7 +44,10 @@ function onLine(line: string): void {
   const request = message;
   queue = queue
     .then(async () => {
-      const response = await handleRequest(runner, request);
+      const response =
+        request.op === "batch"
+          ? await handleBatch(runner, request, send)
+          : await handleRequest(runner, request);
       try {
         send(response);
       } catch (e) {

@@ -101,6 +101,23 @@ export interface HookCall {
   readonly argument?: Proposal | Trial;
 }
 
+/**
+ * One hook called on several mechanisms in one round trip to the child, in order. Each call still
+ * gets a fresh context, its own isolate timeout and host-side deadline, and its own outcome.
+ */
+export interface HookBatch {
+  readonly hook: HookName;
+  readonly context: HookContextData;
+  /** Every call's argument; for a chain, the first filter's proposal. */
+  readonly argument?: Proposal | Trial;
+  readonly calls: readonly Pick<HookCall, "mechanismId" | "state" | "capabilities">[];
+  /**
+   * filter only: each filter sees the proposal as the filters before it left it (a valid `modify`
+   * replaces its changes, checked against `base` and `active`), and a `reject` ends the batch.
+   */
+  readonly chain?: { readonly base: Config; readonly active: readonly string[] };
+}
+
 export type HookResult =
   | { readonly hook: "init"; readonly value: Json }
   | { readonly hook: "guide"; readonly value: string | null }

@@ -7,6 +7,7 @@ import { checkConstraints } from "../../trainer/constraints.ts";
 import { applyChanges, checkChanges, describeChanges, effectiveChanges } from "../changes.ts";
 import type { ActiveMechanism, FaultReport, MechanismManager } from "../mechanisms.ts";
 import type { SearchConfig, TrialRow } from "../store.ts";
+import { chainProposal, filterStep } from "./filter-chain.ts";
 import type { Proposer } from "./proposer.ts";
 
 export interface IterationSettings {
@@ -298,59 +299,54 @@ async function filterChain(
   const base = input.context.incumbent.config;
   const index = rec.proposals.length;
   offered.onRecorded?.(index);
-  let changes = offered.changes;
+  let changes: readonly Change[] = offered.changes;
   let rejection: { reason: string; by: string } | null = null;
-  const proposal = (): Proposal => ({
-    changes,
-    rationale: offered.rationale,
-    source: offered.source,
-    config: applyChanges(base, changes),
-  });
-  for await (const r of mechanisms.callAll("filter", input.context, proposal)) {
+  const rule = { base, active: input.search.active };
+  const first = chainProposal(offered, base, changes);
+  for await (const r of mechanisms.callFilters(input.context, first, rule)) {
     if (!r.ok) {
       rec.fault(r, index);
       continue;
     }
-    const v = r.result.value;
-    if (v.verdict === "reject") {
-      rejection = { reason: v.reason, by: r.mechanism.name };
+    // The same rule the sandbox child applied between the calls, replayed here for the record.
+    const step = filterStep(r.result.value, changes, rule, input.params);
+    if (step.kind === "rejected") {
+      rejection = { reason: step.reason, by: r.mechanism.name };
       rec.hook(
         r.mechanism,
         "filter",
         r.outcome,
         "rejected",
-        { reason: v.reason, changes: changes as unknown as Json },
+        { reason: step.reason, changes: changes as unknown as Json },
         index,
       );
       break;
     }
-    if (v.verdict === "modify") {
-      const modified = effectiveChanges(base, v.changes);
-      const errors = checkChanges(modified, input.params, { active: input.search.active, base });
-      if (errors.length > 0) {
-        rec.hook(
-          r.mechanism,
-          "filter",
-          r.outcome,
-          "invalid-modification",
-          { errors, changes: v.changes as unknown as Json },
-          index,
-        );
-        continue;
-      }
+    if (step.kind === "invalid-modification") {
+      rec.hook(
+        r.mechanism,
+        "filter",
+        r.outcome,
+        "invalid-modification",
+        { errors: step.errors, changes: step.proposed as unknown as Json },
+        index,
+      );
+      continue;
+    }
+    if (step.kind === "modified") {
       rec.event(
         "modified",
-        `${r.mechanism.name} modified the proposal: ${describeChanges(base, changes)} => ${describeChanges(base, modified)} (${v.reason})`,
+        `${r.mechanism.name} modified the proposal: ${describeChanges(base, changes)} => ${describeChanges(base, step.changes)} (${step.reason})`,
       );
       rec.hook(
         r.mechanism,
         "filter",
         r.outcome,
         "modified",
-        { from: changes as unknown as Json, to: modified as unknown as Json, reason: v.reason },
+        { from: changes as unknown as Json, to: step.changes as unknown as Json, reason: step.reason },
         index,
       );
-      changes = modified;
+      changes = step.changes;
       continue;
     }
     rec.hook(r.mechanism, "filter", r.outcome, "accepted", {}, index);
