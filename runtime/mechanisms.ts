@@ -258,15 +258,12 @@ export class MechanismManager {
     let argument = first;
     let index = 0;
     while (index < targets.length) {
-      const batch = await this.sandbox.callBatch?.({
-        hook,
-        context,
-        ...(argument === undefined ? {} : { argument }),
-        calls: targets
-          .slice(index)
-          .map(({ id, state, capabilities }) => ({ mechanismId: id, state, capabilities })),
-        ...(chain === null ? {} : { chain: { base: chain.base, active: chain.active } }),
-      });
+      const rest = targets.slice(index);
+      // A single call gains nothing from a batch (and costs an extra line): sent on its own.
+      const batch =
+        rest.length > 1
+          ? await this.sandbox.callBatch?.(hookBatch(hook, context, rest, argument, chain))
+          : null;
       // No batch (none possible, or nothing came back): the next call alone, the reference behaviour.
       const batched = batch !== null && batch !== undefined && batch.length > 0;
       const outcomes = batched ? batch : [await this.call(targets[index]!, hook, context, argument)];
@@ -379,6 +376,22 @@ export class MechanismManager {
       batch.push(() => this.store.setMechanismState(id, state, capabilities));
     }
   }
+}
+
+function hookBatch(
+  hook: HookName,
+  context: HookContextData,
+  mechanisms: readonly ActiveMechanism[],
+  argument: Proposal | Trial | undefined,
+  chain: ChainRule | null,
+): HookBatch {
+  return {
+    hook,
+    context,
+    ...(argument === undefined ? {} : { argument }),
+    calls: mechanisms.map(({ id, state, capabilities }) => ({ mechanismId: id, state, capabilities })),
+    ...(chain === null ? {} : { chain: { base: chain.base, active: chain.active } }),
+  };
 }
 
 export function describe(error: SandboxError): string {

@@ -272,7 +272,11 @@ export class Runner {
     } finally {
       this.active = null;
       releaseContext(context);
-      if (!m.isolate.isDisposed) this.prepare(m);
+      // The next context is built once this request is answered (setImmediate runs after the
+      // response, or after the whole batch, is written), not while the host waits for it.
+      setImmediate(() => {
+        if (!m.isolate.isDisposed) this.prepare(m);
+      });
     }
     if (active.fault) return { ok: false, error: err(stage, active.fault.code, active.fault.message) };
     const parsed = parseGuest(raw, this.policy.maxJsonBytes * 2);
