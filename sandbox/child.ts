@@ -4,9 +4,18 @@
 // call's memory growth (memory-watchdog.ts). Requests arrive one JSON line at a time on stdin;
 // responses leave on fd 3. Requests are handled strictly one after another.
 import net from "node:net";
+import { warmCapabilityValidators } from "./capabilities/index.ts";
 import { failedRequest, handleBatch, handleRequest } from "./child-handler.ts";
 import { DEFAULT_POLICY, defaultPolicy } from "./policy.ts";
-import { isRequest, LineReader, MAX_LINE_CHARS, type Response } from "./protocol.ts";
+import {
+  isHistory,
+  isHookResult,
+  isParamList,
+  isRequest,
+  LineReader,
+  MAX_LINE_CHARS,
+  type Response,
+} from "./protocol.ts";
 import { Runner } from "./runner.ts";
 import type { SandboxPolicy } from "./types.ts";
 
@@ -20,6 +29,10 @@ const out = new net.Socket({ fd: 3, readable: false, writable: true });
 const send = (response: Response): void => {
   out.write(`${JSON.stringify(response)}\n`);
 };
+
+// A child that will compile (the host asked) loads the compiler and parses the API's lib files now,
+// while its memory watchdog thread starts and the host prepares its first request.
+if (process.argv.includes("--preload-compiler")) void import("./compiler.ts").then((c) => c.warmUp());
 
 const runner = new Runner(readPolicy());
 let queue: Promise<void> = Promise.resolve();
@@ -68,6 +81,10 @@ process.stdin.on("end", () => {
   runner.disposeAll();
   process.exit(0);
 });
+// The validators of requests and of what guest code sends (capability arguments, results) are
+// compiled (or loaded from the cache) before any request: never inside a hook call's time.
+for (const v of [isRequest, isHookResult, isParamList, isHistory]) v.warm();
+warmCapabilityValidators();
 // Guest code runs only under the memory watchdog: ready once its worker is.
 await runner.ready;
 send({ id: 0, op: "ready" });

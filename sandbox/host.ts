@@ -43,6 +43,10 @@ export interface SandboxOptions {
   readonly maxSourceBytes?: number;
   /** Deadline for the child to come up, in ms. Default 20000. */
   readonly startTimeoutMs?: number;
+  /** Load the compiler when the child starts, not on the first compile (for callers that compile). Default false. */
+  readonly preloadCompiler?: boolean;
+  /** Start the child with the first request that needs it, not in start(). Default false. */
+  readonly lazyStart?: boolean;
 }
 
 const HOOK_ORDER: readonly HookName[] = ["init", "guide", "suggest", "filter", "observe"];
@@ -76,13 +80,18 @@ export class Sandbox {
       compileTimeoutMs: options.compileTimeoutMs ?? 30000,
       maxSourceBytes: options.maxSourceBytes ?? 512 * 1024,
       startTimeoutMs: options.startTimeoutMs ?? 20000,
+      preloadCompiler: options.preloadCompiler ?? false,
+      lazyStart: options.lazyStart ?? false,
     };
   }
 
-  /** Spawn the supervised child. Throws only if the child cannot start at all (or the policy is invalid). */
+  /**
+   * Spawn the supervised child (with lazyStart: at the first request). Throws only if the child
+   * cannot start at all (or the policy is invalid); a lazy start's failure is that request's.
+   */
   static async start(policy: Partial<SandboxPolicy> = {}, options: SandboxOptions = {}): Promise<Sandbox> {
     const sandbox = new Sandbox(defaultPolicy(policy), options);
-    sandbox.child = await sandbox.spawnChild();
+    if (!sandbox.options.lazyStart) sandbox.child = await sandbox.spawnChild();
     return sandbox;
   }
 
@@ -486,12 +495,15 @@ export class Sandbox {
       heapMb: this.options.childHeapMb,
       startTimeoutMs: this.options.startTimeoutMs,
       watchdogIntervalMs: 50,
+      preloadCompiler: this.options.preloadCompiler,
     });
   }
 
   private async restart(): Promise<void> {
+    // No child yet: a lazy start's first spawn, not a restart.
+    const first = this.child === null;
     this.child = await this.spawnChild();
-    this.restartCount++;
+    if (!first) this.restartCount++;
     for (const [id, mechanism] of [...this.loaded]) {
       const reply = await this.child.request({ op: "load", mechanismId: id, mechanism }, this.loadDeadline());
       const error = isFailure(reply)
