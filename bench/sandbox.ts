@@ -6,6 +6,7 @@
 import { spawnSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import ivm from "isolated-vm";
+import { FILTER_CHAIN_RULE } from "../runtime/level1/filter-chain.ts";
 import { loadDefaultParams, Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import type { CompiledMechanism, DryRunTrace, HookBatch, HookCall } from "../sandbox/types.ts";
 
@@ -205,7 +206,7 @@ async function main(): Promise<void> {
   const trace = syntheticTrace(loadDefaultParams(), 1);
   const loadBefore = load();
   const { rows: startRows, compiled } = await startAndCompile();
-  const sandbox = await Sandbox.start();
+  const sandbox = await Sandbox.start({}, { chainRule: FILTER_CHAIN_RULE });
   const loaded = await sandbox.load("bench", compiled);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.error));
   const call: HookCall = {

@@ -4,6 +4,7 @@ import { Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import type { Trainer } from "../trainer/types.ts";
 import { ConfigError, type ResolvedRunConfig, sandboxPolicy } from "./config.ts";
 import { RunDisplay } from "./display.ts";
+import { FILTER_CHAIN_RULE } from "./level1/filter-chain.ts";
 import { LlmProposer } from "./level1/llm-proposer.ts";
 import { OfflineProposer } from "./level1/offline-proposer.ts";
 import { LibraryResearcher } from "./level2/library.ts";
@@ -49,7 +50,8 @@ export async function executeRun(options: ExecuteOptions): Promise<RunSummary & 
   const startMechanisms = startedAlready
     ? []
     : config.mechanisms.map((file) => ({ file, source: readStartMechanism(file) }));
-  const sandbox = await Sandbox.start(sandboxPolicy(config.policy));
+  // The child runs a proposal's filter chain with the loop's own rule (runtime/level1/filter-chain.ts).
+  const sandbox = await Sandbox.start(sandboxPolicy(config.policy), { chainRule: FILTER_CHAIN_RULE });
   let store: RunStore;
   let unlock: () => void;
   try {

@@ -5,6 +5,7 @@ import type { CompileResult } from "./compiler.ts";
 import { batchCall, InvalidRequest, type Request, type Response } from "./protocol.ts";
 import type { Runner } from "./runner.ts";
 import { sanitize } from "./sanitize.ts";
+import type { ChainRuleModule } from "./types.ts";
 
 export type RequestRunner = Pick<Runner, "load" | "call" | "unload">;
 export type BatchRunner = Pick<Runner, "call" | "checkCall">;
@@ -60,23 +61,25 @@ export function failedRequest(request: Request, e: unknown): Response {
  * Run a batch's calls in order, answering each with an "item" line as soon as it is done (the host
  * resets its per-call deadline on each, and knows which call was running if it kills the child),
  * then "batch". Every call's data is checked before any guest code runs: bad data answers the whole
- * batch "invalid" (the host then calls one by one). A filter chain stops after a `reject`.
+ * batch "invalid" (the host then calls one by one). A filter chain applies the run's rule
+ * (`chainRule`, see ChainRuleModule) between the calls and stops after a `reject`.
  */
 export async function handleBatch(
   runner: BatchRunner,
   request: BatchRequest,
   send: (response: Response) => void,
+  chainRule?: () => Promise<ChainRuleModule>,
 ): Promise<Response> {
   let params: ParamSpec[] = [];
-  let chain: ChainModule | null = null;
+  let chain: ChainRuleModule | null = null;
   try {
     if (request.chain && (request.hook !== "filter" || !isProposal(request.argument))) {
       throw new InvalidRequest("a chain is a filter batch with a proposal");
     }
+    if (request.chain && !chainRule) throw new InvalidRequest("this sandbox has no filter-chain rule");
     for (let i = 0; i < request.calls.length; i++)
       params = runner.checkCall(batchCall(request, i, request.argument));
-    // The rule lives with the loop (runtime/level1/filter-chain.ts); only chains load it.
-    if (request.chain) chain = await import("../runtime/level1/filter-chain.ts");
+    if (request.chain && chainRule) chain = await chainRule();
   } catch (e) {
     return failedRequest(request, e);
   }
@@ -100,8 +103,6 @@ export async function handleBatch(
   }
   return { id: request.id, op: "batch", count };
 }
-
-type ChainModule = typeof import("../runtime/level1/filter-chain.ts");
 
 function isProposal(argument: Proposal | Trial | undefined): argument is Proposal {
   return argument !== undefined && "rationale" in argument;

@@ -33,6 +33,8 @@ export interface ChildOptions {
   readonly watchdogIntervalMs: number;
   /** Load the compiler as soon as the child starts (it will compile); otherwise on the first compile. */
   readonly preloadCompiler?: boolean;
+  /** The filter chain's rule module (SandboxOptions.chainRule); "" or absent: none. */
+  readonly chainRule?: string;
 }
 
 type Distributive<T> = T extends unknown ? Omit<T, "id"> : never;
@@ -74,6 +76,7 @@ export class SandboxChild {
       "--disable-warning=ExperimentalWarning",
       CHILD_ENTRY,
       ...(options.preloadCompiler ? ["--preload-compiler"] : []),
+      ...(options.chainRule ? ["--chain-rule", options.chainRule] : []),
     ];
     // No core dumps from aborts; a minimal environment (childEnv): no host variable reaches the
     // child (the shell would add PWD, so it is unset).

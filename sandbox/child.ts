@@ -4,6 +4,7 @@
 // call's memory growth (memory-watchdog.ts). Requests arrive one JSON line at a time on stdin;
 // responses leave on fd 3. Requests are handled strictly one after another.
 import net from "node:net";
+import { pathToFileURL } from "node:url";
 import { warmCapabilityValidators } from "./capabilities/index.ts";
 import { failedRequest, handleBatch, handleRequest } from "./child-handler.ts";
 import { DEFAULT_POLICY, defaultPolicy } from "./policy.ts";
@@ -17,7 +18,7 @@ import {
   type Response,
 } from "./protocol.ts";
 import { Runner } from "./runner.ts";
-import type { SandboxPolicy } from "./types.ts";
+import type { ChainRuleModule, SandboxPolicy } from "./types.ts";
 
 function readPolicy(): SandboxPolicy {
   const raw = process.env.BILEVEL_SANDBOX_POLICY;
@@ -33,6 +34,14 @@ const send = (response: Response): void => {
 // A child that will compile (the host asked) loads the compiler and parses the API's lib files now,
 // while its memory watchdog thread starts and the host prepares its first request.
 if (process.argv.includes("--preload-compiler")) void import("./compiler.ts").then((c) => c.warmUp());
+
+// The filter chain's rule, from the module the host named (its run's own; loaded on first use).
+const chainRulePath = process.argv[process.argv.indexOf("--chain-rule") + 1];
+let chainRule: Promise<ChainRuleModule> | undefined;
+const loadChainRule =
+  process.argv.includes("--chain-rule") && chainRulePath
+    ? () => (chainRule ??= import(pathToFileURL(chainRulePath).href) as Promise<ChainRuleModule>)
+    : undefined;
 
 const runner = new Runner(readPolicy());
 let queue: Promise<void> = Promise.resolve();
@@ -59,7 +68,7 @@ function onLine(line: string): void {
     .then(async () => {
       const response =
         request.op === "batch"
-          ? await handleBatch(runner, request, send)
+          ? await handleBatch(runner, request, send, loadChainRule)
           : await handleRequest(runner, request);
       try {
         send(response);

@@ -47,6 +47,11 @@ export interface SandboxOptions {
   readonly preloadCompiler?: boolean;
   /** Start the child with the first request that needs it, not in start(). Default false. */
   readonly lazyStart?: boolean;
+  /**
+   * The module with the filter chain's rule (a ChainRuleModule: runtime/level1/filter-chain.ts's
+   * FILTER_CHAIN_RULE), for callBatch's chains. Without it a chain is not batched (null).
+   */
+  readonly chainRule?: string;
 }
 
 const HOOK_ORDER: readonly HookName[] = ["init", "guide", "suggest", "filter", "observe"];
@@ -82,6 +87,7 @@ export class Sandbox {
       startTimeoutMs: options.startTimeoutMs ?? 20000,
       preloadCompiler: options.preloadCompiler ?? false,
       lazyStart: options.lazyStart ?? false,
+      chainRule: options.chainRule ?? "",
     };
   }
 
@@ -282,7 +288,8 @@ export class Sandbox {
   /** The batch's request line, or null if the host refuses it before sending (as call() would refuse a call). */
   private batchLine(batch: HookBatch): string | null {
     if (batch === null || typeof batch !== "object" || !Array.isArray(batch.calls)) return null;
-    if (batch.calls.length === 0 || (batch.chain !== undefined && batch.hook !== "filter")) return null;
+    if (batch.calls.length === 0) return null;
+    if (batch.chain !== undefined && (batch.hook !== "filter" || this.options.chainRule === "")) return null;
     for (const c of batch.calls) {
       if (typeof c?.mechanismId !== "string" || this.quarantined.has(c.mechanismId)) return null;
       if (!this.loaded.has(c.mechanismId)) return null;
@@ -496,6 +503,7 @@ export class Sandbox {
       startTimeoutMs: this.options.startTimeoutMs,
       watchdogIntervalMs: 50,
       preloadCompiler: this.options.preloadCompiler,
+      chainRule: this.options.chainRule,
     });
   }
 

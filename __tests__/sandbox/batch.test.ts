@@ -2,13 +2,14 @@
 // a single call has (a fresh context, its own outcome, state and capability data, quarantine of
 // the offender only); a filter chain runs inside the child; a killed child names the offender.
 import type { Proposal } from "../../mechanism-api/index.d.ts";
+import { FILTER_CHAIN_RULE } from "../../runtime/level1/filter-chain.ts";
 import { Sandbox } from "../../sandbox/index.ts";
 import type { HookBatch, HookOutcome } from "../../sandbox/types.ts";
 import { EMPTY, HEALTHY, hookCall, rawMechanism, trace } from "./helpers.ts";
 
 let sandbox: Sandbox;
 beforeAll(async () => {
-  sandbox = await Sandbox.start({ hookTimeoutMs: 300 });
+  sandbox = await Sandbox.start({ hookTimeoutMs: 300 }, { chainRule: FILTER_CHAIN_RULE });
   const compiled = await sandbox.compile(HEALTHY);
   if (!compiled.ok) throw new Error(JSON.stringify(compiled.errors));
   for (const id of ["h1", "h2", "h3"]) await sandbox.load(id, compiled.mechanism);
@@ -119,4 +120,18 @@ test("a batch the host or the child refuses before any guest code runs is null (
   };
   expect(await sandbox.callBatch(big)).toBeNull();
   expect(await sandbox.callBatch(batch("guide", ["h1"], { chain: { base: {}, active: [] } }))).toBeNull();
+});
+
+test("without the run's chain rule a chain is not batched (null), other batches are", async () => {
+  const plain = await Sandbox.start({ hookTimeoutMs: 300 });
+  try {
+    const compiled = await plain.compile(HEALTHY);
+    if (!compiled.ok) throw new Error(JSON.stringify(compiled.errors));
+    for (const id of ["p1", "p2"]) await plain.load(id, compiled.mechanism);
+    const rule = { base: trace.context.incumbent.config, active: [] };
+    expect(await plain.callBatch(batch("filter", ["p1", "p2"], { chain: rule }))).toBeNull();
+    expect((await plain.callBatch(batch("filter", ["p1", "p2"])))?.map((o) => o.ok)).toEqual([true, true]);
+  } finally {
+    await plain.close();
+  }
 });

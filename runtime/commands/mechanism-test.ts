@@ -19,6 +19,7 @@ import {
   settingsFromConfig,
 } from "../harness.ts";
 import { type Comparison, compareToBaseline, parseBaseline } from "../harness-baseline.ts";
+import { FILTER_CHAIN_RULE } from "../level1/filter-chain.ts";
 import type { SandboxLike } from "../mechanisms.ts";
 import { jsonForTerminal, safeText } from "../terminal-text.ts";
 import { mechanismRunConfig, readSourceToJudge } from "./mechanism.ts";
@@ -183,9 +184,10 @@ export async function mechanismTest(
 
   let sandbox: TestSandbox | null = null;
   try {
-    const box: TestSandbox = await (deps.startSandbox ?? ((c) => Sandbox.start(sandboxPolicy(c.policy))))(
-      config,
-    );
+    const start =
+      deps.startSandbox ??
+      ((c: ResolvedRunConfig) => Sandbox.start(sandboxPolicy(c.policy), { chainRule: FILTER_CHAIN_RULE }));
+    const box: TestSandbox = await start(config);
     sandbox = box;
     const params = deps.params ?? config.searchSpace;
     const compiled = await box.compile(source, file);

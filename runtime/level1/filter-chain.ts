@@ -1,10 +1,16 @@
 // The filter chain's rule, in one place: what one filter's verdict does to the proposal the next
 // filter sees. Two sides apply it. The sandbox child, which runs a proposal's whole chain in one
-// request, needs it to hand each filter the proposal as the filters before it left it; the host
-// (runtime/level1/iteration.ts) replays it on the verdicts that come back to build the record, so
-// what is stored and trained never rests on the child's word. Pure: no I/O, no clock.
+// request, needs it to hand each filter the proposal as the filters before it left it: the run
+// names this module when it starts the sandbox (FILTER_CHAIN_RULE; the sandbox imports nothing of
+// runtime/ itself). The host (runtime/level1/iteration.ts) replays it on the verdicts that come
+// back to build the record, so what is stored and trained never rests on the child's word.
+// Pure: no I/O, no clock.
 import type { Change, Config, FilterVerdict, ParamSpec, Proposal } from "../../mechanism-api/index.d.ts";
+import type { ChainRuleModule } from "../../sandbox/types.ts";
 import { applyChanges, checkChanges, effectiveChanges } from "../changes.ts";
+
+/** This module, for SandboxOptions.chainRule: the sandbox child loads it (as a ChainRuleModule) to run filter chains. */
+export const FILTER_CHAIN_RULE: string = import.meta.filename;
 
 /** What a modification is checked against: the incumbent it applies to, and Level 1.5's active set. */
 export interface ChainRule {
@@ -61,3 +67,6 @@ export function chainProposal(
     config: applyChanges(base, changes),
   };
 }
+
+// What the sandbox child expects of this module (sandbox/types.ts), checked here at compile time.
+export const CHAIN_RULE_MODULE = { filterStep, chainProposal } satisfies ChainRuleModule;
