@@ -15,7 +15,7 @@ import {
   SandboxChild,
 } from "./child-process.ts";
 import { defaultPolicy } from "./policy.ts";
-import { MAX_LINE_CHARS, toWireBatch, toWireCall } from "./protocol.ts";
+import { isResponse, MAX_LINE_CHARS, toWireBatch, toWireCall } from "./protocol.ts";
 import type {
   CompiledMechanism,
   CompileOutcome,
@@ -54,6 +54,9 @@ export interface SandboxOptions {
   readonly chainRule?: string;
 }
 
+/** The largest mechanism source a Sandbox accepts unless its options say otherwise. */
+export const DEFAULT_MAX_SOURCE_BYTES = 512 * 1024;
+
 const HOOK_ORDER: readonly HookName[] = ["init", "guide", "suggest", "filter", "observe"];
 
 const isCompiledMechanism = validator<CompiledMechanism>(compiledMechanismSchema);
@@ -83,7 +86,7 @@ export class Sandbox {
       childMemoryMb: options.childMemoryMb ?? 2048,
       childHeapMb: options.childHeapMb ?? 1024,
       compileTimeoutMs: options.compileTimeoutMs ?? 30000,
-      maxSourceBytes: options.maxSourceBytes ?? 512 * 1024,
+      maxSourceBytes: options.maxSourceBytes ?? DEFAULT_MAX_SOURCE_BYTES,
       startTimeoutMs: options.startTimeoutMs ?? 20000,
       preloadCompiler: options.preloadCompiler ?? false,
       lazyStart: options.lazyStart ?? false,
@@ -496,7 +499,7 @@ export class Sandbox {
   }
 
   private async spawnChild(): Promise<SandboxChild> {
-    return SandboxChild.start({
+    const starting = SandboxChild.start({
       policy: this.policy,
       memoryMb: this.options.childMemoryMb,
       heapMb: this.options.childHeapMb,
@@ -505,6 +508,11 @@ export class Sandbox {
       preloadCompiler: this.options.preloadCompiler,
       chainRule: this.options.chainRule,
     });
+    // The child is starting (for hundreds of milliseconds): the validators of its answers and of
+    // loads are prepared now rather than when the first answer is waited for.
+    isResponse.warm();
+    isCompiledMechanism.warm();
+    return starting;
   }
 
   private async restart(): Promise<void> {

@@ -7,11 +7,15 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import module from "node:module";
 import path from "node:path";
-import { Ajv, type ErrorObject, type Options, type ValidateFunction } from "ajv";
-import standalone from "ajv/dist/standalone/index.js";
+import type { Ajv, ErrorObject, Options, ValidateFunction } from "ajv";
 
 const requireHere = module.createRequire(import.meta.url);
 const AJV_VERSION = (requireHere("ajv/package.json") as { version: string }).version;
+// ajv's compiler (dozens of modules) loads only when a schema is compiled, not when every
+// validator comes from the cache: the cached code needs only ajv's small runtime helpers.
+const loadAjv = () => requireHere("ajv") as typeof import("ajv");
+const loadStandalone = () =>
+  requireHere("ajv/dist/standalone/index.js") as typeof import("ajv/dist/standalone/index.js");
 
 /**
  * Ajv that keeps each compiled validator's standalone code in a folder of Node's compile cache
@@ -21,12 +25,18 @@ const AJV_VERSION = (requireHere("ajv/package.json") as { version: string }).ver
  * sandbox/child-process.ts), never the host's.
  */
 export class CachingAjv {
-  private readonly ajv: Ajv;
+  private instance: Ajv | null = null;
+  private readonly options: Options;
   private readonly key: string;
 
   constructor(options: Options) {
-    this.ajv = new Ajv({ ...options, code: { source: true } });
+    this.options = options;
     this.key = JSON.stringify([AJV_VERSION, options]);
+  }
+
+  private get ajv(): Ajv {
+    this.instance ??= new (loadAjv().Ajv)({ ...this.options, code: { source: true } });
+    return this.instance;
   }
 
   /** Compile `schema`, or load its cached code; `dir` null: no cache. */
@@ -43,7 +53,7 @@ export class CachingAjv {
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const partial = `${file}.${process.pid}.tmp`;
-      writeFileSync(partial, standalone.default(this.ajv, validate), { mode: 0o600 });
+      writeFileSync(partial, loadStandalone().default(this.ajv, validate), { mode: 0o600 });
       renameSync(partial, file);
     } catch {
       // A read-only or full disk: this process compiled it; the next one will again.

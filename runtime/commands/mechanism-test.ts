@@ -22,7 +22,8 @@ import { type Comparison, compareToBaseline, parseBaseline } from "../harness-ba
 import { FILTER_CHAIN_RULE } from "../level1/filter-chain.ts";
 import type { SandboxLike } from "../mechanisms.ts";
 import { jsonForTerminal, safeText } from "../terminal-text.ts";
-import { mechanismRunConfig, readSourceToJudge } from "./mechanism.ts";
+import { readSourceToJudge } from "./mechanism.ts";
+import { mechanismRunConfig } from "./mechanism-config.ts";
 
 export interface MechanismTestOptions {
   readonly seeds?: string;

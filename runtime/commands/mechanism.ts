@@ -7,25 +7,10 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { type Command, CommanderError } from "commander";
-import { Sandbox, syntheticTrace } from "../../sandbox/index.ts";
-import type { DryRunTrace, SandboxError, ValidationReport } from "../../sandbox/types.ts";
-import { loadRunConfig, type ResolvedRunConfig, resolveRunConfig, sandboxPolicy } from "../config.ts";
+import { DEFAULT_MAX_SOURCE_BYTES, DEFAULT_POLICY, Sandbox, syntheticTrace } from "../../sandbox/index.ts";
+import type { DryRunTrace, SandboxError, SandboxPolicy, ValidationReport } from "../../sandbox/types.ts";
 import { UserError } from "../errors.ts";
 import { readMechanismFile } from "../mechanism-file.ts";
-import { REPO_ROOT } from "../paths.ts";
-
-/**
- * The config `mechanism check` and `mechanism test` apply: --config's, else a run's defaults, so a
- * mechanism that passes them meets the same sandbox limits in a run. The device is not asked
- * ("auto" counts as cpu): mechanisms see the search space, not the hardware.
- */
-export function mechanismRunConfig(file?: string): ResolvedRunConfig {
-  const options = { probeCuda: () => false };
-  return file === undefined
-    ? resolveRunConfig({}, { baseDir: REPO_ROOT, label: "defaults" }, options)
-    : loadRunConfig(file, options);
-}
-
 import { jsonForTerminal, safeText } from "../terminal-text.ts";
 
 export interface CheckIo {
@@ -86,24 +71,33 @@ export async function mechanismCheckFiles(
   io: CheckIo,
   sandbox?: Sandbox,
 ): Promise<number> {
-  let config: ResolvedRunConfig;
+  const reads = files.map((file) => ({ file, read: readSourceToJudge(file) }));
+  // Without --config the policy is a run's default: the child starts while the config code loads
+  // (it is checked against the config's policy below). None if no file gets past the host.
+  const early =
+    sandbox === undefined && options.config === undefined && reads.some(({ read }) => reachesSandbox(read))
+      ? startSandbox(DEFAULT_POLICY, false).catch(() => null)
+      : null;
+  let policy: SandboxPolicy;
+  let trace: DryRunTrace;
   try {
-    config = mechanismRunConfig(options.config);
+    const { mechanismRunConfig, sandboxPolicy } = await import("./mechanism-config.ts");
+    const config = mechanismRunConfig(options.config);
+    policy = sandboxPolicy(config.policy);
+    trace = syntheticTrace(config.searchSpace);
   } catch (error) {
+    await (await early)?.close();
     if (!(error instanceof UserError)) throw error;
     io.stderr(`bilevel mechanism check: ${safeText(error.message)}\n`);
     return 2;
   }
-  // The child starts with the first file that reaches the sandbox (none for files that fail
-  // before it), and loads the compiler at once: every file it sees is compiled first.
-  const box =
-    sandbox ??
-    (await Sandbox.start(sandboxPolicy(config.policy), { lazyStart: true, preloadCompiler: true }));
-  const trace = syntheticTrace(config.searchSpace);
+  // Otherwise the child starts with the first file that reaches the sandbox (none for files that
+  // fail before it).
+  const box = sandbox ?? (await adopt(early, policy)) ?? (await startSandbox(policy, true));
   const results: FileCheck[] = [];
   try {
-    for (const file of files) {
-      const result = await checkFile(file, box, trace);
+    for (const { file, read } of reads) {
+      const result = await checkFile(file, read, box, trace);
       results.push(result);
       if (!options.json) printText(result, io);
     }
@@ -114,8 +108,35 @@ export async function mechanismCheckFiles(
   return Math.max(...results.map((r) => r.exitCode));
 }
 
-async function checkFile(file: string, sandbox: Sandbox, trace: DryRunTrace): Promise<FileCheck> {
-  const read = readSourceToJudge(file);
+/** A sandbox for `check`: its child loads the compiler at once (every file it sees is compiled first). */
+function startSandbox(policy: SandboxPolicy, lazyStart: boolean): Promise<Sandbox> {
+  return Sandbox.start(policy, { lazyStart, preloadCompiler: true });
+}
+
+/** The early sandbox if it runs the config's policy; otherwise it is closed (null). */
+async function adopt(early: Promise<Sandbox | null> | null, policy: SandboxPolicy): Promise<Sandbox | null> {
+  const box = await early;
+  if (!box) return null;
+  if (canonical(box.policy) === canonical(policy)) return box;
+  await box.close();
+  return null;
+}
+
+function canonical(policy: SandboxPolicy): string {
+  return JSON.stringify(Object.entries(policy).sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+/** Whether the file gets as far as the sandbox child (the host refuses what it cannot read, and oversized sources). */
+function reachesSandbox(read: { source: string } | { usage: string }): boolean {
+  return "source" in read && Buffer.byteLength(read.source, "utf8") <= DEFAULT_MAX_SOURCE_BYTES;
+}
+
+async function checkFile(
+  file: string,
+  read: { source: string } | { usage: string },
+  sandbox: Sandbox,
+  trace: DryRunTrace,
+): Promise<FileCheck> {
   if ("usage" in read) return { file, exitCode: 2, usage: read.usage };
   const report = await sandbox.validate(read.source, trace, path.basename(file));
   return { file, exitCode: report.ok ? 0 : 1, report };
