@@ -1,10 +1,14 @@
 // `npm run bench:sandbox`: compile times (cold and warm), hook-call round trip host → child →
 // isolate (median, p99) next to a direct in-process call and a bare isolated-vm call on a
-// persistent context, and the child's cold start. A benchmark, not a test: it prints figures.
+// persistent context, the child's cold start, and the latency per hook at 1, 3 and 8 active
+// mechanisms, batched (one round trip per phase) and one round trip per call. A benchmark, not a
+// test: it prints figures, with the CPU and the load average (the machine may be shared).
 import { spawnSync } from "node:child_process";
+import { cpus, loadavg } from "node:os";
 import ivm from "isolated-vm";
+import { FILTER_CHAIN_RULE } from "../runtime/level1/filter-chain.ts";
 import { loadDefaultParams, Sandbox, syntheticTrace } from "../sandbox/index.ts";
-import type { HookCall } from "../sandbox/types.ts";
+import type { CompiledMechanism, DryRunTrace, HookBatch, HookCall } from "../sandbox/types.ts";
 
 // isolated-vm needs --no-node-snapshot on Node >= 20: re-run this file with it.
 if (!process.execArgv.includes("--no-node-snapshot")) {
@@ -15,7 +19,9 @@ if (!process.execArgv.includes("--no-node-snapshot")) {
 }
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 2000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 400);
 const GAP_MS = Number(process.env.BENCH_GAP_MS ?? 1);
+const MECHANISM_COUNTS = [1, 3, 8] as const;
 
 const SOURCE = `import type { Mechanism } from "bilevel/mechanism-api";
 export default {
@@ -26,6 +32,8 @@ export default {
 } satisfies Mechanism;
 `;
 
+type Row = [string, string];
+
 function stats(samples: number[]): { median: number; p99: number; mean: number } {
   const s = [...samples].sort((a, b) => a - b);
   const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
@@ -34,19 +42,10 @@ function stats(samples: number[]): { median: number; p99: number; mean: number }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const us = (ms: number) => `${(ms * 1000).toFixed(0)} µs`;
+const load = () => loadavg()[0]!.toFixed(2);
 
-async function main(): Promise<void> {
-  const trace = syntheticTrace(loadDefaultParams(), 1);
-  const call: HookCall = {
-    mechanismId: "bench",
-    hook: "filter",
-    context: trace.context,
-    state: {},
-    capabilities: { tabu: {}, bandit: {} },
-    argument: trace.proposal,
-  };
-
-  // Child cold start.
+/** Child cold start, and compile cold (first in a fresh child) and warm. */
+async function startAndCompile(): Promise<{ rows: Row[]; compiled: CompiledMechanism }> {
   const starts: number[] = [];
   for (let i = 0; i < 5; i++) {
     const t = performance.now();
@@ -54,8 +53,6 @@ async function main(): Promise<void> {
     starts.push(performance.now() - t);
     await box.close();
   }
-
-  // Compile: cold = the first compile in a fresh child (loads the compiler); warm = later ones.
   const colds: number[] = [];
   for (let i = 0; i < 3; i++) {
     const box = await Sandbox.start();
@@ -74,11 +71,20 @@ async function main(): Promise<void> {
     compiled = await sandbox.compile(`${SOURCE}// revision ${i}\n`);
     warms.push(performance.now() - t);
   }
+  await sandbox.close();
   if (!compiled.ok) throw new Error(JSON.stringify(compiled.errors));
-  const loaded = await sandbox.load("bench", compiled.mechanism);
-  if (!loaded.ok) throw new Error(JSON.stringify(loaded.error));
+  return {
+    compiled: compiled.mechanism,
+    rows: [
+      ["child cold start (median of 5)", `${stats(starts).median.toFixed(0)} ms`],
+      ["compile, cold (first in a fresh child, median of 3)", `${stats(colds).median.toFixed(0)} ms`],
+      ["compile, warm (median of 40)", `${stats(warms).median.toFixed(1)} ms (goal ≤ 60 ms)`],
+    ],
+  };
+}
 
-  // Round trip host → child → fresh isolate context → host, spaced as a loop spaces its calls.
+/** One hook call per round trip, spaced as a loop spaces its calls, and back to back. */
+async function roundTrip(sandbox: Sandbox, call: HookCall): Promise<Row[]> {
   for (let i = 0; i < 50; i++) await sandbox.call(call);
   const spaced: number[] = [];
   for (let i = 0; i < CALLS; i++) {
@@ -94,9 +100,72 @@ async function main(): Promise<void> {
     await sandbox.call(call);
     burst.push(performance.now() - t);
   }
-  await sandbox.close();
+  const rt = stats(spaced);
+  const rb = stats(burst);
+  return [
+    [`hook round trip, ${GAP_MS} ms apart (n=${CALLS}) median`, `${us(rt.median)} (goal ≤ 500 µs)`],
+    ["hook round trip p99", `${us(rt.p99)} (goal ≤ 2000 µs)`],
+    [`hook round trip back-to-back (n=${burst.length}) median / p99`, `${us(rb.median)} / ${us(rb.p99)}`],
+  ];
+}
 
-  // Reference 1: the same hook as a plain in-process function.
+/**
+ * Latency per hook with n active filters, a proposal's filter chain every GAP_MS: batched (the whole
+ * chain in one round trip; per hook = the round trip / n) and one round trip per filter.
+ */
+async function perHook(sandbox: Sandbox, trace: DryRunTrace, compiled: CompiledMechanism): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const n of MECHANISM_COUNTS) {
+    const ids = Array.from({ length: n }, (_, i) => `m${n}-${i}`);
+    for (const id of ids) await sandbox.load(id, compiled);
+    const batch: HookBatch = {
+      hook: "filter",
+      context: trace.context,
+      argument: trace.proposal,
+      calls: ids.map((mechanismId) => ({ mechanismId, state: {}, capabilities: { tabu: {}, bandit: {} } })),
+      chain: { base: trace.context.incumbent.config, active: trace.context.params.map((p) => p.name) },
+    };
+    const single1 = { hook: "filter", context: trace.context, argument: trace.proposal } as const;
+    const batched: number[] = [];
+    const single: number[] = [];
+    for (let round = -20; round < ROUNDS; round++) {
+      await sleep(GAP_MS);
+      let t = performance.now();
+      // As the loop does it: one batch for the phase; a single call goes on its own.
+      const outcomes =
+        n === 1 ? [await sandbox.call({ ...batch.calls[0]!, ...single1 })] : await sandbox.callBatch(batch);
+      if (outcomes?.length !== n || outcomes.some((o) => !o.ok)) throw new Error("batch failed");
+      if (round >= 0) batched.push((performance.now() - t) / n);
+      await sleep(GAP_MS);
+      for (const c of batch.calls) {
+        t = performance.now();
+        const outcome = await sandbox.call({
+          ...c,
+          hook: "filter",
+          context: trace.context,
+          argument: trace.proposal,
+        });
+        if (!outcome.ok) throw new Error(JSON.stringify(outcome.error));
+        if (round >= 0) single.push(performance.now() - t);
+      }
+    }
+    for (const id of ids) await sandbox.unload(id);
+    const b = stats(batched);
+    const s = stats(single);
+    rows.push([
+      `per hook, ${n} active filter${n === 1 ? "" : "s"}, batched: median / p99 (load ${load()})`,
+      `${us(b.median)} / ${us(b.p99)} (goal ≤ 500 µs / ≤ 2000 µs)`,
+    ]);
+    rows.push([
+      `per hook, ${n} active, one round trip per call: median / p99`,
+      `${us(s.median)} / ${us(s.p99)}`,
+    ]);
+  }
+  return rows;
+}
+
+/** The same hook as a plain in-process function, and as a bare isolated-vm call on one persistent context. */
+async function references(trace: DryRunTrace): Promise<Row[]> {
   const direct = {
     filter(proposal: { config: object }, ctx: { tabu: { contains(l: string, c: object): boolean } }) {
       return ctx.tabu.contains("recent", proposal.config) ? { verdict: "reject" } : { verdict: "accept" };
@@ -109,8 +178,6 @@ async function main(): Promise<void> {
     direct.filter(trace.proposal, ctx);
     directSamples.push(performance.now() - t);
   }
-
-  // Reference 2: a bare isolated-vm call on one persistent context (no process hop, no fresh context).
   const isolate = new ivm.Isolate({ memoryLimit: 64 });
   const context = isolate.createContextSync();
   const contains = new ivm.Callback(() => false);
@@ -127,27 +194,40 @@ async function main(): Promise<void> {
     bare.push(performance.now() - t);
   }
   isolate.dispose();
-
-  const rt = stats(spaced);
-  const rb = stats(burst);
-  const rows: [string, string][] = [
-    ["child cold start (median of 5)", `${stats(starts).median.toFixed(0)} ms`],
-    ["compile, cold (first in a fresh child, median of 3)", `${stats(colds).median.toFixed(0)} ms`],
-    ["compile, warm (median of 40)", `${stats(warms).median.toFixed(1)} ms (goal ≤ 60 ms)`],
-    [`hook round trip, ${GAP_MS} ms apart (n=${CALLS}) median`, `${us(rt.median)} (goal ≤ 500 µs)`],
-    ["hook round trip p99", `${us(rt.p99)} (goal ≤ 2000 µs)`],
-    [`hook round trip back-to-back (n=${burst.length}) median / p99`, `${us(rb.median)} / ${us(rb.p99)}`],
-    [
-      "reference: direct in-process call median / p99",
-      `${us(stats(directSamples).median)} / ${us(stats(directSamples).p99)}`,
-    ],
-    [
-      "reference: bare isolated-vm call, persistent context, median / p99",
-      `${us(stats(bare).median)} / ${us(stats(bare).p99)}`,
-    ],
+  const d = stats(directSamples);
+  const b = stats(bare);
+  return [
+    ["reference: direct in-process call median / p99", `${us(d.median)} / ${us(d.p99)}`],
+    ["reference: bare isolated-vm call, persistent context, median / p99", `${us(b.median)} / ${us(b.p99)}`],
   ];
+}
+
+async function main(): Promise<void> {
+  const trace = syntheticTrace(loadDefaultParams(), 1);
+  const loadBefore = load();
+  const { rows: startRows, compiled } = await startAndCompile();
+  const sandbox = await Sandbox.start({}, { chainRule: FILTER_CHAIN_RULE });
+  const loaded = await sandbox.load("bench", compiled);
+  if (!loaded.ok) throw new Error(JSON.stringify(loaded.error));
+  const call: HookCall = {
+    mechanismId: "bench",
+    hook: "filter",
+    context: trace.context,
+    state: {},
+    capabilities: { tabu: {}, bandit: {} },
+    argument: trace.proposal,
+  };
+  const rows = [
+    ...startRows,
+    ...(await roundTrip(sandbox, call)),
+    ...(await perHook(sandbox, trace, compiled)),
+    ...(await references(trace)),
+  ];
+  await sandbox.close();
   const width = Math.max(...rows.map(([k]) => k.length));
-  process.stdout.write(`bilevel sandbox benchmark (Node ${process.version}, ${process.platform})\n`);
+  process.stdout.write(
+    `bilevel sandbox benchmark (Node ${process.version}, ${process.platform}, ${cpus()[0]?.model ?? "unknown CPU"} × ${cpus().length}; load average ${loadBefore} at the start, ${load()} at the end)\n`,
+  );
   for (const [k, v] of rows) process.stdout.write(`  ${k.padEnd(width)}  ${v}\n`);
 }
 

@@ -4,12 +4,13 @@
 // The resolved config is what run.db stores and what `bilevel config show` prints.
 import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { Ajv, type ErrorObject } from "ajv";
+import type { ErrorObject, ValidateFunction } from "ajv";
 import type { FromSchema } from "json-schema-to-ts";
 import type { Config, ParamSpec } from "../mechanism-api/index.d.ts";
 import { sandboxPolicySchema } from "../mechanism-api/schemas.ts";
 import { DEFAULT_POLICY } from "../sandbox/index.ts";
 import type { SandboxPolicy } from "../sandbox/types.ts";
+import { CachingAjv } from "../sandbox/validation.ts";
 import { ENV_ALLOW_ENTRY } from "../trainer/child-env.ts";
 import { dataProblems } from "../trainer/data-sizes.ts";
 import { cudaAvailable } from "../trainer/python.ts";
@@ -318,8 +319,10 @@ export interface ResolveOptions {
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
 
-const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, coerceTypes: false });
-const validateRunConfig = ajv.compile<RunConfig>(RUN_CONFIG_SCHEMA);
+// Compiled on first use, its code kept with Node's compile cache (sandbox/validation.ts): a
+// command that reads no config does not pay for the schema, and one that does, once.
+const ajv = new CachingAjv({ allErrors: true, strict: true, allowUnionTypes: true, coerceTypes: false });
+const validateRunConfig = ajv.lazy<RunConfig>(RUN_CONFIG_SCHEMA);
 
 /** A bad run config: exit 2, nothing created. */
 export class ConfigError extends UserError {
@@ -372,10 +375,10 @@ function describe(errors: readonly ErrorObject[]): string {
 const TRAINER_KINDS = RUN_CONFIG_SCHEMA.properties.trainer.oneOf.map(
   (branch) => branch.properties.kind.const,
 );
-const validateTrainerKind = new Map<string, ReturnType<typeof ajv.compile>>(
+const validateTrainerKind = new Map<string, ValidateFunction>(
   RUN_CONFIG_SCHEMA.properties.trainer.oneOf.map((branch) => [
     branch.properties.kind.const,
-    ajv.compile(branch),
+    ajv.lazy(branch),
   ]),
 );
 

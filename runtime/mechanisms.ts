@@ -7,6 +7,7 @@ import type {
   CompiledMechanism,
   CompileOutcome,
   DryRunTrace,
+  HookBatch,
   HookCall,
   HookContextData,
   HookOutcome,
@@ -14,6 +15,7 @@ import type {
   SandboxError,
   ValidationReport,
 } from "../sandbox/types.ts";
+import { type ChainRule, chainProposal, filterStep } from "./level1/filter-chain.ts";
 import type { MechanismRow, RunStore } from "./store.ts";
 
 /** What the loop needs of the sandbox (sandbox/index.ts's Sandbox satisfies it). */
@@ -21,8 +23,21 @@ export interface SandboxLike {
   compile(source: string, fileName?: string): Promise<CompileOutcome>;
   load(id: string, mechanism: CompiledMechanism): Promise<{ ok: true } | { ok: false; error: SandboxError }>;
   call(call: HookCall): Promise<HookOutcome>;
+  /** One round trip for a hook's calls on several mechanisms (sandbox/host.ts); without it, one call each. */
+  callBatch?(batch: HookBatch): Promise<HookOutcome[] | null>;
   unload(id: string): Promise<void>;
   validate(source: string, trace: DryRunTrace, fileName?: string): Promise<ValidationReport>;
+}
+
+/** The same sandbox with every hook call sent on its own: the reference the batched path must match. */
+export function unbatched(sandbox: SandboxLike): SandboxLike {
+  return {
+    compile: (source, fileName) => sandbox.compile(source, fileName),
+    load: (id, mechanism) => sandbox.load(id, mechanism),
+    call: (call) => sandbox.call(call),
+    unload: (id) => sandbox.unload(id),
+    validate: (source, trace, fileName) => sandbox.validate(source, trace, fileName),
+  };
 }
 
 export interface ActiveMechanism {
@@ -207,27 +222,80 @@ export class MechanismManager {
   /**
    * Call `hook` on every active mechanism that declares it, in activation order. A call that faults
    * detaches the mechanism and is reported as a FaultReport; nothing is written here (the caller
-   * stores it with its phase, see recordFault).
+   * stores it with its phase, see recordFault). The calls go to the sandbox in one round trip when
+   * it can batch them; the reports are the same either way. Read every report: the calls have run.
    */
-  async *callAll<H extends HookName>(
+  async *callAll<H extends Exclude<HookName, "filter">>(
     hook: H,
     context: HookContextData,
-    /** The hook's argument; a function is asked again for each mechanism (a filter sees earlier modifications). */
-    argument?: Proposal | Trial | (() => Proposal | Trial),
+    argument?: Trial,
   ): AsyncGenerator<HookReport<Extract<HookResult, { hook: H }>> | FaultReport> {
-    for (const mechanism of [...this.active]) {
-      if (!mechanism.manifest.hooks.includes(hook)) continue;
-      const arg = typeof argument === "function" ? argument() : argument;
-      const outcome = await this.call(mechanism, hook, context, arg);
-      if (!outcome.ok) {
-        await this.detach(mechanism.id);
-        const reason = describe(outcome.error);
-        this.onEvent(`${mechanism.name} quarantined: ${reason}`);
-        yield { ok: false, mechanism, hook, outcome, reason };
-        continue;
+    const targets = this.active.filter((m) => m.manifest.hooks.includes(hook));
+    yield* this.calls(hook, context, targets, argument, null);
+  }
+
+  /**
+   * The filter chain for one proposal: each filter sees the proposal as the filters before it left
+   * it (filterStep: a valid `modify` replaces the changes), and a `reject` ends it. In one round
+   * trip when the sandbox can batch, where the child applies the same rule between the calls.
+   */
+  async *callFilters(
+    context: HookContextData,
+    proposal: Proposal,
+    rule: ChainRule,
+  ): AsyncGenerator<HookReport<Extract<HookResult, { hook: "filter" }>> | FaultReport> {
+    const targets = this.active.filter((m) => m.manifest.hooks.includes("filter"));
+    yield* this.calls("filter", context, targets, proposal, rule);
+  }
+
+  private async *calls<H extends HookName>(
+    hook: H,
+    context: HookContextData,
+    targets: readonly ActiveMechanism[],
+    first: Proposal | Trial | undefined,
+    chain: ChainRule | null,
+  ): AsyncGenerator<HookReport<Extract<HookResult, { hook: H }>> | FaultReport> {
+    let argument = first;
+    let index = 0;
+    while (index < targets.length) {
+      const rest = targets.slice(index);
+      // A single call gains nothing from a batch (and costs an extra line): sent on its own.
+      const batch =
+        rest.length > 1
+          ? await this.sandbox.callBatch?.(hookBatch(hook, context, rest, argument, chain))
+          : null;
+      // No batch (none possible, or nothing came back): the next call alone, the reference behaviour.
+      const batched = batch !== null && batch !== undefined && batch.length > 0;
+      const outcomes = batched ? batch : [await this.call(targets[index]!, hook, context, argument)];
+      for (const outcome of outcomes) {
+        const mechanism = targets[index++]!;
+        if (batched) this.keep(mechanism, outcome);
+        const report = await this.report<H>(mechanism, hook, outcome);
+        yield report;
+        const result: HookResult | null = report.ok ? report.result : null;
+        if (chain === null || result?.hook !== "filter") continue;
+        // ctx.params: the search space with Level 1.5's frozen flags, which the check does not read.
+        const step = filterStep(result.value, (argument as Proposal).changes, chain, context.params);
+        if (step.kind === "rejected") return;
+        if (step.kind === "modified")
+          argument = chainProposal(argument as Proposal, chain.base, step.changes);
       }
-      yield { ok: true, mechanism, result: outcome.result as Extract<HookResult, { hook: H }>, outcome };
     }
+  }
+
+  /** A call's report; a fault detaches the mechanism first (the sandbox has quarantined it). */
+  private async report<H extends HookName>(
+    mechanism: ActiveMechanism,
+    hook: H,
+    outcome: HookOutcome,
+  ): Promise<HookReport<Extract<HookResult, { hook: H }>> | FaultReport> {
+    if (outcome.ok) {
+      return { ok: true, mechanism, result: outcome.result as Extract<HookResult, { hook: H }>, outcome };
+    }
+    await this.detach(mechanism.id);
+    const reason = describe(outcome.error);
+    this.onEvent(`${mechanism.name} quarantined: ${reason}`);
+    return { ok: false, mechanism, hook, outcome, reason };
   }
 
   /** Store a fault: the ledger row, the quarantine and its event (null batch: write now). */
@@ -257,11 +325,15 @@ export class MechanismManager {
       ...(argument === undefined ? {} : { argument }),
     };
     const outcome = await this.sandbox.call(call);
-    if (outcome.ok) {
-      mechanism.state = outcome.state;
-      mechanism.capabilities = outcome.capabilities;
-    }
+    this.keep(mechanism, outcome);
     return outcome;
+  }
+
+  /** A successful call's state and capability data become the mechanism's. */
+  private keep(mechanism: ActiveMechanism, outcome: HookOutcome): void {
+    if (!outcome.ok) return;
+    mechanism.state = outcome.state;
+    mechanism.capabilities = outcome.capabilities;
   }
 
   /** Record one hook call in the ledger, with the outcome the loop derived from its result (null batch: write now). */
@@ -304,6 +376,22 @@ export class MechanismManager {
       batch.push(() => this.store.setMechanismState(id, state, capabilities));
     }
   }
+}
+
+function hookBatch(
+  hook: HookName,
+  context: HookContextData,
+  mechanisms: readonly ActiveMechanism[],
+  argument: Proposal | Trial | undefined,
+  chain: ChainRule | null,
+): HookBatch {
+  return {
+    hook,
+    context,
+    ...(argument === undefined ? {} : { argument }),
+    calls: mechanisms.map(({ id, state, capabilities }) => ({ mechanismId: id, state, capabilities })),
+    ...(chain === null ? {} : { chain: { base: chain.base, active: chain.active } }),
+  };
 }
 
 export function describe(error: SandboxError): string {

@@ -4,11 +4,13 @@ import { Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import type { Trainer } from "../trainer/types.ts";
 import { ConfigError, type ResolvedRunConfig, sandboxPolicy } from "./config.ts";
 import { RunDisplay } from "./display.ts";
+import { FILTER_CHAIN_RULE } from "./level1/filter-chain.ts";
 import { createLlmClient } from "./llm/client.ts";
 import { type LlmObserver, type LlmStop, recordStop } from "./llm/run-llm.ts";
 import { checkEndpoint, deciders, startRunLlm } from "./llm/run-setup.ts";
 import { BilevelLoop, type LoopObserver, type RunSummary } from "./loop.ts";
 import { readMechanismFile } from "./mechanism-file.ts";
+import { unbatched } from "./mechanisms.ts";
 import { buildReport, type RunReport } from "./report.ts";
 import { acquireRunLock } from "./run-lock.ts";
 import { RunStore, StoreError } from "./store.ts";
@@ -26,6 +28,8 @@ export interface ExecuteOptions {
   readonly trainer?: Trainer;
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly signal?: AbortSignal;
+  /** false: one round trip per hook call (the reference the batched path is tested against). */
+  readonly hookBatching?: boolean;
 }
 
 export async function executeRun(
@@ -53,7 +57,8 @@ export async function executeRun(
         },
       )
     : null;
-  const sandbox = await Sandbox.start(sandboxPolicy(config.policy));
+  // The child runs a proposal's filter chain with the loop's own rule (runtime/level1/filter-chain.ts).
+  const sandbox = await Sandbox.start(sandboxPolicy(config.policy), { chainRule: FILTER_CHAIN_RULE });
   const { store, unlock } = await openLocked(dir, sandbox);
   // The run's LLM ends the run (after the current phase) on a persistent fault or a spent budget.
   const llmStopper = new AbortController();
@@ -75,7 +80,7 @@ export async function executeRun(
       store,
       config,
       trainer,
-      sandbox,
+      sandbox: options.hookBatching === false ? unbatched(sandbox) : sandbox,
       ...deciders(llm, store, config),
       syntheticTrace,
       startMechanisms,

@@ -1,11 +1,15 @@
 // What the sandbox child answers to one validated request. Kept apart from child.ts (which owns
 // the process's pipes) so that the mapping of failures to answers can be tested on its own.
+import type { ParamSpec, Proposal, Trial } from "../mechanism-api/index.d.ts";
 import type { CompileResult } from "./compiler.ts";
-import { InvalidRequest, type Request, type Response } from "./protocol.ts";
+import { batchCall, InvalidRequest, type Request, type Response } from "./protocol.ts";
 import type { Runner } from "./runner.ts";
 import { sanitize } from "./sanitize.ts";
+import type { ChainRuleModule } from "./types.ts";
 
 export type RequestRunner = Pick<Runner, "load" | "call" | "unload">;
+export type BatchRunner = Pick<Runner, "call" | "checkCall">;
+type BatchRequest = Extract<Request, { op: "batch" }>;
 
 export async function handleRequest(runner: RequestRunner, request: Request): Promise<Response> {
   try {
@@ -23,6 +27,8 @@ export async function handleRequest(runner: RequestRunner, request: Request): Pr
       case "unload":
         await runner.unload(request.mechanismId);
         return { id: request.id, op: "unload" };
+      case "batch":
+        return { id: request.id, op: "invalid", message: "a batch is answered item by item (handleBatch)" };
     }
   } catch (e) {
     return failedRequest(request, e);
@@ -49,6 +55,57 @@ export function failedRequest(request: Request, e: unknown): Response {
     default:
       return { id: request.id, op: "invalid", message };
   }
+}
+
+/**
+ * Run a batch's calls in order, answering each with an "item" line as soon as it is done (the host
+ * resets its per-call deadline on each, and knows which call was running if it kills the child),
+ * then "batch". Every call's data is checked before any guest code runs: bad data answers the whole
+ * batch "invalid" (the host then calls one by one). A filter chain applies the run's rule
+ * (`chainRule`, see ChainRuleModule) between the calls and stops after a `reject`.
+ */
+export async function handleBatch(
+  runner: BatchRunner,
+  request: BatchRequest,
+  send: (response: Response) => void,
+  chainRule?: () => Promise<ChainRuleModule>,
+): Promise<Response> {
+  let params: ParamSpec[] = [];
+  let chain: ChainRuleModule | null = null;
+  try {
+    if (request.chain && (request.hook !== "filter" || !isProposal(request.argument))) {
+      throw new InvalidRequest("a chain is a filter batch with a proposal");
+    }
+    if (request.chain && !chainRule) throw new InvalidRequest("this sandbox has no filter-chain rule");
+    for (let i = 0; i < request.calls.length; i++)
+      params = runner.checkCall(batchCall(request, i, request.argument));
+    if (request.chain && chainRule) chain = await chainRule();
+  } catch (e) {
+    return failedRequest(request, e);
+  }
+  let argument = request.argument;
+  let count = 0;
+  try {
+    for (let index = 0; index < request.calls.length; index++) {
+      const t0 = performance.now();
+      const outcome = await runner.call(batchCall(request, index, argument), params);
+      send({ id: request.id, op: "item", index, ms: performance.now() - t0, outcome });
+      count++;
+      if (!chain || !request.chain || !isProposal(argument)) continue;
+      if (!outcome.ok || outcome.result.hook !== "filter") continue;
+      const step = chain.filterStep(outcome.result.value, argument.changes, request.chain, params);
+      if (step.kind === "rejected") break;
+      if (step.kind === "modified")
+        argument = chain.chainProposal(argument, request.chain.base, step.changes);
+    }
+  } catch {
+    // Not expected (calls never throw once checked); the host goes on with the calls not answered.
+  }
+  return { id: request.id, op: "batch", count };
+}
+
+function isProposal(argument: Proposal | Trial | undefined): argument is Proposal {
+  return argument !== undefined && "rationale" in argument;
 }
 
 async function compile(source: string): Promise<CompileResult> {

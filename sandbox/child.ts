@@ -4,11 +4,21 @@
 // call's memory growth (memory-watchdog.ts). Requests arrive one JSON line at a time on stdin;
 // responses leave on fd 3. Requests are handled strictly one after another.
 import net from "node:net";
-import { failedRequest, handleRequest } from "./child-handler.ts";
+import { pathToFileURL } from "node:url";
+import { warmCapabilityValidators } from "./capabilities/index.ts";
+import { failedRequest, handleBatch, handleRequest } from "./child-handler.ts";
 import { DEFAULT_POLICY, defaultPolicy } from "./policy.ts";
-import { isRequest, LineReader, MAX_LINE_CHARS, type Response } from "./protocol.ts";
+import {
+  isHistory,
+  isHookResult,
+  isParamList,
+  isRequest,
+  LineReader,
+  MAX_LINE_CHARS,
+  type Response,
+} from "./protocol.ts";
 import { Runner } from "./runner.ts";
-import type { SandboxPolicy } from "./types.ts";
+import type { ChainRuleModule, SandboxPolicy } from "./types.ts";
 
 function readPolicy(): SandboxPolicy {
   const raw = process.env.BILEVEL_SANDBOX_POLICY;
@@ -20,6 +30,18 @@ const out = new net.Socket({ fd: 3, readable: false, writable: true });
 const send = (response: Response): void => {
   out.write(`${JSON.stringify(response)}\n`);
 };
+
+// A child that will compile (the host asked) loads the compiler and parses the API's lib files now,
+// while its memory watchdog thread starts and the host prepares its first request.
+if (process.argv.includes("--preload-compiler")) void import("./compiler.ts").then((c) => c.warmUp());
+
+// The filter chain's rule, from the module the host named (its run's own; loaded on first use).
+const chainRulePath = process.argv[process.argv.indexOf("--chain-rule") + 1];
+let chainRule: Promise<ChainRuleModule> | undefined;
+const loadChainRule =
+  process.argv.includes("--chain-rule") && chainRulePath
+    ? () => (chainRule ??= import(pathToFileURL(chainRulePath).href) as Promise<ChainRuleModule>)
+    : undefined;
 
 const runner = new Runner(readPolicy());
 let queue: Promise<void> = Promise.resolve();
@@ -44,7 +66,10 @@ function onLine(line: string): void {
   const request = message;
   queue = queue
     .then(async () => {
-      const response = await handleRequest(runner, request);
+      const response =
+        request.op === "batch"
+          ? await handleBatch(runner, request, send, loadChainRule)
+          : await handleRequest(runner, request);
       try {
         send(response);
       } catch (e) {
@@ -65,6 +90,10 @@ process.stdin.on("end", () => {
   runner.disposeAll();
   process.exit(0);
 });
+// The validators of requests and of what guest code sends (capability arguments, results) are
+// compiled (or loaded from the cache) before any request: never inside a hook call's time.
+for (const v of [isRequest, isHookResult, isParamList, isHistory]) v.warm();
+warmCapabilityValidators();
 // Guest code runs only under the memory watchdog: ready once its worker is.
 await runner.ready;
 send({ id: 0, op: "ready" });

@@ -6,15 +6,24 @@
 import type { HookName, Json } from "../mechanism-api/index.d.ts";
 import { compiledMechanismSchema } from "../mechanism-api/schemas.ts";
 import { EMPTY_CAPABILITIES } from "./capabilities/state.ts";
-import { type Failure, isFailure, type Reply, type RequestBody, SandboxChild } from "./child-process.ts";
+import {
+  type Failure,
+  type Item,
+  isFailure,
+  type Reply,
+  type RequestBody,
+  SandboxChild,
+} from "./child-process.ts";
 import { defaultPolicy } from "./policy.ts";
-import { toWireCall } from "./protocol.ts";
+import { isResponse, MAX_LINE_CHARS, toWireBatch, toWireCall } from "./protocol.ts";
 import type {
   CompiledMechanism,
   CompileOutcome,
   DryRunTrace,
+  HookBatch,
   HookCall,
   HookOutcome,
+  HookResult,
   SandboxError,
   SandboxPolicy,
   SandboxStage,
@@ -34,7 +43,19 @@ export interface SandboxOptions {
   readonly maxSourceBytes?: number;
   /** Deadline for the child to come up, in ms. Default 20000. */
   readonly startTimeoutMs?: number;
+  /** Load the compiler when the child starts, not on the first compile (for callers that compile). Default false. */
+  readonly preloadCompiler?: boolean;
+  /** Start the child with the first request that needs it, not in start(). Default false. */
+  readonly lazyStart?: boolean;
+  /**
+   * The module with the filter chain's rule (a ChainRuleModule: runtime/level1/filter-chain.ts's
+   * FILTER_CHAIN_RULE), for callBatch's chains. Without it a chain is not batched (null).
+   */
+  readonly chainRule?: string;
 }
+
+/** The largest mechanism source a Sandbox accepts unless its options say otherwise. */
+export const DEFAULT_MAX_SOURCE_BYTES = 512 * 1024;
 
 const HOOK_ORDER: readonly HookName[] = ["init", "guide", "suggest", "filter", "observe"];
 
@@ -65,15 +86,21 @@ export class Sandbox {
       childMemoryMb: options.childMemoryMb ?? 2048,
       childHeapMb: options.childHeapMb ?? 1024,
       compileTimeoutMs: options.compileTimeoutMs ?? 30000,
-      maxSourceBytes: options.maxSourceBytes ?? 512 * 1024,
+      maxSourceBytes: options.maxSourceBytes ?? DEFAULT_MAX_SOURCE_BYTES,
       startTimeoutMs: options.startTimeoutMs ?? 20000,
+      preloadCompiler: options.preloadCompiler ?? false,
+      lazyStart: options.lazyStart ?? false,
+      chainRule: options.chainRule ?? "",
     };
   }
 
-  /** Spawn the supervised child. Throws only if the child cannot start at all (or the policy is invalid). */
+  /**
+   * Spawn the supervised child (with lazyStart: at the first request). Throws only if the child
+   * cannot start at all (or the policy is invalid); a lazy start's failure is that request's.
+   */
   static async start(policy: Partial<SandboxPolicy> = {}, options: SandboxOptions = {}): Promise<Sandbox> {
     const sandbox = new Sandbox(defaultPolicy(policy), options);
-    sandbox.child = await sandbox.spawnChild();
+    if (!sandbox.options.lazyStart) sandbox.child = await sandbox.spawnChild();
     return sandbox;
   }
 
@@ -237,6 +264,117 @@ export class Sandbox {
     });
   }
 
+  /**
+   * Call one hook on several mechanisms in one round trip (see HookBatch): one outcome per call that
+   * ran, in order, each as call() would give it (a fault quarantines that mechanism only). Fewer
+   * outcomes than calls when a chain's filter rejected, or when the child died during a call: that
+   * call's outcome is the failure, and the caller sends the calls after it again. null: the batch
+   * cannot go as one (a call the host refuses before sending, data the child refuses before any
+   * guest code runs, a line too long); the caller then calls one by one, which reports each problem
+   * against its own call.
+   */
+  async callBatch(batch: HookBatch): Promise<HookOutcome[] | null> {
+    const t0 = performance.now();
+    const line = this.batchLine(batch);
+    if (line === null) return null;
+    return this.exclusive(async () => {
+      if (!batch.calls.every((c) => this.loaded.has(c.mechanismId))) return null;
+      const items: { item: Item; at: number }[] = [];
+      const reply = await this.send(line, this.callDeadline(), (item) =>
+        items.push({ item, at: performance.now() }),
+      );
+      if (!isFailure(reply) && reply.op === "invalid" && items.length === 0) return null;
+      return this.batchOutcomes(batch, items, reply, t0);
+    });
+  }
+
+  /** The batch's request line, or null if the host refuses it before sending (as call() would refuse a call). */
+  private batchLine(batch: HookBatch): string | null {
+    if (batch === null || typeof batch !== "object" || !Array.isArray(batch.calls)) return null;
+    if (batch.calls.length === 0) return null;
+    if (batch.chain !== undefined && (batch.hook !== "filter" || this.options.chainRule === "")) return null;
+    for (const c of batch.calls) {
+      if (typeof c?.mechanismId !== "string" || this.quarantined.has(c.mechanismId)) return null;
+      if (!this.loaded.has(c.mechanismId)) return null;
+    }
+    try {
+      const { calls, ...shared } = toWireBatch(batch);
+      // Each call is measured as its own request would be: the shared part plus its own data.
+      const head = JSON.stringify({ op: "batch", ...shared });
+      const parts = calls.map((c) => JSON.stringify(c));
+      const headBytes = Buffer.byteLength(head, "utf8");
+      if (parts.some((p) => headBytes + Buffer.byteLength(p, "utf8") > this.policy.maxJsonBytes)) return null;
+      const line = `${head.slice(0, -1)},"calls":[${parts.join(",")}]}`;
+      return line.length < MAX_LINE_CHARS - 64 ? line : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Turn a batch's items (and how it ended) into outcomes; quarantine the mechanisms that faulted. */
+  private async batchOutcomes(
+    batch: HookBatch,
+    items: readonly { item: Item; at: number }[],
+    reply: Reply,
+    t0: number,
+  ): Promise<HookOutcome[]> {
+    const outcomes: HookOutcome[] = [];
+    // Items must come in order, one per call; anything else is the child's failure at that call.
+    const inOrder = items.findIndex(({ item }, i) => item.index !== i || i >= batch.calls.length);
+    const ran = inOrder < 0 ? items.length : inOrder;
+    const end = ran > 0 ? items[ran - 1]!.at : t0;
+    const childMs = items.slice(0, ran).reduce((sum, { item }) => sum + item.ms, 0);
+    // Each call's latency: its time in the child plus an equal share of the round trip's transport.
+    const share = ran > 0 ? Math.max(0, end - t0 - childMs) / ran : 0;
+    for (const { item } of items.slice(0, ran)) {
+      const call = batch.calls[item.index]!;
+      const o = item.outcome;
+      const durationMs = item.ms + share;
+      if (o.ok) {
+        outcomes.push({
+          ok: true,
+          result: o.result,
+          state: o.state as Json,
+          capabilities: o.capabilities ?? call.capabilities,
+          logs: o.logs,
+          droppedLogLines: o.droppedLogLines,
+          capabilityCalls: o.capabilityCalls,
+          durationMs,
+        });
+      } else {
+        await this.quarantine(call.mechanismId, o.error);
+        outcomes.push({ ok: false, error: o.error, durationMs });
+      }
+    }
+    const offender = this.batchOffender(batch, outcomes, reply, inOrder >= 0);
+    if (offender) {
+      await this.quarantine(batch.calls[ran]!.mechanismId, offender);
+      outcomes.push({ ok: false, error: offender, durationMs: performance.now() - end });
+    }
+    return outcomes;
+  }
+
+  /** The failure of the call that was running when the batch broke off, or null if it did not. */
+  private batchOffender(
+    batch: HookBatch,
+    outcomes: readonly HookOutcome[],
+    reply: Reply,
+    outOfOrder: boolean,
+  ): SandboxError | null {
+    const stage = batch.hook;
+    const ran = outcomes.length;
+    const last = outcomes[ran - 1];
+    const rejected = batch.chain !== undefined && last?.ok === true && isReject(last.result);
+    if (ran >= batch.calls.length) return null;
+    if (outOfOrder)
+      return { stage, code: "crashed", message: "the sandbox child answered a batch out of order" };
+    if (rejected) return null;
+    if (isFailure(reply)) return failureError(stage, reply);
+    // The child ended the batch early without a reason (not expected): the caller sends the rest again.
+    if (reply.op === "batch" && reply.count === ran) return null;
+    return { stage, code: "crashed", message: unexpected(reply) };
+  }
+
   async unload(id: string): Promise<void> {
     await this.exclusive(async () => {
       const wasLoaded = this.loaded.delete(id);
@@ -338,7 +476,11 @@ export class Sandbox {
   }
 
   /** Send to a live child, replacing a dead one first (and reloading the healthy mechanisms). */
-  private async send(body: RequestBody | string, deadlineMs: number): Promise<Reply> {
+  private async send(
+    body: RequestBody | string,
+    deadlineMs: number,
+    onItem?: (item: Item) => void,
+  ): Promise<Reply> {
     if (this.closed) return { failure: "crashed", detail: "the sandbox is closed" };
     if (!this.child?.alive) {
       try {
@@ -351,24 +493,33 @@ export class Sandbox {
       }
     }
     const child = this.child!;
-    const reply = await child.request(body, deadlineMs);
+    const reply = await child.request(body, deadlineMs, onItem);
     if (isFailure(reply)) await child.exited;
     return reply;
   }
 
   private async spawnChild(): Promise<SandboxChild> {
-    return SandboxChild.start({
+    const starting = SandboxChild.start({
       policy: this.policy,
       memoryMb: this.options.childMemoryMb,
       heapMb: this.options.childHeapMb,
       startTimeoutMs: this.options.startTimeoutMs,
       watchdogIntervalMs: 50,
+      preloadCompiler: this.options.preloadCompiler,
+      chainRule: this.options.chainRule,
     });
+    // The child is starting (for hundreds of milliseconds): the validators of its answers and of
+    // loads are prepared now rather than when the first answer is waited for.
+    isResponse.warm();
+    isCompiledMechanism.warm();
+    return starting;
   }
 
   private async restart(): Promise<void> {
+    // No child yet: a lazy start's first spawn, not a restart.
+    const first = this.child === null;
     this.child = await this.spawnChild();
-    this.restartCount++;
+    if (!first) this.restartCount++;
     for (const [id, mechanism] of [...this.loaded]) {
       const reply = await this.child.request({ op: "load", mechanismId: id, mechanism }, this.loadDeadline());
       const error = isFailure(reply)
@@ -396,6 +547,10 @@ export class Sandbox {
       await this.child.request({ op: "unload", mechanismId: id }, this.loadDeadline());
     }
   }
+}
+
+function isReject(result: HookResult): boolean {
+  return result.hook === "filter" && result.value.verdict === "reject";
 }
 
 function unexpected(reply: Reply): string {

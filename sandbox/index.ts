@@ -1,7 +1,7 @@
 // The sandbox's public surface. Everything untrusted runs in one supervised child process.
 export { EMPTY_CAPABILITIES } from "./capabilities/state.ts";
 export { FIXED_NOW } from "./guest.ts";
-export { Sandbox, type SandboxOptions } from "./host.ts";
+export { DEFAULT_MAX_SOURCE_BYTES, Sandbox, type SandboxOptions } from "./host.ts";
 export { DEFAULT_POLICY, defaultPolicy } from "./policy.ts";
 export { loadDefaultParams, syntheticTrace } from "./trace.ts";
 export type * from "./types.ts";

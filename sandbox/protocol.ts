@@ -6,6 +6,7 @@ import type { Config, HookName, Json, ParamSpec, Proposal, Trial } from "../mech
 import {
   capabilityStateSchema,
   compiledMechanismSchema,
+  configSchema,
   filterVerdictSchema,
   guideTextSchema,
   hookContextDataSchema,
@@ -18,7 +19,14 @@ import {
   trialSchema,
 } from "../mechanism-api/schemas.ts";
 import type { CompileResult } from "./compiler.ts";
-import type { CapabilityState, CompiledMechanism, HookCall, HookResult, SandboxError } from "./types.ts";
+import type {
+  CapabilityState,
+  CompiledMechanism,
+  HookBatch,
+  HookCall,
+  HookResult,
+  SandboxError,
+} from "./types.ts";
 import { validator } from "./validation.ts";
 
 /** Longest protocol line either side accepts (compile requests carry the source, JSON-escaped). */
@@ -33,6 +41,7 @@ export type Request =
       readonly mechanism: CompiledMechanism;
     }
   | ({ readonly id: number; readonly op: "call" } & WireCall)
+  | ({ readonly id: number; readonly op: "batch" } & WireBatch)
   | { readonly id: number; readonly op: "unload"; readonly mechanismId: string };
 
 /**
@@ -67,6 +76,48 @@ export function toWireCall(call: HookCall): WireCall {
   };
 }
 
+/**
+ * Several calls of one hook in one request (HookBatch on the wire): the shared context once, then
+ * each mechanism's own data. The child runs them one after another, each in a fresh context with
+ * its own isolate timeout, and answers each with an "item" line as soon as it is done (so the host
+ * knows which call was running if it has to kill the child), then "batch" with the count.
+ */
+export interface WireBatch extends Omit<WireCall, "mechanismId" | "state" | "capabilities"> {
+  readonly calls: readonly WireBatchCall[];
+  /** filter only: run as a chain (runtime/level1/filter-chain.ts); `argument` is the first filter's proposal. */
+  readonly chain?: { readonly base: Config; readonly active: readonly string[] };
+}
+
+export interface WireBatchCall {
+  readonly mechanismId: string;
+  readonly state: Json;
+  readonly capabilities: CapabilityState;
+}
+
+/** The wire form of a batch (throws if its data is not JSON-serialisable). */
+export function toWireBatch(batch: HookBatch): WireBatch {
+  const { context, calls, chain, argument, hook } = batch;
+  return {
+    hook,
+    iteration: context.iteration,
+    seed: context.seed,
+    incumbent: context.incumbent,
+    best: context.best,
+    ...(argument === undefined ? {} : { argument }),
+    paramsJson: JSON.stringify(context.params),
+    historyJson: JSON.stringify(context.history),
+    calls: calls.map(({ mechanismId, state, capabilities }) => ({ mechanismId, state, capabilities })),
+    ...(chain === undefined ? {} : { chain: { base: chain.base, active: chain.active } }),
+  };
+}
+
+/** The batch's `index`th call as a single call (with the argument the chain has reached). */
+export function batchCall(batch: WireBatch, index: number, argument: Proposal | Trial | undefined): WireCall {
+  const { calls: _calls, chain: _chain, argument: _argument, ...shared } = batch;
+  const call = batch.calls[index]!;
+  return { ...shared, ...call, ...(argument === undefined ? {} : { argument }) };
+}
+
 export type ChildCallOutcome =
   | {
       readonly ok: true;
@@ -85,11 +136,42 @@ export type Response =
   | { readonly id: number; readonly op: "compile"; readonly result: CompileResult }
   | { readonly id: number; readonly op: "load"; readonly error: SandboxError | null }
   | { readonly id: number; readonly op: "call"; readonly outcome: ChildCallOutcome }
+  /** One call of a batch, sent as soon as it is done; `ms` is its time in the child. */
+  | {
+      readonly id: number;
+      readonly op: "item";
+      readonly index: number;
+      readonly ms: number;
+      readonly outcome: ChildCallOutcome;
+    }
+  /** The end of a batch: `count` items were sent (fewer than the calls when a filter rejected). */
+  | { readonly id: number; readonly op: "batch"; readonly count: number }
   | { readonly id: number; readonly op: "unload" }
   | { readonly id: number; readonly op: "invalid"; readonly message: string };
 
 const id = { type: "integer", minimum: 0 } as const;
 const identifier = { type: "string", minLength: 1, maxLength: 200 } as const;
+
+/** What a single call and a batch share (the context, once). */
+const SHARED_CALL_FIELDS = [
+  "hook",
+  "iteration",
+  "seed",
+  "incumbent",
+  "best",
+  "paramsJson",
+  "historyJson",
+] as const;
+const sharedCallProperties = {
+  hook: hookNameSchema,
+  iteration: hookContextDataSchema.properties.iteration,
+  seed: hookContextDataSchema.properties.seed,
+  incumbent: hookContextDataSchema.properties.incumbent,
+  best: hookContextDataSchema.properties.best,
+  argument: { anyOf: [proposalSchema, trialSchema] },
+  paramsJson: { type: "string" },
+  historyJson: { type: "string" },
+} as const;
 
 const requestSchema = {
   type: "object",
@@ -112,34 +194,44 @@ const requestSchema = {
     {
       type: "object",
       additionalProperties: false,
-      required: [
-        "id",
-        "op",
-        "mechanismId",
-        "hook",
-        "iteration",
-        "seed",
-        "incumbent",
-        "best",
-        "state",
-        "capabilities",
-        "paramsJson",
-        "historyJson",
-      ],
+      required: ["id", "op", "mechanismId", ...SHARED_CALL_FIELDS, "state", "capabilities"],
       properties: {
         id,
         op: { const: "call" },
         mechanismId: identifier,
-        hook: hookNameSchema,
-        iteration: hookContextDataSchema.properties.iteration,
-        seed: hookContextDataSchema.properties.seed,
-        incumbent: hookContextDataSchema.properties.incumbent,
-        best: hookContextDataSchema.properties.best,
+        ...sharedCallProperties,
         state: jsonSchema,
         capabilities: capabilityStateSchema,
-        argument: { anyOf: [proposalSchema, trialSchema] },
-        paramsJson: { type: "string" },
-        historyJson: { type: "string" },
+      },
+    },
+    {
+      type: "object",
+      additionalProperties: false,
+      required: ["id", "op", ...SHARED_CALL_FIELDS, "calls"],
+      properties: {
+        id,
+        op: { const: "batch" },
+        ...sharedCallProperties,
+        calls: {
+          type: "array",
+          minItems: 1,
+          maxItems: 1000,
+          items: {
+            type: "object",
+            required: ["mechanismId", "state", "capabilities"],
+            additionalProperties: false,
+            properties: { mechanismId: identifier, state: jsonSchema, capabilities: capabilityStateSchema },
+          },
+        },
+        chain: {
+          type: "object",
+          required: ["base", "active"],
+          additionalProperties: false,
+          properties: {
+            base: configSchema,
+            active: { type: "array", maxItems: 256, items: { type: "string", maxLength: 200 } },
+          },
+        },
       },
     },
     {
@@ -174,6 +266,31 @@ const hookResultSchema = {
     hookResult("suggest", { oneOf: [{ type: "null" }, suggestionSchema] }),
     hookResult("filter", filterVerdictSchema),
     hookResult("observe", { type: "null" }),
+  ],
+} as const;
+
+const callOutcomeSchema = {
+  oneOf: [
+    {
+      type: "object",
+      required: ["ok", "result", "state", "capabilities", "logs", "droppedLogLines", "capabilityCalls"],
+      additionalProperties: false,
+      properties: {
+        ok: { const: true },
+        result: hookResultSchema,
+        state: jsonSchema,
+        capabilities: { oneOf: [{ type: "null" }, capabilityStateSchema] },
+        logs: { type: "array", maxItems: 10000, items: { type: "string", maxLength: 2000 } },
+        droppedLogLines: { type: "integer", minimum: 0 },
+        capabilityCalls: { type: "integer", minimum: 0 },
+      },
+    },
+    {
+      type: "object",
+      required: ["ok", "error"],
+      additionalProperties: false,
+      properties: { ok: { const: false }, error: sandboxErrorSchema },
+    },
   ],
 } as const;
 
@@ -237,39 +354,26 @@ const responseSchema = {
       properties: {
         id,
         op: { const: "call" },
-        outcome: {
-          oneOf: [
-            {
-              type: "object",
-              required: [
-                "ok",
-                "result",
-                "state",
-                "capabilities",
-                "logs",
-                "droppedLogLines",
-                "capabilityCalls",
-              ],
-              additionalProperties: false,
-              properties: {
-                ok: { const: true },
-                result: hookResultSchema,
-                state: jsonSchema,
-                capabilities: { oneOf: [{ type: "null" }, capabilityStateSchema] },
-                logs: { type: "array", maxItems: 10000, items: { type: "string", maxLength: 2000 } },
-                droppedLogLines: { type: "integer", minimum: 0 },
-                capabilityCalls: { type: "integer", minimum: 0 },
-              },
-            },
-            {
-              type: "object",
-              required: ["ok", "error"],
-              additionalProperties: false,
-              properties: { ok: { const: false }, error: sandboxErrorSchema },
-            },
-          ],
-        },
+        outcome: callOutcomeSchema,
       },
+    },
+    {
+      type: "object",
+      required: ["id", "op", "index", "ms", "outcome"],
+      additionalProperties: false,
+      properties: {
+        id,
+        op: { const: "item" },
+        index: { type: "integer", minimum: 0 },
+        ms,
+        outcome: callOutcomeSchema,
+      },
+    },
+    {
+      type: "object",
+      required: ["id", "op", "count"],
+      additionalProperties: false,
+      properties: { id, op: { const: "batch" }, count: { type: "integer", minimum: 0 } },
     },
     {
       type: "object",

@@ -170,8 +170,11 @@ export class Runner {
     this.historyCache = json;
   }
 
-  /** Check the caller's data before any guest code runs: the only place a call throws InvalidRequest. */
-  private checkCall(call: WireCall): ParamSpec[] {
+  /**
+   * Check the caller's data before any guest code runs: the only place a call throws InvalidRequest.
+   * A batch checks every call's data first, so that no guest code runs for a batch that is refused.
+   */
+  checkCall(call: WireCall): ParamSpec[] {
     try {
       const params = this.params(call.paramsJson);
       this.checkHistory(call.historyJson);
@@ -194,9 +197,9 @@ export class Runner {
    * other failure, including an unexpected exception here once guest code ran, is an outcome that
    * blames the mechanism (the host quarantines it).
    */
-  async call(call: WireCall): Promise<ChildCallOutcome> {
+  async call(call: WireCall, checked?: ParamSpec[]): Promise<ChildCallOutcome> {
     const stage = call.hook;
-    const params = this.checkCall(call);
+    const params = checked ?? this.checkCall(call);
     try {
       return await this.run(call, params);
     } catch (e) {
@@ -269,7 +272,11 @@ export class Runner {
     } finally {
       this.active = null;
       releaseContext(context);
-      if (!m.isolate.isDisposed) this.prepare(m);
+      // The next context is built once this request is answered (setImmediate runs after the
+      // response, or after the whole batch, is written), not while the host waits for it.
+      setImmediate(() => {
+        if (!m.isolate.isDisposed) this.prepare(m);
+      });
     }
     if (active.fault) return { ok: false, error: err(stage, active.fault.code, active.fault.message) };
     const parsed = parseGuest(raw, this.policy.maxJsonBytes * 2);

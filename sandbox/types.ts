@@ -2,6 +2,7 @@
 // Everything here is plain data: it crosses the process boundary to the sandbox child as JSON.
 import type {
   CapabilityName,
+  Change,
   Config,
   FilterVerdict,
   HookName,
@@ -99,6 +100,42 @@ export interface HookCall {
   readonly capabilities: CapabilityState;
   /** The proposal for `filter`, the trial for `observe`; absent otherwise. */
   readonly argument?: Proposal | Trial;
+}
+
+/**
+ * One hook called on several mechanisms in one round trip to the child, in order. Each call still
+ * gets a fresh context, its own isolate timeout and host-side deadline, and its own outcome.
+ */
+export interface HookBatch {
+  readonly hook: HookName;
+  readonly context: HookContextData;
+  /** Every call's argument; for a chain, the first filter's proposal. */
+  readonly argument?: Proposal | Trial;
+  readonly calls: readonly Pick<HookCall, "mechanismId" | "state" | "capabilities">[];
+  /**
+   * filter only: each filter sees the proposal as the filters before it left it (a valid `modify`
+   * replaces its changes, checked against `base` and `active`), and a `reject` ends the batch.
+   */
+  readonly chain?: { readonly base: Config; readonly active: readonly string[] };
+}
+
+/**
+ * The module that holds the filter chain's rule (runtime/level1/filter-chain.ts), which the run names
+ * in SandboxOptions.chainRule: the child applies the run's own rule between a chain's calls.
+ */
+export interface ChainRuleModule {
+  /** The changes the next filter sees after `verdict` (kind "rejected": the chain ends). */
+  filterStep(
+    verdict: FilterVerdict,
+    changes: readonly Change[],
+    rule: NonNullable<HookBatch["chain"]>,
+    params: readonly ParamSpec[],
+  ): { readonly kind: string; readonly changes: readonly Change[] };
+  chainProposal(
+    offered: Pick<Proposal, "rationale" | "source">,
+    base: Config,
+    changes: readonly Change[],
+  ): Proposal;
 }
 
 export type HookResult =

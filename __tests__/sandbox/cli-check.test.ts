@@ -1,10 +1,12 @@
 // `bilevel mechanism check`: in-process against a shared sandbox for the many cases, and as a real
-// subprocess for exit codes and garbage files.
+// subprocess for exit codes and garbage files; several files in one call.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { mechanismCheck } from "../../runtime/commands/mechanism.ts";
+import { jest } from "@jest/globals";
+import { mechanismCheck, mechanismCheckFiles } from "../../runtime/commands/mechanism.ts";
+import { SandboxChild } from "../../sandbox/child-process.ts";
 import { Sandbox } from "../../sandbox/index.ts";
 import { cliArgv } from "../support/cli.ts";
 import { HEALTHY } from "./helpers.ts";
@@ -143,3 +145,99 @@ test("[slow] as a subprocess: exit codes 0, 1 and 2", async () => {
   expect(noArg.status).toBe(2);
   expect(noArg.stderr).toMatch(/missing required argument/);
 }, 60000);
+
+describe("several files in one call", () => {
+  const REJECTED = "export default {{{";
+
+  /** mechanismCheckFiles with the shared sandbox; `log` holds stdout and stderr interleaved, in order. */
+  async function checkAll(files: string[], json = false) {
+    let out = "";
+    let err = "";
+    let log = "";
+    const code = await mechanismCheckFiles(
+      files,
+      { json },
+      {
+        stdout: (t) => {
+          out += t;
+          log += t;
+        },
+        stderr: (t) => {
+          err += t;
+          log += t;
+        },
+      },
+      sandbox,
+    );
+    return { code, out, err, log };
+  }
+
+  test("one report each, in order; the exit code is the worst file's (usage 2 > rejected 1 > valid 0)", async () => {
+    const ok = file("many-ok.ts", HEALTHY);
+    const bad = file("many-bad.ts", REJECTED);
+    const missing = path.join(dir, "many-missing.ts");
+    const all = await checkAll([ok, bad, missing]);
+    expect(all.code).toBe(2);
+    expect(all.out).toMatch(/many-ok\.ts: ok — healthy v1/);
+    expect(all.err).toMatch(/many-bad\.ts:1:\d+: compile\/syntax-error/);
+    expect(all.err).toMatch(/many-missing\.ts.*does not exist/);
+    const at = (s: string) => all.log.indexOf(s);
+    expect(at("many-ok.ts: ok")).toBeLessThan(at("many-bad.ts:1:"));
+    expect(at("many-bad.ts:1:")).toBeLessThan(at("many-missing.ts"));
+    expect((await checkAll([ok, bad])).code).toBe(1);
+    expect((await checkAll([ok, ok])).code).toBe(0);
+    expect((await checkAll([missing, ok])).code).toBe(2);
+  });
+
+  test("--json: an array with one entry per file, in order (a usage error as usageError)", async () => {
+    const ok = file("json-ok.ts", HEALTHY);
+    const bad = file("json-bad.ts", REJECTED);
+    const missing = path.join(dir, "json-missing.ts");
+    const all = await checkAll([ok, bad, missing], true);
+    expect(all.code).toBe(2);
+    const entries = JSON.parse(all.out) as { file: string; ok: boolean; usageError?: string }[];
+    expect(entries.map((e) => [e.file, e.ok])).toEqual([
+      [ok, true],
+      [bad, false],
+      [missing, false],
+    ]);
+    expect(entries[1]).toMatchObject({ error: { stage: "compile", code: "syntax-error" } });
+    expect(entries[2]?.usageError).toMatch(/does not exist/);
+    // One file keeps the single report (and a usage error prints nothing on stdout).
+    expect(JSON.parse((await checkAll([ok], true)).out)).toMatchObject({ file: ok, ok: true });
+    expect((await checkAll([missing], true)).out).toBe("");
+  });
+
+  test("files that fail before the sandbox stage start no sandbox child", async () => {
+    const start = jest.spyOn(SandboxChild, "start");
+    const huge = file("many-huge.ts", `// ${"x".repeat(1024 * 1024)}\n`);
+    let err = "";
+    const io = {
+      stdout: () => {},
+      stderr: (t: string) => {
+        err += t;
+      },
+    };
+    const code = await mechanismCheckFiles([path.join(dir, "gone.ts"), huge], {}, io);
+    expect(code).toBe(2);
+    expect(err).toMatch(/gone\.ts.*does not exist/);
+    expect(err).toMatch(/many-huge\.ts: compile\/syntax-error: the source is \d+ bytes/);
+    expect(start).not.toHaveBeenCalled();
+    start.mockRestore();
+  });
+
+  test("[slow] as a subprocess: one child for all files, exit 2 for a missing one among them", async () => {
+    const r = await cli(
+      "mechanism",
+      "check",
+      file("sub-many-ok.ts", HEALTHY),
+      file("sub-many-bad.ts", REJECTED),
+      path.join(dir, "sub-many-missing.ts"),
+      file("sub-many-ok2.ts", HEALTHY),
+    );
+    expect(r.status).toBe(2);
+    expect(r.stdout.match(/: ok — healthy v1/g)).toHaveLength(2);
+    expect(r.stderr).toMatch(/sub-many-bad\.ts:1:\d+: compile\/syntax-error/);
+    expect(r.stderr).toMatch(/sub-many-missing\.ts.*does not exist/);
+  }, 60000);
+});

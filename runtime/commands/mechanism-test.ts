@@ -21,11 +21,13 @@ import {
   settingsFromConfig,
 } from "../harness.ts";
 import { type Comparison, compareToBaseline, parseBaseline } from "../harness-baseline.ts";
+import { FILTER_CHAIN_RULE } from "../level1/filter-chain.ts";
 import type { SandboxLike } from "../mechanisms.ts";
 import { DEFAULT_SURROGATE_FILE, parseSurrogateData } from "../surrogate/data.ts";
 import { measuredNoise } from "../surrogate/model.ts";
 import { jsonForTerminal, safeText } from "../terminal-text.ts";
-import { mechanismRunConfig, readSourceToJudge } from "./mechanism.ts";
+import { readSourceToJudge } from "./mechanism.ts";
+import { mechanismRunConfig } from "./mechanism-config.ts";
 
 export interface MechanismTestOptions {
   readonly seeds?: string;
@@ -247,9 +249,10 @@ export async function mechanismTest(
 
   let sandbox: TestSandbox | null = null;
   try {
-    const box: TestSandbox = await (deps.startSandbox ?? ((c) => Sandbox.start(sandboxPolicy(c.policy))))(
-      config,
-    );
+    const start =
+      deps.startSandbox ??
+      ((c: ResolvedRunConfig) => Sandbox.start(sandboxPolicy(c.policy), { chainRule: FILTER_CHAIN_RULE }));
+    const box: TestSandbox = await start(config);
     sandbox = box;
     const params = deps.params ?? config.searchSpace;
     const compiled = await box.compile(source, file);

@@ -1,30 +1,16 @@
-// `bilevel mechanism …`: the command group, and `check FILE.ts [--json]` — compile, lint, load and
-// dry-run every declared hook on the built-in synthetic trace. Exit 0: valid; 1: rejected (stage,
-// category and, for code errors, line:column); 2: usage error (missing or unreadable file).
+// `bilevel mechanism …`: the command group, and `check FILE.ts… [--json]` — compile, lint, load and
+// dry-run every declared hook on the built-in synthetic trace, each file in turn through one sandbox
+// child. Exit 0: valid; 1: rejected (stage, category and, for code errors, line:column); 2: usage
+// error (missing or unreadable file); for several files, the worst of these.
 // Everything runs in the sandbox child, so no file content can hang or crash this process.
 // Foreign text (the file name, the mechanism's name and error messages) goes through safeText.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { type Command, CommanderError } from "commander";
-import { Sandbox, syntheticTrace } from "../../sandbox/index.ts";
-import type { SandboxError, ValidationReport } from "../../sandbox/types.ts";
-import { loadRunConfig, type ResolvedRunConfig, resolveRunConfig, sandboxPolicy } from "../config.ts";
+import { DEFAULT_MAX_SOURCE_BYTES, DEFAULT_POLICY, Sandbox, syntheticTrace } from "../../sandbox/index.ts";
+import type { DryRunTrace, SandboxError, SandboxPolicy, ValidationReport } from "../../sandbox/types.ts";
 import { UserError } from "../errors.ts";
 import { readMechanismFile } from "../mechanism-file.ts";
-import { REPO_ROOT } from "../paths.ts";
-
-/**
- * The config `mechanism check` and `mechanism test` apply: --config's, else a run's defaults, so a
- * mechanism that passes them meets the same sandbox limits in a run. The device is not asked
- * ("auto" counts as cpu): mechanisms see the search space, not the hardware.
- */
-export function mechanismRunConfig(file?: string): ResolvedRunConfig {
-  const options = { probeCuda: () => false };
-  return file === undefined
-    ? resolveRunConfig({}, { baseDir: REPO_ROOT, label: "defaults" }, options)
-    : loadRunConfig(file, options);
-}
-
 import { jsonForTerminal, safeText } from "../terminal-text.ts";
 
 export interface CheckIo {
@@ -55,65 +41,150 @@ export function readSourceToJudge(file: string): { source: string } | { usage: s
   return { source: readFileSync(file, "latin1") };
 }
 
-/** Run the check; returns the exit code. `sandbox` lets tests share a started one. */
+type CheckOptions = { json?: boolean; config?: string };
+
+/** One file's outcome: its exit code (0 valid, 1 rejected, 2 usage) and its report or usage message. */
+type FileCheck =
+  | { readonly file: string; readonly exitCode: 0 | 1; readonly report: ValidationReport }
+  | { readonly file: string; readonly exitCode: 2; readonly usage: string };
+
+/** Check one file; returns the exit code. `sandbox` lets tests share a started one. */
 export async function mechanismCheck(
   file: string,
-  options: { json?: boolean; config?: string },
+  options: CheckOptions,
   io: CheckIo,
   sandbox?: Sandbox,
 ): Promise<number> {
-  const read = readSourceToJudge(file);
-  if ("usage" in read) {
-    io.stderr(`bilevel mechanism check: ${safeText(read.usage)}\n`);
-    return 2;
-  }
-  let config: ResolvedRunConfig;
+  return mechanismCheckFiles([file], options, io, sandbox);
+}
+
+/**
+ * Check several files through one sandbox child, in order, with one report each (stdout for a
+ * valid file, stderr for a rejected one; --json: the report, or an array of them for several
+ * files). The exit code is the worst file's: 2 if any file is a usage error (missing, not a file,
+ * too large to read), else 1 if any was rejected, else 0; every file is checked either way. A bad
+ * --config is a usage error for all of them (nothing is checked).
+ */
+export async function mechanismCheckFiles(
+  files: readonly string[],
+  options: CheckOptions,
+  io: CheckIo,
+  sandbox?: Sandbox,
+): Promise<number> {
+  const reads = files.map((file) => ({ file, read: readSourceToJudge(file) }));
+  // Without --config the policy is a run's default: the child starts while the config code loads
+  // (it is checked against the config's policy below). None if no file gets past the host.
+  const early =
+    sandbox === undefined && options.config === undefined && reads.some(({ read }) => reachesSandbox(read))
+      ? startSandbox(DEFAULT_POLICY, false).catch(() => null)
+      : null;
+  let policy: SandboxPolicy;
+  let trace: DryRunTrace;
   try {
-    config = mechanismRunConfig(options.config);
+    const { mechanismRunConfig, sandboxPolicy } = await import("./mechanism-config.ts");
+    const config = mechanismRunConfig(options.config);
+    policy = sandboxPolicy(config.policy);
+    trace = syntheticTrace(config.searchSpace);
   } catch (error) {
+    await (await early)?.close();
     if (!(error instanceof UserError)) throw error;
     io.stderr(`bilevel mechanism check: ${safeText(error.message)}\n`);
     return 2;
   }
-  const own = sandbox === undefined;
-  let box: Sandbox;
+  // Otherwise the child starts with the first file that reaches the sandbox (none for files that
+  // fail before it).
+  const box = sandbox ?? (await adopt(early, policy)) ?? (await startSandbox(policy, true));
+  const results: FileCheck[] = [];
   try {
-    box = sandbox ?? (await Sandbox.start(sandboxPolicy(config.policy)));
-  } catch (e) {
-    io.stderr(
-      `bilevel mechanism check: the sandbox could not start: ${safeText(e instanceof Error ? e.message : String(e))}\n`,
-    );
-    return 1;
-  }
-  let report: ValidationReport;
-  try {
-    report = await box.validate(read.source, syntheticTrace(config.searchSpace), path.basename(file));
+    for (const { file, read } of reads) {
+      const result = await checkFile(file, read, box, trace);
+      results.push(result);
+      if (!options.json) printText(result, io);
+    }
   } finally {
-    if (own) await box.close();
+    if (sandbox === undefined) await box.close();
   }
-  if (options.json) {
-    const { compiled: _compiled, ...rest } = report;
-    io.stdout(`${jsonForTerminal({ file, ...rest })}\n`);
-  } else if (report.ok) {
-    const m = report.manifest!;
-    const hooks = report.stages.filter(
-      (s) => s.stage !== "compile" && s.stage !== "lint" && s.stage !== "load",
-    );
-    io.stdout(
-      safeText(
-        `${file}: ok — ${m.name} v${m.version}; hooks ${m.hooks.join(", ")}; ` +
-          `capabilities ${m.capabilities.length > 0 ? m.capabilities.join(", ") : "none"}`,
-      ) +
-        "\n" +
-        report.stages.map((s) => `  ${s.stage.padEnd(8)} ok  ${s.durationMs.toFixed(1)} ms`).join("\n") +
-        `\n  dry-ran ${hooks.length} hook${hooks.length === 1 ? "" : "s"} on the synthetic trace\n`,
-    );
-  } else {
+  if (options.json) printJson(results, files.length > 1, io);
+  return Math.max(...results.map((r) => r.exitCode));
+}
+
+/** A sandbox for `check`: its child loads the compiler at once (every file it sees is compiled first). */
+function startSandbox(policy: SandboxPolicy, lazyStart: boolean): Promise<Sandbox> {
+  return Sandbox.start(policy, { lazyStart, preloadCompiler: true });
+}
+
+/** The early sandbox if it runs the config's policy; otherwise it is closed (null). */
+async function adopt(early: Promise<Sandbox | null> | null, policy: SandboxPolicy): Promise<Sandbox | null> {
+  const box = await early;
+  if (!box) return null;
+  if (canonical(box.policy) === canonical(policy)) return box;
+  await box.close();
+  return null;
+}
+
+function canonical(policy: SandboxPolicy): string {
+  return JSON.stringify(Object.entries(policy).sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+/** Whether the file gets as far as the sandbox child (the host refuses what it cannot read, and oversized sources). */
+function reachesSandbox(read: { source: string } | { usage: string }): boolean {
+  return "source" in read && Buffer.byteLength(read.source, "utf8") <= DEFAULT_MAX_SOURCE_BYTES;
+}
+
+async function checkFile(
+  file: string,
+  read: { source: string } | { usage: string },
+  sandbox: Sandbox,
+  trace: DryRunTrace,
+): Promise<FileCheck> {
+  if ("usage" in read) return { file, exitCode: 2, usage: read.usage };
+  const report = await sandbox.validate(read.source, trace, path.basename(file));
+  return { file, exitCode: report.ok ? 0 : 1, report };
+}
+
+function printJson(results: readonly FileCheck[], array: boolean, io: CheckIo): void {
+  const entries = results.map((r) => {
+    if (!("report" in r)) {
+      io.stderr(`bilevel mechanism check: ${safeText(r.usage)}\n`);
+      return { file: r.file, ok: false, usageError: r.usage };
+    }
+    const { compiled: _compiled, ...rest } = r.report;
+    return { file: r.file, ...rest };
+  });
+  // One file: its report (or nothing, for a usage error), as before multi-file checks existed.
+  if (!array) {
+    if ("report" in results[0]!) io.stdout(`${jsonForTerminal(entries[0])}\n`);
+    return;
+  }
+  io.stdout(`${jsonForTerminal(entries)}\n`);
+}
+
+function printText(result: FileCheck, io: CheckIo): void {
+  const { file } = result;
+  if (!("report" in result)) {
+    io.stderr(`bilevel mechanism check: ${safeText(result.usage)}\n`);
+    return;
+  }
+  const { report } = result;
+  if (!report.ok) {
     io.stderr(
       `${formatError(file, report.error!)}\nrejected at ${report.error!.stage} (${report.error!.code})\n`,
     );
+    return;
   }
-  return report.ok ? 0 : 1;
+  const m = report.manifest!;
+  const hooks = report.stages.filter(
+    (s) => s.stage !== "compile" && s.stage !== "lint" && s.stage !== "load",
+  );
+  io.stdout(
+    safeText(
+      `${file}: ok — ${m.name} v${m.version}; hooks ${m.hooks.join(", ")}; ` +
+        `capabilities ${m.capabilities.length > 0 ? m.capabilities.join(", ") : "none"}`,
+    ) +
+      "\n" +
+      report.stages.map((s) => `  ${s.stage.padEnd(8)} ok  ${s.durationMs.toFixed(1)} ms`).join("\n") +
+      `\n  dry-ran ${hooks.length} hook${hooks.length === 1 ? "" : "s"} on the synthetic trace\n`,
+  );
 }
 
 /** Register the `mechanism` group with `check`; returns the group so others can add subcommands. */
@@ -122,11 +193,11 @@ export function registerMechanismCommands(program: Command): Command {
   group
     .command("check")
     .description(
-      "compile, lint, load and dry-run every declared hook of a mechanism on a synthetic trace " +
-        "(exit 0 valid, 1 rejected, 2 usage error)",
+      "compile, lint, load and dry-run every declared hook of each mechanism on a synthetic trace, " +
+        "through one sandbox child (exit: the worst file's: 0 valid, 1 rejected, 2 usage error)",
     )
-    .argument("<file>", "the mechanism's TypeScript source")
-    .option("--json", "print the validation report as JSON")
+    .argument("<files...>", "the mechanisms' TypeScript sources")
+    .option("--json", "print the validation report as JSON (an array of reports for several files)")
     .option(
       "--config <file>",
       "a run config whose policy (sandbox limits) applies; default: a run's defaults",
@@ -135,8 +206,8 @@ export function registerMechanismCommands(program: Command): Command {
       if (error.exitCode !== 0) throw new CommanderError(2, error.code, error.message);
       throw error;
     })
-    .action(async (file: string, options: { json?: boolean; config?: string }) => {
-      process.exitCode = await mechanismCheck(file, options, {
+    .action(async (files: string[], options: CheckOptions) => {
+      process.exitCode = await mechanismCheckFiles(files, options, {
         stdout: (t) => process.stdout.write(t),
         stderr: (t) => process.stderr.write(t),
       });

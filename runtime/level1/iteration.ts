@@ -1,20 +1,13 @@
 // One Level 1 iteration up to the trial: guide -> suggest -> propose -> filter chain. No storage:
 // it returns what happened (proposals, hook calls, faults, events) and the loop stores it;
 // `mechanism test` runs the same loop on the synthetic objective, so both exercise this code.
-import type {
-  Change,
-  Config,
-  FilterVerdict,
-  HookName,
-  Json,
-  ParamSpec,
-  Proposal,
-} from "../../mechanism-api/index.d.ts";
+import type { Change, Config, HookName, Json, ParamSpec, Proposal } from "../../mechanism-api/index.d.ts";
 import type { HookContextData, HookOutcome, HookResult } from "../../sandbox/types.ts";
 import { checkConstraints } from "../../trainer/constraints.ts";
 import { applyChanges, checkChanges, describeChanges, effectiveChanges } from "../changes.ts";
 import type { ActiveMechanism, FaultReport, HookReport, MechanismManager } from "../mechanisms.ts";
 import type { SearchConfig, TrialRow } from "../store.ts";
+import { chainProposal, type FilterStep, filterStep } from "./filter-chain.ts";
 import type { Proposer } from "./proposer.ts";
 
 export interface IterationSettings {
@@ -296,33 +289,33 @@ type Verdict =
       readonly by: string;
     };
 
-/**
- * A filter's `modify`: the new changes when they pass the space and the search config (the
- * modification is recorded), else the proposal as it was (the invalid modification is recorded).
- */
-function applyModification(
-  input: IterationInput,
+/** A filter step that lets the proposal go on (accepted, modified, or an invalid modification that is ignored), recorded. */
+function recordStep(
   r: HookReport<Extract<HookResult, { hook: "filter" }>>,
-  v: Extract<FilterVerdict, { verdict: "modify" }>,
-  changes: Change[],
+  step: Exclude<FilterStep, { kind: "rejected" }>,
+  base: Config,
   index: number,
   rec: Recorder,
-): Change[] {
-  const base = input.context.incumbent.config;
-  const modified = effectiveChanges(base, v.changes);
-  const errors = checkChanges(modified, input.params, { active: input.search.active, base });
-  if (errors.length > 0) {
-    const detail = { errors, changes: v.changes as unknown as Json };
+): void {
+  if (step.kind === "accepted") {
+    rec.hook(r.mechanism, "filter", r.outcome, "accepted", {}, index);
+    return;
+  }
+  if (step.kind === "invalid-modification") {
+    const detail = { errors: step.errors, changes: step.proposed as unknown as Json };
     rec.hook(r.mechanism, "filter", r.outcome, "invalid-modification", detail, index);
-    return changes;
+    return;
   }
   rec.event(
     "modified",
-    `${r.mechanism.name} modified the proposal: ${describeChanges(base, changes)} => ${describeChanges(base, modified)} (${v.reason})`,
+    `${r.mechanism.name} modified the proposal: ${describeChanges(base, step.from)} => ${describeChanges(base, step.changes)} (${step.reason})`,
   );
-  const detail = { from: changes as unknown as Json, to: modified as unknown as Json, reason: v.reason };
+  const detail = {
+    from: step.from as unknown as Json,
+    to: step.changes as unknown as Json,
+    reason: step.reason,
+  };
   rec.hook(r.mechanism, "filter", r.outcome, "modified", detail, index);
-  return modified;
 }
 
 /** Each active filter may accept, reject or modify, in activation order; each sees the proposal as the filters before it left it. */
@@ -335,37 +328,31 @@ async function filterChain(
   const base = input.context.incumbent.config;
   const index = rec.proposals.length;
   offered.onRecorded?.(index);
-  let changes = offered.changes;
+  let changes: readonly Change[] = offered.changes;
   let rejection: { reason: string; by: string } | null = null;
-  const proposal = (): Proposal => ({
-    changes,
-    rationale: offered.rationale,
-    source: offered.source,
-    config: applyChanges(base, changes),
-  });
-  for await (const r of mechanisms.callAll("filter", input.context, proposal)) {
+  const rule = { base, active: input.search.active };
+  const first = chainProposal(offered, base, changes);
+  for await (const r of mechanisms.callFilters(input.context, first, rule)) {
     if (!r.ok) {
       rec.fault(r, index);
       continue;
     }
-    const v = r.result.value;
-    if (v.verdict === "reject") {
-      rejection = { reason: v.reason, by: r.mechanism.name };
+    // The same rule the sandbox child applied between the calls, replayed here for the record.
+    const step = filterStep(r.result.value, changes, rule, input.params);
+    if (step.kind === "rejected") {
+      rejection = { reason: step.reason, by: r.mechanism.name };
       rec.hook(
         r.mechanism,
         "filter",
         r.outcome,
         "rejected",
-        { reason: v.reason, changes: changes as unknown as Json },
+        { reason: step.reason, changes: changes as unknown as Json },
         index,
       );
       break;
     }
-    if (v.verdict === "modify") {
-      changes = applyModification(input, r, v, changes, index, rec);
-      continue;
-    }
-    rec.hook(r.mechanism, "filter", r.outcome, "accepted", {}, index);
+    recordStep(r, step, base, index, rec);
+    changes = step.changes;
   }
   // Declared constraints (e.g. a batch size that must divide evenly) bind every proposer: a
   // proposal that breaks one is refused here, with the reason, and never reaches the trainer.

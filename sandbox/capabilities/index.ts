@@ -35,6 +35,11 @@ const validators = new Map<string, Validator<unknown[]>>(
   Object.entries(capabilityArgumentSchemas).map(([op, schema]) => [op, validator<unknown[]>(schema)]),
 );
 
+/** Compile every capability's argument validator (before guest code runs: see Validator.warm). */
+export function warmCapabilityValidators(): void {
+  for (const v of validators.values()) v.warm();
+}
+
 function isOperation(op: string): op is CapabilityOperation {
   return validators.has(op);
 }

@@ -1,0 +1,102 @@
+// `npm run bench:check`: wall time of `./bilevel mechanism check` as a user runs it (the launcher, a
+// fresh process each time): one example file per call (median of 5) and 20 files in one call,
+// next to the goals (≤ 0.8 s per call, 20 files ≤ 3 s) and a bare `node -e 0`. The first call
+// fills Node's compile cache and is reported apart. BENCH_CHECK_BASELINE=DIR also times another
+// checkout's launcher on the same files, interleaved (the machine may be shared: compare ratios).
+// A benchmark, not a test: it prints figures, with the CPU and the load average.
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import path from "node:path";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+const EXAMPLES = path.join(ROOT, "examples", "mechanisms");
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const FILES = 20;
+const BASELINE = process.env.BENCH_CHECK_BASELINE;
+
+/** Seconds one command takes (its own Node first on PATH, as the launcher wants it); throws if it fails. */
+function timed(command: string, args: readonly string[]): number {
+  const t = performance.now();
+  const env = {
+    ...process.env,
+    PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH}`,
+  };
+  const r = spawnSync(command, args, { encoding: "utf8", cwd: ROOT, env });
+  const seconds = (performance.now() - t) / 1000;
+  if (r.status !== 0)
+    throw new Error(`${command} ${args.join(" ")}: exit ${r.status}\n${r.stdout}${r.stderr}`);
+  return seconds;
+}
+
+const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (s: number) => `${s.toFixed(2)} s`;
+
+/** 20 distinct files (the examples, copied under new names): a repair loop's or a CI's workload. */
+function workload(dir: string): { one: string; many: string[] } {
+  const examples = readdirSync(EXAMPLES)
+    .filter((f) => f.endsWith(".ts"))
+    .map((f) => path.join(EXAMPLES, f));
+  const many = Array.from({ length: FILES }, (_, i) => {
+    const file = path.join(dir, `m${i}.ts`);
+    copyFileSync(examples[i % examples.length]!, file);
+    return file;
+  });
+  return { one: examples[0]!, many };
+}
+
+interface Figures {
+  readonly first: number;
+  readonly single: number;
+  readonly twenty: number;
+}
+
+/**
+ * The figures of each launcher, interleaved: first call, median single call, median time for the
+ * 20 files (one call; the baseline, which checks one file per call, calls once per file).
+ */
+function measure(launchers: readonly string[], one: string, many: readonly string[]): Figures[] {
+  const check = (launcher: string, files: readonly string[]) =>
+    timed(launcher, ["mechanism", "check", ...files]);
+  const all = (launcher: string, j: number) =>
+    j === 0 ? check(launcher, many) : many.reduce((sum, f) => sum + check(launcher, [f]), 0);
+  const first = launchers.map((l) => check(l, [one]));
+  const single: number[][] = launchers.map(() => []);
+  const twenty: number[][] = launchers.map(() => []);
+  for (let i = 0; i < RUNS; i++) {
+    for (const [j, l] of launchers.entries()) single[j]!.push(check(l, [one]));
+  }
+  for (let i = 0; i < Math.max(1, Math.ceil(RUNS / 2)); i++) {
+    for (const [j, l] of launchers.entries()) twenty[j]!.push(all(l, j));
+  }
+  return launchers.map((_, j) => ({
+    first: first[j]!,
+    single: median(single[j]!),
+    twenty: median(twenty[j]!),
+  }));
+}
+
+function main(): void {
+  const dir = mkdtempSync(path.join(tmpdir(), "bilevel-bench-check-"));
+  const { one, many } = workload(dir);
+  const loadBefore = loadavg()[0]!.toFixed(2);
+  const node = median(Array.from({ length: RUNS }, () => timed(process.execPath, ["-e", "0"])));
+  const launchers = [path.join(ROOT, "bilevel"), ...(BASELINE ? [path.join(BASELINE, "bilevel")] : [])];
+  const [mine, base] = measure(launchers, one, many);
+  rmSync(dir, { recursive: true, force: true });
+  const vs = (b: number | undefined) => (b === undefined ? "" : `   baseline ${fmt(b)}`);
+  const rows: [string, string][] = [
+    ["node -e 0 (median)", fmt(node)],
+    ["mechanism check, 1 file, first call", `${fmt(mine!.first)}${vs(base?.first)}`],
+    [`mechanism check, 1 file, median of ${RUNS}`, `${fmt(mine!.single)} (goal ≤ 0.8 s)${vs(base?.single)}`],
+    [`mechanism check, ${FILES} files in one call`, `${fmt(mine!.twenty)} (goal ≤ 3 s)${vs(base?.twenty)}`],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  process.stdout.write(
+    `bilevel mechanism check benchmark (Node ${process.version}, ${cpus()[0]?.model ?? "unknown CPU"} × ${cpus().length}; load average ${loadBefore} at the start, ${loadavg()[0]!.toFixed(2)} at the end)\n`,
+  );
+  for (const [k, v] of rows) process.stdout.write(`  ${k.padEnd(width)}  ${v}\n`);
+  if (BASELINE) process.stdout.write(`  baseline: ${BASELINE} (one file per call: 20 calls in a row)\n`);
+}
+
+main();
