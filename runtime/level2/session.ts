@@ -390,12 +390,11 @@ async function validateWithRepairs(
     }
     const repaired = await llm.chatText({
       purpose: "level2.repair",
-      // Bounded context: the spec, the last attempt and its errors (not every earlier attempt).
+      // Bounded context: the spec and the run's contract, the last attempt and its errors (not every
+      // earlier attempt), in one user message so the stored request holds all of it.
       messages: [
         { role: "system", content: repairSystem(allowedList, input.apiText) },
-        { role: "user", content: generatePromptValue.user },
-        { role: "assistant", content: `\`\`\`ts\n${source}\`\`\`` },
-        { role: "user", content: repairUser(errors) },
+        { role: "user", content: `${generatePromptValue.user}\n\n${repairUser(errors, source)}` },
       ],
       check: codeProblems,
       maxRepairs: 1,
