@@ -116,7 +116,7 @@ export function formatFacts(f: RunFacts): string {
     budgetLine(f),
     ...acceptanceLines(f),
     `- ctx.history: the last ${f.historyWindow} search trials (baselines excluded), oldest first; empty before the first trial. ctx.incumbent.valBpb and ctx.best may be null.`,
-    `- Each iteration: guide, then suggest, then proposals go through the filters until one is accepted or ${f.maxFilterRejections} have been rejected (then the iteration has no trial); a rejected proposal goes back to the proposer with the reason. The accepted proposal is trained, then observe sees the trial.`,
+    `- Each iteration: guide, then suggest, then each proposal goes through the filters until one is accepted. A rejected proposal goes back to the proposer with the reason, at most ${f.maxFilterRejections} time(s): when all ${f.maxFilterRejections + 1} proposals of an iteration are rejected, it has no trial. The accepted proposal is trained, then observe sees the trial.`,
     `- The proposer changes at most ${f.maxChanges} parameter(s) per proposal. A suggestion or a modify is not held to that number, but each change must be to an active (not frozen) parameter, inside its range and step rules, and the result must keep every constraint; otherwise it is ignored (ledger: invalid-suggestion, invalid-modification) and the proposer is asked instead, or the proposal goes on unmodified.`,
     `- Limits per hook call: ${l.hookTimeoutMs} ms, ${l.capabilityCallBudget} capability calls, ${l.maxLogLines} log lines; the state is at most ${l.maxStateBytes} bytes of JSON. A mechanism's hook time over ${l.mechanismBudgetMs} ms in one iteration is an overrun; after ${l.maxOverruns} overruns it is quarantined.`,
     ...judgementLines(f),

@@ -115,6 +115,17 @@ describe("research trace", () => {
     expect(text).toContain("- MATRIX_LR: float [0.001, 0.2] log, default 0.04");
     expect(text).toContain('- WINDOW_PATTERN: choice of ["L","SL","SSSL"], default SSSL');
     expect(text).toContain("Notes:\n- n1");
+    // The trace explains its deltas and the run's budget, and says how a mechanism is judged.
+    expect(text).toContain("Δ (delta) = a trial's val_bpb minus the incumbent's val_bpb when it ran");
+    expect(text).toContain("16 iteration(s) left");
+    expect(text).toContain("- How a mechanism is judged:");
+    const frozen = researchTraceFrom({
+      ...{ iteration: 3, incumbent: TRACE.incumbent, best: TRACE.best, trials: TRIALS, facts: FACTS },
+      params: PARAMS.map((p) => (p.name === "WARMUP_RATIO" ? { ...p, frozen: true } : p)),
+    });
+    expect(formatTrace(frozen)).toContain(
+      "- WARMUP_RATIO: float [0, 0.5], default 0 FROZEN by Level 1.5 (changes to it are refused)",
+    );
     expect(text).toContain('Incumbent config: {"MATRIX_LR":0.05,"WARMUP_RATIO":0,"WINDOW_PATTERN":"SSSL"}');
   });
 

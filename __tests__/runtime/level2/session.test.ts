@@ -180,7 +180,7 @@ describe("Level 2 research session", () => {
       // the history window, changes per proposal, filter rejections, limits, judgement
       "ctx.history: the last 12 search trials",
       "at most 2 parameter(s) per proposal",
-      "or 3 have been rejected (then the iteration has no trial)",
+      "when all 4 proposals of an iteration are rejected, it has no trial",
       "1000 ms, 1000 capability calls, 50 log lines",
       "Once active for 12 iterations",
     ];
