@@ -28,6 +28,8 @@ export interface RunFacts {
   readonly maxFilterRejections: number;
   readonly retireWindow: number;
   readonly maxActiveMechanisms: number;
+  /** false: a validated mechanism waits for a person's approval before it acts. */
+  readonly autoActivate: boolean;
   readonly limits: {
     readonly hookTimeoutMs: number;
     readonly capabilityCallBudget: number;
@@ -62,6 +64,7 @@ export function runFacts(input: {
     maxFilterRejections: config.proposer.maxFilterRejections,
     retireWindow: config.level2.retireWindow,
     maxActiveMechanisms: policy.maxActiveMechanisms,
+    autoActivate: policy.autoActivate,
     limits: {
       hookTimeoutMs: policy.hookTimeoutMs,
       capabilityCallBudget: policy.capabilityCallBudget,
@@ -77,11 +80,14 @@ const bpb = (v: number) => v.toFixed(4);
 
 function budgetLine(f: RunFacts): string {
   const left = Math.max(0, f.iterations - f.iteration);
+  const start = f.autoActivate
+    ? `a mechanism validated now acts from iteration ${f.iteration + 1}`
+    : "a mechanism validated now waits for a person's approval, and acts from the iteration after it";
   const next =
     f.researchEvery > 0 && f.iteration + f.researchEvery <= f.iterations
       ? ` The next research session is after iteration ${f.iteration + f.researchEvery}.`
       : " No further research session is due in this run.";
-  return `- Budget: this session runs after iteration ${f.iteration} of ${f.iterations} (numbered from 1): ${left} iteration(s) left, one trial each at most; a mechanism activated now acts from iteration ${f.iteration + 1}.${next}`;
+  return `- Budget: this session runs after iteration ${f.iteration} of ${f.iterations} (numbered from 1): ${left} iteration(s) left, one trial each at most; ${start}.${next}`;
 }
 
 function acceptanceLines(f: RunFacts): string[] {
@@ -104,7 +110,7 @@ function acceptanceLines(f: RunFacts): string[] {
         ? ` Every ${f.restartEvery} iterations the incumbent restarts from the best trial so far.`
         : ""
     }`,
-    `- Acceptance (${mode}): ${rule}. ${sigma}. Failed trials (oom, diverged, timeout, crashed) are never kept.`,
+    `- Acceptance (${mode}): ${rule}. ${sigma}. A failed trial (no val_bpb: invalid config, oom, diverged, timeout, crashed) is never kept.`,
   ];
 }
 

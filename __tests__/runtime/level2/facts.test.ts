@@ -40,7 +40,9 @@ describe("run facts", () => {
     expect(facts.baseline).toBe(2.46);
     const text = formatFacts(facts);
     expect(text).toContain("after iteration 10 of 20 (numbered from 1): 10 iteration(s) left");
-    expect(text).toContain("acts from iteration 11. The next research session is after iteration 20.");
+    expect(text).toContain(
+      "a mechanism validated now acts from iteration 11. The next research session is after iteration 20.",
+    );
     expect(text).toContain("Δ < −k·σ = −2 × 0.0050 = −0.0100");
     expect(text).toContain("over 3 baseline run(s)");
     expect(text).toContain("baseline run on the run seed (val_bpb 2.4600)");
@@ -52,6 +54,7 @@ describe("run facts", () => {
       acceptance: { mode: "strict" },
       level1: { restartEvery: 4 },
       level2: { everyCycles: 2, retireWindow: 0 },
+      policy: { autoActivate: false },
       proposer: { maxChanges: 1, maxFilterRejections: 5, historyWindow: 7 },
     });
     const facts = runFacts({ config, iteration: 10, noise: NOISE, trials: [baseline(1, config.seed, null)] });
@@ -60,6 +63,7 @@ describe("run facts", () => {
     const text = formatFacts(facts);
     expect(text).toContain("a trial is kept when Δ < 0 (any gain)");
     expect(text).toContain("No further research session is due in this run.");
+    expect(text).toContain("waits for a person's approval");
     expect(text).toContain("Every 4 iterations the incumbent restarts from the best trial so far.");
     expect(text).toContain("Mechanisms are not retired in this run");
     expect(text).toContain("at most 1 parameter(s) per proposal");

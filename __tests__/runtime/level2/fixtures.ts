@@ -38,6 +38,7 @@ export const FACTS: RunFacts = {
   maxFilterRejections: 3,
   retireWindow: 12,
   maxActiveMechanisms: 3,
+  autoActivate: true,
   limits: {
     hookTimeoutMs: 1000,
     capabilityCallBudget: 1000,

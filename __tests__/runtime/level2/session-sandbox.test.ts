@@ -137,6 +137,11 @@ describe("the code rules the prompt states hold in the real sandbox", () => {
       fails: { code: "forbidden-syntax", message: /use `import type/ },
     },
     {
+      rule: "(without `satisfies`, untyped hook parameters are a",
+      source: () => variant("} satisfies Mechanism<State>;", "};"),
+      fails: { code: "type-error", message: /implicitly has an 'any' type/ },
+    },
+    {
       rule: "manifest is a literal: { name (kebab-case",
       source: () => variant('name: "discard-memory"', 'name: "Discard_Memory"'),
       fails: { code: "invalid-manifest", message: /name/ },
