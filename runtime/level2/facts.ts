@@ -13,6 +13,8 @@ export interface RunFacts {
   readonly iterations: number;
   /** Iterations between two Level 2 sessions; 0: this run holds no further session. */
   readonly researchEvery: number;
+  /** Iterations between two retirement checks (the Level 1.5 cadence). */
+  readonly retireCheckEvery: number;
   readonly acceptance: {
     readonly mode: "noise-aware" | "strict";
     readonly k: number;
@@ -55,6 +57,7 @@ export function runFacts(input: {
     iteration: input.iteration,
     iterations: config.iterations,
     researchEvery: config.level2.everyCycles * config.level15.every,
+    retireCheckEvery: config.level15.every,
     // Scores 0 and 0: the threshold depends only on the mode, k and σ.
     acceptance: { mode, k, noise, threshold: decide(mode, 0, 0, noise, k).threshold },
     baseline: baseline?.valBpb ?? noise?.mean ?? null,
@@ -124,7 +127,7 @@ export function formatFacts(f: RunFacts): string {
     `- ctx.history: the last ${f.historyWindow} search trials (baselines excluded), oldest first; empty before the first trial. ctx.incumbent.valBpb and ctx.best may be null.`,
     `- Each iteration: guide, then suggest, then each proposal goes through the filters until one is accepted. A rejected proposal goes back to the proposer with the reason, at most ${f.maxFilterRejections} time(s): when all ${f.maxFilterRejections + 1} proposals of an iteration are rejected, it has no trial. The accepted proposal is trained, then observe sees the trial.`,
     `- The proposer changes at most ${f.maxChanges} parameter(s) per proposal. A suggestion or a modify is not held to that number, but each change must be to an active (not frozen) parameter, inside its range and step rules, and the result must keep every constraint; otherwise it is ignored (ledger: invalid-suggestion, invalid-modification) and the proposer is asked instead, or the proposal goes on unmodified.`,
-    `- Limits per hook call: ${l.hookTimeoutMs} ms, ${l.capabilityCallBudget} capability calls, ${l.maxLogLines} log lines; the state is at most ${l.maxStateBytes} bytes of JSON. A mechanism's hook time over ${l.mechanismBudgetMs} ms in one iteration is an overrun; after ${l.maxOverruns} overruns it is quarantined.`,
+    `- Limits per hook call: ${l.hookTimeoutMs} ms, ${l.capabilityCallBudget} capability calls, ${l.maxLogLines} log lines; the state is at most ${l.maxStateBytes} bytes of JSON. A mechanism's hook time over ${l.mechanismBudgetMs} ms in one iteration is an overrun; more than ${l.maxOverruns} overruns quarantine it.`,
     ...judgementLines(f),
   ].join("\n");
 }
@@ -132,7 +135,7 @@ export function formatFacts(f: RunFacts): string {
 function judgementLines(f: RunFacts): string[] {
   const retire =
     f.retireWindow > 0
-      ? `Once active for ${f.retireWindow} iterations, a mechanism that acted in the last ${f.retireWindow} (suggested, modified or rejected a proposal, or returned guide text) without any of those acts leading to a kept trial is retired; one that did not act at all is left alone. What leads to a trial: a suggestion or modify of the proposal that was trained, and guide text when the LLM proposer wrote that proposal (the offline proposer ignores guidance). A rejection leads to no trial, so it never earns credit.`
+      ? `Checked every ${f.retireCheckEvery} iterations: once active for ${f.retireWindow} iterations, a mechanism that acted in the last ${f.retireWindow} (suggested, modified or rejected a proposal, or returned guide text) without any of those acts leading to a kept trial is retired; one that did not act at all is left alone. What leads to a trial: a suggestion or modify of the proposal that was trained, and guide text when the LLM proposer wrote that proposal (the offline proposer ignores guidance). A rejection leads to no trial, so it never earns credit.`
       : "Mechanisms are not retired in this run (level2.retireWindow is 0).";
   return [
     `- How a mechanism is judged: a fault in any hook (a throw, a timeout, an invalid result or state, a capability call it may not make) quarantines it for the rest of the run. ${retire} At most ${f.maxActiveMechanisms} mechanism(s) are active at once.`,

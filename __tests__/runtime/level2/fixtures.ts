@@ -30,6 +30,7 @@ export const FACTS: RunFacts = {
   iteration: 14,
   iterations: 30,
   researchEvery: 10,
+  retireCheckEvery: 5,
   acceptance: { mode: "noise-aware", k: 2, noise: { mean: 2.43, sigma: 0.004, n: 3 }, threshold: 0.008 },
   baseline: 2.43,
   restartEvery: 0,

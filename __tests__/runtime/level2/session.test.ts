@@ -182,7 +182,7 @@ describe("Level 2 research session", () => {
       "at most 2 parameter(s) per proposal",
       "when all 4 proposals of an iteration are rejected, it has no trial",
       "1000 ms, 1000 capability calls, 50 log lines",
-      "Once active for 12 iterations",
+      "Checked every 5 iterations: once active for 12 iterations",
     ];
     for (const [i, text] of rounds.entries()) {
       for (const fact of facts) expect([i, text.includes(fact)]).toEqual([i, true]);
