@@ -17,6 +17,8 @@ export const STEP_MARKERS = {
 export type ResearchStep = keyof typeof STEP_MARKERS;
 
 export const KEBAB = "^[a-z][a-z0-9]*(-[a-z0-9]+)*$";
+/** Longest idea, description or hook behaviour the session accepts (checked after the schema). */
+export const MAX_TEXT = 2_000;
 const ACTING_HOOKS: readonly HookName[] = ["guide", "suggest", "filter", "observe"];
 const ALL_HOOKS: readonly HookName[] = ["init", ...ACTING_HOOKS];
 
@@ -240,7 +242,8 @@ export function explorePrompt(input: {
       "optimisation, tabu / local search, sequential statistics, ...). Each must target a weakness visible in",
       "the trace (name it in `weakness`), differ from the active mechanisms, and be implementable with the",
       "hooks and allowed capabilities. Use at least one of guide, suggest or filter: a mechanism that only",
-      "observes cannot change the search. Names are kebab-case. Reply with JSON only.",
+      "observes cannot change the search. Names are kebab-case, at most 64 characters, unique, and not",
+      `already used in this run; each idea under ${MAX_TEXT} characters. Reply with JSON only.`,
       exampleReply(EXPLORE_EXAMPLE),
     ].join("\n"),
     user: [
@@ -298,7 +301,8 @@ export function specifyPrompt(input: {
       "calls (only allowed ones); its state fields (name, TypeScript type, meaning; JSON values only) and",
       "initialState (a JSON object text matching those fields); for each hook, its behaviour step by step,",
       "with thresholds in this run's units (σ, ranges, iterations left below), and how the failure modes",
-      "below are avoided; remaining risks. Reply with JSON only.",
+      `below are avoided; remaining risks. The description and each behaviour stay under ${MAX_TEXT}`,
+      "characters. Reply with JSON only.",
       exampleReply(SPECIFY_EXAMPLE),
     ].join("\n"),
     user: [

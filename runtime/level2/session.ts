@@ -15,6 +15,7 @@ import {
   formatValidationError,
   generatePrompt,
   KEBAB,
+  MAX_TEXT,
   type MechanismSpec,
   type Prompt,
   type ResearchStep,
@@ -92,7 +93,6 @@ export type ResearchOutcome =
     };
 
 const ACTING: readonly HookName[] = ["guide", "suggest", "filter"];
-const MAX_TEXT = 2_000;
 const kebab = new RegExp(KEBAB);
 
 /** Extract the TypeScript file from a reply: the longest ts (or unlabelled) fenced block, else the text. */
