@@ -70,7 +70,7 @@ function defaultRoutes(over: Routes = {}): Routes {
 async function session(
   routes: Routes,
   extra: Partial<ResearchSessionInput> = {},
-  client: { structuredOutput?: "json_schema" | "text" } = {},
+  client: { structuredOutput?: "json_schema" | "json_object" | "tools" | "text" } = {},
 ): Promise<{
   outcome: Awaited<ReturnType<typeof runResearchSession>>;
   mock: MockLlm;
@@ -190,19 +190,24 @@ describe("Level 2 research session", () => {
   });
 
   test("each JSON round shows a literal example reply, in every structured-output mode", async () => {
-    for (const structuredOutput of ["json_schema", "text"] as const) {
+    for (const structuredOutput of ["json_schema", "json_object", "tools", "text"] as const) {
+      // In tools mode the reply is a call of the function the request names (level2_<step>).
+      const reply = (step: string, value: unknown): MockStep =>
+        structuredOutput === "tools"
+          ? { content: null, toolCall: { name: `level2_${step}`, arguments: JSON.stringify(value) } }
+          : json(value);
       const { outcome, mock: m } = await session(
         defaultRoutes({
-          explore: [json(EXPLORE_EXAMPLE)],
-          critique: [json(CRITIQUE_EXAMPLE)],
-          specify: [json(SPECIFY_EXAMPLE)],
+          explore: [reply("explore", EXPLORE_EXAMPLE)],
+          critique: [reply("critique", CRITIQUE_EXAMPLE)],
+          specify: [reply("specify", SPECIFY_EXAMPLE)],
           generate: [{ content: fenced(CODE_EXAMPLE) }],
         }),
         {},
         { structuredOutput },
       );
       // The examples pass their round's schema and checks: taken as replies, they need no repair.
-      expect(outcome.status).toBe("validated");
+      expect([structuredOutput, outcome.status]).toEqual([structuredOutput, "validated"]);
       expect(m.requests).toHaveLength(4);
       const [explore, critique, specify, generate] = m.requests.map(
         (r) => r.body?.messages?.[0]?.content ?? "",
