@@ -24,7 +24,14 @@ function io() {
   const out = { stdout: "", stderr: "" };
   return {
     out,
-    io: { stdout: (t: string) => void (out.stdout += t), stderr: (t: string) => void (out.stderr += t) },
+    io: {
+      stdout: (t: string) => {
+        out.stdout += t;
+      },
+      stderr: (t: string) => {
+        out.stderr += t;
+      },
+    },
   };
 }
 

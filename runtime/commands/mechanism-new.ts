@@ -44,10 +44,12 @@ function hookBody(hook: HookName, caps: ReadonlySet<CapabilityName>): string[] {
           ? [
               '    ctx.bandit.arms("direction", ["up", "down"]);',
               '    const arm = ctx.bandit.select("direction", "ucb1");',
+              // biome-ignore lint/suspicious/noTemplateCurlyInString: the skeleton's own template literal
               "    return `changes that move a parameter ${arm} have paid off lately`;",
             ]
           : [
               "    // Example: remind the proposer of the best score so far.",
+              // biome-ignore lint/suspicious/noTemplateCurlyInString: the skeleton's own template literal
               "    return ctx.best === null ? undefined : `the best val_bpb so far is ${ctx.best.valBpb.toFixed(4)}`;",
             ]),
         "  },",
