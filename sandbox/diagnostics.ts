@@ -10,19 +10,16 @@ const HOOKS: readonly string[] = ["init", "guide", "suggest", "filter", "observe
 
 /** Globals a mechanism author reaches for, and what the sandbox offers instead. */
 const MISSING_GLOBALS: ReadonlyMap<string, string> = new Map([
-  [
-    "console",
-    "console is not available in the sandbox: use ctx.log(message) (`mechanism test --verbose` shows the lines)",
-  ],
-  ["setTimeout", "hooks are synchronous: the sandbox has no timers"],
-  ["setInterval", "hooks are synchronous: the sandbox has no timers"],
-  ["setImmediate", "hooks are synchronous: the sandbox has no timers"],
-  ["queueMicrotask", "hooks are synchronous: the sandbox has no task queue"],
-  ["fetch", "the sandbox has no network"],
-  ["document", "the sandbox has no DOM: use only ctx"],
-  ["navigator", "the sandbox has no DOM: use only ctx"],
-  ["performance", "the sandbox has no clock: use ctx.iteration"],
-  ["structuredClone", "structuredClone is not available: copy with JSON.parse(JSON.stringify(value))"],
+  ["console", "use ctx.log(message) (`mechanism test --verbose` shows the lines)"],
+  ["setTimeout", "hooks are synchronous, there are no timers"],
+  ["setInterval", "hooks are synchronous, there are no timers"],
+  ["setImmediate", "hooks are synchronous, there are no timers"],
+  ["queueMicrotask", "hooks are synchronous, there is no task queue"],
+  ["fetch", "there is no network"],
+  ["document", "there is no DOM: use only ctx"],
+  ["navigator", "there is no DOM: use only ctx"],
+  ["performance", "there is no clock: use ctx.iteration"],
+  ["structuredClone", "copy with JSON.parse(JSON.stringify(value))"],
 ]);
 
 const CANNOT_FIND_NAME = /^Cannot find name '([^']+)'/;
@@ -44,7 +41,8 @@ export function describeDiagnostic(
   if (code !== "type-error" || !d.file || d.start === undefined) return base;
   const missing = CANNOT_FIND_NAME.exec(text)?.[1];
   const hint = missing === undefined ? undefined : MISSING_GLOBALS.get(missing);
-  if (hint !== undefined) return { ...base, message: `TS${d.code}: ${hint}` };
+  if (hint !== undefined)
+    return { ...base, message: `TS${d.code}: ${missing} is not available in the sandbox: ${hint}` };
   return (checker && returnError(d, d.file, d.start, checker)) ?? base;
 }
 

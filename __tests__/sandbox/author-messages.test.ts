@@ -41,7 +41,7 @@ test("console.log is answered with ctx.log, not with the DOM library", async () 
   );
   const error = await firstError(body);
   expect(error).toMatchObject({ stage: "compile", code: "type-error", ...at(body, "console") });
-  expect(error?.message).toMatch(/use ctx\.log/);
+  expect(error?.message).toMatch(/console is not available in the sandbox: use ctx\.log/);
   expect(error?.message).not.toMatch(/dom/i);
 });
 
