@@ -1,7 +1,7 @@
 // Scenarios for `mechanism check --scenario NAME|FILE`: the situations a run produces that the
 // dry run on the synthetic trace does not (an empty history, failed and diverged trials, frozen
 // parameters, a repeated proposal, a restart, a full history window), built over the run's own
-// search space, or read from a JSON file (format in docs/mechanism-scenarios.md). Each is a script
+// search space, or read from a JSON file (format in docs/mechanism-tools.md). Each is a script
 // of iterations; runtime/mechanism-scenario-run.ts drives the mechanism's hooks through it.
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -146,7 +146,7 @@ export function builtInScenario(name: string, params: readonly ParamSpec[], hist
   }
 }
 
-/** The scenario file's JSON shape (docs/mechanism-scenarios.md). */
+/** The scenario file's JSON shape (docs/mechanism-tools.md). */
 interface ScenarioFile {
   name?: string;
   description?: string;

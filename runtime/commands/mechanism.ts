@@ -264,7 +264,7 @@ export function registerMechanismCommands(program: Command): Command {
       "--scenario <name|file>",
       "also drive every hook through a scenario: a built-in (empty-history, failed-trials, frozen, " +
         "repeated-proposal, restart, full-window), all of them (all), or a scenario file " +
-        "(docs/mechanism-scenarios.md); repeatable",
+        "(docs/mechanism-tools.md); repeatable",
       (value: string, previous: string[]) => [...previous, value],
       [] as string[],
     )
