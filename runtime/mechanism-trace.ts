@@ -153,7 +153,7 @@ export function recordingSandbox(
   return recorder;
 }
 
-/** Where an event falls in its iteration: hooks in the loop's order, the trial before observe. */
+/** Where an event falls in its iteration: hooks in the loop's order, the trial before observe (baselines: before all). */
 const PHASE: Readonly<Record<HookName | "trial", number>> = {
   init: 0,
   guide: 1,
@@ -180,12 +180,12 @@ export function seedEvents(
     kept: t.kept,
     changes: t.changes,
   }));
-  const key = (e: TraceEvent): [number, number] =>
-    e.type === "hook"
-      ? [e.iteration, PHASE[e.hook]]
-      : e.type === "trial"
-        ? [e.iteration, PHASE.trial]
-        : [-1, 0];
+  // The baselines train first, then the start mechanism is validated on their trace and initialised.
+  const key = (e: TraceEvent): [number, number] => {
+    if (e.type === "hook") return [e.iteration, PHASE[e.hook]];
+    if (e.type === "trial") return [e.iteration, e.kind === "baseline" ? -2 : PHASE.trial];
+    return [0, -1];
+  };
   // A stable sort keeps the calls of one phase (a filter rejected and asked again) in their order.
   const body = [...recorded, ...trialEvents].sort((a, b) => {
     const [ia, pa] = key(a);

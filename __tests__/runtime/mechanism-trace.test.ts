@@ -82,7 +82,12 @@ test("--trace: every call and trial as JSON lines, agreeing with the summary; --
   for (const [i, seed] of [1, 2].entries()) {
     const mine = events.filter((e) => e.seed === seed);
     expect(mine[0]).toEqual({ type: "start", format: "bilevel-mechanism-trace/1", seed });
-    expect(mine[1]).toMatchObject({ type: "validation", ok: true });
+    // The baselines train first; then the mechanism is validated on their trace and initialised.
+    const baselines = mine.filter((e) => e.type === "trial" && e.kind === "baseline").length;
+    expect(baselines).toBeGreaterThan(0);
+    expect(mine.slice(1, 1 + baselines).every((e) => e.type === "trial" && e.kind === "baseline")).toBe(true);
+    expect(mine[1 + baselines]).toMatchObject({ type: "validation", ok: true });
+    expect(mine[2 + baselines]).toMatchObject({ type: "hook", hook: "init", iteration: 0 });
     const hooks = mine.filter((e) => e.type === "hook");
     // The same calls as the store's ledger, hook by hook.
     for (const hook of ["init", "guide", "filter", "observe"] as const)
