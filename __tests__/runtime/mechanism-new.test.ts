@@ -35,7 +35,7 @@ function io() {
   };
 }
 
-test("every hook alone and all of them, with no, each and every capability: the skeleton passes check", async () => {
+test("every hook alone and all of them, with no, each and every capability: the skeleton passes check and its scenarios", async () => {
   const hookSets = [...ALL_HOOKS.map((h) => [h]), [...ALL_HOOKS]];
   const capSets = [[], ...ALL_CAPABILITIES.map((c) => [c]), [...ALL_CAPABILITIES]];
   const files: string[] = [];
@@ -57,7 +57,8 @@ test("every hook alone and all of them, with no, each and every capability: the 
     }
   }
   const { io: sink, out } = io();
-  const code = await mechanismCheckFiles(files, { json: true }, sink, sandbox);
+  // Every built-in scenario too: a skeleton's examples must not assume a history, a score or free parameters.
+  const code = await mechanismCheckFiles(files, { json: true, scenario: ["all"] }, sink, sandbox);
   const reports = JSON.parse(out.stdout) as { file: string; ok: boolean; error: unknown }[];
   expect(reports.filter((r) => !r.ok)).toEqual([]);
   expect(code).toBe(0);
