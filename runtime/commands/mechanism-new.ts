@@ -31,83 +31,75 @@ const HOOK_DOCS: Readonly<Record<HookName, string>> = {
   observe: "After a trial is scored (or failed): learn from it. Writes to ctx.state are kept.",
 };
 
-/** The code of each hook: a first line per declared capability that fits the hook, then its result. */
-function hookBody(hook: HookName, caps: ReadonlySet<CapabilityName>): string[] {
-  switch (hook) {
-    case "init":
-      return ["init() {", "    return { calls: 0 };", "  },"];
-    case "guide":
-      return [
-        "guide(ctx) {",
-        "    ctx.state.calls += 1;",
-        ...(caps.has("bandit")
-          ? [
-              '    ctx.bandit.arms("direction", ["up", "down"]);',
-              '    const arm = ctx.bandit.select("direction", "ucb1");',
-              // biome-ignore lint/suspicious/noTemplateCurlyInString: the skeleton's own template literal
-              "    return `changes that move a parameter ${arm} have paid off lately`;",
-            ]
-          : [
-              "    // Example: remind the proposer of the best score so far.",
-              // biome-ignore lint/suspicious/noTemplateCurlyInString: the skeleton's own template literal
-              "    return ctx.best === null ? undefined : `the best val_bpb so far is ${ctx.best.valBpb.toFixed(4)}`;",
-            ]),
-        "  },",
-      ];
-    case "suggest":
-      return [
-        "suggest(ctx) {",
-        "    ctx.state.calls += 1;",
-        "    // Example: nudge the first unfrozen numeric parameter of the incumbent.",
-        '    const param = ctx.params.find((p) => !p.frozen && p.kind !== "choice");',
-        "    if (param === undefined || ctx.iteration % 5 !== 0) return undefined;",
-        ...(caps.has("space")
-          ? [
-              "    const next = ctx.space.neighbour(ctx.incumbent.config, param.name, 1);",
-              "    const value = next[param.name];",
-              "    if (value === undefined) return undefined;",
-              '    return { changes: [{ param: param.name, value }], rationale: "one step up" };',
-            ]
-          : ["    return undefined;"]),
-        "  },",
-      ];
-    case "filter":
-      return [
-        "filter(proposal, ctx) {",
-        "    ctx.state.calls += 1;",
-        ...(caps.has("tabu")
-          ? [
-              '    if (ctx.tabu.contains("recent", proposal.config)) {',
-              '      return { verdict: "reject", reason: "too close to a config tried recently" };',
-              "    }",
-            ]
-          : []),
-        ...(caps.has("space")
-          ? [
-              "    const last = ctx.history.at(-1);",
-              "    if (last !== undefined && ctx.space.distance(last.config, proposal.config) === 0) {",
-              '      return { verdict: "reject", reason: "the same config as the last trial" };',
-              "    }",
-            ]
-          : []),
-        '    return { verdict: "accept" };',
-        "  },",
-      ];
-    case "observe":
-      return [
-        "observe(trial, ctx) {",
-        "    ctx.state.calls += 1;",
-        ...(caps.has("tabu") ? ['    ctx.tabu.add("recent", trial.config, 10);'] : []),
-        ...(caps.has("bandit")
-          ? [
-              '    ctx.bandit.arms("direction", ["up", "down"]);',
-              '    ctx.bandit.reward("direction", trial.delta !== null && trial.delta < 0 ? "up" : "down", trial.kept ? 1 : 0);',
-            ]
-          : []),
-        "  },",
-      ];
-  }
-}
+type Caps = ReadonlySet<CapabilityName>;
+const when = (on: boolean, lines: readonly string[]): readonly string[] => (on ? lines : []);
+
+/** The code of each hook (after its first line): example uses of the capabilities that fit it, then its result. */
+const HOOK_BODIES: Readonly<Record<HookName, (caps: Caps) => readonly string[]>> = {
+  init: (caps) => [`    return { calls: 0${caps.has("bandit") ? ", lastArm: null" : ""} };`],
+  guide: (caps) => [
+    "    ctx.state.calls += 1;",
+    ...(caps.has("bandit")
+      ? [
+          "    // Example: a bandit picks a direction; observe rewards it.",
+          '    ctx.bandit.arms("direction", ["up", "down"]);',
+          '    const arm = ctx.bandit.select("direction", "ucb1");',
+          "    ctx.state.lastArm = arm;",
+          // biome-ignore lint/suspicious/noTemplateCurlyInString: the skeleton's own template literal
+          "    return `try moving one parameter ${arm}`;",
+        ]
+      : [
+          "    // Example: remind the proposer of the best score so far.",
+          // biome-ignore lint/suspicious/noTemplateCurlyInString: the skeleton's own template literal
+          "    return ctx.best === null ? undefined : `the best val_bpb so far is ${ctx.best.valBpb.toFixed(4)}`;",
+        ]),
+  ],
+  suggest: (caps) => [
+    "    ctx.state.calls += 1;",
+    "    // Example: every fifth iteration, nudge the first unfrozen numeric parameter.",
+    '    const param = ctx.params.find((p) => !p.frozen && p.kind !== "choice");',
+    "    if (param === undefined || ctx.iteration % 5 !== 0) return undefined;",
+    ...(caps.has("space")
+      ? [
+          "    const next = ctx.space.neighbour(ctx.incumbent.config, param.name, 1);",
+          "    const value = next[param.name];",
+          "    if (value === undefined) return undefined;",
+          '    return { changes: [{ param: param.name, value }], rationale: "one step up" };',
+        ]
+      : ["    return undefined;"]),
+  ],
+  filter: (caps) => [
+    "    ctx.state.calls += 1;",
+    ...when(caps.has("tabu"), [
+      '    if (ctx.tabu.contains("recent", proposal.config)) {',
+      '      return { verdict: "reject", reason: "too close to a config tried recently" };',
+      "    }",
+    ]),
+    ...when(caps.has("space"), [
+      "    const last = ctx.history.at(-1);",
+      "    if (last !== undefined && ctx.space.distance(last.config, proposal.config) === 0) {",
+      '      return { verdict: "reject", reason: "the same config as the last trial" };',
+      "    }",
+    ]),
+    '    return { verdict: "accept" };',
+  ],
+  observe: (caps) => [
+    "    ctx.state.calls += 1;",
+    ...when(caps.has("tabu"), ['    ctx.tabu.add("recent", trial.config, 10);']),
+    ...when(caps.has("bandit"), [
+      "    const arm = ctx.state.lastArm;",
+      '    if (arm !== null) ctx.bandit.reward("direction", arm, trial.kept ? 1 : 0);',
+    ]),
+  ],
+};
+
+const HOOK_HEADS: Readonly<Record<HookName, string>> = {
+  init: "init() {",
+  guide: "guide(ctx) {",
+  suggest: "suggest(ctx) {",
+  filter: "filter(proposal, ctx) {",
+  observe: "observe(trial, ctx) {",
+};
 
 /** Where each capability is used, given the hooks; a capability no chosen hook uses goes in the first hook that can. */
 function usedCapabilities(spec: SkeletonSpec): Map<HookName, Set<CapabilityName>> {
@@ -124,13 +116,13 @@ function usedCapabilities(spec: SkeletonSpec): Map<HookName, Set<CapabilityName>
   return out;
 }
 
-/** Capabilities declared but used by none of the chosen hooks: the skeleton adds the hook that uses them. */
+/** The hooks the capabilities' examples need, added to the chosen ones (and init, always), in the loop's order. */
 export function completeSpec(spec: SkeletonSpec): SkeletonSpec {
   const extra: HookName[] = [];
-  if (spec.capabilities.includes("tabu") && !spec.hooks.some((h) => h === "filter" || h === "observe"))
-    extra.push("filter", "observe");
-  if (spec.capabilities.includes("bandit") && !spec.hooks.some((h) => h === "guide" || h === "observe"))
-    extra.push("observe");
+  // The tabu example adds to a list in observe and asks it in filter: both, or the list stays empty.
+  if (spec.capabilities.includes("tabu")) extra.push("filter", "observe");
+  // The bandit example selects in guide and rewards in observe: both, or the arm is never rewarded.
+  if (spec.capabilities.includes("bandit")) extra.push("guide", "observe");
   if (spec.capabilities.includes("space") && !spec.hooks.some((h) => h === "suggest" || h === "filter"))
     extra.push("filter");
   const hooks = ALL_HOOKS.filter((h) => h === "init" || spec.hooks.includes(h) || extra.includes(h));
@@ -145,7 +137,10 @@ export function skeleton(given: SkeletonSpec): string {
   const hooks = spec.hooks.flatMap((h) => [
     "",
     `  // ${HOOK_DOCS[h]}`,
-    ...hookBody(h, uses.get(h) ?? new Set()).map((line, i) => (i === 0 ? `  ${line}` : line)),
+    `  ${HOOK_HEADS[h]}`,
+    // init creates the state every declared capability's example keeps.
+    ...HOOK_BODIES[h](h === "init" ? new Set(spec.capabilities) : (uses.get(h) ?? new Set())),
+    "  },",
   ]);
   return [
     `// ${spec.name}: TODO say in a line or two what this mechanism does and why it should help.`,
@@ -158,6 +153,10 @@ export function skeleton(given: SkeletonSpec): string {
     "interface State {",
     "  /** Hook calls so far: an example field, replace it with your own. */",
     "  calls: number;",
+    ...when(spec.capabilities.includes("bandit"), [
+      "  /** The arm guide selected, for observe to reward. */",
+      "  lastArm: string | null;",
+    ]),
     "}",
     "",
     "export default {",
@@ -202,6 +201,11 @@ interface NewIo {
   stderr(text: string): void;
 }
 
+/** The path relative to the current folder when it is inside it, else absolute. */
+function shown(relative: string, absolute: string): string {
+  return relative.startsWith("..") ? absolute : relative;
+}
+
 /** Write the skeleton; returns the exit code (0 written, 2 usage error). */
 export function mechanismNew(name: string, options: NewOptions, io: NewIo, cwd = process.cwd()): number {
   try {
@@ -219,7 +223,7 @@ export function mechanismNew(name: string, options: NewOptions, io: NewIo, cwd =
     io.stdout(`${file}\n`);
     io.stderr(
       `wrote ${spec.name} (hooks ${spec.hooks.join(", ")}; capabilities ${capabilities.join(", ") || "none"}); ` +
-        `next: ./bilevel mechanism check ${path.relative(cwd, file)}\n`,
+        `next: ./bilevel mechanism check ${shown(path.relative(cwd, file), file)}\n`,
     );
     return 0;
   } catch (error) {
