@@ -232,8 +232,8 @@ export function readScenarioFile(file: string, params: readonly ParamSpec[]): Sc
 }
 
 /**
- * The scenarios `--scenario` asks for, in order: each value a built-in name, `all` (every
- * built-in), or a scenario file. A UserError (exit 2) before anything runs for an unknown name or
+ * The scenarios `--scenario` asks for, in order: each value a built-in name (which wins over a
+ * file of that name), `all` (every built-in), or a scenario file. A UserError (exit 2) before anything runs for an unknown name or
  * a bad file.
  */
 export function resolveScenarios(
@@ -246,7 +246,8 @@ export function resolveScenarios(
   for (const value of given) {
     if (value === "all")
       out.push(...BUILT_IN_SCENARIOS.map((n) => builtInScenario(n, params, historyWindow)));
-    else if (isFile(value)) out.push(readScenarioFile(value, params));
+    else if (!(BUILT_IN_SCENARIOS as readonly string[]).includes(value) && isFile(value))
+      out.push(readScenarioFile(value, params));
     else out.push(builtInScenario(value, params, historyWindow));
   }
   return out;

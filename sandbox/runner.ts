@@ -75,7 +75,9 @@ export class Runner {
     if (!active) return '{"ok":false,"message":"no hook call is active"}';
     if (op === "at") {
       // Where the guest called the capability that faulted (its compiled-JS position), sent right after.
-      if (active.fault && active.fault.line === undefined) Object.assign(active.fault, guestPosition(args));
+      const fault = active.fault;
+      if (fault?.code.startsWith("capability") && fault.line === undefined)
+        Object.assign(fault, guestPosition(args));
       return '{"ok":true,"value":null}';
     }
     if (active.fault) return JSON.stringify({ ok: false, message: active.fault.message });
