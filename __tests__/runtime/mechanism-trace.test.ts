@@ -128,3 +128,44 @@ test("--trace to a path that cannot be written is a usage error before anything 
   expect(r.stderr).toMatch(/cannot write --trace/);
   expect(r.stdout).toBe("");
 });
+
+test("a fault is in the trace at the mechanism's line, and the quarantined mechanism is called no more", async () => {
+  const faulty = path.join(dir, "faulty.ts");
+  writeFileSync(
+    faulty,
+    `import type { Mechanism } from "bilevel/mechanism-api";
+export default {
+  manifest: { name: "faulty", version: 1, hooks: ["observe"], capabilities: [] },
+  observe(trial, ctx) {
+    if (ctx.iteration === 3) throw new Error("boom at three");
+  },
+} satisfies Mechanism;
+`,
+  );
+  const trace = path.join(dir, "faulty.jsonl");
+  let stderr = "";
+  const code = await mechanismTest(
+    faulty,
+    { seeds: "1", iterations: "5", trace, verbose: true },
+    {
+      stdout: () => {},
+      stderr: (t) => {
+        stderr += t;
+      },
+    },
+    { startSandbox: shared },
+  );
+  expect(code).toBe(1);
+  const hooks = readFileSync(trace, "utf8")
+    .trimEnd()
+    .split("\n")
+    .map((l) => JSON.parse(l) as TraceEvent)
+    .filter((e) => e.type === "hook");
+  expect(hooks.map((e) => [e.iteration, e.ok])).toEqual([
+    [1, true],
+    [2, true],
+    [3, false],
+  ]);
+  expect(hooks[2]?.error).toMatchObject({ stage: "observe", code: "thrown", line: 5, column: 36 }); // at `new Error`
+  expect(stderr).toMatch(/→ FAULT thrown at 5:36: Error: boom at three/);
+});
