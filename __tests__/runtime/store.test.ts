@@ -62,7 +62,7 @@ test("a store round-trips trials, mechanisms, ledger and checkpoints, in WAL mod
   store.checkpoint("x");
   store.checkpoint("x");
   expect(store.hasCheckpoint("x")).toBe(true);
-  expect(store.getMeta("schema_version")).toBe("4");
+  expect(store.getMeta("schema_version")).toBe("5");
   const tsv = readFileSync(store.writeResultsTsv(), "utf8").split("\n");
   expect(tsv[0]).toBe("commit\tval_bpb\tmemory_gb\tstatus\tdescription");
   expect(tsv[1]).toBe(`trial-${id}\t2.500000\t2.0\tkeep\tA 0 -> 1`);
@@ -113,7 +113,7 @@ test("a run database of schema 2 (no trials.git_commit) is migrated when opened 
   expect(old.llmUsage()).toEqual([]);
   old.close();
   const store = RunStore.open(dir);
-  expect(store.getMeta("schema_version")).toBe("4");
+  expect(store.getMeta("schema_version")).toBe("5");
   expect(store.trials()[0]?.commit).toBeNull();
   store.addTrial({
     ...trial,
