@@ -664,10 +664,10 @@ export class RunStore {
       );
   }
 
-  /** Every job, by trial id; `unfinished` only: the trials in flight when the run last stopped. */
+  /** Every job, by trial id; `unfinished`: those without a stored trial (in flight or cancelled when the run last stopped). */
   jobs(options: { unfinished?: boolean } = {}): JobRow[] {
     if (!this.hasTable("jobs")) return []; // an older database opened read-only
-    const where = options.unfinished ? "WHERE state IN ('submitted', 'running')" : "";
+    const where = options.unfinished ? "WHERE state <> 'done'" : "";
     return (this.db.prepare(`SELECT * FROM jobs ${where} ORDER BY trial_id`).all() as Row[]).map((r) => ({
       trialId: Number(r.trial_id),
       iteration: Number(r.iteration),
