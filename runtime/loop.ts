@@ -605,6 +605,10 @@ export class BilevelLoop {
         search: this.search,
         history: this.searchTrials().slice(-config.proposer.historyWindow),
         crashLessons: this.crashLessons(),
+        pending: this.pool
+          .entries()
+          .filter((e) => e.info.kind === "search")
+          .map((e) => ({ config: e.info.config, description: e.info.description })),
         settings: {
           maxChanges: config.proposer.maxChanges,
           maxFilterRejections: config.proposer.maxFilterRejections,

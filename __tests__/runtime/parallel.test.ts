@@ -1,10 +1,14 @@
 // Trials in flight on the local executor: --parallel 1 makes exactly the sequential loop's
 // records; --parallel 2 runs two trials at once, keeps ids in start order and acceptance exact;
-// a run killed with trials in flight resumes with nothing lost or duplicated. [~1 min]
+// a run killed with trials in flight resumes with nothing lost or duplicated; the proposer sees
+// the trials in flight. [~1 min]
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { applyChanges } from "../../runtime/changes.ts";
+import { OfflineProposer } from "../../runtime/level1/offline-proposer.ts";
+import { type ProposerInput, proposalPrompt } from "../../runtime/level1/proposer.ts";
 import { type JobRow, RunStore, type TrialRow } from "../../runtime/store.ts";
 import { slotEnv } from "../../runtime/study/slots.ts";
 import { executeRun } from "../../runtime/wiring.ts";
@@ -156,3 +160,36 @@ test("a run killed with two trials in flight resumes: nothing completed lost or 
     expect(after.jobs.find((j) => j.trialId === id)?.attempts).toBe(2);
   }
 }, 240_000);
+
+test("the proposer sees the trials in flight: the LLM prompt lists them, the offline proposer avoids them", async () => {
+  const config = testConfig(runConfig(0));
+  const names = config.searchSpace.map((p) => p.name);
+  const input: ProposerInput = {
+    iteration: 4,
+    params: config.searchSpace,
+    search: { strategy: "balanced", active: names, frozen: [], guidance: "" },
+    incumbent: { config: config.startConfig, valBpb: 2.2 },
+    best: null,
+    history: [],
+    crashLessons: [],
+    guidance: [],
+    rejected: [],
+    maxChanges: 1,
+    seed: 7,
+    attempt: 1,
+  };
+  const proposer = new OfflineProposer();
+  const alone = await proposer.propose(input);
+  if (!alone.ok) throw new Error(alone.reason);
+  const running = {
+    config: applyChanges(config.startConfig, alone.changes),
+    description: "the same step, running",
+  };
+  const withPending = await proposer.propose({ ...input, pending: [running] });
+  if (!withPending.ok) throw new Error(withPending.reason);
+  expect(withPending.changes).not.toEqual(alone.changes);
+  expect(proposalPrompt({ ...input, pending: [running] }).user).toContain(
+    "Trials still running (no result yet; do not propose them again):\n- the same step, running",
+  );
+  expect(proposalPrompt(input).user).not.toContain("still running");
+});

@@ -15,7 +15,7 @@ import { checkConstraints } from "../../trainer/constraints.ts";
 import { applyChanges, checkChanges, describeChanges, effectiveChanges } from "../changes.ts";
 import type { ActiveMechanism, FaultReport, HookReport, MechanismManager } from "../mechanisms.ts";
 import type { SearchConfig, TrialRow } from "../store.ts";
-import type { Proposer } from "./proposer.ts";
+import type { PendingTrial, Proposer } from "./proposer.ts";
 
 export interface IterationSettings {
   readonly maxChanges: number;
@@ -32,6 +32,8 @@ export interface IterationInput {
   /** Recent search trials for the proposer, oldest first. */
   readonly history: readonly TrialRow[];
   readonly crashLessons: readonly string[];
+  /** Trials in flight (run --parallel), for the proposer. */
+  readonly pending?: readonly PendingTrial[];
   readonly settings: IterationSettings;
   readonly signal?: AbortSignal;
 }
@@ -260,6 +262,7 @@ async function fromProposer(
     crashLessons: input.crashLessons,
     guidance,
     rejected,
+    ...(input.pending && input.pending.length > 0 ? { pending: input.pending } : {}),
     maxChanges: settings.maxChanges,
     seed: settings.seed,
     attempt,
