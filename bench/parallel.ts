@@ -45,6 +45,8 @@ function fixedRun(name: string, parallel: number, executor: object, extra: objec
 
 interface Timing {
   wallS: number;
+  /** From the first trial's submission to the last one's record: the run's start left out. */
+  spanS: number;
   submitToStartMs: number;
   endToRecordedMs: number;
 }
@@ -72,6 +74,8 @@ async function timeRun(
   };
   const timing = {
     wallS,
+    spanS:
+      (Math.max(...jobs.map((j) => j.recordedMs ?? 0)) - Math.min(...jobs.map((j) => j.submittedMs))) / 1000,
     submitToStartMs: median(jobs.map((j) => (j.startedMs ?? 0) - j.submittedMs)),
     endToRecordedMs: median(jobs.map((j) => (j.recordedMs ?? 0) - ended(j))),
   };
@@ -90,18 +94,19 @@ async function wallTimes(): Promise<void> {
   else console.log("(no Slurm cluster answers: the slurm rows are left out; see scripts/slurm-cluster.sh)");
   console.log(`\n${TRIALS} trials of ${TRIAL_MS} ms each (synthetic trainer), offline, no Level 1.5/2:`);
   console.log(
-    "executor  parallel  wall (s)  × parallel 1  submit→start (ms, median)  end→recorded (ms, median)",
+    "executor  parallel  wall (s)  × parallel 1  trials span (s)  × parallel 1  submit→start (ms, median)  end→recorded (ms, median)",
   );
   for (const [kind, executor] of executors) {
-    let one = 0;
+    let one: Timing | null = null;
     for (const parallel of [1, 2, 4]) {
       const t = await timeRun(`${kind}-${parallel}`, parallel, executor);
-      if (parallel === 1) one = t.wallS;
-      const ratio = t.wallS / one;
+      one ??= t;
+      const ratio = t.wallS / one.wallS;
+      const spanRatio = t.spanS / one.spanS;
       const goal =
         kind === "local" && parallel === 2 ? `   goal ≤ 0.60: ${ratio <= 0.6 ? "met" : "NOT met"}` : "";
       console.log(
-        `${kind.padEnd(9)} ${String(parallel).padStart(8)}  ${t.wallS.toFixed(1).padStart(8)}  ${ratio.toFixed(2).padStart(12)}  ${t.submitToStartMs.toFixed(0).padStart(25)}  ${t.endToRecordedMs.toFixed(0).padStart(25)}${goal}`,
+        `${kind.padEnd(9)} ${String(parallel).padStart(8)}  ${t.wallS.toFixed(1).padStart(8)}  ${ratio.toFixed(2).padStart(12)}  ${t.spanS.toFixed(1).padStart(15)}  ${spanRatio.toFixed(2).padStart(12)}  ${t.submitToStartMs.toFixed(0).padStart(25)}  ${t.endToRecordedMs.toFixed(0).padStart(25)}${goal}`,
       );
     }
   }
