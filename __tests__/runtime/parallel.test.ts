@@ -95,6 +95,18 @@ test("--parallel 2 on the local executor: two trials at once, ids in start order
   expect(overlap).toBe(true);
 }, 180_000);
 
+test("a user's train.py under git runs one trial at a time: parallel > 1 and slurm are refused, naming the field", () => {
+  const script = path.join(root, "__tests__/fixtures/autoresearch/train.py");
+  const external = { kind: "external", script, git: true, params: { MATRIX_LR: {} } };
+  for (const extra of [{ parallel: 2 }, { executor: { kind: "slurm" } }])
+    expect(() => testConfig({ name: "git-parallel", trainer: external, ...extra })).toThrow(
+      /trainer\.git false/,
+    );
+  expect(() =>
+    testConfig({ name: "git-parallel", trainer: { ...external, git: false }, parallel: 2 }),
+  ).not.toThrow();
+});
+
 test("slots share the machine: a GPU each, or an equal share of the cores as thread counts", () => {
   expect(slotEnv(0, 1, "cpu", { cores: 8 })).toEqual({});
   expect(slotEnv(1, 4, "cpu", { cores: 8 }).OMP_NUM_THREADS).toBe("2");

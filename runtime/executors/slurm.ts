@@ -2,6 +2,7 @@
 // runtime/executors/slurm-job.ts on the node). The job is submitted held, its id stored by the
 // loop, then released; squeue/scontrol follow it; scancel ends it at its deadline or when the
 // run stops. The run folder must be on a filesystem the nodes share (checked at the start).
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { TrialStatus } from "../../mechanism-api/index.d.ts";
@@ -22,6 +23,8 @@ export class SlurmExecutor implements Executor {
   readonly kind = "slurm";
   private readonly run_: ResolvedRunConfig;
   private readonly s: SlurmConfig;
+  /** Set by prepare(): a short hash of the run folder, in every job name. */
+  private runKey = "run";
 
   constructor(run: ResolvedRunConfig, settings: SlurmConfig) {
     this.run_ = run;
@@ -65,6 +68,7 @@ export class SlurmExecutor implements Executor {
 
   /** A small job reads a file the run wrote: the nodes must see the run folder. */
   async prepare(runDir: string, signal?: AbortSignal): Promise<void> {
+    this.runKey = createHash("sha256").update(path.resolve(runDir)).digest("hex").slice(0, 6);
     if (this.s.checkSharedFolder === false) return;
     const probe = path.join(runDir, ".slurm-shared-check");
     const token = `${process.pid}-${Date.now()}`;
@@ -99,6 +103,7 @@ export class SlurmExecutor implements Executor {
     mkdirSync(dir, { recursive: true });
     const script = this.writeJob(trial);
     for (const f of [STARTED_FILE, OUTCOME_FILE]) rmSync(path.join(dir, f), { force: true });
+    await this.cancelOrphans(trial.trialId);
     const r = await slurm("sbatch", ["--parsable", "--hold", script]);
     if (r.code !== 0)
       throw new ExecutorError(`Slurm refused the job of trial #${trial.trialId}: ${refusal(r)}`);
@@ -116,10 +121,25 @@ export class SlurmExecutor implements Executor {
     return (async () => {
       const state = await jobState(jobId);
       // Still queued or running, or ended with its outcome written: follow it; else run it again.
-      if (isActive(state) || existsSync(path.join(trial.request.workDir, OUTCOME_FILE)))
+      if (isActive(state) || existsSync(path.join(trial.request.workDir, OUTCOME_FILE))) {
+        // A run killed between storing the id and the release left it held.
+        if (state === "PENDING") await slurm("scontrol", ["release", jobId]);
         return this.follow(jobId, trial, hooks);
+      }
       return this.run(trial, hooks);
     })();
+  }
+
+  /** This run's job name for a trial: the run folder's hash keeps two runs of one name apart. */
+  private jobName(trialId: number): string {
+    return `bilevel-${this.run_.name}-${this.runKey}-${trialId}`;
+  }
+
+  /** Jobs of this trial that a killed run submitted but never stored (held): cancelled before a new one. */
+  private async cancelOrphans(trialId: number): Promise<void> {
+    const q = await slurm("squeue", ["-h", "--name", this.jobName(trialId), "-o", "%i"]);
+    const ids = q.code === 0 ? q.stdout.split("\n").filter((l) => /^\d+$/.test(l.trim())) : [];
+    for (const id of ids) await slurm("scancel", [id.trim()]);
   }
 
   /** Poll the job until its outcome is written or it ends; cancel it at its deadline or on abort. */
@@ -205,7 +225,7 @@ export class SlurmExecutor implements Executor {
     const quote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
     const lines = [
       "#!/bin/bash",
-      `#SBATCH --job-name=${quote(`bilevel-${run.name}-${trial.trialId}`)}`,
+      `#SBATCH --job-name=${quote(this.jobName(trial.trialId))}`,
       `#SBATCH --output=${quote(path.join(dir, "slurm-%j.out"))}`,
       `#SBATCH --chdir=${quote(dir)}`,
       // Nothing of the run's environment (its LLM key) goes to the job; job.json has the trainer's.
