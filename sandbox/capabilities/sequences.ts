@@ -7,7 +7,7 @@ import { CapabilityFault } from "./fault.ts";
 export type SampleMethod = "uniform" | "lhs" | "sobol" | "halton";
 
 /** Sobol direction numbers of Joe & Kuo (2008, new-joe-kuo-6.21201), dimensions 2–32: `s a m_1 … m_s`. */
-const JOE_KUO = [
+export const SOBOL_DIRECTIONS: readonly (readonly number[])[] = [
   "1 0 1",
   "2 1 1 3",
   "3 1 1 3 1",
@@ -42,7 +42,7 @@ const JOE_KUO = [
 ].map((row) => row.split(" ").map(Number));
 
 /** Dimensions Sobol points are defined for here. */
-export const MAX_SOBOL_DIMENSIONS = JOE_KUO.length + 1;
+export const MAX_SOBOL_DIMENSIONS = SOBOL_DIRECTIONS.length + 1;
 const BITS = 32;
 
 /** The 32 direction numbers of dimension `d` (0-based), as unsigned 32-bit integers. */
@@ -52,7 +52,7 @@ function directions(d: number): number[] {
     for (let i = 0; i < BITS; i++) v.push(2 ** (BITS - 1 - i));
     return v;
   }
-  const [s = 1, a = 0, ...m] = JOE_KUO[d - 1]!;
+  const [s = 1, a = 0, ...m] = SOBOL_DIRECTIONS[d - 1]!;
   for (let i = 0; i < BITS; i++) {
     if (i < s) {
       v.push((m[i]! * 2 ** (BITS - 1 - i)) >>> 0);
