@@ -136,6 +136,7 @@ export interface TabuTolerance {
 
 /** One shared parameter of a {@link TabuMatch}: how far the values are, in the rule's measure. */
 export interface TabuNearParam {
+  /** The parameter's name. */
   readonly param: string;
   /** The value in the config that was looked up. */
   readonly value: ParamValue;
@@ -143,6 +144,7 @@ export interface TabuNearParam {
   readonly entryValue: ParamValue;
   /** `unit`: normalised distance; `ratio`: max/min; `absolute`: |a − b|; `equal`: 0 or 1. */
   readonly measure: "unit" | "ratio" | "absolute" | "equal";
+  /** How far apart the two values are, in `measure`. */
   readonly distance: number;
   /** The limit `distance` was held to (1 reads "must be equal" for `equal`). */
   readonly tolerance: number;
@@ -257,6 +259,7 @@ export interface BanditSelectOptions {
 
 /** One arm's statistics; see {@link BanditApi.stats}. */
 export interface ArmStats {
+  /** The arm's id, as given to {@link BanditApi.arms}. */
   readonly arm: string;
   /** Rewards given to this arm ({@link BanditApi.reward} calls), undiscounted. */
   readonly pulls: number;

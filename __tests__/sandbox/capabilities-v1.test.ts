@@ -287,3 +287,36 @@ describe("space", () => {
     expect(distance(params, { WIN: "L" }, { WIN: "SL" }, ["WIN"])).toBe(0.5);
   });
 });
+
+test("names stay plain data in the new arguments: tolerances, bandit settings and sample params", () => {
+  const s: CapabilitySession = {
+    params: [{ name: "__proto__", kind: "float", min: 0, max: 1, default: 0.5, description: "odd name" }],
+    iteration: 0,
+    allowed: new Set(["tabu", "bandit", "space"]),
+    declared: new Set(["tabu", "bandit", "space"]),
+    budget: 100,
+    random: sfc32(hashSeed("n")),
+    calls: 0,
+    state: { tabu: {}, bandit: {} },
+  };
+  // JSON.parse makes "__proto__" an own key, as the guest's arguments arrive.
+  const call = (op: string, json: string) => invokeCapability(s, op, json);
+  call("tabu.add", '["toString", {"__proto__": 0.5}, 5]');
+  const tol = '{"params": {"__proto__": {"absolute": 0.2}}}';
+  expect(call("tabu.contains", `["toString", {"__proto__": 0.65}, ${tol}]`)).toEqual({
+    ok: true,
+    value: true,
+  });
+  expect(call("tabu.contains", `["toString", {"__proto__": 0.75}, ${tol}]`)).toEqual({
+    ok: true,
+    value: false,
+  });
+  call("bandit.arms", '["__proto__", ["constructor"], {"initial": 3}]');
+  expect(Object.keys(s.state.banditSettings ?? {})).toEqual(["__proto__"]);
+  expect(call("bandit.stats", '["__proto__"]')).toMatchObject({
+    ok: true,
+    value: [{ arm: "constructor", estimate: 3 }],
+  });
+  const sampled = call("space.sample", '[2, {"method": "halton"}]') as { value: object[] };
+  expect(sampled.value.map((c) => Object.keys(c))).toEqual([["__proto__"], ["__proto__"]]);
+});
