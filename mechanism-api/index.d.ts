@@ -232,8 +232,9 @@ export type BanditPolicy = "ucb1" | "thompson" | "thompson-gaussian" | "epsilon-
 /** A bandit's settings, given to {@link BanditApi.arms} and kept with its statistics. */
 export interface BanditSettings {
   /**
-   * Optimistic initial value: every arm starts with one pseudo-pull of this reward, so arms are
-   * ranked by `(initial + Σ rewards) / (1 + n)` and none is forced first. In [−10⁶, 10⁶].
+   * Optimistic initial value: every arm starts with one pseudo-pull of this reward, so UCB1 and
+   * ε-greedy rank arms by `(initial + Σ rewards) / (1 + n)` and force none first, and
+   * `thompson-gaussian` takes it as the prior mean; `thompson` (Beta) ignores it. In [−10⁶, 10⁶].
    */
   readonly initial?: number;
   /**

@@ -112,16 +112,22 @@ function apply(session: CapabilitySession, op: CapabilityOperation, args: unknow
   return applySpace(session, op, args);
 }
 
-// Shapes were checked by the ajv schema of `op`.
+// Shapes were checked by the ajv schema of `op`; `never` lets each argument reach its parameter.
 type Args = [never, never, never, never];
 
 function applyTabu(session: CapabilitySession, op: CapabilityOperation, args: unknown[]): unknown {
   const { params, iteration, state } = session;
   const a = args as unknown as Args;
-  const capacity = (a[3] as { capacity?: number } | undefined)?.capacity;
   switch (op) {
     case "tabu.add":
-      state.tabu = tabuAdd(state.tabu, iteration, a[0], a[1], a[2], capacity);
+      state.tabu = tabuAdd(
+        state.tabu,
+        iteration,
+        a[0],
+        a[1],
+        a[2],
+        (a[3] as { capacity?: number })?.capacity,
+      );
       return null;
     case "tabu.contains":
       return tabuContains(state.tabu, params, iteration, a[0], a[1], a[2]);
