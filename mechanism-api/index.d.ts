@@ -146,7 +146,7 @@ export interface TabuNearParam {
   readonly measure: "unit" | "ratio" | "absolute" | "equal";
   /** How far apart the two values are, in `measure`. */
   readonly distance: number;
-  /** The limit `distance` was held to (1 reads "must be equal" for `equal`). */
+  /** The limit `distance` was held to (0 for `equal`: the values must be equal). */
   readonly tolerance: number;
 }
 

@@ -78,8 +78,13 @@ export function tabuAdd(
 /** The tolerance rule of one parameter: its own, else the default fraction of the (log) range. */
 function toleranceOf(tolerance: number | TabuTolerance | undefined, name: string): ParamTolerance {
   if (typeof tolerance === "number") return { unit: tolerance };
-  const own_ = tolerance?.params && own(tolerance.params, name);
-  return own_ ?? { unit: tolerance?.default ?? DEFAULT_TOLERANCE };
+  const ownRule = tolerance?.params && own(tolerance.params, name);
+  return ownRule ?? { unit: tolerance?.default ?? DEFAULT_TOLERANCE };
+}
+
+function limitOf(rule: ParamTolerance): number {
+  if ("absolute" in rule) return rule.absolute;
+  return "ratio" in rule ? rule.ratio : rule.unit;
 }
 
 /** How far apart two values are in the rule's measure, and whether that is within it. */
@@ -127,7 +132,7 @@ function near(
       entryValue,
     );
     if (!c.within) return null;
-    const limit = "absolute" in rule ? rule.absolute : "ratio" in rule ? rule.ratio : rule.unit;
+    const limit = c.measure === "equal" ? 0 : limitOf(rule);
     shared.push({
       param: name,
       value,
