@@ -193,7 +193,8 @@ test.each(OFFENDERS)(
       acceptance: { baselineRepeats: 1, k: 1 },
       level15: { every: 50 },
       level2: { everyCycles: 0 },
-      policy: { hookTimeoutMs: 200 },
+      // Long enough for a healthy hook on a loaded machine; the offender runs for tens of seconds.
+      policy: { hookTimeoutMs: 1_000 },
       mechanisms: files,
     });
     const run = (name: string, hookBatching: boolean) =>

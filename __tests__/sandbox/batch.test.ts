@@ -9,7 +9,7 @@ import { EMPTY, HEALTHY, hookCall, rawMechanism, trace } from "./helpers.ts";
 
 let sandbox: Sandbox;
 beforeAll(async () => {
-  sandbox = await Sandbox.start({ hookTimeoutMs: 300 }, { chainRule: FILTER_CHAIN_RULE });
+  sandbox = await Sandbox.start({ hookTimeoutMs: 1_000 }, { chainRule: FILTER_CHAIN_RULE });
   const compiled = await sandbox.compile(HEALTHY);
   if (!compiled.ok) throw new Error(JSON.stringify(compiled.errors));
   for (const id of ["h1", "h2", "h3"]) await sandbox.load(id, compiled.mechanism);
@@ -125,7 +125,7 @@ test("a batch the host or the child refuses before any guest code runs is null (
 });
 
 test("without the run's chain rule a chain is not batched (null), other batches are", async () => {
-  const plain = await Sandbox.start({ hookTimeoutMs: 300 });
+  const plain = await Sandbox.start({ hookTimeoutMs: 1_000 });
   try {
     const compiled = await plain.compile(HEALTHY);
     if (!compiled.ok) throw new Error(JSON.stringify(compiled.errors));
