@@ -5,8 +5,9 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Project, ts } from "ts-morph";
-import type { HookName, Manifest } from "../mechanism-api/index.d.ts";
-import { manifestSchema } from "../mechanism-api/schemas.ts";
+import type { CapabilityName, HookName, Manifest } from "../mechanism-api/index.d.ts";
+import { capabilityNameSchema, manifestSchema } from "../mechanism-api/schemas.ts";
+import { API_VERSION } from "../mechanism-api/version.ts";
 import { sha256 } from "./hash.ts";
 import { API_MODULE, lintMechanism } from "./lint.ts";
 import type { CompiledMechanism, SandboxError } from "./types.ts";
@@ -30,6 +31,8 @@ export const COMPILER_OPTIONS: ts.CompilerOptions = {
   skipLibCheck: true,
   allowJs: false,
   noImplicitOverride: true,
+  // `ctx.history[i]` may be past the end: make the mechanism say what happens then.
+  noUncheckedIndexedAccess: true,
   paths: { [API_MODULE]: [API_PATH] },
 };
 
@@ -47,16 +50,26 @@ export type CompileResult =
   | { ok: false; errors: SandboxError[]; compileMs: number; lintMs: number };
 
 let project: Project | null = null;
+const API_TEXT = readFileSync(path.join(import.meta.dirname, "../mechanism-api/index.d.ts"), "utf8");
+/** The API's line that the compiler rewrites per file: `Context` then offers only the declared capabilities. */
+const DECLARED_LINE = "export type DeclaredCapability = CapabilityName;";
+if (!API_TEXT.includes(DECLARED_LINE)) throw new Error(`mechanism-api/index.d.ts lacks "${DECLARED_LINE}"`);
+let apiDeclared: string | null = null;
 
-function getProject(): Project {
-  if (project) return project;
-  project = new Project({
+/** The project, with the API module typed for `declared` (null: every capability). */
+function getProject(declared: readonly CapabilityName[] | null): Project {
+  project ??= new Project({
     useInMemoryFileSystem: true,
     skipAddingFilesFromTsConfig: true,
     compilerOptions: COMPILER_OPTIONS,
   });
-  const apiText = readFileSync(path.join(import.meta.dirname, "../mechanism-api/index.d.ts"), "utf8");
-  project.createSourceFile(API_PATH, apiText, { overwrite: true });
+  const union =
+    declared === null ? "CapabilityName" : declared.map((c) => JSON.stringify(c)).join(" | ") || "never";
+  if (union !== apiDeclared) {
+    const text = API_TEXT.replace(DECLARED_LINE, `export type DeclaredCapability = ${union};`);
+    project.createSourceFile(API_PATH, text, { overwrite: true });
+    apiDeclared = union;
+  }
   return project;
 }
 
@@ -73,8 +86,9 @@ function fromDiagnostic(d: ts.Diagnostic, code: "syntax-error" | "type-error"): 
 
 export function compileMechanism(source: string): CompileResult {
   const t0 = performance.now();
-  const p = getProject();
-  p.createSourceFile(FILE_PATH, source, { overwrite: true });
+  const p = getProject(null);
+  const file = p.createSourceFile(FILE_PATH, source, { overwrite: true });
+  getProject(declaredCapabilities(file.compilerNode));
   const program = p.getProgram().compilerObject;
   const sf = program.getSourceFile(FILE_PATH);
   if (!sf) throw new Error("the compiler lost the mechanism file");
@@ -145,6 +159,44 @@ export function sourceMapFor(source: string): { js: string; map: string } {
 }
 
 // ---- manifest extraction: the default export must be an object literal with a literal manifest ----
+
+/**
+ * The manifest's capabilities, read from the syntax alone (before type-checking, which depends on
+ * them); null when they cannot be read so simply, and then extractManifest reports why.
+ */
+function declaredCapabilities(sf: ts.SourceFile): CapabilityName[] | null {
+  const exported = sf.statements.find((s): s is ts.ExportAssignment => ts.isExportAssignment(s));
+  let expr = exported ? unwrap(exported.expression) : undefined;
+  if (expr && ts.isIdentifier(expr)) {
+    const name = expr.text;
+    const decl = sf.statements
+      .filter(ts.isVariableStatement)
+      .flatMap((s) => [...s.declarationList.declarations])
+      .find((d) => ts.isIdentifier(d.name) && d.name.text === name);
+    expr = decl?.initializer ? unwrap(decl.initializer) : undefined;
+  }
+  const manifest = expr && ts.isObjectLiteralExpression(expr) ? property(expr, "manifest") : undefined;
+  const list =
+    manifest && ts.isObjectLiteralExpression(manifest) ? property(manifest, "capabilities") : undefined;
+  if (!list || !ts.isArrayLiteralExpression(list)) return null;
+  const names = list.elements.map((e) => (ts.isStringLiteralLike(e) ? e.text : null));
+  const known: readonly string[] = capabilityNames;
+  return names.every((n): n is CapabilityName => n !== null && known.includes(n)) ? names : null;
+}
+
+const capabilityNames: readonly CapabilityName[] = capabilityNameSchema.enum;
+
+function property(object: ts.ObjectLiteralExpression, name: string): ts.Expression | undefined {
+  for (const p of object.properties) {
+    if (
+      ts.isPropertyAssignment(p) &&
+      (ts.isIdentifier(p.name) || ts.isStringLiteral(p.name)) &&
+      p.name.text === name
+    )
+      return unwrap(p.initializer);
+  }
+  return undefined;
+}
 
 type Extracted = { manifest: Manifest } | { errors: SandboxError[] };
 
@@ -240,6 +292,8 @@ function extractManifest(sf: ts.SourceFile, checker: ts.TypeChecker): Extracted 
     return { errors: [lintError(sf, expr, "invalid-manifest", "the default export has no `manifest`")] };
   const value = literalValue(manifestNode);
   if ("error" in value) return { errors: [lintError(sf, value.node, "invalid-manifest", value.error)] };
+  const newer = newerApiVersion(value.value);
+  if (newer !== null) return { errors: [lintError(sf, manifestNode, "invalid-manifest", newer)] };
   if (!isManifest(value.value)) {
     return { errors: [lintError(sf, manifestNode, "invalid-manifest", `manifest: ${isManifest.explain()}`)] };
   }
@@ -259,6 +313,14 @@ function extractManifest(sf: ts.SourceFile, checker: ts.TypeChecker): Extracted 
     }
   }
   return errors.length > 0 ? { errors } : { manifest };
+}
+
+/** Why a manifest written for a later API version cannot be compiled here, or null. */
+function newerApiVersion(manifest: unknown): string | null {
+  if (typeof manifest !== "object" || manifest === null || !("apiVersion" in manifest)) return null;
+  const asked = manifest.apiVersion;
+  if (typeof asked !== "number" || asked <= API_VERSION) return null;
+  return `manifest.apiVersion ${asked}: the mechanism is written for mechanism API version ${asked}, but this runtime has version ${API_VERSION}; use a newer bilevel or write it for version ${API_VERSION}`;
 }
 
 type Literal = { value: unknown } | { error: string; node: ts.Node };
