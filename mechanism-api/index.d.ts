@@ -341,7 +341,14 @@ export type JsonShaped<T> = T extends null | boolean | number | string
  * `init` is required exactly when `{}` is not a valid `State`: without `init` the state starts as
  * `{}`. State persists from every hook (see {@link Context.state}).
  */
-export type Mechanism<S extends JsonShaped<S> = Record<string, Json>> = MechanismHooks<S> &
+export type Mechanism<
+  // TypeScript cannot see that the default meets the constraint, which depends on the next
+  // parameter's default; it does (a test compiles `satisfies Mechanism`).
+  // @ts-expect-error
+  S extends JsonCheck = Record<string, Json>,
+  // The check of S: a second parameter because `S extends JsonShaped<S>` is a circular constraint.
+  JsonCheck = JsonShaped<S>,
+> = MechanismHooks<S> &
   (Record<never, never> extends S ? { init?(ctx: Context<S>): S } : { init(ctx: Context<S>): S });
 
 /** The members of {@link Mechanism} other than `init`. */
