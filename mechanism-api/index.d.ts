@@ -7,16 +7,20 @@
  * isolate with a fresh context per hook call: nothing survives between calls except the JSON
  * state the host keeps for it ({@link Context.state}) and the host-kept capability data.
  *
- * Lifecycle (the same text is in mechanism-api/README.md, "Lifecycle"):
+ * Lifecycle (mechanism-api/README.md, "Lifecycle", has the details):
  * - Iterations are numbered from 1; iteration 0 is the baselines. `init` runs once, when the
- *   mechanism is activated: at iteration 0 for a run's start mechanisms, or at the end of the
- *   iteration whose Level 2 session (or approval) activated it. Its first other hook runs in the
- *   next iteration.
+ *   mechanism is activated, and sees that iteration: 0 for a run's start mechanisms; for one a
+ *   Level 2 session activates, the iteration that session ended (its other hooks start in the
+ *   next one); for one `mechanism approve` lets in, the iteration it joins.
  * - One iteration calls, in this order: every `guide`, every `suggest`, the proposer (unless a
  *   suggestion replaces it), the `filter` chain, the trial, every `observe`. Within a hook,
  *   mechanisms are called in activation order.
  * - State persists from every hook: whatever `ctx.state` holds when a hook returns (or `init`'s
  *   return value, or `observe`'s if not `undefined`) is stored and handed to the next call.
+ * - A hook call *fired* when it ran to completion, and *acted* when what it returned changed what
+ *   the loop did (guide text given, a suggestion used, a proposal rejected or modified); `status`
+ *   prints both. With `level2.retireWindow` W (default 12), a mechanism active for W iterations
+ *   that acted in the last W without touching a kept trial is retired.
  * - A hook that throws, times out or returns something invalid quarantines the mechanism: it is
  *   never called again in this run; the run and the other mechanisms go on.
  *
@@ -28,8 +32,8 @@
 
 /**
  * The version of this contract. A manifest whose `apiVersion` is greater is refused at `check`
- * ("written for mechanism API version N; this runtime has version 1"). The host's copy of the same
- * number is `API_VERSION` in mechanism-api/version.ts.
+ * ("the mechanism is written for mechanism API version 2, but this runtime has version 1"). The
+ * host's copy of the same number is `API_VERSION` in mechanism-api/version.ts.
  */
 export type ApiVersion = 1;
 
@@ -313,8 +317,8 @@ export interface Context<S, C extends CapabilityName = DeclaredCapability> {
 
 /**
  * JSON-serialisable state: `null`, booleans, finite numbers, strings, arrays and plain objects.
- * (`NaN`, `Infinity` and class instances type-check as numbers and objects but are refused at run
- * time with `invalid-state`.)
+ * (`NaN` and `Infinity` type-check as numbers, and an instance of a class without methods as an
+ * object, but they are refused at run time with `invalid-state`.)
  */
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [key: string]: Json };
 
@@ -334,8 +338,8 @@ export type JsonShaped<T> = T extends null | boolean | number | string
         : never;
 
 /**
- * A mechanism: the file's default export, `satisfies Mechanism<State>`. Every hook is optional
- * and synchronous; each must be listed in `manifest.hooks`. `State` must be JSON-shaped (a `Set`,
+ * A mechanism: the file's default export, `satisfies Mechanism<State>`. Hooks are synchronous
+ * and, but for `init` (below), optional; each one defined must be listed in `manifest.hooks`. `State` must be JSON-shaped (a `Set`,
  * `Map` or class in it is a type error at `check`).
  *
  * `init` is required exactly when `{}` is not a valid `State`: without `init` the state starts as
@@ -357,8 +361,8 @@ export interface MechanismHooks<S> {
   readonly manifest: Manifest;
   /**
    * Once per iteration, before the proposer is asked: text added to its prompt (at most 4000
-   * characters), or nothing. Only the LLM proposer reads it: offline, and in `mechanism test`
-   * without an LLM endpoint, guide text is recorded but changes nothing.
+   * characters), or nothing. Only the LLM proposer reads it: offline, and so in `mechanism test`
+   * (which runs the offline proposer), guide text is recorded but changes nothing.
    */
   guide?(ctx: Context<S>): string | undefined | void;
   /**
