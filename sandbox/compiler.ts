@@ -108,7 +108,11 @@ export function compileMechanism(source: string): CompileResult {
   const lintErrors = lintMechanism(sf, checker);
   const extracted = extractManifest(sf, checker);
   const lintMs = performance.now() - t1;
-  const errors = [...typeErrors, ...lintErrors, ...("errors" in extracted ? extracted.errors : [])];
+  // A file written for a newer API is checked against the wrong contract: only that is reported.
+  const errors =
+    "errors" in extracted && extracted.newerApi
+      ? extracted.errors
+      : [...typeErrors, ...lintErrors, ...("errors" in extracted ? extracted.errors : [])];
   if (errors.length > 0 || !("manifest" in extracted)) {
     return { ok: false, errors: errors.slice(0, MAX_ERRORS), compileMs, lintMs };
   }
@@ -198,7 +202,7 @@ function property(object: ts.ObjectLiteralExpression, name: string): ts.Expressi
   return undefined;
 }
 
-type Extracted = { manifest: Manifest } | { errors: SandboxError[] };
+type Extracted = { manifest: Manifest } | { errors: SandboxError[]; newerApi?: true };
 
 function lintError(
   sf: ts.SourceFile,
@@ -293,7 +297,8 @@ function extractManifest(sf: ts.SourceFile, checker: ts.TypeChecker): Extracted 
   const value = literalValue(manifestNode);
   if ("error" in value) return { errors: [lintError(sf, value.node, "invalid-manifest", value.error)] };
   const newer = newerApiVersion(value.value);
-  if (newer !== null) return { errors: [lintError(sf, manifestNode, "invalid-manifest", newer)] };
+  if (newer !== null)
+    return { errors: [lintError(sf, manifestNode, "invalid-manifest", newer)], newerApi: true };
   if (!isManifest(value.value)) {
     return { errors: [lintError(sf, manifestNode, "invalid-manifest", `manifest: ${isManifest.explain()}`)] };
   }
