@@ -90,7 +90,11 @@ export interface ParamSpec {
   readonly frozen?: boolean;
 }
 
-/** One change of one parameter. */
+/**
+ * One change of one parameter, relative to the incumbent. The value it replaces is the
+ * incumbent's: `ctx.incumbent.config[param]`, in `filter` (for the proposal) and in `observe`
+ * (for the trial, whose incumbent `ctx.incumbent` still is).
+ */
 export interface Change {
   /** The parameter's name (one of {@link Context.params}). */
   readonly param: string;
