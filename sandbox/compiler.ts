@@ -2,12 +2,10 @@
 // in-memory module), type-check, lint, extract the manifest statically, transpile to a CommonJS
 // script body the isolate evaluates. Runs in the sandbox child: a pathological file can only hang
 // or crash the child, which the host kills on its compile deadline.
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import { Project, ts } from "ts-morph";
 import type { CapabilityName, HookName, Manifest } from "../mechanism-api/index.d.ts";
-import { capabilityNameSchema, manifestSchema } from "../mechanism-api/schemas.ts";
-import { API_VERSION } from "../mechanism-api/version.ts";
+import { manifestSchema } from "../mechanism-api/schemas.ts";
+import { apiModuleText, declaredCapabilities, newerApiVersion, unwrap } from "./api-module.ts";
 import { sha256 } from "./hash.ts";
 import { API_MODULE, lintMechanism } from "./lint.ts";
 import type { CompiledMechanism, SandboxError } from "./types.ts";
@@ -50,10 +48,6 @@ export type CompileResult =
   | { ok: false; errors: SandboxError[]; compileMs: number; lintMs: number };
 
 let project: Project | null = null;
-const API_TEXT = readFileSync(path.join(import.meta.dirname, "../mechanism-api/index.d.ts"), "utf8");
-/** The API's line that the compiler rewrites per file: `Context` then offers only the declared capabilities. */
-const DECLARED_LINE = "export type DeclaredCapability = CapabilityName;";
-if (!API_TEXT.includes(DECLARED_LINE)) throw new Error(`mechanism-api/index.d.ts lacks "${DECLARED_LINE}"`);
 let apiDeclared: string | null = null;
 
 /** The project, with the API module typed for `declared` (null: every capability). */
@@ -63,12 +57,10 @@ function getProject(declared: readonly CapabilityName[] | null): Project {
     skipAddingFilesFromTsConfig: true,
     compilerOptions: COMPILER_OPTIONS,
   });
-  const union =
-    declared === null ? "CapabilityName" : declared.map((c) => JSON.stringify(c)).join(" | ") || "never";
-  if (union !== apiDeclared) {
-    const text = API_TEXT.replace(DECLARED_LINE, `export type DeclaredCapability = ${union};`);
-    project.createSourceFile(API_PATH, text, { overwrite: true });
-    apiDeclared = union;
+  const key = declared === null ? null : declared.join(",");
+  if (project.getSourceFile(API_PATH) === undefined || key !== apiDeclared) {
+    project.createSourceFile(API_PATH, apiModuleText(declared), { overwrite: true });
+    apiDeclared = key;
   }
   return project;
 }
@@ -164,44 +156,6 @@ export function sourceMapFor(source: string): { js: string; map: string } {
 
 // ---- manifest extraction: the default export must be an object literal with a literal manifest ----
 
-/**
- * The manifest's capabilities, read from the syntax alone (before type-checking, which depends on
- * them); null when they cannot be read so simply, and then extractManifest reports why.
- */
-function declaredCapabilities(sf: ts.SourceFile): CapabilityName[] | null {
-  const exported = sf.statements.find((s): s is ts.ExportAssignment => ts.isExportAssignment(s));
-  let expr = exported ? unwrap(exported.expression) : undefined;
-  if (expr && ts.isIdentifier(expr)) {
-    const name = expr.text;
-    const decl = sf.statements
-      .filter(ts.isVariableStatement)
-      .flatMap((s) => [...s.declarationList.declarations])
-      .find((d) => ts.isIdentifier(d.name) && d.name.text === name);
-    expr = decl?.initializer ? unwrap(decl.initializer) : undefined;
-  }
-  const manifest = expr && ts.isObjectLiteralExpression(expr) ? property(expr, "manifest") : undefined;
-  const list =
-    manifest && ts.isObjectLiteralExpression(manifest) ? property(manifest, "capabilities") : undefined;
-  if (!list || !ts.isArrayLiteralExpression(list)) return null;
-  const names = list.elements.map((e) => (ts.isStringLiteralLike(e) ? e.text : null));
-  const known: readonly string[] = capabilityNames;
-  return names.every((n): n is CapabilityName => n !== null && known.includes(n)) ? names : null;
-}
-
-const capabilityNames: readonly CapabilityName[] = capabilityNameSchema.enum;
-
-function property(object: ts.ObjectLiteralExpression, name: string): ts.Expression | undefined {
-  for (const p of object.properties) {
-    if (
-      ts.isPropertyAssignment(p) &&
-      (ts.isIdentifier(p.name) || ts.isStringLiteral(p.name)) &&
-      p.name.text === name
-    )
-      return unwrap(p.initializer);
-  }
-  return undefined;
-}
-
 type Extracted = { manifest: Manifest } | { errors: SandboxError[]; newerApi?: true };
 
 function lintError(
@@ -211,20 +165,6 @@ function lintError(
   message: string,
 ): SandboxError {
   return { stage: "lint", code, message, ...position(sf, node.getStart(sf)) };
-}
-
-function unwrap(expr: ts.Expression): ts.Expression {
-  let e = expr;
-  while (
-    ts.isParenthesizedExpression(e) ||
-    ts.isSatisfiesExpression(e) ||
-    ts.isAsExpression(e) ||
-    ts.isTypeAssertionExpression(e) ||
-    ts.isNonNullExpression(e)
-  ) {
-    e = e.expression;
-  }
-  return e;
 }
 
 function extractManifest(sf: ts.SourceFile, checker: ts.TypeChecker): Extracted {
@@ -318,14 +258,6 @@ function extractManifest(sf: ts.SourceFile, checker: ts.TypeChecker): Extracted 
     }
   }
   return errors.length > 0 ? { errors } : { manifest };
-}
-
-/** Why a manifest written for a later API version cannot be compiled here, or null. */
-function newerApiVersion(manifest: unknown): string | null {
-  if (typeof manifest !== "object" || manifest === null || !("apiVersion" in manifest)) return null;
-  const asked = manifest.apiVersion;
-  if (typeof asked !== "number" || asked <= API_VERSION) return null;
-  return `manifest.apiVersion ${asked}: the mechanism is written for mechanism API version ${asked}, but this runtime has version ${API_VERSION}; use a newer bilevel or write it for version ${API_VERSION}`;
 }
 
 type Literal = { value: unknown } | { error: string; node: ts.Node };
