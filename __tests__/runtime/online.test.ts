@@ -117,6 +117,16 @@ test("online run with a scripted LLM: invalid proposals recorded, Level 1.5 by t
     for (const purpose of ["propose", "level15"])
       expect(exchanges.some((e) => e.purpose === purpose)).toBe(true);
     expect(exchanges.filter((e) => e.purpose.startsWith("level2")).length).toBeGreaterThanOrEqual(4);
+    // The research session saw this run's facts: its budget, the measured noise under the acceptance
+    // rule (k = 1), and the parameter Level 1.5 froze just before.
+    const sent = exchanges.find((e) => e.purpose === "level2.explore")?.messages ?? [];
+    const explore = (sent as readonly { readonly content: string }[]).map((m) => m.content).join("\n");
+    const sigma = (JSON.parse(store.getMeta("noise") ?? "{}") as { sigma: number }).sigma.toFixed(4);
+    expect(explore).toContain(
+      "this session runs after iteration 2 of 6 (numbered from 1): 4 iteration(s) left",
+    );
+    expect(explore).toContain(`Δ < −k·σ = −1 × ${sigma} = −${sigma}`);
+    expect(explore).toMatch(/- DEPTH: int \[[^\]]+\], default \d+[^\n]*FROZEN by Level 1.5/);
     store.close();
     const db = readFileSync(path.join(dir, "run.db"));
     expect(db.includes(Buffer.from(SECRET))).toBe(false);

@@ -4,7 +4,8 @@
 // (no minLength/maxLength); length limits are enforced by the session's checks instead.
 import type { CapabilityName, HookName } from "../../mechanism-api/index.d.ts";
 import type { SandboxError } from "../../sandbox/types.ts";
-import { formatTrace, type ResearchTrace } from "./trace.ts";
+import { CODE_EXAMPLE, CRITIQUE_EXAMPLE, EXPLORE_EXAMPLE, SPECIFY_EXAMPLE } from "./examples.ts";
+import { formatContract, formatTrace, type ResearchTrace } from "./trace.ts";
 
 export const STEP_MARKERS = {
   explore: "[level2:explore]",
@@ -16,6 +17,8 @@ export const STEP_MARKERS = {
 export type ResearchStep = keyof typeof STEP_MARKERS;
 
 export const KEBAB = "^[a-z][a-z0-9]*(-[a-z0-9]+)*$";
+/** Longest idea, description or hook behaviour the session accepts (checked after the schema). */
+export const MAX_TEXT = 2_000;
 const ACTING_HOOKS: readonly HookName[] = ["guide", "suggest", "filter", "observe"];
 const ALL_HOOKS: readonly HookName[] = ["init", ...ACTING_HOOKS];
 
@@ -183,17 +186,16 @@ export function specifySchema(allowed: readonly CapabilityName[]): object {
 
 const PREAMBLE = [
   "You are the research step (Level 2) of a bilevel autoresearch system. The inner loop tunes the",
-  "hyperparameters of a small GPT pretraining run: each iteration it proposes 1-3 changes to the incumbent",
-  "config, trains for a fixed time and scores val_bpb (validation bits per byte, lower is better).",
-  "You improve HOW the inner loop searches by designing a search mechanism: a small deterministic",
-  "TypeScript plug-in whose hooks the loop calls at fixed points of every iteration:",
+  "hyperparameters of a small GPT pretraining run: each iteration a proposer changes a few parameters of",
+  "the incumbent config, the result is trained for a fixed time and scored by val_bpb (validation bits per",
+  "byte, lower is better). You improve HOW the inner loop searches by designing a search mechanism: a",
+  "small deterministic TypeScript plug-in whose hooks the loop calls at fixed points of every iteration:",
   "init (once: initial JSON state), guide (text added to the proposer's prompt), suggest (a proposal that",
   "replaces the proposer's), filter (accept, reject with a reason, or modify a proposal before training),",
-  "observe (after each trial is scored: update state).",
-  "Mechanisms run in a sandbox: synchronous, no I/O, no clock, state is plain JSON kept by the host, and",
-  "host capabilities only when declared: tabu (tabu lists with expiry and range-aware matching), bandit",
-  "(UCB1 / Thompson / epsilon-greedy arms on a seeded RNG), space (clamp, neighbour, distance, Latin",
-  "hypercube and orthogonal-array samples of the search space).",
+  "observe (after each trial is scored).",
+  "Mechanisms run in a sandbox: synchronous, no I/O, state is plain JSON kept by the host, and host",
+  "capabilities only when declared: tabu (tabu lists that expire), bandit (multi-armed bandits on a seeded",
+  "RNG), space (clamping, neighbours, distances and designed samples of the search space).",
 ].join("\n");
 
 function capabilityLine(allowed: readonly CapabilityName[]): string {
@@ -210,6 +212,14 @@ function activeLines(active: readonly ActiveMechanismInfo[], tried: readonly str
       : ["(none)"]),
     tried.length > 0 ? `Names already used in this run (do not reuse): ${tried.join(", ")}` : "",
   ].filter((l) => l !== "");
+}
+
+/** A JSON round's literal example, whatever the structured-output mode. */
+function exampleReply(example: object): string {
+  return [
+    "A literal example of a valid reply (its shape; your content comes from this run's trace):",
+    JSON.stringify(example, null, 1),
+  ].join("\n");
 }
 
 export interface Prompt {
@@ -232,7 +242,9 @@ export function explorePrompt(input: {
       "optimisation, tabu / local search, sequential statistics, ...). Each must target a weakness visible in",
       "the trace (name it in `weakness`), differ from the active mechanisms, and be implementable with the",
       "hooks and allowed capabilities. Use at least one of guide, suggest or filter: a mechanism that only",
-      "observes cannot change the search. Names are kebab-case. Reply with JSON only.",
+      "observes cannot change the search. Names are kebab-case, at most 64 characters, unique, and not",
+      `already used in this run; each idea under ${MAX_TEXT} characters. Reply with JSON only.`,
+      exampleReply(EXPLORE_EXAMPLE),
     ].join("\n"),
     user: [
       formatTrace(input.trace),
@@ -254,9 +266,11 @@ export function critiquePrompt(input: {
       "",
       `${STEP_MARKERS.critique} CRITIQUE. Assess every candidate (one assessment each, same name): how it could`,
       "fail or harm this search (failureModes: e.g. starves exploration, fights an active mechanism, never",
-      "fires, overreacts to noise), what in the trace supports or contradicts it (evidence, citing numbers),",
-      "and a score from 0 to 10 for expected gain per unit of risk. Then select the single best candidate by",
-      "its exact name, with the reason. Reply with JSON only.",
+      "fires, overreacts to noise, is retired for acting without gains), what in the trace supports or",
+      "contradicts it (evidence, citing numbers), and a score from 0 to 10 for expected gain per unit of risk",
+      "within the iterations left. Then select the single best candidate by its exact name, with the reason.",
+      "Reply with JSON only.",
+      exampleReply(CRITIQUE_EXAMPLE),
     ].join("\n"),
     user: [
       formatTrace(input.trace),
@@ -284,9 +298,12 @@ export function specifyPrompt(input: {
       `${STEP_MARKERS.specify} SPECIFY. Write the exact specification of the selected mechanism, precise enough`,
       "to implement without guessing: kebab-case name; a one-sentence description; the hooks it implements",
       "(include init when it has state; include at least one of guide, suggest, filter); the capabilities it",
-      "calls (only allowed ones); its state fields (name, TypeScript type, meaning) and initialState (a JSON",
-      "object text matching those fields); for each hook, its behaviour step by step, with thresholds and",
-      "how the failure modes below are avoided; remaining risks. Reply with JSON only.",
+      "calls (only allowed ones); its state fields (name, TypeScript type, meaning; JSON values only) and",
+      "initialState (a JSON object text matching those fields); for each hook, its behaviour step by step,",
+      "with thresholds in this run's units (σ, ranges, iterations left below), and how the failure modes",
+      `below are avoided; remaining risks. The description and each behaviour stay under ${MAX_TEXT}`,
+      "characters. Reply with JSON only.",
+      exampleReply(SPECIFY_EXAMPLE),
     ].join("\n"),
     user: [
       "Selected candidate:",
@@ -299,46 +316,64 @@ export function specifyPrompt(input: {
         ? `Names already used in this run (do not reuse): ${input.tried.join(", ")}`
         : "",
       "",
-      "Search space:",
-      ...input.trace.params.map((p) => `- ${p.name} (${p.kind}${p.log ? ", log" : ""})`),
+      formatContract(input.trace),
     ]
       .filter((l) => l !== "")
       .join("\n"),
   };
 }
 
-const EXAMPLE = `import type { Mechanism } from "bilevel/mechanism-api";
-
-type State = { tenure: number };
-
-export default {
-  manifest: { name: "tabu-search", version: 1, description: "Rejects proposals near recent trials.",
-              hooks: ["init", "filter", "observe"], capabilities: ["tabu"] },
-  init() { return { tenure: 5 }; },
-  filter(proposal, ctx) {
-    return ctx.tabu.contains("recent", proposal.config)
-      ? { verdict: "reject", reason: "revisits a tabu region" }
-      : { verdict: "accept" };
-  },
-  observe(trial, ctx) { ctx.tabu.add("recent", trial.config, ctx.state.tenure); },
-} satisfies Mechanism<State>;`;
+/** What each hook is handed, what the loop does with its result, and when: stated once, here. */
+const HOOK_SEMANTICS = [
+  "How the loop uses each hook:",
+  "- init(ctx): once, when the mechanism is activated; its return value is the initial state.",
+  "- guide(ctx): a string (at most 4000 characters; longer is an invalid result) or nothing; added to the",
+  "  LLM proposer's prompt this iteration. The offline proposer ignores guidance.",
+  "- suggest(ctx): { changes, rationale } or nothing. It replaces the proposer's first proposal of the",
+  "  iteration; with several mechanisms, the first valid suggestion in activation order is used. It still",
+  "  goes through every filter; after a rejection the proposer proposes again.",
+  '- filter(proposal, ctx): { verdict: "accept" }, { verdict: "reject", reason } or',
+  '  { verdict: "modify", changes, reason }. A modify REPLACES the proposal\'s changes with yours: give the',
+  "  complete list of changes from the incumbent, not a patch. Filters run in activation order, each on the",
+  "  proposal as the filters before it left it; a reject ends the chain. The same filter may run several",
+  "  times in one iteration (once per proposal).",
+  "- observe(trial, ctx): after every trial, failed ones included (valBpb null). In observe, ctx.incumbent,",
+  "  ctx.best and ctx.history are as they were before this trial; trial.kept says whether it became the",
+  "  incumbent.",
+  "State: ctx.state is the mechanism's JSON state, kept by the host between calls. After every hook call",
+  "that returns without a fault (init, guide, suggest, filter or observe), the host keeps ctx.state as the",
+  "call left it; init's return value is the initial state (without init the state starts as {}), and a",
+  "value returned by observe replaces it. A call that faults changes nothing. Module-level variables",
+  "start over on every call. Randomness: ctx.random() (Math.random is the same seeded stream); Date is",
+  "frozen at 2026-01-01.",
+].join("\n");
 
 function codeRules(allowed: readonly CapabilityName[]): string {
   return [
-    "Rules (a violation is rejected by the compiler, linter or dry run):",
+    "Checked before activation (compile, lint, load, then one dry run of each declared hook on this run's",
+    "live trace; a violation comes back to you as an error with its line:column):",
     '1. ONE file. The only import is `import type { ... } from "bilevel/mechanism-api";`.',
-    "2. `export default { manifest, ...hooks } satisfies Mechanism<State>;` with `type State = {...}` of JSON",
-    "   fields. manifest: { name (kebab-case), version: 1, description, hooks, capabilities }.",
-    "3. manifest.hooks lists exactly the hooks defined; manifest.capabilities exactly the ones used.",
-    `4. ${capabilityLine(allowed)}`,
-    "5. Hooks are synchronous: no async, Promise, timers, I/O, Date or Math.random (use ctx.random()).",
-    "   No eval, Function, require, import(), globalThis, WebAssembly, Atomics, SharedArrayBuffer,",
-    "   __proto__ or .constructor. No classes that need `new` from outside the file.",
-    "6. State is JSON only: return it from init, mutate ctx.state (or return it) in observe.",
-    "7. Every value proposed (suggest, filter modify) must be inside its parameter's range: use",
-    "   ctx.space.clamp when the space capability is declared, else ctx.params' min/max/choices.",
-    "8. Handle empty history, a null incumbent valBpb and a null best without throwing.",
-    "9. TypeScript strict mode; index access may be undefined (check it).",
+    "2. The default export is an object literal: `export default { manifest, ...hooks } satisfies",
+    "   Mechanism<State>;` with `type State = {...}` (without `satisfies`, untyped hook parameters are a",
+    "   type error). manifest is a literal: { name (kebab-case, at most 64 characters), version: 1,",
+    "   description, hooks, capabilities }.",
+    "3. manifest.hooks lists exactly the hooks defined.",
+    `4. manifest.capabilities lists only capabilities this run grants. ${capabilityLine(allowed)}`,
+    "5. TypeScript strict, lib es2022, nothing else: no console (use ctx.log), timers, fetch, process or DOM.",
+    "6. No eval, Function, require, import(), globalThis, Reflect, arguments, __proto__, .constructor,",
+    "   `with`, `declare` or @ts-ignore.",
+    "7. Hooks are synchronous: an async hook does not type-check, a returned promise is an invalid result.",
+    "8. In the dry run each declared hook runs once, in the order init, guide, suggest, filter, observe,",
+    "   threading the state: a throw, a timeout, a result of the wrong shape, or a state that is not",
+    "   exact JSON (a Set, a Map, a class instance, NaN, undefined in an array) fails validation.",
+    "Not checked before activation (only the dry run's branches run); in the live run:",
+    "9. A throw in a branch the dry run did not take quarantines the mechanism: an index access",
+    "   (ctx.history[i], arr[0]) may be undefined, ctx.history may be empty, ctx.incumbent.valBpb, ctx.best",
+    "   and trial.valBpb may be null. Check them.",
+    "10. A suggested or modified value outside its range, step rules, constraints or a frozen parameter is",
+    "   ignored (see the facts): keep values valid with ctx.params' min/max/choices, or ctx.space.clamp",
+    "   when space is declared.",
+    "11. Calling a capability not in manifest.capabilities throws capability-denied and quarantines it.",
     "Reply with the complete file inside one ```ts fence and nothing else.",
   ].join("\n");
 }
@@ -353,11 +388,14 @@ function codeSystem(
     PREAMBLE,
     "",
     `${marker} ${title}`,
+    "",
+    HOOK_SEMANTICS,
+    "",
     codeRules(allowed),
     "",
-    "A minimal example of the shape:",
+    "A literal example of a valid reply (a complete file):",
     "```ts",
-    EXAMPLE,
+    CODE_EXAMPLE.trimEnd(),
     "```",
     "",
     'The full API ("bilevel/mechanism-api", mechanism-api/index.d.ts):',
@@ -384,11 +422,7 @@ export function generatePrompt(input: {
       input.allowed,
       input.apiText,
     ),
-    user: [
-      specText(input.spec),
-      "",
-      `Parameter names: ${input.trace.params.map((p) => p.name).join(", ")}`,
-    ].join("\n"),
+    user: [specText(input.spec), "", formatContract(input.trace)].join("\n"),
   };
 }
 
@@ -410,8 +444,14 @@ export function formatValidationError(error: SandboxError, source: string): stri
   return text === undefined ? head : `${head}\n    ${error.line} | ${text.trimEnd()}`;
 }
 
-export function repairUser(errors: readonly string[]): string {
+/** The repair request's last part: the failing file itself and its errors, in one message. */
+export function repairUser(errors: readonly string[], source: string): string {
   return [
+    "The file that failed:",
+    "```ts",
+    source.trimEnd(),
+    "```",
+    "",
     "Validation failed (compile -> lint -> load -> dry run of every declared hook on the live trace):",
     ...errors,
     "",

@@ -4,9 +4,11 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Json } from "../../mechanism-api/index.d.ts";
 import type { ResolvedRunConfig as RunConfig } from "../config.ts";
+import type { NoiseEstimate } from "../level1/acceptance.ts";
 import { storeExchange } from "../llm/chat-json.ts";
 import type { LlmClient } from "../llm/client.ts";
 import type { RunStore } from "../store.ts";
+import { runFacts } from "./facts.ts";
 import { type ResearchOutcome, runResearchSession } from "./session.ts";
 import { researchTraceFrom } from "./trace.ts";
 import type { Researcher, ResearchResult } from "./types.ts";
@@ -16,12 +18,14 @@ export function readApiText(): string {
   return readFileSync(path.resolve(import.meta.dirname, "../../mechanism-api/index.d.ts"), "utf8");
 }
 
-function noiseSigma(store: RunStore): number | null {
+/** The noise the loop measured from the baselines (stored as meta "noise"), or null before it has. */
+function storedNoise(store: RunStore): NoiseEstimate | null {
   const raw = store.getMeta("noise");
   if (raw === null) return null;
   try {
-    const sigma: unknown = (JSON.parse(raw) as { sigma?: unknown }).sigma;
-    return typeof sigma === "number" && Number.isFinite(sigma) ? sigma : null;
+    const { mean, sigma, n } = JSON.parse(raw) as Partial<Record<keyof NoiseEstimate, unknown>>;
+    const finite = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+    return finite(mean) && finite(sigma) && finite(n) ? { mean, sigma, n } : null;
   } catch {
     return null;
   }
@@ -101,12 +105,18 @@ export class LlmResearcher implements Researcher {
   async research(input: Parameters<Researcher["research"]>[0]): Promise<ResearchResult> {
     const trace = researchTraceFrom({
       iteration: input.iteration,
-      params: input.params,
+      // The live context's params: Level 1.5's frozen parameters are flagged there.
+      params: input.trace.context.params,
       incumbent: input.trace.context.incumbent,
       best: input.trace.context.best,
       trials: input.trials,
       window: Math.max(this.config.proposer.historyWindow, 20),
-      noiseSigma: noiseSigma(this.store),
+      facts: runFacts({
+        config: this.config,
+        iteration: input.iteration,
+        noise: storedNoise(this.store),
+        trials: input.trials,
+      }),
       notes: recentNotes(this.store),
       brief: this.config.program?.text ?? null,
     });

@@ -15,6 +15,7 @@ import {
   formatValidationError,
   generatePrompt,
   KEBAB,
+  MAX_TEXT,
   type MechanismSpec,
   type Prompt,
   type ResearchStep,
@@ -92,7 +93,6 @@ export type ResearchOutcome =
     };
 
 const ACTING: readonly HookName[] = ["guide", "suggest", "filter"];
-const MAX_TEXT = 2_000;
 const kebab = new RegExp(KEBAB);
 
 /** Extract the TypeScript file from a reply: the longest ts (or unlabelled) fenced block, else the text. */
@@ -390,12 +390,11 @@ async function validateWithRepairs(
     }
     const repaired = await llm.chatText({
       purpose: "level2.repair",
-      // Bounded context: the spec, the last attempt and its errors (not every earlier attempt).
+      // Bounded context: the spec and the run's contract, the last attempt and its errors (not every
+      // earlier attempt), in one user message so the stored request holds all of it.
       messages: [
         { role: "system", content: repairSystem(allowedList, input.apiText) },
-        { role: "user", content: generatePromptValue.user },
-        { role: "assistant", content: `\`\`\`ts\n${source}\`\`\`` },
-        { role: "user", content: repairUser(errors) },
+        { role: "user", content: `${generatePromptValue.user}\n\n${repairUser(errors, source)}` },
       ],
       check: codeProblems,
       maxRepairs: 1,

@@ -4,6 +4,7 @@ import type { Change, Config, ParamSpec, TrialStatus } from "../../mechanism-api
 import { briefLines } from "../level1/proposer.ts";
 import { type ParamStats, paramStats } from "../level15/strategy.ts";
 import type { TrialRow } from "../store.ts";
+import { formatFacts, type RunFacts } from "./facts.ts";
 
 export interface ResearchTrial {
   readonly iteration: number;
@@ -26,8 +27,8 @@ export interface ResearchTrace {
   /** The most recent search trials, oldest first. */
   readonly recent: readonly ResearchTrial[];
   readonly paramStats: readonly ParamStats[];
-  /** Measured noise of val_bpb (σ of repeated baselines), if known. */
-  readonly noiseSigma: number | null;
+  /** The run's rules with its numbers: budget, acceptance and noise, limits, judgement. */
+  readonly facts: RunFacts;
   /** Free notes from the loop (filter rejections, Level 1.5 changes, crash lessons), newest last. */
   readonly notes: readonly string[];
   /** The user's research brief (program.md), if the run has one. */
@@ -42,7 +43,7 @@ export function researchTraceFrom(input: {
   readonly best: ResearchTrace["best"];
   readonly trials: readonly TrialRow[];
   readonly window?: number;
-  readonly noiseSigma?: number | null;
+  readonly facts: RunFacts;
   readonly notes?: readonly string[];
   readonly brief?: string | null;
 }): ResearchTrace {
@@ -64,7 +65,7 @@ export function researchTraceFrom(input: {
       kept: t.kept,
     })),
     paramStats: paramStats(input.params, input.trials),
-    noiseSigma: input.noiseSigma ?? null,
+    facts: input.facts,
     notes: (input.notes ?? []).slice(-10),
     ...(input.brief ? { brief: input.brief } : {}),
   };
@@ -86,7 +87,8 @@ function describeParam(p: ParamSpec): string {
     p.multipleOf !== undefined ? `multiples of ${p.multipleOf}` : "",
     ...(p.constraints ?? []).map((c) => `constraint: ${c}`),
   ].filter((r) => r !== "");
-  return `- ${p.name}: ${range}, default ${num(p.default)}${rules.length > 0 ? `; ${rules.join("; ")}` : ""}`;
+  const frozen = p.frozen ? " FROZEN by Level 1.5 (changes to it are refused)" : "";
+  return `- ${p.name}: ${range}, default ${num(p.default)}${rules.length > 0 ? `; ${rules.join("; ")}` : ""}${frozen}`;
 }
 
 function describeTrial(t: ResearchTrial): string {
@@ -97,6 +99,18 @@ function describeTrial(t: ResearchTrial): string {
   return `#${t.iteration} ${changes} -> ${score}${delta} ${t.kept ? "KEPT" : "discarded"}`;
 }
 
+/**
+ * What every round of a session restates: the search space (ranges, log scales, choices, step
+ * rules, constraints, frozen parameters) and the run's facts.
+ */
+export function formatContract(trace: ResearchTrace): string {
+  return [
+    "Search space (ctx.params; values outside a range or breaking a rule are refused):",
+    ...(trace.params.length > 0 ? trace.params.map(describeParam) : ["(no parameters)"]),
+    formatFacts(trace.facts),
+  ].join("\n");
+}
+
 /** The trace as compact prompt text. */
 export function formatTrace(trace: ResearchTrace): string {
   const bpb = (v: number | null | undefined) => (v === null || v === undefined ? "unknown" : v.toFixed(4));
@@ -105,17 +119,13 @@ export function formatTrace(trace: ResearchTrace): string {
     `Iteration ${trace.iteration}: ${trace.totalTrials} search trials, ${trace.keptTrials} kept.`,
     `Incumbent val_bpb ${bpb(trace.incumbent.valBpb)}; best val_bpb ${bpb(trace.best?.valBpb)}.`,
     `Incumbent config: ${JSON.stringify(trace.incumbent.config)}`,
-    trace.noiseSigma === null
-      ? ""
-      : `Noise: σ(val_bpb) ≈ ${trace.noiseSigma.toFixed(4)} between repeated runs.`,
-    "Search space:",
-    ...trace.params.map(describeParam),
-    "Per-parameter statistics (tried, kept, failed, mean Δ val_bpb):",
+    formatContract(trace),
+    "Per-parameter statistics over all search trials (tried, kept, failed, mean Δ val_bpb):",
     ...trace.paramStats.map(
       (s) =>
         `- ${s.param}: ${s.tried}, ${s.kept}, ${s.failed}, ${s.meanDelta === null ? "n/a" : s.meanDelta.toFixed(4)}`,
     ),
-    "Recent trials (oldest first):",
+    "Recent trials, oldest first (#iteration changes -> val_bpb (Δ vs. the incumbent then) KEPT/discarded):",
     ...(trace.recent.length > 0 ? trace.recent.map(describeTrial) : ["(none yet)"]),
     ...(trace.notes.length > 0 ? ["Notes:", ...trace.notes.map((n) => `- ${n}`)] : []),
   ]

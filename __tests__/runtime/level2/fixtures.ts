@@ -1,6 +1,7 @@
 // Shared data for the Level 2 tests: a small trace, scripted LLM replies, a good mechanism,
 // a broken one, and a fake validator with the sandbox's report shape.
 import type { ParamSpec } from "../../../mechanism-api/index.d.ts";
+import type { RunFacts } from "../../../runtime/level2/facts.ts";
 import type { ResearchTrace } from "../../../runtime/level2/trace.ts";
 import type { SandboxError, ValidationReport } from "../../../sandbox/types.ts";
 
@@ -23,6 +24,31 @@ export const PARAMS: ParamSpec[] = [
     description: "windows",
   },
 ];
+
+/** The facts of a run of 30 iterations after iteration 14, noise-aware with k = 2. */
+export const FACTS: RunFacts = {
+  iteration: 14,
+  iterations: 30,
+  researchEvery: 10,
+  retireCheckEvery: 5,
+  acceptance: { mode: "noise-aware", k: 2, noise: { mean: 2.43, sigma: 0.004, n: 3 }, threshold: 0.008 },
+  baseline: 2.43,
+  restartEvery: 0,
+  historyWindow: 12,
+  maxChanges: 2,
+  maxFilterRejections: 3,
+  retireWindow: 12,
+  maxActiveMechanisms: 3,
+  autoActivate: true,
+  limits: {
+    hookTimeoutMs: 1000,
+    capabilityCallBudget: 1000,
+    maxStateBytes: 65536,
+    maxLogLines: 50,
+    mechanismBudgetMs: 5000,
+    maxOverruns: 3,
+  },
+};
 
 export const TRACE: ResearchTrace = {
   iteration: 14,
@@ -62,7 +88,7 @@ export const TRACE: ResearchTrace = {
     { param: "WARMUP_RATIO", tried: 2, kept: 0, failed: 0, meanDelta: 0.025 },
     { param: "WINDOW_PATTERN", tried: 0, kept: 0, failed: 0, meanDelta: null },
   ],
-  noiseSigma: 0.004,
+  facts: FACTS,
   notes: ["Level 1.5 froze DEPTH"],
 };
 

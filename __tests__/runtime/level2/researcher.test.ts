@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterEach, describe, expect, test } from "@jest/globals";
 import type { Change, TrialStatus } from "../../../mechanism-api/index.d.ts";
 import { DEFAULT_RUN_CONFIG } from "../../../runtime/config.ts";
+import { runFacts } from "../../../runtime/level2/facts.ts";
 import { STEP_MARKERS } from "../../../runtime/level2/prompts.ts";
 import { LlmResearcher, toResearchResult } from "../../../runtime/level2/researcher.ts";
 import { formatTrace, researchTraceFrom } from "../../../runtime/level2/trace.ts";
@@ -16,6 +17,7 @@ import {
   BROKEN_SOURCE,
   CRITIQUE_REPLY,
   EXPLORE_REPLY,
+  FACTS,
   fakeValidate,
   fenced,
   GOOD_SOURCE,
@@ -102,7 +104,7 @@ describe("research trace", () => {
       incumbent: TRACE.incumbent,
       best: TRACE.best,
       trials: TRIALS,
-      noiseSigma: 0.005,
+      facts: FACTS,
       notes: ["n1"],
     });
     expect(trace.totalTrials).toBe(2);
@@ -114,6 +116,17 @@ describe("research trace", () => {
     expect(text).toContain("- MATRIX_LR: float [0.001, 0.2] log, default 0.04");
     expect(text).toContain('- WINDOW_PATTERN: choice of ["L","SL","SSSL"], default SSSL');
     expect(text).toContain("Notes:\n- n1");
+    // The trace explains its deltas and the run's budget, and says how a mechanism is judged.
+    expect(text).toContain("Δ (delta) = a trial's val_bpb minus the incumbent's val_bpb when it ran");
+    expect(text).toContain("16 iteration(s) left");
+    expect(text).toContain("- How a mechanism is judged:");
+    const frozen = researchTraceFrom({
+      ...{ iteration: 3, incumbent: TRACE.incumbent, best: TRACE.best, trials: TRIALS, facts: FACTS },
+      params: PARAMS.map((p) => (p.name === "WARMUP_RATIO" ? { ...p, frozen: true } : p)),
+    });
+    expect(formatTrace(frozen)).toContain(
+      "- WARMUP_RATIO: float [0, 0.5], default 0 FROZEN by Level 1.5 (changes to it are refused)",
+    );
     expect(text).toContain('Incumbent config: {"MATRIX_LR":0.05,"WARMUP_RATIO":0,"WINDOW_PATTERN":"SSSL"}');
   });
 
@@ -124,11 +137,14 @@ describe("research trace", () => {
       incumbent: { config: {}, valBpb: null },
       best: null,
       trials: [],
+      facts: runFacts({ config: testConfig({}), iteration: 0, noise: null, trials: [] }),
     });
     const text = formatTrace(trace);
     expect(text).toContain("Incumbent val_bpb unknown; best val_bpb unknown.");
     expect(text).toContain("(none yet)");
-    expect(text).not.toContain("Noise");
+    expect(text).toContain("σ is not measured");
+    expect(text).toContain("a trial is kept when Δ < 0 (any gain)");
+    expect(text).toContain("The first incumbent is the start config's baseline run;");
   });
 });
 
@@ -189,7 +205,8 @@ describe("LlmResearcher", () => {
     expect(event?.message).toBe(
       "Level 2 design: repeat-guard (score 7) chosen from repeat-guard, ucb-param-picker",
     );
-    expect(JSON.stringify(mock.requests[0]?.body?.messages)).toContain("σ(val_bpb) ≈ 0.0042");
+    // The stored noise and the run's acceptance rule (k = 1 by default) reach the prompt.
+    expect(JSON.stringify(mock.requests[0]?.body?.messages)).toContain("Δ < −k·σ = −1 × 0.0042 = −0.0042");
   });
 
   test("an LLM error before any code is 'none' with the reason; the failed exchange is stored", async () => {
@@ -199,6 +216,25 @@ describe("LlmResearcher", () => {
       expect(result.reason).toMatch(/^research session stopped: LLM http during explore: 500/);
     expect(store.exchanges()).toHaveLength(1);
     expect(store.exchanges()[0]?.error).toMatch(/^http: 500/);
+  });
+
+  test("the stored repair request holds the failing file and its errors", async () => {
+    const { result, store } = await researcher({
+      ...good,
+      generate: [{ content: fenced(BROKEN_SOURCE) }],
+      repair: [{ content: fenced(GOOD_SOURCE) }],
+    });
+    expect(result.status).toBe("validated");
+    const repair = store.exchanges().find((e) => e.purpose === "level2.repair");
+    // What the store kept of the request: the conversation as sent.
+    const sent = ((repair?.messages ?? []) as readonly { readonly content: string }[])
+      .map((m) => m.content)
+      .join("\n");
+    expect(sent).toContain(BROKEN_SOURCE.trimEnd());
+    const line = BROKEN_SOURCE.split("\n").findIndex((l) => l.includes("historyy")) + 1;
+    expect(sent).toMatch(
+      new RegExp(`\\[compile/type-error\\] at line ${line}:\\d+: Property 'historyy' does not exist`),
+    );
   });
 
   test("an LLM error during repair rejects the failing code with both reasons", async () => {

@@ -3,7 +3,8 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "@jest/globals";
-import { STEP_MARKERS } from "../../../runtime/level2/prompts.ts";
+import { CODE_EXAMPLE } from "../../../runtime/level2/examples.ts";
+import { repairSystem, STEP_MARKERS } from "../../../runtime/level2/prompts.ts";
 import { type ResearchOutcome, runResearchSession } from "../../../runtime/level2/session.ts";
 import { createLlmClient, type LlmClient } from "../../../runtime/llm/client.ts";
 import { loadDefaultParams, Sandbox, syntheticTrace } from "../../../sandbox/index.ts";
@@ -113,5 +114,105 @@ describe("Level 2 session with the real sandbox", () => {
       /^failed validation 1 time\(s\) \(0 repair\(s\) allowed\); last error filter\/timeout/,
     );
     expect(promptText(mock!.requests.at(-1)!)).toContain(STEP_MARKERS.generate);
+  });
+});
+
+describe("the code rules the prompt states hold in the real sandbox", () => {
+  const system = repairSystem(["tabu", "bandit", "space"], API_TEXT);
+  const variant = (from: string, to: string): string => {
+    expect(CODE_EXAMPLE).toContain(from);
+    return CODE_EXAMPLE.replace(from, to);
+  };
+  const FILTER = "  filter(proposal, ctx) {\n";
+  // Each case names its rule's text in the prompt and breaks it in the prompt's own example.
+  const cases: { rule: string; source: () => string; fails: { code: string; message: RegExp } | null }[] = [
+    {
+      rule: "1. ONE file. The only import is",
+      source: () => `import { readFileSync } from "node:fs";\n${CODE_EXAMPLE}`,
+      fails: { code: "type-error", message: /node:fs/ },
+    },
+    {
+      rule: '1. ONE file. The only import is `import type { ... } from "bilevel/mechanism-api";`',
+      source: () => variant("import type { Change, Mechanism }", "import { Change, Mechanism }"),
+      fails: { code: "forbidden-syntax", message: /use `import type/ },
+    },
+    {
+      rule: "(without `satisfies`, untyped hook parameters are a",
+      source: () => variant("} satisfies Mechanism<State>;", "};"),
+      fails: { code: "type-error", message: /implicitly has an 'any' type/ },
+    },
+    {
+      rule: "manifest is a literal: { name (kebab-case",
+      source: () => variant('name: "discard-memory"', 'name: "Discard_Memory"'),
+      fails: { code: "invalid-manifest", message: /name/ },
+    },
+    {
+      rule: "3. manifest.hooks lists exactly the hooks defined.",
+      source: () =>
+        variant('hooks: ["init", "filter", "observe"]', 'hooks: ["init", "guide", "filter", "observe"]'),
+      fails: { code: "missing-hook", message: /guide/ },
+    },
+    {
+      rule: "no console (use ctx.log)",
+      source: () => variant(FILTER, `${FILTER}    console.log("x");\n`),
+      fails: { code: "type-error", message: /console|ctx\.log/ },
+    },
+    {
+      rule: "6. No eval, Function",
+      source: () => variant(FILTER, `${FILTER}    eval("1");\n`),
+      fails: { code: "forbidden-syntax", message: /eval/ },
+    },
+    {
+      rule: "an async hook does not type-check",
+      source: () => variant(FILTER, "  async filter(proposal, ctx) {\n"),
+      fails: { code: "type-error", message: /Promise|async/ },
+    },
+    {
+      rule: "a state that is not\n   exact JSON",
+      source: () => variant("return { discarded: [], streak: 0 };", "return { discarded: [], streak: NaN };"),
+      fails: { code: "invalid-state", message: /NaN/ },
+    },
+    {
+      rule: "8. In the dry run each declared hook runs once",
+      source: () =>
+        variant(FILTER, `${FILTER}    if (proposal.changes.length >= 0) throw new Error("boom");\n`),
+      fails: { code: "thrown", message: /boom/ },
+    },
+    {
+      rule: "9. A throw in a branch the dry run did not take quarantines the mechanism",
+      source: () => variant(FILTER, `${FILTER}    if (ctx.iteration > 100000) throw new Error("late");\n`),
+      fails: null,
+    },
+    {
+      rule: "10. A suggested or modified value outside its range",
+      source: () =>
+        variant(
+          FILTER,
+          '  suggest() {\n    return { changes: [{ param: "MATRIX_LR", value: 1e9 }], rationale: "far" };\n  },\n' +
+            FILTER,
+        ).replace('hooks: ["init", "filter", "observe"]', 'hooks: ["init", "suggest", "filter", "observe"]'),
+      fails: null,
+    },
+    {
+      rule: "11. Calling a capability not in manifest.capabilities throws capability-denied",
+      source: () => variant(FILTER, `${FILTER}    ctx.tabu.size("x");\n`),
+      fails: { code: "capability-denied", message: /tabu/ },
+    },
+  ];
+
+  test("the prompt's example validates, and every case of a rule does what the rule says", async () => {
+    const trace = syntheticTrace(loadDefaultParams());
+    expect((await sandbox.validate(CODE_EXAMPLE, trace)).ok).toBe(true);
+    for (const c of cases) {
+      expect(system).toContain(c.rule);
+      const report = await sandbox.validate(c.source(), trace);
+      const got = report.error ? { code: report.error.code, message: report.error.message } : null;
+      if (c.fails === null) expect([c.rule, got]).toEqual([c.rule, null]);
+      else
+        expect([c.rule, got]).toEqual([
+          c.rule,
+          { code: c.fails.code, message: expect.stringMatching(c.fails.message) },
+        ]);
+    }
   });
 });

@@ -2,6 +2,12 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, test } from "@jest/globals";
 import {
+  CODE_EXAMPLE,
+  CRITIQUE_EXAMPLE,
+  EXPLORE_EXAMPLE,
+  SPECIFY_EXAMPLE,
+} from "../../../runtime/level2/examples.ts";
+import {
   CRITIQUE_SCHEMA,
   critiqueSchema,
   exploreSchema,
@@ -64,6 +70,7 @@ function defaultRoutes(over: Routes = {}): Routes {
 async function session(
   routes: Routes,
   extra: Partial<ResearchSessionInput> = {},
+  client: { structuredOutput?: "json_schema" | "json_object" | "tools" | "text" } = {},
 ): Promise<{
   outcome: Awaited<ReturnType<typeof runResearchSession>>;
   mock: MockLlm;
@@ -87,6 +94,7 @@ async function session(
       maxTokens: 4000,
       timeoutMs: 600_000, // the local mock answers at once: no timeout on a loaded machine either
       maxRetries: 0,
+      ...client,
     },
     {},
   ) as LlmClient;
@@ -139,7 +147,7 @@ describe("Level 2 research session", () => {
     expect(exploreText).toContain("#13 WARMUP_RATIO=0.1 -> 2.4400 (Δ +0.0300) discarded");
     expect(exploreText).toContain("- WARMUP_RATIO: 2, 0, 0, 0.0250");
     expect(exploreText).toContain("- tabu-search [filter, observe]: tabu on recent configs");
-    expect(exploreText).toContain("σ(val_bpb) ≈ 0.0040");
+    expect(exploreText).toContain("Δ < −k·σ = −2 × 0.0040 = −0.0080");
     expect(promptText(critique!)).toContain('"name": "ucb-param-picker"');
     expect(critique?.body?.response_format?.json_schema?.name).toBe("level2_critique");
     expect(promptText(specify!)).toContain("Why selected: Cheap, directly addresses the wasted repeat.");
@@ -148,6 +156,69 @@ describe("Level 2 research session", () => {
     expect(generateText).toContain(API_TEXT.trim());
     expect(generateText).toContain('"initialState": "{\\"streak\\": 0, \\"maxStreak\\": 3}"');
     expect(generateText).toContain('import type { ... } from "bilevel/mechanism-api"');
+  });
+
+  test("every round carries the run's facts and search space, so none has to guess them", async () => {
+    const { mock } = await session(
+      defaultRoutes({
+        generate: [{ content: fenced(BROKEN_SOURCE) }],
+        repair: [{ content: fenced(GOOD_SOURCE) }],
+      }),
+    );
+    const rounds = mock.requests.map(promptText);
+    expect(rounds).toHaveLength(5);
+    const facts = [
+      // ranges, log scales, choices
+      "- MATRIX_LR: float [0.001, 0.2] log, default 0.04",
+      '- WINDOW_PATTERN: choice of ["L","SL","SSSL"], default SSSL',
+      // budget: iterations left, when the mechanism starts
+      "after iteration 14 of 30 (numbered from 1): 16 iteration(s) left",
+      // the noise estimate and the acceptance threshold, and what deltas are measured against
+      "σ = 0.0040: the standard deviation of val_bpb over 3 baseline run(s)",
+      "Δ < −k·σ = −2 × 0.0040 = −0.0080",
+      "The first incumbent is the start config's baseline run on the run seed (val_bpb 2.4300)",
+      // the history window, changes per proposal, filter rejections, limits, judgement
+      "ctx.history: the last 12 search trials",
+      "at most 2 parameter(s) per proposal",
+      "when all 4 proposals of an iteration are rejected, it has no trial",
+      "1000 ms, 1000 capability calls, 50 log lines",
+      "Checked every 5 iterations: once active for 12 iterations",
+    ];
+    for (const [i, text] of rounds.entries()) {
+      for (const fact of facts) expect([i, text.includes(fact)]).toEqual([i, true]);
+    }
+  });
+
+  test("each JSON round shows a literal example reply, in every structured-output mode", async () => {
+    for (const structuredOutput of ["json_schema", "json_object", "tools", "text"] as const) {
+      // In tools mode the reply is a call of the function the request names (level2_<step>).
+      const reply = (step: string, value: unknown): MockStep =>
+        structuredOutput === "tools"
+          ? { content: null, toolCall: { name: `level2_${step}`, arguments: JSON.stringify(value) } }
+          : json(value);
+      const { outcome, mock: m } = await session(
+        defaultRoutes({
+          explore: [reply("explore", EXPLORE_EXAMPLE)],
+          critique: [reply("critique", CRITIQUE_EXAMPLE)],
+          specify: [reply("specify", SPECIFY_EXAMPLE)],
+          generate: [{ content: fenced(CODE_EXAMPLE) }],
+        }),
+        {},
+        { structuredOutput },
+      );
+      // The examples pass their round's schema and checks: taken as replies, they need no repair.
+      expect([structuredOutput, outcome.status]).toEqual([structuredOutput, "validated"]);
+      expect(m.requests).toHaveLength(4);
+      const [explore, critique, specify, generate] = m.requests.map(
+        (r) => r.body?.messages?.[0]?.content ?? "",
+      );
+      expect(explore).toContain(JSON.stringify(EXPLORE_EXAMPLE, null, 1));
+      expect(critique).toContain(JSON.stringify(CRITIQUE_EXAMPLE, null, 1));
+      expect(specify).toContain(JSON.stringify(SPECIFY_EXAMPLE, null, 1));
+      expect(generate).toContain(CODE_EXAMPLE.trimEnd());
+      await m.close();
+      mock = null;
+    }
   });
 
   test("TypeScript that does not compile is repaired, with line:column and the offending line fed back", async () => {
@@ -166,10 +237,14 @@ describe("Level 2 research session", () => {
     const messages = repair.body?.messages ?? [];
     expect(messages[0]?.content).toContain(STEP_MARKERS.repair);
     expect(messages[0]?.content).toContain(API_TEXT.trim());
-    expect(messages[2]).toEqual({ role: "assistant", content: `\`\`\`ts\n${BROKEN_SOURCE}\`\`\`` });
+    expect(messages.map((m) => m.role)).toEqual(["system", "user"]);
     const line = BROKEN_SOURCE.split("\n").findIndex((l) => l.includes("historyy")) + 1;
     const column = (BROKEN_SOURCE.split("\n")[line - 1] ?? "").indexOf("historyy") + 1;
-    const feedback = messages[3]?.content ?? "";
+    const feedback = messages[1]?.content ?? "";
+    // The spec and the facts, the failing file itself, then its errors.
+    expect(feedback).toContain('"name": "repeat-guard"');
+    expect(feedback).toContain("16 iteration(s) left");
+    expect(feedback).toContain(`The file that failed:\n\`\`\`ts\n${BROKEN_SOURCE.trimEnd()}\n\`\`\``);
     expect(feedback).toContain(
       `[compile/type-error] at line ${line}:${column}: Property 'historyy' does not exist`,
     );
