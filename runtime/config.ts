@@ -70,6 +70,48 @@ const PARAM_DECLARATION_SCHEMA = {
   },
 } as const;
 
+/** Local slots: CUDA slots get a GPU each (slot mod gpus), CPU slots an equal share of the cores. */
+const LOCAL_EXECUTOR_SCHEMA = {
+  type: "object",
+  additionalProperties: false,
+  required: ["kind"],
+  properties: {
+    kind: { const: "local" },
+    /** GPUs to spread CUDA slots over; default: as many as slots. */
+    gpus: positiveInt,
+    /** Cores to share between CPU slots; default: the machine's. */
+    cores: positiveInt,
+  },
+} as const;
+
+/** One Slurm job per trial (sbatch, squeue, scontrol, scancel); every resource field is optional. */
+const SLURM_EXECUTOR_SCHEMA = {
+  type: "object",
+  additionalProperties: false,
+  required: ["kind"],
+  properties: {
+    kind: { const: "slurm" },
+    partition: { type: "string", minLength: 1, maxLength: 200 },
+    account: { type: "string", minLength: 1, maxLength: 200 },
+    qos: { type: "string", minLength: 1, maxLength: 200 },
+    /** sbatch --gres (e.g. "gpu:1") and --gpus. */
+    gres: { type: "string", minLength: 1, maxLength: 200 },
+    gpus: { type: "string", minLength: 1, maxLength: 200 },
+    cpusPerTask: positiveInt,
+    /** sbatch --mem, e.g. "16G". */
+    mem: { type: "string", pattern: "^[0-9]+[KMGT]?$" },
+    /** A job is cancelled (a `timeout` trial) at budgetSeconds × timeoutFactor + graceSeconds after it starts; its Slurm time limit adds a minute. */
+    timeoutFactor: { type: "number", minimum: 1, maximum: 100 },
+    graceSeconds: { type: "number", minimum: 0, maximum: 86400 },
+    /** How often squeue is asked. */
+    pollSeconds: { type: "number", minimum: 0.1, maximum: 600 },
+    /** More sbatch options, passed as they are (e.g. ["--constraint=a100"]). */
+    extraArgs: { type: "array", maxItems: 50, items: { type: "string", pattern: "^--?[A-Za-z]" } },
+    /** Check at the start, with a small job, that the nodes see the run folder (default true). */
+    checkSharedFolder: { type: "boolean" },
+  },
+} as const;
+
 export const RUN_CONFIG_SCHEMA = {
   $id: "https://bilevel.dev/schemas/run-config.json",
   title: "bilevel run config",
@@ -162,6 +204,10 @@ export const RUN_CONFIG_SCHEMA = {
         },
       ],
     },
+    /** Trials in flight at once (docs/cluster.md); 1: one after the other. */
+    parallel: { type: "integer", minimum: 1, maximum: 1024 },
+    /** Where trials run: slots on this machine, or one Slurm job per trial (docs/cluster.md). */
+    executor: { oneOf: [LOCAL_EXECUTOR_SCHEMA, SLURM_EXECUTOR_SCHEMA] },
     /** Level 1 options. restartEvery K > 0: every K iterations the incumbent is reset to the best trial so far (group R of a study). */
     level1: {
       type: "object",
@@ -244,6 +290,7 @@ export const RUN_CONFIG_SCHEMA = {
 export type RunConfig = FromSchema<typeof RUN_CONFIG_SCHEMA>;
 export type AcceptanceMode = RunConfig["acceptance"]["mode"];
 export type TrainerConfig = RunConfig["trainer"];
+export type ExecutorConfig = NonNullable<RunConfig["executor"]>;
 export type RunPolicy = RunConfig["policy"];
 
 export const DEFAULT_RUN_CONFIG: RunConfig = {
@@ -274,6 +321,8 @@ export const DEFAULT_RUN_CONFIG: RunConfig = {
   },
   proposer: { maxChanges: 3, maxRepairs: 2, maxFilterRejections: 3, historyWindow: 12 },
   level1: { restartEvery: 0 },
+  parallel: 1,
+  executor: { kind: "local" },
   acceptance: { mode: "noise-aware", baselineRepeats: 3, k: 1, minSigma: 0.001 },
   level15: { every: 5, maxFreezesPerCycle: 2, minActive: 4, freezeAfterTries: 3, enabled: true },
   level2: { everyCycles: 2, maxRepairs: 3, retireWindow: 12 },
@@ -455,6 +504,11 @@ export function resolveRunConfig(
       ...(trainer.git !== undefined ? { git: trainer.git } : {}),
       budgetGiven: budgetGiven || options.overrides?.budgetSeconds !== undefined,
     });
+    // One branch moves with each verdict: its trials must run one after the other, here.
+    if (ext.git && ((config.parallel ?? 1) > 1 || config.executor?.kind === "slurm"))
+      ext.problems.push(
+        "parallel > 1 and the slurm executor need trainer.git false: under git each trial is a commit on the run's branch, which moves with every verdict",
+      );
     if (ext.problems.length > 0)
       throw new ConfigError(`invalid run config (${source.label}):\n${ext.problems.join("\n")}`);
     return {
@@ -565,6 +619,9 @@ export function sandboxPolicy(policy: RunPolicy): SandboxPolicy {
 /** The fields a resumed run may change; everything else was what the stored trials were measured with. */
 export const CHANGEABLE_ON_RESUME: readonly (keyof ResolvedRunConfig)[] = [
   "iterations",
+  // How many trials run at once changes the wall time, not what a trial is; the executor stays
+  // (its jobs in flight are reattached, and its hardware is what the trials ran on).
+  "parallel",
   "llm",
   "proposer",
   "level15",

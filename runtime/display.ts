@@ -60,7 +60,11 @@ export class RunDisplay implements LoopObserver, LlmObserver {
 
   trialStart(trialId: number, description: string, budgetSeconds: number): void {
     this.line(`[L1 ] training #${trialId}: ${description} (budget ${budgetSeconds}s)`);
-    if (this.styled) {
+  }
+
+  /** The bar appears with the first progress record (trials in flight side by side send none). */
+  trialProgress(p: TrainerProgress): void {
+    if (this.styled && !this.bar) {
       this.bar = new SingleBar({
         format: "      {bar} {percentage}% | step {step} | loss {loss} | {tps} tok/s",
         hideCursor: true,
@@ -69,9 +73,6 @@ export class RunDisplay implements LoopObserver, LlmObserver {
       });
       this.bar.start(100, 0, { step: 0, loss: "-", tps: 0 });
     }
-  }
-
-  trialProgress(p: TrainerProgress): void {
     this.bar?.update(Math.round(p.progress * 100), {
       step: p.step,
       loss: p.loss.toFixed(3),

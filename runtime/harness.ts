@@ -18,6 +18,7 @@ import { OfflineProposer } from "./level1/offline-proposer.ts";
 import { LibraryResearcher } from "./level2/library.ts";
 import { RuleStrategist } from "./level15/strategists.ts";
 import { BilevelLoop } from "./loop.ts";
+import { recordingSandbox, seedEvents, type TraceEvent } from "./mechanism-trace.ts";
 import type { SandboxLike } from "./mechanisms.ts";
 import { spaceKey } from "./param-scale.ts";
 import { type MechanismRow, RunStore, type TrialRow } from "./store.ts";
@@ -165,6 +166,9 @@ export interface HarnessMechanism {
 const zeroCounts = (): HookCounts => ({ init: 0, guide: 0, suggest: 0, filter: 0, observe: 0 });
 const MAX_GUIDE_SAMPLES = 3;
 
+/** Receives each seed's trace (every hook call and trial, in order) once the seed has run. */
+export type TraceSink = (events: readonly TraceEvent[]) => void;
+
 /**
  * Run `mechanism` (null: no mechanism, the control) for every seed of `settings`, each seed one run
  * of the loop in a temporary folder. `base` supplies the policy (the run's or --config's).
@@ -176,12 +180,14 @@ export async function runHarness(
   params: readonly ParamSpec[],
   settings: HarnessSettings,
   base: ResolvedRunConfig,
+  onTrace?: TraceSink,
 ): Promise<HarnessReport> {
   const started = performance.now();
   const latencies = new Map<HookName, number[]>();
   const seeds: SeedSummary[] = [];
   for (const seed of settings.seeds) {
-    seeds.push(await runSeed(sandbox, mechanism, params, settings, base, seed, latencies));
+    const run = { sandbox, mechanism, params, settings, base, seed };
+    seeds.push(await runSeed(run, latencies, onTrace));
   }
   const hooks: Partial<Record<HookName, LatencyStats>> = {};
   for (const [hook, values] of latencies) hooks[hook] = latencyStats(values);
@@ -269,17 +275,23 @@ export function harnessRunConfig(
   };
 }
 
+interface SeedRun {
+  readonly sandbox: SandboxLike;
+  readonly mechanism: HarnessMechanism | null;
+  readonly params: readonly ParamSpec[];
+  readonly settings: HarnessSettings;
+  readonly base: ResolvedRunConfig;
+  readonly seed: number;
+}
+
 async function runSeed(
-  sandbox: SandboxLike,
-  mechanism: HarnessMechanism | null,
-  params: readonly ParamSpec[],
-  settings: HarnessSettings,
-  base: ResolvedRunConfig,
-  seed: number,
+  { sandbox, mechanism, params, settings, base, seed }: SeedRun,
   latencies: Map<HookName, number[]>,
+  onTrace: TraceSink | undefined,
 ): Promise<SeedSummary> {
   const dir = mkdtempSync(path.join(tmpdir(), "bilevel-mechanism-test-"));
   const store = RunStore.open(dir);
+  const recorded: TraceEvent[] = [];
   try {
     const config = harnessRunConfig(base, params, settings, seed);
     const loop = new BilevelLoop({
@@ -288,7 +300,7 @@ async function runSeed(
       trainer: settings.objective
         ? createTrainer(config, params)
         : new SyntheticTrainer(params, 0, settings.noiseSigma),
-      sandbox,
+      sandbox: onTrace ? recordingSandbox(sandbox, seed, (e) => recorded.push(e)) : sandbox,
       proposer: new OfflineProposer(),
       strategist: new RuleStrategist(config.level15),
       researcher: new LibraryResearcher(),
@@ -296,6 +308,7 @@ async function runSeed(
       startMechanisms: mechanism ? [{ file: mechanism.fileName, source: mechanism.source }] : [],
     });
     await loop.run();
+    onTrace?.(seedEvents(seed, recorded, store.trials()));
     return summarise(store, params, seed, latencies);
   } finally {
     for (const m of store.mechanisms()) if (m.status === "active") await sandbox.unload(m.id);

@@ -2,23 +2,37 @@
 // suggest, propose, filter, then train, accept, observe), Level 1.5 every K iterations
 // (runtime/level15/), Level 2 every M cycles (runtime/level2/). Each phase ends in one SQLite
 // transaction plus a checkpoint, so a run killed anywhere resumes where it stopped: a phase that
-// did not commit is redone, a trial that did not finish is rerun.
+// did not commit is redone, a trial that did not finish is reattached (its job still runs) or rerun.
+// Up to `parallel` trials are in flight at once (an executor runs them: runtime/executors/); the
+// next proposal is made while they train, and each is judged when it finishes. In-flight trials
+// are drained at a cycle boundary, before Level 1.5 and Level 2 act.
 import type { Config, Json, ParamSpec, Trial } from "../mechanism-api/index.d.ts";
 import type { DryRunTrace, HookContextData } from "../sandbox/types.ts";
 import { checkConstraints } from "../trainer/constraints.ts";
-import type { Trainer, TrainerProgress, TrialOutcome } from "../trainer/types.ts";
+import type { Trainer, TrainerProgress, TrialOutcome, TrialRequest } from "../trainer/types.ts";
 import { applyChanges, describeChanges } from "./changes.ts";
 import { configDiff, type ResolvedRunConfig } from "./config.ts";
 import { UserError } from "./errors.ts";
+import { LocalExecutor } from "./executors/local.ts";
+import type { Executor, ExecutorHooks } from "./executors/types.ts";
 import { acceptanceRule, decide, estimateNoise, type NoiseEstimate } from "./level1/acceptance.ts";
 import { type IterationOutcome, proposeIteration } from "./level1/iteration.ts";
 import type { Proposer } from "./level1/proposer.ts";
+import { TrialPool } from "./level1/trial-pool.ts";
 import { Level2Steward, mechanismRow } from "./level2/steward.ts";
 import type { Researcher } from "./level2/types.ts";
 import { runLevel15 } from "./level15/step.ts";
 import type { Strategist } from "./level15/strategy.ts";
 import { type Batch, describe, MechanismManager, type SandboxLike } from "./mechanisms.ts";
-import type { EventLevel, RunStore, SearchConfig, TrialRow } from "./store.ts";
+import type {
+  EventLevel,
+  JobRow,
+  ProposalRow,
+  RunStore,
+  SearchConfig,
+  TrialKind,
+  TrialRow,
+} from "./store.ts";
 
 /** What the display shows at the start of an iteration. */
 export interface IterationStatus {
@@ -50,6 +64,21 @@ export interface LoopDeps {
   readonly startMechanisms?: readonly { readonly file: string; readonly source: string }[];
   readonly observer?: LoopObserver;
   readonly signal?: AbortSignal;
+  /** Where trials run; default: local slots over `trainer` (config.parallel of them). */
+  readonly executor?: Executor;
+}
+
+/** A trial handed to the executor: what the loop needs to judge and store it when it ends. */
+interface InFlight {
+  readonly kind: TrialKind;
+  readonly iteration: number;
+  readonly seed: number;
+  readonly config: Config;
+  readonly description: string;
+  /** The search trial's proposal; null for a baseline. */
+  readonly proposal: ProposalRow | null;
+  /** The baseline's repeat index; null for a search trial. */
+  readonly repeat: number | null;
 }
 
 export interface RunSummary {
@@ -83,10 +112,22 @@ export class BilevelLoop {
   private trials: TrialRow[] = [];
   private search!: SearchConfig;
   private noise: NoiseEstimate | null = null;
+  private readonly executor: Executor;
+  private readonly pool: TrialPool<InFlight>;
+  /** Stops the trials in flight when the run fails (the user's signal stops them too). */
+  private readonly stopTrials = new AbortController();
+  /** The trials in flight when the run last stopped (a resume reattaches or reruns them). */
+  private unfinished: JobRow[] = [];
+  /** The last iteration whose after-steps (time budget, Level 1.5, Level 2) are done. */
+  private afterDone = 0;
 
   constructor(deps: LoopDeps) {
     this.d = deps;
     this.params = deps.config.searchSpace;
+    const parallel = deps.config.parallel ?? 1;
+    this.pool = new TrialPool(parallel);
+    this.executor =
+      deps.executor ?? new LocalExecutor(deps.trainer, { slots: parallel, device: deps.config.device });
     this.mechanisms = new MechanismManager(deps.store, deps.sandbox, (m) => this.emit("2", m));
     this.level2 = new Level2Steward({
       store: deps.store,
@@ -109,7 +150,7 @@ export class BilevelLoop {
     // level1.restartEvery K: after every K iterations the incumbent restarts from the best trial so
     // far (group R of a study, the control for restarts); only trials after the restart count.
     const restart = restartPoint(this.d.config, iteration);
-    const kept = this.trials.filter((t) => t.kind === "search" && t.kept && t.iteration > restart).at(-1);
+    const kept = lastKept(this.trials.filter((t) => t.kind === "search" && t.iteration > restart));
     if (kept) return { config: kept.config, valBpb: kept.valBpb };
     const best = restart > 0 ? this.best(restart) : null;
     if (best) return { config: best.config, valBpb: best.valBpb };
@@ -120,7 +161,7 @@ export class BilevelLoop {
   }
 
   private incumbentCommit(): string | null {
-    const kept = this.trials.filter((t) => t.kind === "search" && t.kept).at(-1);
+    const kept = lastKept(this.trials.filter((t) => t.kind === "search"));
     return (kept ?? this.trials.find((t) => t.kind === "baseline" && t.commit))?.commit ?? null;
   }
 
@@ -141,8 +182,14 @@ export class BilevelLoop {
     return this.trials.filter((t) => t.kind === "search");
   }
 
+  /** Trial ids follow start order: the next one after every trial stored or handed to an executor. */
   private nextTrialId(): number {
-    return (this.trials.at(-1)?.id ?? 0) + 1;
+    const ids = [
+      ...this.trials.map((t) => t.id),
+      ...this.d.store.jobs().map((j) => j.trialId),
+      ...this.pool.entries().map((e) => e.trialId),
+    ];
+    return Math.max(0, ...ids) + 1;
   }
 
   private context(iteration: number): HookContextData {
@@ -174,6 +221,7 @@ export class BilevelLoop {
     try {
       return await this.runFromStore();
     } catch (error) {
+      await this.abandonTrials();
       // The record says the run failed, and why (status would otherwise stay "running").
       const message = error instanceof Error ? error.message : String(error);
       try {
@@ -205,17 +253,17 @@ export class BilevelLoop {
     if (searchRows.length === 0)
       store.addSearchConfig(0, 0, "initial", this.search, "all listed parameters active");
     await this.mechanisms.restore(store.completedIterations());
+    this.unfinished = store.jobs({ unfinished: true });
+    await this.executor.prepare?.(store.dir, this.d.signal);
 
     await this.runBaselines();
     if (this.aborted()) return this.finish(true);
     await this.activateStartMechanisms();
 
     for (let it = 1; it <= config.iterations; it++) {
-      if (store.hasCheckpoint(`iter:${it}:done`)) {
-        // A run killed between iterations may still owe this one its Level 1.5/2 steps.
-        await this.afterIteration(it);
-        continue;
-      }
+      // A done iteration may still owe its Level 1.5/2 steps (advance() takes them in order).
+      if (store.hasCheckpoint(`iter:${it}:done`)) continue;
+      if (!(await this.makeRoom(it))) return this.stopped();
       this.d.observer?.iterationStart?.(it, config.iterations, {
         best: this.best()?.valBpb ?? null,
         mechanisms: this.mechanisms.list().map((m) => m.name),
@@ -224,13 +272,127 @@ export class BilevelLoop {
       this.recordRestart(it);
       await this.level2.processApprovals(it, () => this.context(it));
       if (!store.hasCheckpoint(`iter:${it}:proposed`)) await this.proposePhase(it);
-      if (this.aborted()) return this.finish(true);
-      await this.trainPhase(it);
-      if (this.aborted()) return this.finish(true);
-      await this.afterIteration(it);
-      if (this.aborted()) return this.finish(true);
+      if (this.aborted()) return this.stopped();
+      await this.startIteration(it);
     }
-    return this.finish(false);
+    await this.drain();
+    if (this.aborted()) return this.finish(true);
+    await this.advance();
+    return this.finish(this.aborted());
+  }
+
+  // ---- trials in flight
+
+  /** Iterations after which every trial in flight finishes first: Level 1.5/2 steps and restarts judge a complete cycle. */
+  private boundary(it: number): boolean {
+    if (it < 1) return false;
+    return it % this.d.config.level15.every === 0 || restartPoint(this.d.config, it + 1) === it;
+  }
+
+  /** Before iteration `it`: a free slot (a drained pool at a boundary), then the after-steps due. false: stopped. */
+  private async makeRoom(it: number): Promise<boolean> {
+    if (this.boundary(it - 1)) await this.drain();
+    else while (this.pool.freeSlot() === null && !this.aborted()) await this.takeNext();
+    if (this.aborted()) return false;
+    await this.advance();
+    return !this.aborted();
+  }
+
+  /** Stopped (Ctrl-C, or the run's LLM gave up): the trials in flight end too (aborted, not stored). */
+  private async stopped(): Promise<RunSummary> {
+    await this.drain();
+    return this.finish(true);
+  }
+
+  /** The after-steps of every finished iteration, in order (idempotent: each has its checkpoint). */
+  private async advance(): Promise<void> {
+    const { store, config } = this.d;
+    while (this.afterDone < config.iterations && store.hasCheckpoint(`iter:${this.afterDone + 1}:done`)) {
+      await this.afterIteration(this.afterDone + 1);
+      if (this.aborted()) return;
+      this.afterDone++;
+    }
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pool.count > 0) await this.takeNext();
+  }
+
+  /** Take back the next trial to finish and store it (an aborted one is left for a resume). */
+  private async takeNext(): Promise<void> {
+    const done = await this.pool.next();
+    if (!done) return;
+    if ("error" in done) throw done.error;
+    this.d.store.updateJob(done.trialId, { endedMs: done.endedMs });
+    if (done.outcome.message === "aborted" && (this.aborted() || this.stopTrials.signal.aborted)) {
+      this.d.store.updateJob(done.trialId, { state: "cancelled" });
+      return;
+    }
+    if (done.info.kind === "baseline") await this.storeBaseline(done.trialId, done.info, done.outcome);
+    else await this.storeSearch(done.trialId, done.info, done.outcome);
+  }
+
+  /** The run failed: stop the trials in flight (an executor cancels its jobs) and wait for them. */
+  private async abandonTrials(): Promise<void> {
+    this.stopTrials.abort();
+    for (let done = await this.pool.next(); done; done = await this.pool.next()) {
+      // Their outcomes are not stored: a resume runs them again.
+    }
+  }
+
+  /** The job a resumed run left in flight for this trial, if any. */
+  private unfinishedJob(kind: TrialKind, iteration: number, seed: number): JobRow | undefined {
+    return this.unfinished.find((j) => j.kind === kind && j.iteration === iteration && j.seed === seed);
+  }
+
+  /** Hand a trial to the executor (reattaching to the job a killed run left, when it still counts). */
+  private launch(id: number, info: InFlight, job: JobRow | undefined): void {
+    const { config: run, store } = this.d;
+    const slot = this.pool.freeSlot() ?? 0;
+    const workDir = `${store.dir}/trials/trial-${String(id).padStart(4, "0")}-iter-${info.iteration}-seed-${info.seed}`;
+    this.d.observer?.trialStart?.(id, info.description, run.budgetSeconds);
+    const signal = this.d.signal
+      ? AbortSignal.any([this.d.signal, this.stopTrials.signal])
+      : this.stopTrials.signal;
+    const request: TrialRequest = {
+      config: info.config,
+      budgetSeconds: run.budgetSeconds,
+      ...(run.maxSteps !== null ? { maxSteps: run.maxSteps } : {}),
+      seed: info.seed,
+      device: run.device,
+      ...(run.dataDir !== null ? { dataDir: run.dataDir } : {}),
+      workDir,
+      description: info.description,
+      // One progress bar: shown when one trial runs at a time.
+      ...(this.pool.size === 1
+        ? { onProgress: (p: TrainerProgress) => this.d.observer?.trialProgress?.(p) }
+        : {}),
+      signal,
+    };
+    const hooks: ExecutorHooks = {
+      submitted: (jobId) =>
+        store.putJob({
+          trialId: id,
+          iteration: info.iteration,
+          kind: info.kind,
+          proposalId: info.proposal?.id ?? null,
+          seed: info.seed,
+          description: info.description,
+          executor: this.executor.kind,
+          slot,
+          jobId,
+          workDir,
+          state: "submitted",
+          submittedMs: Date.now(),
+          startedMs: null,
+          endedMs: null,
+          recordedMs: null,
+        }),
+      started: (atMs) => store.updateJob(id, { state: "running", startedMs: atMs }),
+    };
+    const trial = { trialId: id, slot, request };
+    const outcome = (job && this.executor.reattach(job, trial, hooks)) || this.executor.run(trial, hooks);
+    this.pool.add(id, slot, info, outcome);
   }
 
   /** Store the start (or the resume) of the run; a resume's config was checked by the caller. */
@@ -312,33 +474,46 @@ export class BilevelLoop {
     const repeats = config.acceptance.mode === "strict" ? 1 : config.acceptance.baselineRepeats;
     for (let r = 0; r < repeats; r++) {
       if (store.hasCheckpoint(`baseline:${r}`)) continue;
-      if (this.aborted()) return;
+      while (this.pool.freeSlot() === null && !this.aborted()) await this.takeNext();
+      if (this.aborted()) break;
       const seed = config.seed + r;
-      const id = this.nextTrialId();
-      const description = `baseline run ${r + 1} (seed ${seed})`;
-      const outcome = await this.train(0, id, config.startConfig, seed, description);
-      if (this.aborted() && outcome.message === "aborted") return;
-      const row: TrialRow = {
-        id,
-        iteration: 0,
+      const job = this.unfinishedJob("baseline", 0, seed);
+      const info: InFlight = {
         kind: "baseline",
-        proposalId: null,
+        iteration: 0,
         seed,
-        config: outcome.ranConfig ?? config.startConfig,
-        changes: [],
-        status: outcome.status,
-        valBpb: outcome.valBpb,
-        kept: false,
-        delta: null,
-        result: (outcome.result as unknown as Json) ?? null,
-        message: outcome.message,
-        durationMs: outcome.durationMs,
-        description,
-        commit: outcome.commit ?? null,
+        config: config.startConfig,
+        description: `baseline run ${r + 1} (seed ${seed})`,
+        proposal: null,
+        repeat: r,
       };
-      await this.storeTrial(row, () => store.checkpoint(`baseline:${r}`));
+      this.launch(job?.trialId ?? this.nextTrialId(), info, job);
     }
+    await this.drain();
+    if (this.aborted()) return;
     this.measureNoise();
+  }
+
+  private async storeBaseline(id: number, info: InFlight, outcome: TrialOutcome): Promise<void> {
+    const row: TrialRow = {
+      id,
+      iteration: 0,
+      kind: "baseline",
+      proposalId: null,
+      seed: info.seed,
+      config: outcome.ranConfig ?? info.config,
+      changes: [],
+      status: outcome.status,
+      valBpb: outcome.valBpb,
+      kept: false,
+      delta: null,
+      result: (outcome.result as unknown as Json) ?? null,
+      message: outcome.message,
+      durationMs: outcome.durationMs,
+      description: info.description,
+      commit: outcome.commit ?? null,
+    };
+    await this.storeTrial(row, () => this.d.store.checkpoint(`baseline:${info.repeat}`));
   }
 
   private measureNoise(): void {
@@ -376,9 +551,12 @@ export class BilevelLoop {
     store.transaction(() => {
       const id = store.addTrial(row);
       if (id !== row.id) throw new Error(`trial id mismatch: expected ${row.id}, got ${id}`);
+      store.updateJob(row.id, { state: "done", recordedMs: Date.now() });
       also();
     });
-    this.trials.push(row);
+    // Kept in id order (start order); trials in flight may finish in another order.
+    const at = this.trials.findIndex((t) => t.id > row.id);
+    this.trials.splice(at < 0 ? this.trials.length : at, 0, row);
     store.appendResult(row);
     await this.d.trainer.judged?.({ commit: row.commit ?? null, kept: row.kept, kind: row.kind });
     this.d.observer?.trialEnd?.(row, this.best()?.valBpb ?? null);
@@ -432,6 +610,10 @@ export class BilevelLoop {
         search: this.search,
         history: this.searchTrials().slice(-config.proposer.historyWindow),
         crashLessons: this.crashLessons(),
+        pending: this.pool
+          .entries()
+          .filter((e) => e.info.kind === "search")
+          .map((e) => ({ config: e.info.config, description: e.info.description })),
         settings: {
           maxChanges: config.proposer.maxChanges,
           maxFilterRejections: config.proposer.maxFilterRejections,
@@ -476,7 +658,8 @@ export class BilevelLoop {
 
   // ---- Level 1, phase B: train, accept, observe
 
-  private async trainPhase(it: number): Promise<void> {
+  /** Phase B starts: the accepted proposal's trial goes to the executor (or none: the iteration is done). */
+  private async startIteration(it: number): Promise<void> {
     const { store, config } = this.d;
     const proposal = store.proposals(it).find((p) => p.status === "accepted" || p.status === "training");
     if (!proposal || proposal.config === null) {
@@ -487,18 +670,31 @@ export class BilevelLoop {
       this.emit("1", `iteration ${it} produced no trainable proposal`);
       return;
     }
-    const incumbent = this.incumbent(it);
+    const job = this.unfinishedJob("search", it, config.seed);
     const by = proposal.mechanismId ? ` [suggested by ${proposal.mechanismId}]` : "";
-    const description = `${describeChanges(incumbent.config, proposal.changes)}${by}`;
-    const id = this.nextTrialId();
+    const info: InFlight = {
+      kind: "search",
+      iteration: it,
+      seed: config.seed,
+      config: proposal.config,
+      description: job?.description ?? `${describeChanges(this.incumbent(it).config, proposal.changes)}${by}`,
+      proposal,
+      repeat: null,
+    };
+    const id = job?.trialId ?? this.nextTrialId();
     // The last gate: a config that breaks a declared constraint never reaches the trainer.
     const broken = checkConstraints(this.params, proposal.config);
-    const outcome =
-      broken.length > 0
-        ? refusedOutcome(broken)
-        : await this.train(it, id, proposal.config, config.seed, description);
-    if (this.aborted() && outcome.message === "aborted") return;
-    const trial = this.judge(it, id, proposal, description, outcome, incumbent.valBpb);
+    if (broken.length > 0) await this.storeSearch(id, info, refusedOutcome(broken));
+    else this.launch(id, info, job);
+  }
+
+  /** Phase B ends: judged against the incumbent of the moment it finished, observed, stored. */
+  private async storeSearch(id: number, info: InFlight, outcome: TrialOutcome): Promise<void> {
+    const { store } = this.d;
+    const it = info.iteration;
+    const proposal = info.proposal as ProposalRow;
+    const description = info.description;
+    const trial = this.judge(it, id, proposal, description, outcome, this.incumbent(it).valBpb);
 
     const batch: Batch = [];
     for await (const r of this.mechanisms.callAll("observe", this.context(it), toApiTrial(trial))) {
@@ -574,30 +770,6 @@ export class BilevelLoop {
       description,
       commit: outcome.commit ?? null,
     };
-  }
-
-  private async train(
-    it: number,
-    id: number,
-    config: Config,
-    seed: number,
-    description: string,
-  ): Promise<TrialOutcome> {
-    const { config: run, store } = this.d;
-    this.d.observer?.trialStart?.(id, description, run.budgetSeconds);
-    const workDir = `${store.dir}/trials/trial-${String(id).padStart(4, "0")}-iter-${it}-seed-${seed}`;
-    return this.d.trainer.run({
-      config,
-      budgetSeconds: run.budgetSeconds,
-      ...(run.maxSteps !== null ? { maxSteps: run.maxSteps } : {}),
-      seed,
-      device: run.device,
-      ...(run.dataDir !== null ? { dataDir: run.dataDir } : {}),
-      workDir,
-      description,
-      onProgress: (p) => this.d.observer?.trialProgress?.(p),
-      ...(this.d.signal ? { signal: this.d.signal } : {}),
-    });
   }
 
   // ---- between iterations: time budgets, Level 1.5, Level 2, retirement
@@ -683,6 +855,19 @@ export class BilevelLoop {
       trial: last ? toApiTrial(last) : fallback.trial,
     };
   }
+}
+
+/**
+ * The kept trial that is the incumbent: the last kept in the order trials finished. Each kept trial
+ * beat the one kept before it, so that is the kept trial with the lowest val_bpb, whatever order
+ * the trials started in (trials in flight finish out of order; the store keeps start order).
+ */
+function lastKept(trials: readonly TrialRow[]): TrialRow | undefined {
+  let found: TrialRow | undefined;
+  for (const t of trials) {
+    if (t.kept && (found === undefined || (t.valBpb ?? Infinity) <= (found.valBpb ?? Infinity))) found = t;
+  }
+  return found;
 }
 
 /** A trial refused before training (a broken constraint): no trainer time, nothing ran. */

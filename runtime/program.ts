@@ -16,7 +16,7 @@ const GROUPS: Readonly<Record<string, () => Promise<Register>>> = {
   train: async () => (await import("./commands/train.ts")).registerTrainCommand,
   report: async () => (await import("./commands/report.ts")).registerReportCommands,
   data: async () => (await import("./commands/data.ts")).registerDataCommand,
-  mechanism: () => mechanismGroup(["check", "test", "approve"]),
+  mechanism: () => mechanismGroup(["check", "test", "approve", "new"]),
   study: async () => (await import("./commands/study.ts")).registerStudyCommand,
   surrogate: async () => (await import("./commands/surrogate.ts")).registerSurrogateCommands,
 };
@@ -44,10 +44,12 @@ async function mechanismGroup(only: readonly string[]): Promise<Register> {
   const { registerMechanismCommands } = await import("./commands/mechanism.ts");
   const test = only.includes("test") ? await import("./commands/mechanism-test.ts") : null;
   const approve = only.includes("approve") ? await import("./commands/approve.ts") : null;
+  const create = only.includes("new") ? await import("./commands/mechanism-new.ts") : null;
   return (program) => {
     const group = registerMechanismCommands(program);
     test?.registerMechanismTestCommand(group);
     approve?.registerApproveCommand(group);
+    create?.registerMechanismNewCommand(group);
   };
 }
 

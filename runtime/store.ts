@@ -19,8 +19,9 @@ import { UserError } from "./errors.ts";
 
 // 2: the resolved run config; mechanisms.design_name.
 // 3: trials.git_commit (a user's train.py under git), or (a parallel line of work) llm_exchanges'
-//    error_code, finish_reason, reasoning, reasoning_tokens, mode. 4: both.
-const SCHEMA_VERSION = 4;
+//    error_code, finish_reason, reasoning, reasoning_tokens, mode. 4: both. 5: the jobs table
+//    (trials in flight: executor, slot, job id; created by the DDL, so an older database gains it).
+const SCHEMA_VERSION = 5;
 
 /** Columns added since version 2, all nullable: an older database gains them when opened to write. */
 const ADDED_COLUMNS: readonly (readonly [table: string, column: string, type: string])[] = [
@@ -64,6 +65,11 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, level TEXT NOT NULL, kind TEXT NOT NULL,
   message TEXT NOT NULL, data_json TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+  trial_id INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, kind TEXT NOT NULL, proposal_id INTEGER,
+  seed INTEGER NOT NULL, description TEXT NOT NULL, executor TEXT NOT NULL, slot INTEGER NOT NULL,
+  job_id TEXT, work_dir TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL,
+  submitted_ms REAL NOT NULL, started_ms REAL, ended_ms REAL, recorded_ms REAL);
 CREATE INDEX IF NOT EXISTS ledger_by_mechanism ON ledger (mechanism_id, iteration);
 CREATE INDEX IF NOT EXISTS trials_by_iteration ON trials (iteration);
 `;
@@ -97,6 +103,35 @@ export interface TrialRow {
   readonly description: string;
   /** The git commit of the script that ran (a user's train.py under git); results.tsv's first column. */
   readonly commit?: string | null;
+}
+
+/** Where a trial is: held, queued or running on an executor; `done` once its trial row is stored. */
+export type JobState = "submitted" | "running" | "done" | "cancelled";
+
+/**
+ * A trial handed to an executor (one row per trial id; a rerun after a resume updates it). Written
+ * before the trial can start, so a killed run finds its trials in flight: the id the trial keeps,
+ * its iteration and proposal, and the executor's job id to reattach to.
+ */
+export interface JobRow {
+  readonly trialId: number;
+  readonly iteration: number;
+  readonly kind: TrialKind;
+  readonly proposalId: number | null;
+  readonly seed: number;
+  readonly description: string;
+  readonly executor: string;
+  readonly slot: number;
+  /** The executor's id for it (Slurm: the job id); null for a local trial. */
+  readonly jobId: string | null;
+  readonly workDir: string;
+  readonly state: JobState;
+  readonly attempts: number;
+  /** Epoch milliseconds: handed to the executor, seen running, outcome available, trial stored. */
+  readonly submittedMs: number;
+  readonly startedMs: number | null;
+  readonly endedMs: number | null;
+  readonly recordedMs: number | null;
 }
 
 export interface ProposalRow {
@@ -348,7 +383,7 @@ export class RunStore {
       throw (options.readOnly ? null : StoreError.from(error, dir)) ?? error;
     }
     const store = new RunStore(dir, db);
-    const older = ["2", "3"].includes(store.getMeta("schema_version") ?? "");
+    const older = ["2", "3", "4"].includes(store.getMeta("schema_version") ?? "");
     if (!options.readOnly && older) store.addMissingColumns();
     const version = store.getMeta("schema_version");
     // Read-only (status, export), an older database reads as it is: missing columns read as null.
@@ -366,7 +401,7 @@ export class RunStore {
     if (this.db.isOpen) this.db.close();
   }
 
-  /** An older database (2 or 3) gains the columns added since, empty; then it is version 4. */
+  /** An older database (2 to 4) gains the columns added since, empty (and the DDL's new tables); then it is the current version. */
   private addMissingColumns(): void {
     this.transaction(() => {
       for (const [table, column, type] of ADDED_COLUMNS) {
@@ -524,14 +559,16 @@ export class RunStore {
 
   // ---- trials
 
-  addTrial(t: Omit<TrialRow, "id">): number {
+  /** Store a trial; with `id`, under that number (a trial keeps the id it got when it started). */
+  addTrial(t: Omit<TrialRow, "id"> & { readonly id?: number }): number {
     const r = this.db
       .prepare(
-        `INSERT INTO trials (iteration, kind, proposal_id, seed, config_json, changes_json, status, val_bpb, kept, delta,
+        `INSERT INTO trials (id, iteration, kind, proposal_id, seed, config_json, changes_json, status, val_bpb, kept, delta,
            result_json, message, duration_ms, description, created_at, git_commit)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
+        t.id ?? null,
         t.iteration,
         t.kind,
         t.proposalId,
@@ -571,6 +608,90 @@ export class RunStore {
       description: String(r.description),
       commit: r.git_commit === null || r.git_commit === undefined ? null : String(r.git_commit),
     }));
+  }
+
+  // ---- jobs: trials in flight
+
+  /** Insert or replace the job of a trial (a rerun counts one more attempt). */
+  putJob(j: Omit<JobRow, "attempts">): void {
+    this.db
+      .prepare(
+        `INSERT INTO jobs (trial_id, iteration, kind, proposal_id, seed, description, executor, slot, job_id, work_dir,
+           state, attempts, submitted_ms, started_ms, ended_ms, recorded_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
+         ON CONFLICT (trial_id) DO UPDATE SET executor = excluded.executor, slot = excluded.slot,
+           job_id = excluded.job_id, work_dir = excluded.work_dir, state = excluded.state,
+           attempts = jobs.attempts + 1, submitted_ms = excluded.submitted_ms, started_ms = NULL,
+           ended_ms = NULL, recorded_ms = NULL`,
+      )
+      .run(
+        j.trialId,
+        j.iteration,
+        j.kind,
+        j.proposalId,
+        j.seed,
+        j.description,
+        j.executor,
+        j.slot,
+        j.jobId,
+        j.workDir,
+        j.state,
+        j.submittedMs,
+        j.startedMs,
+        j.endedMs,
+        j.recordedMs,
+      );
+  }
+
+  /** Record what the executor says about a trial's job (times only move forward from null). */
+  updateJob(
+    trialId: number,
+    change: { state?: JobState; jobId?: string; startedMs?: number; endedMs?: number; recordedMs?: number },
+  ): void {
+    this.db
+      .prepare(
+        `UPDATE jobs SET state = COALESCE(?, state), job_id = COALESCE(?, job_id),
+           started_ms = COALESCE(started_ms, ?), ended_ms = COALESCE(ended_ms, ?),
+           recorded_ms = COALESCE(recorded_ms, ?) WHERE trial_id = ?`,
+      )
+      .run(
+        change.state ?? null,
+        change.jobId ?? null,
+        change.startedMs ?? null,
+        change.endedMs ?? null,
+        change.recordedMs ?? null,
+        trialId,
+      );
+  }
+
+  /** Every job, by trial id; `unfinished`: those without a stored trial (in flight or cancelled when the run last stopped). */
+  jobs(options: { unfinished?: boolean } = {}): JobRow[] {
+    if (!this.hasTable("jobs")) return []; // an older database opened read-only
+    const where = options.unfinished ? "WHERE state <> 'done'" : "";
+    return (this.db.prepare(`SELECT * FROM jobs ${where} ORDER BY trial_id`).all() as Row[]).map((r) => ({
+      trialId: Number(r.trial_id),
+      iteration: Number(r.iteration),
+      kind: String(r.kind) as TrialKind,
+      proposalId: numOrNull(r.proposal_id),
+      seed: Number(r.seed),
+      description: String(r.description),
+      executor: String(r.executor),
+      slot: Number(r.slot),
+      jobId: r.job_id === null ? null : String(r.job_id),
+      workDir: String(r.work_dir),
+      state: String(r.state) as JobState,
+      attempts: Number(r.attempts),
+      submittedMs: Number(r.submitted_ms),
+      startedMs: numOrNull(r.started_ms),
+      endedMs: numOrNull(r.ended_ms),
+      recordedMs: numOrNull(r.recorded_ms),
+    }));
+  }
+
+  private hasTable(name: string): boolean {
+    return (
+      this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined
+    );
   }
 
   // ---- LLM exchanges

@@ -4,6 +4,7 @@ import { Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import type { Trainer } from "../trainer/types.ts";
 import { ConfigError, type ResolvedRunConfig, sandboxPolicy } from "./config.ts";
 import { RunDisplay } from "./display.ts";
+import { createExecutor } from "./executors/create.ts";
 import { FILTER_CHAIN_RULE } from "./level1/filter-chain.ts";
 import { createLlmClient } from "./llm/client.ts";
 import { type LlmObserver, type LlmStop, recordStop } from "./llm/run-llm.ts";
@@ -42,6 +43,9 @@ export async function executeRun(
   // Everything that can be refused is read and checked before the run folder exists.
   const trainer =
     options.trainer ?? createTrainer(config, params, { runDir: dir, resume: options.resume ?? false });
+  // Where trials run; a resource request Slurm refuses stops here, before the run folder exists.
+  const executor = createExecutor(config, trainer);
+  await executor.check?.();
   // A resume whose start mechanisms are in the store already needs no files (they may be gone).
   const startedAlready = options.resume === true && startMechanismsDone(dir);
   const startMechanisms = startedAlready
@@ -86,6 +90,7 @@ export async function executeRun(
       startMechanisms,
       observer: display,
       signal,
+      executor,
     });
     try {
       const summary = await loop.run();

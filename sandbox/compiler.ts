@@ -6,6 +6,7 @@ import { Project, ts } from "ts-morph";
 import type { CapabilityName, HookName, Manifest } from "../mechanism-api/index.d.ts";
 import { manifestSchema } from "../mechanism-api/schemas.ts";
 import { apiModuleText, declaredCapabilities, newerApiVersion, unwrap } from "./api-module.ts";
+import { describeDiagnostic, position } from "./diagnostics.ts";
 import { sha256 } from "./hash.ts";
 import { API_MODULE, lintMechanism } from "./lint.ts";
 import type { CompiledMechanism, SandboxError } from "./types.ts";
@@ -65,17 +66,6 @@ function getProject(declared: readonly CapabilityName[] | null): Project {
   return project;
 }
 
-function position(sf: ts.SourceFile, pos: number): { line: number; column: number } {
-  const { line, character } = sf.getLineAndCharacterOfPosition(Math.min(Math.max(0, pos), sf.text.length));
-  return { line: line + 1, column: character + 1 };
-}
-
-function fromDiagnostic(d: ts.Diagnostic, code: "syntax-error" | "type-error"): SandboxError {
-  const text = ts.flattenDiagnosticMessageText(d.messageText, " ").slice(0, 1000);
-  const where = d.file && d.start !== undefined ? position(d.file, d.start) : {};
-  return { stage: "compile", code, message: `TS${d.code}: ${text}`, ...where };
-}
-
 export function compileMechanism(source: string): CompileResult {
   const t0 = performance.now();
   const p = getProject(null);
@@ -86,17 +76,17 @@ export function compileMechanism(source: string): CompileResult {
   if (!sf) throw new Error("the compiler lost the mechanism file");
   const syntax = program.getSyntacticDiagnostics(sf);
   if (syntax.length > 0) {
-    const errors = syntax.slice(0, MAX_ERRORS).map((d) => fromDiagnostic(d, "syntax-error"));
+    const errors = syntax.slice(0, MAX_ERRORS).map((d) => describeDiagnostic(d, "syntax-error", null));
     return { ok: false, errors, compileMs: performance.now() - t0, lintMs: 0 };
   }
   const semantic = [...program.getSemanticDiagnostics(sf), ...program.getGlobalDiagnostics()].filter(
     (d) => d.category === ts.DiagnosticCategory.Error && (d.file === undefined || d.file === sf),
   );
-  const typeErrors = semantic.slice(0, MAX_ERRORS).map((d) => fromDiagnostic(d, "type-error"));
+  const checker = program.getTypeChecker();
+  const typeErrors = semantic.slice(0, MAX_ERRORS).map((d) => describeDiagnostic(d, "type-error", checker));
   const compileMs = performance.now() - t0;
 
   const t1 = performance.now();
-  const checker = program.getTypeChecker();
   const lintErrors = lintMechanism(sf, checker);
   const extracted = extractManifest(sf, checker);
   const lintMs = performance.now() - t1;

@@ -143,7 +143,13 @@ function trim(args) {
 function capability(op, args) {
   const out = parse(host(op, stringify(trim(args))));
   if (out.ok) return out.value;
-  throw new ErrorCtor(out.message);
+  const error = new ErrorCtor(out.message);
+  // The mechanism's line that made the call: the fault is reported there even if it is caught.
+  const at = describe(error);
+  if (at.line !== undefined) {
+    try { host("at", stringify({ line: at.line, column: at.column })); } catch (_) {}
+  }
+  throw error;
 }
 function api(methods) {
   const o = create(null);

@@ -13,6 +13,7 @@ import {
   type RequestBody,
   SandboxChild,
 } from "./child-process.ts";
+import { timeoutMessage } from "./fault-messages.ts";
 import { defaultPolicy } from "./policy.ts";
 import { isResponse, MAX_LINE_CHARS, toWireBatch, toWireCall } from "./protocol.ts";
 import { compiledMechanismSchema } from "./schemas.ts";
@@ -61,9 +62,14 @@ const HOOK_ORDER: readonly HookName[] = ["init", "guide", "suggest", "filter", "
 
 const isCompiledMechanism = validator<CompiledMechanism>(compiledMechanismSchema);
 
-function failureError(stage: SandboxStage, failure: Failure): SandboxError {
+function failureError(stage: SandboxStage, failure: Failure, hookTimeoutMs?: number): SandboxError {
   const code =
     failure.failure === "timeout" ? "timeout" : failure.failure === "memory" ? "memory" : "crashed";
+  // A hook that missed the host's deadline: which hook and which limit, then what the host did.
+  if (code === "timeout" && hookTimeoutMs !== undefined && stage !== "compile" && stage !== "lint") {
+    const message = `${timeoutMessage(stage, hookTimeoutMs)}; the sandbox child gave ${failure.detail} and was restarted`;
+    return { stage, code, message };
+  }
   return { stage, code, message: failure.detail };
 }
 
@@ -239,7 +245,7 @@ export class Sandbox {
         return failed({ stage, code: "crashed", message: `mechanism "${id}" is not loaded` });
       const reply = await this.send(line, this.callDeadline());
       let error: SandboxError;
-      if (isFailure(reply)) error = failureError(stage, reply);
+      if (isFailure(reply)) error = failureError(stage, reply, this.policy.hookTimeoutMs);
       else if (reply.op === "invalid") {
         // The call's data failed the child's checks, made before any guest code runs: the caller's
         // mistake, not the mechanism's. (A failure after guest code ran comes back as an outcome.)
@@ -369,7 +375,7 @@ export class Sandbox {
     if (outOfOrder)
       return { stage, code: "crashed", message: "the sandbox child answered a batch out of order" };
     if (rejected) return null;
-    if (isFailure(reply)) return failureError(stage, reply);
+    if (isFailure(reply)) return failureError(stage, reply, this.policy.hookTimeoutMs);
     // The child ended the batch early without a reason (not expected): the caller sends the rest again.
     if (reply.op === "batch" && reply.count === ran) return null;
     return { stage, code: "crashed", message: unexpected(reply) };

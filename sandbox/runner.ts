@@ -3,6 +3,7 @@
 import ivm from "isolated-vm";
 import type { CapabilityName, HookName, ParamSpec } from "../mechanism-api/index.d.ts";
 import { type CapabilitySession, invokeCapability } from "./capabilities/index.ts";
+import { timeoutMessage } from "./fault-messages.ts";
 import { FIXED_NOW, GUEST_BOOTSTRAP, GUEST_FILE, wrapMechanismJs } from "./guest.ts";
 import { sha256 } from "./hash.ts";
 import { CALL_MEMORY_SLACK_MB, MemoryWatchdog } from "./memory-watchdog.ts";
@@ -38,7 +39,7 @@ interface Active {
   readonly session: CapabilitySession;
   readonly logs: string[];
   dropped: number;
-  fault: { code: SandboxError["code"]; message: string } | null;
+  fault: { code: SandboxError["code"]; message: string; line?: number; column?: number } | null;
 }
 
 export class Runner {
@@ -72,6 +73,13 @@ export class Runner {
   private dispatch(op: unknown, args: unknown): string {
     const active = this.active;
     if (!active) return '{"ok":false,"message":"no hook call is active"}';
+    if (op === "at") {
+      // Where the guest called the capability that faulted (its compiled-JS position), sent right after.
+      const fault = active.fault;
+      if (fault?.code.startsWith("capability") && fault.line === undefined)
+        Object.assign(fault, guestPosition(args));
+      return '{"ok":true,"value":null}';
+    }
     if (active.fault) return JSON.stringify({ ok: false, message: active.fault.message });
     if (op === "log") {
       if (active.logs.length < this.policy.maxLogLines) {
@@ -89,7 +97,7 @@ export class Runner {
     const result = invokeCapability(active.session, op, args);
     if (!result.ok) {
       // Sticky: the hook call fails with this error even if the guest catches the exception.
-      active.fault = { code: result.code, message: result.message };
+      active.fault = { code: result.code, message: capabilityMessage(op, result, this.policy) };
       return JSON.stringify({ ok: false, message: result.message });
     }
     return JSON.stringify({ ok: true, value: result.value });
@@ -136,7 +144,7 @@ export class Runner {
         return problem;
       }
     } catch (e) {
-      const error = classifyRunError(e, "load", isolate);
+      const error = classifyRunError(e, "load", isolate, this.policy.hookTimeoutMs);
       dispose(m);
       return error;
     } finally {
@@ -268,8 +276,8 @@ export class Runner {
       });
     } catch (e) {
       // A capability fault is the root cause even if the guest then ran out of time retrying.
-      if (active.fault) return { ok: false, error: err(stage, active.fault.code, active.fault.message) };
-      return { ok: false, error: classifyRunError(e, stage, m.isolate) };
+      if (active.fault) return { ok: false, error: await this.faultError(m, stage, active.fault) };
+      return { ok: false, error: classifyRunError(e, stage, m.isolate, this.policy.hookTimeoutMs) };
     } finally {
       this.active = null;
       releaseContext(context);
@@ -279,7 +287,7 @@ export class Runner {
         if (!m.isolate.isDisposed) this.prepare(m);
       });
     }
-    if (active.fault) return { ok: false, error: err(stage, active.fault.code, active.fault.message) };
+    if (active.fault) return { ok: false, error: await this.faultError(m, stage, active.fault) };
     const parsed = parseGuest(raw, this.policy.maxJsonBytes * 2);
     if (!parsed.ok) return { ok: false, error: await this.mapPosition(m, { ...parsed.error, stage }) };
     const out = parsed.value as { value?: unknown; state?: unknown };
@@ -382,6 +390,19 @@ export class Runner {
       });
   }
 
+  /** A sticky fault (a refused capability call or allocation) as the call's error, at the mechanism's line. */
+  private async faultError(
+    m: Loaded,
+    stage: SandboxStage,
+    fault: NonNullable<Active["fault"]>,
+  ): Promise<SandboxError> {
+    const { line, column } = fault;
+    return this.mapPosition(m, {
+      ...err(stage, fault.code, fault.message),
+      ...(line ? { line, column } : {}),
+    });
+  }
+
   /** Map a compiled-JS position to the TypeScript source (lazily: only errors need it). */
   private async mapPosition(m: Loaded, error: SandboxError): Promise<SandboxError> {
     if (error.line === undefined || error.column === undefined) return stripPosition(error);
@@ -407,6 +428,29 @@ export class Runner {
     for (const m of this.loaded.values()) dispose(m);
     this.loaded.clear();
   }
+}
+
+/** A refused capability call's message; the call budget's names the call and the policy limit. */
+function capabilityMessage(
+  op: unknown,
+  result: { code: string; message: string },
+  policy: SandboxPolicy,
+): string {
+  if (result.code !== "capability-budget") return result.message;
+  return `${String(op).slice(0, 60)}: the hook made more than ${policy.capabilityCallBudget} capability calls (policy.capabilityCallBudget)`;
+}
+
+/** {line, column} the guest sent with "at", if they are positive integers. */
+function guestPosition(args: unknown): { line?: number; column?: number } {
+  try {
+    const v: unknown = typeof args === "string" ? JSON.parse(args) : null;
+    const { line, column } = (v ?? {}) as { line?: unknown; column?: unknown };
+    if (Number.isInteger(line) && Number.isInteger(column) && (line as number) > 0 && (column as number) > 0)
+      return { line: line as number, column: column as number };
+  } catch {
+    // no position
+  }
+  return {};
 }
 
 function parseJson(json: string): unknown {
@@ -448,12 +492,17 @@ function safeMessage(e: unknown): string {
   }
 }
 
-function classifyRunError(e: unknown, stage: SandboxStage, isolate: ivm.Isolate): SandboxError {
+function classifyRunError(
+  e: unknown,
+  stage: SandboxStage,
+  isolate: ivm.Isolate,
+  timeoutMs: number,
+): SandboxError {
   const message = safeMessage(e);
   if (isolate.isDisposed || /memory limit/i.test(message)) {
     return err(stage, "memory", `the isolate ran out of memory (${message})`);
   }
-  if (/timed out/i.test(message)) return err(stage, "timeout", `did not finish in time (${message})`);
+  if (/timed out/i.test(message)) return err(stage, "timeout", timeoutMessage(stage, timeoutMs));
   return err(stage, "thrown", message);
 }
 

@@ -347,7 +347,7 @@ export class ExternalTrainer implements Trainer {
       // `uv run train.py` reads its settings and finds its environment through these.
       allow: ["UV_*", "VIRTUAL_ENV", ...(this.options.envAllow ?? [])],
       secret: this.options.secretEnv ?? [],
-      set: this.options.env ?? {},
+      set: { ...this.options.env, ...request.env },
     });
     const env: Record<string, string> = {
       ...base,

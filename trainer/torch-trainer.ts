@@ -345,7 +345,7 @@ export class TorchTrainer implements Trainer {
         childEnv(process.env, {
           allow: this.options.envAllow ?? [],
           secret: this.options.secretEnv ?? [],
-          set: this.options.env ?? {},
+          set: { ...this.options.env, ...request.env },
         }),
       ),
       logPath,

@@ -49,6 +49,8 @@ export interface TrialRequest {
   readonly signal?: AbortSignal;
   /** What the trial tries, in words (a user's train.py under git: the commit message). */
   readonly description?: string;
+  /** Values for the trial's environment, over the trainer's own: an executor's slot (CUDA_VISIBLE_DEVICES, thread counts). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface TrialOutcome {

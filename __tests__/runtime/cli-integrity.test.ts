@@ -120,7 +120,9 @@ test("one process per run folder: a second resume is refused while the run goes 
     JSON.stringify({
       iterations: 4,
       budgetSeconds: 1,
-      trainer: { kind: "synthetic", delayMs: 400, noise: 0.002 },
+      // Trials slow enough that the run still goes on when the second command has started, even
+      // on a loaded machine where a Node start takes seconds.
+      trainer: { kind: "synthetic", delayMs: 2_500, noise: 0.002 },
     }),
   );
   const dir = path.join(tmp, "locked");

@@ -31,7 +31,7 @@ test("`mechanism check` registers check alone; the group, help and unknown comma
       .find((c) => c.name() === "mechanism")
       ?.commands.map((c) => c.name())
       .sort(),
-  ).toEqual(["approve", "check", "test"]);
+  ).toEqual(["approve", "check", "new", "test"]);
   for (const line of [argv("--help"), argv("frobnicate"), argv()]) {
     expect(names(await buildProgram(line)).sort()).toEqual(["test", ...Object.keys(COMMAND_GROUPS)].sort());
   }

@@ -157,7 +157,7 @@ const OFFENDERS: [string, string, RegExp][] = [
     `guide() { return "b"; },
   filter(p, ctx) { return ctx.iteration === 2 ? { verdict: "reject", reason: String(BigInt("1".repeat(30_000_000))).slice(0, 3) } : { verdict: "accept" }; },
   observe() {},`,
-    /^filter\/timeout: no answer within/,
+    /^filter\/timeout: filter did not finish within \d+ ms \(policy.hookTimeoutMs\); the sandbox child gave no answer within/,
   ],
   [
     "returns an invalid state from observe",

@@ -62,7 +62,7 @@ test("a store round-trips trials, mechanisms, ledger and checkpoints, in WAL mod
   store.checkpoint("x");
   store.checkpoint("x");
   expect(store.hasCheckpoint("x")).toBe(true);
-  expect(store.getMeta("schema_version")).toBe("4");
+  expect(store.getMeta("schema_version")).toBe("5");
   const tsv = readFileSync(store.writeResultsTsv(), "utf8").split("\n");
   expect(tsv[0]).toBe("commit\tval_bpb\tmemory_gb\tstatus\tdescription");
   expect(tsv[1]).toBe(`trial-${id}\t2.500000\t2.0\tkeep\tA 0 -> 1`);
@@ -105,16 +105,18 @@ test("a run database of schema 2 (no trials.git_commit) is migrated when opened 
   // Make it what schema 2 wrote.
   const db = new DatabaseSync(RunStore.dbPath(dir));
   db.exec(
-    "ALTER TABLE trials DROP COLUMN git_commit; ALTER TABLE llm_exchanges DROP COLUMN mode; ALTER TABLE llm_exchanges DROP COLUMN reasoning_tokens; UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+    "ALTER TABLE trials DROP COLUMN git_commit; ALTER TABLE llm_exchanges DROP COLUMN mode; ALTER TABLE llm_exchanges DROP COLUMN reasoning_tokens; DROP TABLE jobs; UPDATE meta SET value = '2' WHERE key = 'schema_version'",
   );
   db.close();
   const old = RunStore.open(dir, { readOnly: true }); // status and export read it as it is
   expect(old.trials()[0]?.commit).toBeNull();
+  expect(old.jobs()).toEqual([]); // no jobs table yet
   expect(old.llmUsage()).toEqual([]);
   old.close();
   const store = RunStore.open(dir);
-  expect(store.getMeta("schema_version")).toBe("4");
+  expect(store.getMeta("schema_version")).toBe("5");
   expect(store.trials()[0]?.commit).toBeNull();
+  expect(store.jobs()).toEqual([]); // the jobs table exists now
   store.addTrial({
     ...trial,
     kind: "search",

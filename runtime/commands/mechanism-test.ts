@@ -3,7 +3,7 @@
 // baseline; 2: a usage error (bad flags, unreadable file, corrupt baseline). Foreign text (the
 // mechanism's name, fault messages, guide texts, compile errors) is printed through safeText.
 import { createHash } from "node:crypto";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { type Command, CommanderError, Option } from "commander";
 import type { ParamSpec } from "../../mechanism-api/index.d.ts";
@@ -19,9 +19,11 @@ import {
   HOOKS,
   runHarness,
   settingsFromConfig,
+  type TraceSink,
 } from "../harness.ts";
 import { type Comparison, compareToBaseline, parseBaseline } from "../harness-baseline.ts";
 import { FILTER_CHAIN_RULE } from "../level1/filter-chain.ts";
+import { formatEvents } from "../mechanism-trace.ts";
 import type { SandboxLike } from "../mechanisms.ts";
 import { DEFAULT_SURROGATE_FILE, parseSurrogateData } from "../surrogate/data.ts";
 import { measuredNoise } from "../surrogate/model.ts";
@@ -41,6 +43,10 @@ export interface MechanismTestOptions {
   readonly acceptance?: "noise-aware" | "strict";
   readonly config?: string;
   readonly objective?: string;
+  /** Per iteration, each hook's input, result, ctx.log lines and full guide text, on stderr. */
+  readonly verbose?: boolean;
+  /** The same as JSON lines (one event each) in this file. */
+  readonly trace?: string;
 }
 
 export interface TestIo {
@@ -246,6 +252,18 @@ export async function mechanismTest(
     throw error;
   }
   const { source, baseline, settings, tolerance, config } = input;
+  let traceFd: number | null = null;
+  if (options.trace !== undefined) {
+    try {
+      traceFd = openSync(options.trace, "w");
+    } catch (error) {
+      io.stderr(
+        `bilevel mechanism test: cannot write --trace ${safeText(options.trace)}: ${safeText((error as Error).message)}\n`,
+      );
+      return 2;
+    }
+  }
+  const onTrace = traceSink(options, traceFd, io);
 
   let sandbox: TestSandbox | null = null;
   try {
@@ -266,7 +284,7 @@ export async function mechanismTest(
       return 1;
     }
     const mechanism = { fileName: path.basename(file), source, compiled: compiled.mechanism };
-    const report = await runHarness(box, mechanism, params, settings, config);
+    const report = await runHarness(box, mechanism, params, settings, config, onTrace);
     const control = options.control ? await runHarness(box, null, params, settings, config) : null;
     const comparison = baseline ? compareToBaseline(report.summary, baseline, tolerance) : null;
     let saved: string | null = null;
@@ -298,7 +316,17 @@ export async function mechanismTest(
     return error instanceof UserError ? error.exitCode : 1;
   } finally {
     await sandbox?.close();
+    if (traceFd !== null) closeSync(traceFd);
   }
+}
+
+/** --verbose (text on stderr) and --trace (JSON lines in the file), each seed as it finishes. */
+function traceSink(options: MechanismTestOptions, fd: number | null, io: TestIo): TraceSink | undefined {
+  if (!options.verbose && fd === null) return undefined;
+  return (events) => {
+    if (options.verbose) io.stderr(formatEvents(events));
+    if (fd !== null) writeSync(fd, events.map((e) => `${JSON.stringify(e)}\n`).join(""));
+  };
 }
 
 function pad(cells: readonly string[], widths: readonly number[]): string {
@@ -471,6 +499,14 @@ export function registerMechanismTestCommand(group: Command): void {
     )
     .option("--control", "also run the same seeds without the mechanism, for comparison")
     .option("--json", "print JSON: summary (deterministic), control, comparison, timing")
+    .option(
+      "--verbose",
+      "on stderr, per iteration: each hook's input, its result, its ctx.log lines and the full guide text, and the trial",
+    )
+    .option(
+      "--trace <file>",
+      "write the same as --verbose as JSON lines, one event each (hook calls and trials)",
+    )
     .exitOverride((error) => {
       // Commander's own usage errors (unknown option, missing argument) exit 2 like ours.
       if (error.exitCode !== 0) throw new CommanderError(2, error.code, error.message);

@@ -4,13 +4,16 @@
 // error (missing or unreadable file); for several files, the worst of these.
 // Everything runs in the sandbox child, so no file content can hang or crash this process.
 // Foreign text (the file name, the mechanism's name and error messages) goes through safeText.
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { type Command, CommanderError } from "commander";
+import type { ParamSpec } from "../../mechanism-api/index.d.ts";
 import { DEFAULT_MAX_SOURCE_BYTES, DEFAULT_POLICY, Sandbox, syntheticTrace } from "../../sandbox/index.ts";
 import type { DryRunTrace, SandboxError, SandboxPolicy, ValidationReport } from "../../sandbox/types.ts";
 import { UserError } from "../errors.ts";
 import { readMechanismFile } from "../mechanism-file.ts";
+import type { ScenarioResult } from "../mechanism-scenario-run.ts";
+import type { Scenario } from "../mechanism-scenarios.ts";
 import { jsonForTerminal, safeText } from "../terminal-text.ts";
 
 export interface CheckIo {
@@ -41,12 +44,25 @@ export function readSourceToJudge(file: string): { source: string } | { usage: s
   return { source: readFileSync(file, "latin1") };
 }
 
-type CheckOptions = { json?: boolean; config?: string };
+type CheckOptions = { json?: boolean; config?: string; scenario?: readonly string[] };
 
 /** One file's outcome: its exit code (0 valid, 1 rejected, 2 usage) and its report or usage message. */
 type FileCheck =
-  | { readonly file: string; readonly exitCode: 0 | 1; readonly report: ValidationReport }
+  | {
+      readonly file: string;
+      readonly exitCode: 0 | 1;
+      readonly report: ValidationReport;
+      /** --scenario: each scenario's run (none if the file was rejected before). */
+      readonly scenarios: readonly ScenarioResult[];
+    }
   | { readonly file: string; readonly exitCode: 2; readonly usage: string };
+
+/** What --scenario drives each valid file through, with the search space and history window it runs on. */
+interface ScenarioPlan {
+  readonly scenarios: readonly Scenario[];
+  readonly params: readonly ParamSpec[];
+  readonly historyWindow: number;
+}
 
 /** Check one file; returns the exit code. `sandbox` lets tests share a started one. */
 export async function mechanismCheck(
@@ -80,11 +96,22 @@ export async function mechanismCheckFiles(
       : null;
   let policy: SandboxPolicy;
   let trace: DryRunTrace;
+  let plan: ScenarioPlan | null = null;
   try {
     const { mechanismRunConfig, sandboxPolicy } = await import("./mechanism-config.ts");
     const config = mechanismRunConfig(options.config);
     policy = sandboxPolicy(config.policy);
     trace = syntheticTrace(config.searchSpace);
+    if (options.scenario !== undefined && options.scenario.length > 0) {
+      const { resolveScenarios } = await import("../mechanism-scenarios.ts");
+      const params = config.searchSpace;
+      const historyWindow = config.proposer.historyWindow;
+      plan = {
+        scenarios: resolveScenarios(options.scenario, params, historyWindow, isFile),
+        params,
+        historyWindow,
+      };
+    }
   } catch (error) {
     await (await early)?.close();
     if (!(error instanceof UserError)) throw error;
@@ -97,7 +124,7 @@ export async function mechanismCheckFiles(
   const results: FileCheck[] = [];
   try {
     for (const { file, read } of reads) {
-      const result = await checkFile(file, read, box, trace);
+      const result = await checkFile(file, read, box, trace, plan);
       results.push(result);
       if (!options.json) printText(result, io);
     }
@@ -136,10 +163,26 @@ async function checkFile(
   read: { source: string } | { usage: string },
   sandbox: Sandbox,
   trace: DryRunTrace,
+  plan: ScenarioPlan | null,
 ): Promise<FileCheck> {
   if ("usage" in read) return { file, exitCode: 2, usage: read.usage };
   const report = await sandbox.validate(read.source, trace, path.basename(file));
-  return { file, exitCode: report.ok ? 0 : 1, report };
+  const scenarios: ScenarioResult[] = [];
+  if (report.ok && report.compiled && plan) {
+    const { runScenario } = await import("../mechanism-scenario-run.ts");
+    for (const s of plan.scenarios)
+      scenarios.push(await runScenario(sandbox, report.compiled, s, plan.params, plan.historyWindow));
+  }
+  const ok = report.ok && scenarios.every((s) => s.ok);
+  return { file, exitCode: ok ? 0 : 1, report, scenarios };
+}
+
+function isFile(value: string): boolean {
+  try {
+    return statSync(value).isFile();
+  } catch {
+    return false;
+  }
 }
 
 function printJson(results: readonly FileCheck[], array: boolean, io: CheckIo): void {
@@ -149,7 +192,8 @@ function printJson(results: readonly FileCheck[], array: boolean, io: CheckIo): 
       return { file: r.file, ok: false, usageError: r.usage };
     }
     const { compiled: _compiled, ...rest } = r.report;
-    return { file: r.file, ...rest };
+    if (r.scenarios.length === 0) return { file: r.file, ...rest };
+    return { file: r.file, ...rest, ok: r.exitCode === 0, scenarios: r.scenarios };
   });
   // One file: its report (or nothing, for a usage error), as before multi-file checks existed.
   if (!array) {
@@ -172,9 +216,22 @@ function printText(result: FileCheck, io: CheckIo): void {
     );
     return;
   }
+  const failed = result.scenarios.find((s) => !s.ok);
+  if (failed?.error) {
+    io.stderr(
+      `${formatError(file, failed.error)}\n` +
+        `rejected in scenario ${safeText(failed.name)} (${safeText(failed.description)}), iteration ${failed.iteration}\n`,
+    );
+    return;
+  }
   const m = report.manifest!;
   const hooks = report.stages.filter(
     (s) => s.stage !== "compile" && s.stage !== "lint" && s.stage !== "load",
+  );
+  // A scenario file's name is foreign text: each line is neutralised on its own.
+  const scenarioLines = result.scenarios.map(
+    (s) =>
+      `${safeText(`  scenario ${s.name.padEnd(17)} ok  ${s.iterations} iteration${s.iterations === 1 ? "" : "s"}, ${s.calls} hook call${s.calls === 1 ? "" : "s"}`)}\n`,
   );
   io.stdout(
     safeText(
@@ -183,7 +240,8 @@ function printText(result: FileCheck, io: CheckIo): void {
     ) +
       "\n" +
       report.stages.map((s) => `  ${s.stage.padEnd(8)} ok  ${s.durationMs.toFixed(1)} ms`).join("\n") +
-      `\n  dry-ran ${hooks.length} hook${hooks.length === 1 ? "" : "s"} on the synthetic trace\n`,
+      `\n  dry-ran ${hooks.length} hook${hooks.length === 1 ? "" : "s"} on the synthetic trace\n` +
+      scenarioLines.join(""),
   );
 }
 
@@ -201,6 +259,14 @@ export function registerMechanismCommands(program: Command): Command {
     .option(
       "--config <file>",
       "a run config whose policy (sandbox limits) applies; default: a run's defaults",
+    )
+    .option(
+      "--scenario <name|file>",
+      "also drive every hook through a scenario: a built-in (empty-history, failed-trials, frozen, " +
+        "repeated-proposal, restart, full-window), all of them (all), or a scenario file " +
+        "(docs/mechanism-tools.md); repeatable",
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
     )
     .exitOverride((error) => {
       if (error.exitCode !== 0) throw new CommanderError(2, error.code, error.message);

@@ -71,6 +71,7 @@ interface RunOptions {
   out?: string;
   iterations?: number;
   budget?: number;
+  parallel?: number;
   device?: "auto" | "cpu" | "cuda";
   offline?: boolean;
   resume?: string;
@@ -249,6 +250,7 @@ function pick(o: RunOptions): DeepPartial<RunConfig> {
     ...(trainer ? { trainer } : {}),
     ...(o.iterations !== undefined ? { iterations: o.iterations } : {}),
     ...(o.budget !== undefined ? { budgetSeconds: o.budget } : {}),
+    ...(o.parallel !== undefined ? { parallel: o.parallel } : {}),
     ...(o.device !== undefined ? { device: o.device } : {}),
   };
 }
@@ -260,6 +262,7 @@ function pickResolved(o: RunOptions): Partial<ResolvedRunConfig> {
     ...(trainer ? { trainer } : {}),
     ...(o.iterations !== undefined ? { iterations: o.iterations } : {}),
     ...(o.budget !== undefined ? { budgetSeconds: o.budget } : {}),
+    ...(o.parallel !== undefined ? { parallel: o.parallel } : {}),
     ...(o.device !== undefined && o.device !== "auto" ? { device: o.device } : {}),
   };
 }
@@ -290,6 +293,7 @@ function registerRunCommand(program: Command): void {
     .option("--out <dir>", "run folder (default ./runs/NAME-TIMESTAMP)")
     .option("--iterations <n>", "Level 1 iterations", positiveInt)
     .option("--budget <seconds>", "training time budget per trial", positiveNumber)
+    .option("--parallel <n>", "trials in flight at once (docs/cluster.md)", positiveInt)
     .addOption(deviceOption())
     .option(
       "--objective <objective>",

@@ -8,7 +8,7 @@ import { applyChanges, checkChanges, describeChanges, effectiveChanges } from ".
 import type { ActiveMechanism, FaultReport, HookReport, MechanismManager } from "../mechanisms.ts";
 import type { SearchConfig, TrialRow } from "../store.ts";
 import { chainProposal, type FilterStep, filterStep } from "./filter-chain.ts";
-import type { Proposer } from "./proposer.ts";
+import type { PendingTrial, Proposer } from "./proposer.ts";
 
 export interface IterationSettings {
   readonly maxChanges: number;
@@ -25,6 +25,8 @@ export interface IterationInput {
   /** Recent search trials for the proposer, oldest first. */
   readonly history: readonly TrialRow[];
   readonly crashLessons: readonly string[];
+  /** Trials in flight (run --parallel), for the proposer. */
+  readonly pending?: readonly PendingTrial[];
   readonly settings: IterationSettings;
   readonly signal?: AbortSignal;
 }
@@ -253,6 +255,7 @@ async function fromProposer(
     crashLessons: input.crashLessons,
     guidance,
     rejected,
+    ...(input.pending && input.pending.length > 0 ? { pending: input.pending } : {}),
     maxChanges: settings.maxChanges,
     seed: settings.seed,
     attempt,

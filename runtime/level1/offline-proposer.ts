@@ -153,7 +153,8 @@ function rationale(notes: readonly string[], repeat: boolean): string {
 
 /**
  * The loop's `Proposer` over `proposeOffline`: seeded by (run seed, iteration, attempt), only
- * active parameters, avoiding the recent history and this iteration's rejected proposals.
+ * active parameters, avoiding the recent history, this iteration's rejected proposals and the
+ * trials still in flight.
  */
 export class OfflineProposer implements Proposer {
   readonly kind = "offline";
@@ -166,7 +167,10 @@ export class OfflineProposer implements Proposer {
       active: input.search.active,
       rng: createRng("offline-proposer", input.seed, input.iteration, input.attempt),
       maxChanges: input.maxChanges,
-      avoid: input.rejected.map((r) => applyChanges(input.incumbent.config, r.changes)),
+      avoid: [
+        ...input.rejected.map((r) => applyChanges(input.incumbent.config, r.changes)),
+        ...(input.pending ?? []).map((p) => p.config),
+      ],
     });
     return result.ok ? { ok: true, changes: result.changes, rationale: result.rationale } : result;
   }

@@ -18,9 +18,17 @@ export interface ProposerInput {
   readonly guidance: readonly { readonly mechanism: string; readonly text: string }[];
   /** Proposals rejected earlier this iteration, with the reasons. */
   readonly rejected: readonly { readonly changes: readonly Change[]; readonly reason: string }[];
+  /** Trials still in flight (run --parallel): proposed, not yet scored; not worth proposing again. */
+  readonly pending?: readonly PendingTrial[];
   readonly maxChanges: number;
   readonly seed: number;
   readonly attempt: number;
+}
+
+/** A trial in flight: the config it runs and what it tries, in words. */
+export interface PendingTrial {
+  readonly config: Config;
+  readonly description: string;
 }
 
 export type ProposerResult =
@@ -149,6 +157,13 @@ export function proposalPrompt(
     "",
     "Recent trials (oldest first):",
     ...(input.history.length > 0 ? input.history.map((t) => describeTrial(t, null)) : ["(none yet)"]),
+    ...(input.pending && input.pending.length > 0
+      ? [
+          "",
+          "Trials still running (no result yet; do not propose them again):",
+          ...input.pending.map((p) => `- ${p.description}`),
+        ]
+      : []),
     ...(input.crashLessons.length > 0
       ? ["", "Crash lessons:", ...input.crashLessons.map((l) => `- ${l}`)]
       : []),

@@ -1,5 +1,5 @@
 // Runs a study's runs as child processes (`bilevel run`, each in its own folder), at most `jobs`
-// at once, each pinned to its slot (runtime/study/slots.ts). Resumable as a whole: a finished run
+// at once, each pinned to its slot (runtime/study/slots.ts; not when its trials go to Slurm). Resumable as a whole: a finished run
 // is never started again, an unfinished one is continued with `run --resume` (its store skips
 // every committed trial), and a run process left over from a killed study is stopped first, so
 // no two processes ever write one store.
@@ -85,7 +85,10 @@ async function launchRun(
   const args = fresh ? ["run", "--config", configFile, "--out", folder] : ["run", "--resume", folder];
   if (study.spec.offline) args.push("--offline");
   const device = run.config.device === "cuda" ? "cuda" : "cpu";
-  const launch = slotLaunch(slot, jobs, device);
+  // A run whose trials go to Slurm takes no slot of this machine: its trials run on the cluster's
+  // nodes (so --jobs may exceed the cores here, and a study can fill the cluster).
+  const onSlurm = (run.config.executor as { kind?: string } | undefined)?.kind === "slurm";
+  const launch = onSlurm ? { prefix: [], env: {} } : slotLaunch(slot, jobs, device);
   const argv = [...launch.prefix, ...CLI_ARGV, ...args];
   const logFd = openSync(path.join(folder, "run.log"), "a");
   const startedAt = new Date();

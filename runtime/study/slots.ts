@@ -34,15 +34,35 @@ export function slotLaunch(
 ): SlotLaunch {
   const threads = { OMP_NUM_THREADS: "1", MKL_NUM_THREADS: "1", OPENBLAS_NUM_THREADS: "1" };
   if (jobs <= 1) return { prefix: [], env: {} };
-  if (device === "cuda") {
-    const gpus = options.gpus ?? jobs;
-    return { prefix: [], env: { CUDA_VISIBLE_DEVICES: String(slot % Math.max(1, gpus)) } };
-  }
+  if (device === "cuda") return { prefix: [], env: slotEnv(slot, jobs, device, options) };
   const cores = options.cores ?? availableParallelism();
   const pin = options.taskset ?? hasTaskset();
   return pin
     ? { prefix: ["taskset", "-c", String(slot % cores)], env: threads }
     : { prefix: [], env: threads };
+}
+
+/**
+ * The environment of slot `slot` of `slots` when nothing is pinned (a run's local executor): a
+ * CUDA slot sees one GPU (slot mod `gpus`, default one per slot); a CPU slot gets an equal share
+ * of the cores as its thread counts (the trainer reads BILEVEL_THREADS), so slots do not
+ * oversubscribe the machine. One slot: nothing set.
+ */
+export function slotEnv(
+  slot: number,
+  slots: number,
+  device: "cpu" | "cuda",
+  options: { cores?: number; gpus?: number } = {},
+): Record<string, string> {
+  if (slots <= 1) return {};
+  if (device === "cuda") return { CUDA_VISIBLE_DEVICES: String(slot % Math.max(1, options.gpus ?? slots)) };
+  const threads = String(Math.max(1, Math.floor((options.cores ?? availableParallelism()) / slots)));
+  return {
+    BILEVEL_THREADS: threads,
+    OMP_NUM_THREADS: threads,
+    MKL_NUM_THREADS: threads,
+    OPENBLAS_NUM_THREADS: threads,
+  };
 }
 
 /**
