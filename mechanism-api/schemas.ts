@@ -51,7 +51,7 @@ export const changeSchema = {
   },
 } as const;
 
-const changesSchema = { type: "array", maxItems: 256, items: changeSchema } as const;
+export const changesSchema = { type: "array", maxItems: 256, items: changeSchema } as const;
 
 export const proposalSchema = {
   type: "object",
@@ -159,7 +159,17 @@ export const manifestSchema = {
   },
 } as const;
 
-const identifierSchema = { type: "string", minLength: 1, maxLength: NAME_MAX } as const;
+export const identifierSchema = { type: "string", minLength: 1, maxLength: NAME_MAX } as const;
+
+/** A bandit's settings, given to `bandit.arms` and kept with its statistics. */
+export const banditSettingsSchema = {
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    initial: { type: "number", minimum: -1e6, maximum: 1e6 },
+    discount: { type: "number", exclusiveMinimum: 0, maximum: 1 },
+  },
+} as const;
 
 export const capabilityStateSchema = {
   type: "object",
@@ -177,7 +187,7 @@ export const capabilityStateSchema = {
           type: "object",
           required: ["config", "expires"],
           additionalProperties: false,
-          properties: { config: configSchema, expires: { type: "integer" } },
+          properties: { config: configSchema, expires: { type: "integer" }, added: { type: "integer" } },
         },
       },
     },
@@ -196,87 +206,16 @@ export const capabilityStateSchema = {
           properties: {
             pulls: { type: "integer", minimum: 0 },
             rewardSum: { type: "number" },
+            weight: { type: "number", minimum: 0 },
           },
         },
       },
     },
+    banditSettings: {
+      type: "object",
+      maxProperties: 64,
+      propertyNames: identifierSchema,
+      additionalProperties: banditSettingsSchema,
+    },
   },
 } as const;
-
-// ---- capability arguments (each capability call crosses as a JSON array of its arguments) ----
-
-const listName = identifierSchema;
-/** Largest |reward| bandit.reward accepts. */
-export const MAX_REWARD = 1e6;
-const tolerance = { type: "number", minimum: 0, maximum: 1 } as const;
-const paramNames = { type: "array", maxItems: 256, items: identifierSchema } as const;
-
-export const capabilityArgumentSchemas = {
-  "tabu.add": {
-    type: "array",
-    minItems: 3,
-    maxItems: 3,
-    items: [listName, configSchema, { type: "integer", minimum: 1, maximum: 100000 }],
-  },
-  "tabu.contains": { type: "array", minItems: 2, maxItems: 3, items: [listName, configSchema, tolerance] },
-  "tabu.size": { type: "array", minItems: 1, maxItems: 1, items: [listName] },
-  "tabu.clear": { type: "array", minItems: 1, maxItems: 1, items: [listName] },
-  "bandit.arms": {
-    type: "array",
-    minItems: 2,
-    maxItems: 2,
-    items: [listName, { type: "array", minItems: 1, maxItems: 256, items: identifierSchema }],
-  },
-  "bandit.select": {
-    type: "array",
-    minItems: 2,
-    maxItems: 3,
-    items: [
-      listName,
-      { enum: ["ucb1", "thompson", "epsilon-greedy"] },
-      {
-        type: "object",
-        additionalProperties: false,
-        properties: {
-          epsilon: { type: "number", minimum: 0, maximum: 1 },
-          c: { type: "number", minimum: 0, maximum: 100 },
-        },
-      },
-    ],
-  },
-  "bandit.reward": {
-    type: "array",
-    minItems: 3,
-    maxItems: 3,
-    // Bounded so that a reward sum can never overflow to Infinity (which JSON cannot carry).
-    items: [listName, identifierSchema, { type: "number", minimum: -MAX_REWARD, maximum: MAX_REWARD }],
-  },
-  "bandit.stats": { type: "array", minItems: 1, maxItems: 1, items: [listName] },
-  "space.clamp": { type: "array", minItems: 2, maxItems: 2, items: [identifierSchema, paramValueSchema] },
-  "space.neighbour": {
-    type: "array",
-    minItems: 3,
-    maxItems: 4,
-    items: [
-      configSchema,
-      identifierSchema,
-      { enum: [1, -1] },
-      { type: "number", exclusiveMinimum: 0, maximum: 1 },
-    ],
-  },
-  "space.distance": { type: "array", minItems: 2, maxItems: 2, items: [configSchema, configSchema] },
-  "space.latinHypercube": {
-    type: "array",
-    minItems: 1,
-    maxItems: 2,
-    items: [{ type: "integer", minimum: 1, maximum: 1000 }, paramNames],
-  },
-  "space.orthogonalArray": {
-    type: "array",
-    minItems: 2,
-    maxItems: 2,
-    items: [{ ...paramNames, minItems: 1 }, { enum: [2, 3] }],
-  },
-} as const;
-
-export type CapabilityOperation = keyof typeof capabilityArgumentSchemas;

@@ -157,21 +157,26 @@ function api(methods) {
   return freeze(o);
 }
 const tabu = api({
-  add(list, config, tenure) { capability("tabu.add", [list, config, tenure]); },
+  add(list, config, tenure, options) { capability("tabu.add", [list, config, tenure, options]); },
   contains(list, config, tolerance) { return capability("tabu.contains", [list, config, tolerance]); },
+  match(list, config, tolerance) { return capability("tabu.match", [list, config, tolerance]); },
   size(list) { return capability("tabu.size", [list]); },
   clear(list) { capability("tabu.clear", [list]); },
 });
 const bandit = api({
-  arms(name, ids) { capability("bandit.arms", [name, ids]); },
+  arms(name, ids, settings) { capability("bandit.arms", [name, ids, settings]); },
   select(name, policy, options) { return capability("bandit.select", [name, policy, options]); },
   reward(name, arm, value) { capability("bandit.reward", [name, arm, value]); },
   stats(name) { return capability("bandit.stats", [name]); },
 });
 const space = api({
   clamp(param, value) { return capability("space.clamp", [param, value]); },
+  toUnit(param, value) { return capability("space.toUnit", [param, value]); },
+  fromUnit(param, u) { return capability("space.fromUnit", [param, u]); },
   neighbour(config, param, direction, step) { return capability("space.neighbour", [config, param, direction, step]); },
-  distance(x, y) { return capability("space.distance", [x, y]); },
+  neighbours(config, scale, params) { return capability("space.neighbours", [config, scale, params]); },
+  distance(x, y, params) { return capability("space.distance", [x, y, params]); },
+  sample(n, options) { return capability("space.sample", [n, options]); },
   latinHypercube(n, params) { return capability("space.latinHypercube", [n, params]); },
   orthogonalArray(params, levels) { return capability("space.orthogonalArray", [params, levels]); },
 });

@@ -244,7 +244,7 @@ export class Runner {
         budget: this.policy.capabilityCallBudget,
         random: sfc32(callSeed(call.seed, call.mechanismId, call.iteration, call.hook, "capabilities")),
         calls: 0,
-        state: { tabu: call.capabilities.tabu, bandit: call.capabilities.bandit },
+        state: { ...call.capabilities },
       },
       logs: [],
       dropped: 0,
@@ -321,11 +321,14 @@ export class Runner {
       };
     }
     // null = unchanged (capability updates replace objects, so identity tells).
+    const after = active.session.state;
+    const before = call.capabilities;
     const capabilities =
-      active.session.state.tabu === call.capabilities.tabu &&
-      active.session.state.bandit === call.capabilities.bandit
+      after.tabu === before.tabu &&
+      after.bandit === before.bandit &&
+      after.banditSettings === before.banditSettings
         ? null
-        : active.session.state;
+        : after;
     if (capabilities) {
       // The guest fills this host-kept data; it is stored with the run and sent with every call.
       const cap = Math.min(this.policy.maxCapabilityStateBytes, Math.floor(this.policy.maxJsonBytes / 2));

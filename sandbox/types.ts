@@ -2,6 +2,7 @@
 // Everything here is plain data: it crosses the process boundary to the sandbox child as JSON.
 import type {
   Acceptance,
+  BanditSettings,
   CapabilityName,
   Change,
   Config,
@@ -71,14 +72,26 @@ export interface SandboxPolicy {
 
 /** The host-kept data of the tabu and bandit capabilities for one mechanism (JSON, persisted with its state). */
 export interface CapabilityState {
+  /** Each list's entries in the order added; `added` is absent on entries stored before it existed. */
   readonly tabu: {
-    readonly [list: string]: readonly { readonly config: Config; readonly expires: number }[];
+    readonly [list: string]: readonly {
+      readonly config: Config;
+      readonly expires: number;
+      readonly added?: number;
+    }[];
   };
+  /** Per arm: real pulls, reward sum and (once its bandit discounts) the discounted pull count. */
   readonly bandit: {
     readonly [bandit: string]: {
-      readonly [arm: string]: { readonly pulls: number; readonly rewardSum: number };
+      readonly [arm: string]: {
+        readonly pulls: number;
+        readonly rewardSum: number;
+        readonly weight?: number;
+      };
     };
   };
+  /** Each bandit's settings from `arms()`; absent until a bandit has any. */
+  readonly banditSettings?: { readonly [bandit: string]: BanditSettings };
 }
 
 /** The data a hook's `ctx` is built from (the host adds random/log/capabilities inside the isolate). */

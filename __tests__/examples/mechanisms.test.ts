@@ -7,7 +7,15 @@ import { loadDefaultParams, Sandbox, syntheticTrace } from "../../sandbox/index.
 import type { CapabilityState, HookContextData, HookOutcome } from "../../sandbox/types.ts";
 
 const dir = path.resolve(import.meta.dirname, "../../examples/mechanisms");
-const EXAMPLES = ["tabu-search", "ucb-bandit", "orthogonal-doe", "stagnation-restart"];
+const EXAMPLES = [
+  "tabu-search",
+  "ucb-bandit",
+  "orthogonal-doe",
+  "stagnation-restart",
+  "paper-tabu-manager",
+  "paper-multiscale-bandit",
+  "paper-lhs-explorer",
+];
 const params = loadDefaultParams();
 const trace = syntheticTrace(params);
 const defaults: Config = Object.fromEntries(params.map((p) => [p.name, p.default]));
@@ -209,6 +217,100 @@ it("stagnation-restart guides while stalling, then fires a multi-parameter resta
     // A kept trial resets the count: no restart right after.
     await d.call("observe", { iteration: 7 }, trial(7, best, { kept: true, delta: -0.1 }));
     expect(await d.call("suggest", { iteration: 8 })).toBeNull();
+  } finally {
+    await d.unload();
+  }
+});
+
+it("the paper's three mechanisms are under ~80 lines each", () => {
+  for (const name of ["paper-tabu-manager", "paper-multiscale-bandit", "paper-lhs-explorer"]) {
+    expect(source(name).trimEnd().split("\n").length).toBeLessThanOrEqual(80);
+  }
+});
+
+it("paper-tabu-manager rejects a repeated move with the entry and the reason, per-parameter thresholds, then lets a third try pass", async () => {
+  const d = await Driver.load("paper-tabu-manager");
+  try {
+    await d.call("init", { iteration: 0 });
+    const thresholds = (d.state as { thresholds: Record<string, unknown> }).thresholds;
+    expect(thresholds.MATRIX_LR).toEqual({ ratio: 1.15 });
+    expect(thresholds.DEPTH).toEqual({ absolute: 1 });
+    expect(thresholds.HEAD_DIM).toEqual({ unit: 0 });
+    const move = [{ param: "MATRIX_LR", value: 0.05 }];
+    await d.call("observe", { iteration: 1 }, trial(1, apply(defaults, move), { changes: move }));
+    const again = (c: { param: string; value: number }[]) =>
+      d.call("filter", { iteration: 2 }, { ...proposal(apply(defaults, c)), changes: c }) as Promise<{
+        verdict: string;
+        reason?: string;
+      }>;
+    // 0.055 is within the 1.15 ratio of 0.05, whatever else changes; 0.06 is not.
+    const near = await again([
+      { param: "MATRIX_LR", value: 0.055 },
+      { param: "DEPTH", value: 3 },
+    ]);
+    expect(near.verdict).toBe("reject");
+    expect(near.reason).toMatch(
+      /repeats a recent move: near the entry added at iteration 1 .*MATRIX_LR 0\.055 vs 0\.05 \(ratio 1\.1 ≤ 1\.15\)/,
+    );
+    expect((await again([{ param: "MATRIX_LR", value: 0.06 }])).verdict).toBe("accept");
+    expect((await again([{ param: "DEPTH", value: 3 }])).verdict).toBe("accept");
+    expect((await again([{ param: "MATRIX_LR", value: 0.05 }])).verdict).toBe("reject");
+    // Two rejections this iteration: the third proposal passes so the iteration is not skipped.
+    expect((await again([{ param: "MATRIX_LR", value: 0.05 }])).verdict).toBe("accept");
+  } finally {
+    await d.unload();
+  }
+});
+
+it("paper-multiscale-bandit suggests (parameter, step) moves and rewards the arm; optimistic arms persist", async () => {
+  const d = await Driver.load("paper-multiscale-bandit");
+  try {
+    await d.call("init", { iteration: 0 });
+    const incumbent = trace.context.incumbent.config;
+    const s = (await d.call("suggest", { iteration: 3 })) as { changes: { param: string; value: number }[] };
+    expect(s.changes).toHaveLength(1);
+    const pending = (d.state as { pending: { arm: string; param: string } }).pending;
+    expect(pending.arm).toMatch(new RegExp(`^${pending.param}@0\\.(05|2)$`));
+    expect(s.changes[0]?.value).not.toEqual(incumbent[pending.param]);
+    expect(d.capabilities.banditSettings).toEqual({ "param-step": { initial: 0.5 } });
+    await d.call(
+      "observe",
+      { iteration: 3 },
+      trial(3, apply(incumbent, s.changes), { changes: s.changes, kept: true, delta: -0.05 }),
+    );
+    expect(d.capabilities.bandit["param-step"]?.[pending.arm]).toEqual({ pulls: 1, rewardSum: 1 });
+  } finally {
+    await d.unload();
+  }
+});
+
+it("paper-lhs-explorer walks a Latin-hypercube block of three-parameter moves, then decays the step", async () => {
+  const d = await Driver.load("paper-lhs-explorer");
+  try {
+    await d.call("init", { iteration: 0 });
+    const incumbent = trace.context.incumbent.config;
+    const groups = new Set<string>();
+    for (let i = 1; i <= 4; i++) {
+      const s = (await d.call("suggest", { iteration: i })) as {
+        changes: { param: string; value: number | string }[];
+        rationale: string;
+      };
+      expect(s.rationale).toMatch(new RegExp(`LHS block move ${i}/4`));
+      expect(s.changes.length).toBeGreaterThanOrEqual(1);
+      expect(s.changes.length).toBeLessThanOrEqual(3);
+      for (const c of s.changes) groups.add(c.param);
+      await d.call(
+        "observe",
+        { iteration: i },
+        trial(i, apply(incumbent, s.changes), { changes: s.changes }),
+      );
+    }
+    expect(groups.size).toBeLessThanOrEqual(3);
+    expect((d.state as { step: number }).step).toBe(0.25);
+    // The block found nothing: the next block starts with a smaller step, on the next group.
+    const next = (await d.call("suggest", { iteration: 5 })) as { changes: { param: string }[] };
+    expect((d.state as { step: number }).step).toBeCloseTo(0.15, 10);
+    for (const c of next.changes) expect(groups.has(c.param)).toBe(false);
   } finally {
     await d.unload();
   }

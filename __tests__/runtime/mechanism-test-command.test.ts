@@ -12,7 +12,15 @@ import { parseBaseline } from "../../runtime/harness-baseline.ts";
 import { Sandbox } from "../../sandbox/index.ts";
 
 const examples = path.resolve(import.meta.dirname, "../../examples/mechanisms");
-const EXAMPLES = ["tabu-search", "ucb-bandit", "orthogonal-doe", "stagnation-restart"];
+const EXAMPLES = [
+  "tabu-search",
+  "ucb-bandit",
+  "orthogonal-doe",
+  "stagnation-restart",
+  "paper-tabu-manager",
+  "paper-multiscale-bandit",
+  "paper-lhs-explorer",
+];
 
 let sandbox: Sandbox;
 let dir: string;

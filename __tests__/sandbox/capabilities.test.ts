@@ -14,14 +14,13 @@ import {
 import { orthogonalArrayRows } from "../../sandbox/capabilities/orthogonal.ts";
 import {
   clamp,
-  denormalise,
   distance,
   latinHypercube,
   neighbour,
-  normalise,
   orthogonalArray,
 } from "../../sandbox/capabilities/space.ts";
 import { matches, tabuAdd, tabuClear, tabuContains, tabuSize } from "../../sandbox/capabilities/tabu.ts";
+import { fromUnit as denormalise, toUnit as normalise } from "../../sandbox/param-scale.ts";
 import { callSeed, hashSeed, sfc32 } from "../../sandbox/rng.ts";
 
 const params: ParamSpec[] = [
@@ -67,7 +66,7 @@ describe("space helpers", () => {
     expect(normalise(lr, 0.001)).toBe(0);
     expect(normalise(lr, 1)).toBe(1);
     expect(normalise(lr, Math.sqrt(0.001))).toBeCloseTo(0.5, 10);
-    expect(denormalise(lr, 0.5)).toBeCloseTo(Math.sqrt(0.001), 10);
+    expect(denormalise(lr, 0.5)).toBeCloseTo(Math.sqrt(0.001), 6); // 6 significant digits
     expect(normalise(params[1]!, 0.25)).toBeCloseTo(0.5, 10);
   });
   test("clamp respects bounds, integrality and choices", () => {
@@ -85,7 +84,7 @@ describe("space helpers", () => {
   });
   test("neighbour moves one step on the (log) range, at least one unit for ints, clamps at the edges", () => {
     const up = neighbour(params, { LR: 0.01 }, "LR", 1);
-    expect(normalise(params[0]!, up.LR as number) - normalise(params[0]!, 0.01)).toBeCloseTo(0.1, 10);
+    expect(normalise(params[0]!, up.LR as number) - normalise(params[0]!, 0.01)).toBeCloseTo(0.1, 5);
     expect(neighbour(params, { DEPTH: 4 }, "DEPTH", 1, 0.01).DEPTH).toBe(5);
     expect(neighbour(params, { DEPTH: 12 }, "DEPTH", 1).DEPTH).toBe(12);
     expect(neighbour(params, { WIN: "L" }, "WIN", 1).WIN).toBe("SL");
@@ -150,7 +149,7 @@ describe("space helpers", () => {
     expect(new Set(rows.map((r) => r.WD))).toEqual(new Set([0, 0.25, 0.5]));
     expect(new Set(rows.map((r) => r.WIN))).toEqual(new Set(["L", "SL", "SSL"]));
     const lrs = [...new Set(rows.map((r) => r.LR as number))].sort((a, b) => a - b);
-    expect(lrs[1]).toBeCloseTo(Math.sqrt(0.001), 10);
+    expect(lrs[1]).toBeCloseTo(Math.sqrt(0.001), 6);
     expect(new Set(orthogonalArray(params, ["DEPTH"], 2).map((r) => r.DEPTH))).toEqual(new Set([1, 12]));
   });
 });
@@ -205,10 +204,10 @@ describe("bandits", () => {
     let bandits = banditReward(fresh(), "b", "a", 1);
     bandits = banditArms(bandits, "b", ["a", "d"]);
     expect(banditStats(bandits, "b")).toEqual([
-      { arm: "a", pulls: 1, meanReward: 1 },
-      { arm: "b", pulls: 0, meanReward: 0 },
-      { arm: "c", pulls: 0, meanReward: 0 },
-      { arm: "d", pulls: 0, meanReward: 0 },
+      { arm: "a", pulls: 1, weight: 1, meanReward: 1, estimate: 1 },
+      { arm: "b", pulls: 0, weight: 0, meanReward: 0, estimate: 0 },
+      { arm: "c", pulls: 0, weight: 0, meanReward: 0, estimate: 0 },
+      { arm: "d", pulls: 0, weight: 0, meanReward: 0, estimate: 0 },
     ]);
   });
   test("UCB1 tries every arm first, then trades mean against the exploration bonus", () => {
@@ -273,7 +272,9 @@ describe("bandits", () => {
     expect(banditStats(banditReward(fresh(), "b", "a", -1e6), "b")[0]).toEqual({
       arm: "a",
       pulls: 1,
+      weight: 1,
       meanReward: -1e6,
+      estimate: -1e6,
     });
     expect(() =>
       banditArms(
@@ -303,7 +304,7 @@ describe("capability dispatcher", () => {
       ok: true,
       value: null,
     });
-    expect(s.state.tabu.l).toEqual([{ config: { WD: 0.1 }, expires: 7 }]);
+    expect(s.state.tabu.l).toEqual([{ config: { WD: 0.1 }, expires: 7, added: 5 }]);
     expect(invokeCapability(s, "tabu.contains", JSON.stringify(["l", { WD: 0.1 }]))).toEqual({
       ok: true,
       value: true,
@@ -405,7 +406,9 @@ describe("names are plain data: Object.prototype's member names are ordinary nam
       value: NAMES.map((arm) => ({
         arm,
         pulls: arm === "__proto__" ? 2 : 1,
+        weight: arm === "__proto__" ? 2 : 1,
         meanReward: arm === "__proto__" ? 0.75 : 0.5,
+        estimate: arm === "__proto__" ? 0.75 : 0.5,
       })),
     });
     expect(call(s, "bandit.select", name, "ucb1")).toMatchObject({ ok: true });

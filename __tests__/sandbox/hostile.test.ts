@@ -687,7 +687,9 @@ describe("names are plain data", () => {
       stats: NAMES.map((arm) => ({
         arm,
         pulls: arm === "__proto__" ? 2 : 1,
+        weight: arm === "__proto__" ? 2 : 1,
         meanReward: arm === "__proto__" ? 0.5 : 1,
+        estimate: arm === "__proto__" ? 0.5 : 1,
       })),
       pick: expect.any(String),
     };

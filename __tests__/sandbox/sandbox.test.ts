@@ -43,7 +43,7 @@ test("init → filter → observe: state and capability data flow through the ho
   if (!observed.ok) throw new Error(JSON.stringify(observed.error));
   expect(observed.state).toEqual({ seen: 1 });
   expect(observed.capabilities.tabu.t).toEqual([
-    { config: trace.trial.config, expires: trace.context.iteration + 3 },
+    { config: trace.trial.config, expires: trace.context.iteration + 3, added: trace.context.iteration },
   ]);
   // The same config is now tabu for `filter`, given the host-kept capability data back.
   const sameConfig = { ...trace.proposal, config: trace.trial.config };

@@ -1,4 +1,5 @@
 import * as contract from "../../mechanism-api/schemas.ts";
+import { capabilityArgumentSchemas } from "../../sandbox/capabilities/schemas.ts";
 import { defaultPolicy } from "../../sandbox/policy.ts";
 import { isRequest, isResponse, LineReader } from "../../sandbox/protocol.ts";
 import * as host from "../../sandbox/schemas.ts";
@@ -164,11 +165,11 @@ describe("mechanism-api schemas reject bad input", () => {
     expect(validator(schemas.trialSchema)({ ...trial, iteration: "0" })).toBe(false);
   });
   test("capability argument schemas accept the documented shapes only", () => {
-    const add = validator(schemas.capabilityArgumentSchemas["tabu.add"]);
+    const add = validator(capabilityArgumentSchemas["tabu.add"]);
     expect(add(["l", config, 3])).toBe(true);
     expect(add(["l", config])).toBe(false);
     expect(add(["l", config, 0])).toBe(false);
-    const select = validator(schemas.capabilityArgumentSchemas["bandit.select"]);
+    const select = validator(capabilityArgumentSchemas["bandit.select"]);
     expect(select(["b", "ucb1"])).toBe(true);
     expect(select(["b", "ucb1", { c: 2 }])).toBe(true);
     expect(select(["b", "softmax"])).toBe(false);

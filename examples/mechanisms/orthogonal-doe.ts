@@ -2,7 +2,7 @@
 // takes the rows of an L9 array (3 levels: one step down / unchanged / one step up), suggests one
 // row per iteration, then estimates each factor's main effect from the scores and suggests the
 // combination of the best levels once. After that it settles: the proposer takes over.
-import type { Config, Mechanism, ParamSpec } from "bilevel/mechanism-api";
+import type { Config, Mechanism } from "bilevel/mechanism-api";
 
 interface State {
   readonly factors: string[];
@@ -22,19 +22,8 @@ interface State {
 const PREFERRED = ["MATRIX_LR", "TOTAL_BATCH_SIZE", "EMBEDDING_LR", "WARMDOWN_RATIO"];
 const STEP = 0.12;
 
-/** The design level (-1, 0, +1) of an orthogonal-array value: where it sits in the (log) range. */
-function levelOf(spec: ParamSpec, value: Config[string]): number {
-  if (spec.kind === "choice" || typeof value !== "number") {
-    const choices = spec.choices ?? [];
-    return value === choices[0] ? -1 : value === choices[choices.length - 1] ? 1 : 0;
-  }
-  const lo = spec.min ?? 0;
-  const hi = spec.max ?? lo;
-  if (hi === lo) return 0;
-  const u =
-    spec.log && lo > 0
-      ? (Math.log(value) - Math.log(lo)) / (Math.log(hi) - Math.log(lo))
-      : (value - lo) / (hi - lo);
+/** The design level (-1, 0, +1) of an orthogonal-array value: which third of the normalised range it is in. */
+function levelOf(u: number): number {
   return u < 1 / 3 ? -1 : u > 2 / 3 ? 1 : 0;
 }
 
@@ -74,10 +63,9 @@ export default {
       ...PREFERRED.filter((n) => numeric.includes(n)),
       ...numeric.filter((n) => !PREFERRED.includes(n)),
     ].slice(0, 4);
-    const byName = new Map(ctx.params.map((p) => [p.name, p]));
     const rows = ctx.space
       .orthogonalArray(factors, 3)
-      .map((row) => factors.map((n) => levelOf(byName.get(n) as ParamSpec, row[n] as Config[string])));
+      .map((row) => factors.map((n) => levelOf(ctx.space.toUnit(n, row[n] as Config[string]))));
     return {
       factors,
       center: { ...ctx.incumbent.config },

@@ -4,7 +4,7 @@
 import type { Change, Config, ParamSpec, ParamValue } from "../../mechanism-api/index.d.ts";
 import { checkConstraints } from "../../trainer/constraints.ts";
 import { applyChanges } from "../changes.ts";
-import { clampValue, fromUnit, fullConfig, spaceKey, toUnit } from "../param-scale.ts";
+import { clampValue, fromUnit, fullConfig, spaceKey, stepNumber, toUnit } from "../param-scale.ts";
 import { createRng, type Rng } from "../rng.ts";
 import type { Proposer, ProposerInput, ProposerResult } from "./proposer.ts";
 
@@ -131,13 +131,7 @@ function step(spec: ParamSpec, from: ParamValue, rng: Rng): ParamValue {
   const size = MIN_STEP * (MAX_STEP / MIN_STEP) ** rng.next();
   let dir = up ? 1 : -1;
   if ((u >= 1 && dir > 0) || (u <= 0 && dir < 0)) dir = -dir;
-  let to = fromUnit(spec, u + dir * size);
-  if (to === from && typeof from === "number" && (spec.kind === "int" || spec.multipleOf !== undefined)) {
-    // The step rounded back to the same value: move by one allowed unit instead.
-    const unit = spec.powerOfTwo ? from * 2 ** dir - from : (spec.multipleOf ?? 1);
-    to = clampValue(spec, from + (spec.powerOfTwo ? unit : dir * unit));
-  }
-  return to;
+  return typeof from === "number" ? stepNumber(spec, from, dir * size) : fromUnit(spec, u + dir * size);
 }
 
 function format(value: ParamValue): string {

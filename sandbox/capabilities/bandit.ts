@@ -1,18 +1,26 @@
-// Multi-armed bandits over host-kept { pulls, rewardSum } per arm, on the call's seeded RNG.
-// Arms never pulled are tried first (in declaration order) by UCB1 and ε-greedy. Thompson
-// sampling draws from Beta(1 + s, 1 + pulls − s) with s = rewardSum clipped to [0, pulls], which
-// equals clipping each reward to [0, 1] when rewards lie in that range.
-import type { ArmStats, BanditPolicy } from "../../mechanism-api/index.d.ts";
-import { MAX_REWARD } from "../../mechanism-api/schemas.ts";
+// Multi-armed bandits over host-kept statistics per arm, on the call's seeded RNG.
+//
+// An arm keeps { pulls, rewardSum } and, when its bandit discounts, `weight` (the discounted pull
+// count). With discount γ every reward first multiplies all arms' rewardSum and weight by γ, so
+// old rewards fade (discounted UCB). With an `initial` value every arm starts with one pseudo-pull
+// of that reward (optimistic initial values), so no arm is forced first. Without it, UCB1 and
+// ε-greedy try unpulled arms first, in declaration order.
+import type {
+  ArmStats,
+  BanditPolicy,
+  BanditSelectOptions,
+  BanditSettings,
+} from "../../mechanism-api/index.d.ts";
 import type { CapabilityState } from "../types.ts";
 import { own, withEntry } from "./dict.ts";
 import { CapabilityFault } from "./fault.ts";
+import { MAX_REWARD } from "./schemas.ts";
 
 export const MAX_BANDITS = 64;
 export const MAX_ARMS = 256;
 
 type Bandits = CapabilityState["bandit"];
-type Arms = Bandits[string];
+type Arm = Bandits[string][string];
 
 export function banditArms(bandits: Bandits, name: string, ids: readonly string[]): Bandits {
   if (!Object.hasOwn(bandits, name) && Object.keys(bandits).length >= MAX_BANDITS) {
@@ -25,7 +33,7 @@ export function banditArms(bandits: Bandits, name: string, ids: readonly string[
   return withEntry(bandits, name, Object.fromEntries(arms));
 }
 
-function armsOf(bandits: Bandits, name: string): [string, Arms[string]][] {
+function armsOf(bandits: Bandits, name: string): [string, Arm][] {
   const arms = own(bandits, name);
   const entries = arms ? Object.entries(arms) : [];
   if (entries.length === 0) throw new CapabilityFault(`bandit "${name}" has no arms: call arms() first`);
@@ -38,36 +46,80 @@ function argmax(values: readonly number[]): number {
   return best;
 }
 
+/** Pulls as the estimates count them: discounted when the bandit discounts, plus the pseudo-pull of `initial`. */
+function effective(arm: Arm, initial: number | undefined): { n: number; sum: number } {
+  const n = arm.weight ?? arm.pulls;
+  return initial === undefined ? { n, sum: arm.rewardSum } : { n: n + 1, sum: arm.rewardSum + initial };
+}
+
+/** The value the greedy policies rank an arm by (its pseudo-pull included); 0 for an arm with no data. */
+function estimate(arm: Arm, initial: number | undefined): number {
+  const { n, sum } = effective(arm, initial);
+  return n > 0 ? sum / n : 0;
+}
+
 export function banditSelect(
   bandits: Bandits,
   name: string,
   policy: BanditPolicy,
-  options: { epsilon?: number; c?: number },
+  options: BanditSelectOptions,
   random: () => number,
+  settings: BanditSettings = {},
 ): string {
   const arms = armsOf(bandits, name);
+  const { initial } = settings;
+  const pick = (scores: readonly number[]) => arms[argmax(scores)]![0];
   if (policy === "thompson") {
-    const draws = arms.map(([, a]) => {
-      const s = Math.min(a.pulls, Math.max(0, a.rewardSum));
-      return sampleBeta(1 + s, 1 + a.pulls - s, random);
-    });
-    return arms[argmax(draws)]![0];
+    return pick(
+      arms.map(([, a]) => {
+        const n = a.weight ?? a.pulls;
+        const s = Math.min(n, Math.max(0, a.rewardSum));
+        return sampleBeta(1 + s, 1 + n - s, random);
+      }),
+    );
   }
-  const untried = arms.find(([, a]) => a.pulls === 0);
-  if (untried) return untried[0];
+  if (policy === "thompson-gaussian") {
+    const sigma = options.sigma ?? 1;
+    return pick(
+      arms.map(([, a]) => {
+        // Normal prior N(initial ?? 0, σ²) as one pseudo-observation, known reward noise σ.
+        const { n, sum } = effective(a, initial ?? 0);
+        return sum / n + (sigma / Math.sqrt(n)) * sampleNormal(random);
+      }),
+    );
+  }
+  if (initial === undefined) {
+    const untried = arms.find(([, a]) => a.pulls === 0);
+    if (untried) return untried[0];
+  }
   if (policy === "ucb1") {
     const c = options.c ?? Math.SQRT2;
-    const total = arms.reduce((n, [, a]) => n + a.pulls, 0);
-    return arms[
-      argmax(arms.map(([, a]) => a.rewardSum / a.pulls + c * Math.sqrt(Math.log(total) / a.pulls)))
-    ]![0];
+    const total = arms.reduce((n, [, a]) => n + effective(a, initial).n, 0);
+    return pick(
+      arms.map(
+        ([, a]) =>
+          estimate(a, initial) + c * Math.sqrt(Math.log(Math.max(1, total)) / effective(a, initial).n),
+      ),
+    );
   }
-  const epsilon = options.epsilon ?? 0.1;
-  if (random() < epsilon) return arms[Math.floor(random() * arms.length)]![0];
-  return arms[argmax(arms.map(([, a]) => a.rewardSum / a.pulls))]![0];
+  if (random() < epsilonNow(arms, options)) return arms[Math.floor(random() * arms.length)]![0];
+  return pick(arms.map(([, a]) => estimate(a, initial)));
 }
 
-export function banditReward(bandits: Bandits, name: string, arm: string, value: number): Bandits {
+/** ε after t rewards: max(minEpsilon, epsilon · decay^t), t counted over every arm. */
+export function epsilonNow(arms: readonly [string, Arm][], options: BanditSelectOptions): number {
+  const t = arms.reduce((n, [, a]) => n + a.pulls, 0);
+  const decayed = (options.epsilon ?? 0.1) * (options.decay ?? 1) ** t;
+  return Math.max(options.minEpsilon ?? 0, decayed);
+}
+
+export function banditReward(
+  bandits: Bandits,
+  name: string,
+  arm: string,
+  value: number,
+  settings: BanditSettings = {},
+): Bandits {
   const arms = own(bandits, name);
   const current = arms && own(arms, arm);
   if (!arms || !current) throw new CapabilityFault(`bandit "${name}" has no arm "${arm}"`);
@@ -75,16 +127,38 @@ export function banditReward(bandits: Bandits, name: string, arm: string, value:
   if (!Number.isFinite(value) || Math.abs(value) > MAX_REWARD) {
     throw new CapabilityFault(`a reward must be a finite number in [-${MAX_REWARD}, ${MAX_REWARD}]`);
   }
-  const updated = { pulls: current.pulls + 1, rewardSum: current.rewardSum + value };
-  return withEntry(bandits, name, withEntry(arms, arm, updated));
+  const { discount } = settings;
+  if (discount === undefined) {
+    const updated = { ...current, pulls: current.pulls + 1, rewardSum: current.rewardSum + value };
+    return withEntry(bandits, name, withEntry(arms, arm, updated));
+  }
+  const faded = Object.fromEntries(
+    Object.entries(arms).map(([id, a]) => {
+      const weight = (a.weight ?? a.pulls) * discount;
+      const rewardSum = a.rewardSum * discount;
+      return [
+        id,
+        id === arm
+          ? { pulls: a.pulls + 1, rewardSum: rewardSum + value, weight: weight + 1 }
+          : { ...a, rewardSum, weight },
+      ];
+    }),
+  );
+  return withEntry(bandits, name, faded);
 }
 
-export function banditStats(bandits: Bandits, name: string): ArmStats[] {
-  return armsOf(bandits, name).map(([arm, a]) => ({
-    arm,
-    pulls: a.pulls,
-    meanReward: a.pulls === 0 ? 0 : a.rewardSum / a.pulls,
-  }));
+export function banditStats(bandits: Bandits, name: string, settings: BanditSettings = {}): ArmStats[] {
+  const { initial } = settings;
+  return armsOf(bandits, name).map(([arm, a]) => {
+    const weight = a.weight ?? a.pulls;
+    return {
+      arm,
+      pulls: a.pulls,
+      weight,
+      meanReward: weight === 0 ? 0 : a.rewardSum / weight,
+      estimate: estimate(a, initial),
+    };
+  });
 }
 
 /** Standard normal by Box–Muller (one of the pair). */

@@ -2,13 +2,24 @@
 // operation name and a JSON array of arguments and returns a JSON string. Pure over the session's
 // CapabilityState + search space; it never throws (faults come back as { code, message }).
 import type { CapabilityName, ParamSpec } from "../../mechanism-api/index.d.ts";
-import { type CapabilityOperation, capabilityArgumentSchemas } from "../../mechanism-api/schemas.ts";
 import type { CapabilityState, SandboxErrorCode } from "../types.ts";
 import { type Validator, validator } from "../validation.ts";
 import { banditArms, banditReward, banditSelect, banditStats } from "./bandit.ts";
+import { own, withEntry } from "./dict.ts";
 import { CapabilityFault } from "./fault.ts";
-import { clamp, distance, latinHypercube, neighbour, orthogonalArray } from "./space.ts";
-import { tabuAdd, tabuClear, tabuContains, tabuSize } from "./tabu.ts";
+import { type CapabilityOperation, capabilityArgumentSchemas } from "./schemas.ts";
+import {
+  clamp,
+  distance,
+  latinHypercube,
+  neighbour,
+  neighbours,
+  orthogonalArray,
+  sample,
+  unitOf,
+  valueAt,
+} from "./space.ts";
+import { tabuAdd, tabuClear, tabuContains, tabuMatch, tabuSize } from "./tabu.ts";
 
 export { CapabilityFault } from "./fault.ts";
 
@@ -24,7 +35,7 @@ export interface CapabilitySession {
   readonly budget: number;
   readonly random: () => number;
   calls: number;
-  state: { tabu: CapabilityState["tabu"]; bandit: CapabilityState["bandit"] };
+  state: { -readonly [K in keyof CapabilityState]: CapabilityState[K] };
 }
 
 export type CapabilityResult =
@@ -96,39 +107,83 @@ export function invokeCapability(
 }
 
 function apply(session: CapabilitySession, op: CapabilityOperation, args: unknown[]): unknown {
+  if (op.startsWith("tabu.")) return applyTabu(session, op, args);
+  if (op.startsWith("bandit.")) return applyBandit(session, op, args);
+  return applySpace(session, op, args);
+}
+
+// Shapes were checked by the ajv schema of `op`; `never` lets each argument reach its parameter.
+type Args = [never, never, never, never];
+
+function applyTabu(session: CapabilitySession, op: CapabilityOperation, args: unknown[]): unknown {
   const { params, iteration, state } = session;
-  // Shapes were checked by the ajv schema of `op`.
-  const a = args as unknown as [never, never, never, never];
+  const a = args as unknown as Args;
   switch (op) {
     case "tabu.add":
-      state.tabu = tabuAdd(state.tabu, iteration, a[0], a[1], a[2]);
+      state.tabu = tabuAdd(
+        state.tabu,
+        iteration,
+        a[0],
+        a[1],
+        a[2],
+        (a[3] as { capacity?: number })?.capacity,
+      );
       return null;
     case "tabu.contains":
       return tabuContains(state.tabu, params, iteration, a[0], a[1], a[2]);
+    case "tabu.match":
+      return tabuMatch(state.tabu, params, iteration, a[0], a[1], a[2]);
     case "tabu.size":
       return tabuSize(state.tabu, iteration, a[0]);
     case "tabu.clear":
       state.tabu = tabuClear(state.tabu, a[0]);
       return null;
+  }
+  throw new CapabilityFault(`unknown operation ${op}`);
+}
+
+function applyBandit(session: CapabilitySession, op: CapabilityOperation, args: unknown[]): unknown {
+  const { state } = session;
+  const a = args as unknown as Args;
+  const settings = own(state.banditSettings ?? {}, a[0]);
+  switch (op) {
     case "bandit.arms":
       state.bandit = banditArms(state.bandit, a[0], a[1]);
+      if (a[2] !== undefined) state.banditSettings = withEntry(state.banditSettings ?? {}, a[0], a[2]);
       return null;
     case "bandit.select":
-      return banditSelect(state.bandit, a[0], a[1], a[2] ?? {}, session.random);
+      return banditSelect(state.bandit, a[0], a[1], a[2] ?? {}, session.random, settings);
     case "bandit.reward":
-      state.bandit = banditReward(state.bandit, a[0], a[1], a[2]);
+      state.bandit = banditReward(state.bandit, a[0], a[1], a[2], settings);
       return null;
     case "bandit.stats":
-      return banditStats(state.bandit, a[0]);
+      return banditStats(state.bandit, a[0], settings);
+  }
+  throw new CapabilityFault(`unknown operation ${op}`);
+}
+
+function applySpace(session: CapabilitySession, op: CapabilityOperation, args: unknown[]): unknown {
+  const { params } = session;
+  const a = args as unknown as Args;
+  switch (op) {
     case "space.clamp":
       return clamp(params, a[0], a[1]);
+    case "space.toUnit":
+      return unitOf(params, a[0], a[1]);
+    case "space.fromUnit":
+      return valueAt(params, a[0], a[1]);
     case "space.neighbour":
       return neighbour(params, a[0], a[1], a[2], a[3]);
+    case "space.neighbours":
+      return neighbours(params, a[0], a[1], a[2]);
     case "space.distance":
-      return distance(params, a[0], a[1]);
+      return distance(params, a[0], a[1], a[2]);
+    case "space.sample":
+      return sample(params, a[0], a[1] ?? {}, session.random);
     case "space.latinHypercube":
       return latinHypercube(params, a[0], a[1], session.random);
     case "space.orthogonalArray":
       return orthogonalArray(params, a[0], a[1]);
   }
+  throw new CapabilityFault(`unknown operation ${op}`);
 }

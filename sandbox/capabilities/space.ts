@@ -1,57 +1,17 @@
-// Space helpers: pure functions over the search space (ParamSpec[]). Every value returned respects
-// bounds, integrality and choices. Distances are measured on [0, 1] per parameter (log scale for
-// log parameters); choices are at distance 0 (equal) or 1.
+// Space helpers: pure functions over the search space (ParamSpec[]), in the project's one set of
+// normalised coordinates (sandbox/param-scale.ts). Every value returned is an allowed value:
+// within bounds, ints rounded, multiples and powers of two snapped, choices from the list.
 import type { Config, ParamSpec, ParamValue } from "../../mechanism-api/index.d.ts";
+import { clampValue, fromUnit, stepNumber, toUnit } from "../param-scale.ts";
 import { own } from "./dict.ts";
 import { CapabilityFault } from "./fault.ts";
 import { orthogonalArrayRows } from "./orthogonal.ts";
+import { type SampleMethod, unitPoints } from "./sequences.ts";
 
 export function findParam(params: readonly ParamSpec[], name: string): ParamSpec {
   const spec = params.find((p) => p.name === name);
   if (!spec) throw new CapabilityFault(`unknown parameter "${name}"`);
   return spec;
-}
-
-function bounds(spec: ParamSpec): [number, number] {
-  const min = spec.min ?? 0;
-  const max = spec.max ?? min;
-  return [Math.min(min, max), Math.max(min, max)];
-}
-
-function usesLog(spec: ParamSpec): boolean {
-  const [min] = bounds(spec);
-  return spec.log === true && min > 0;
-}
-
-/** Position of a numeric value in [0, 1] along the parameter's (log) range. */
-export function normalise(spec: ParamSpec, value: number): number {
-  const [min, max] = bounds(spec);
-  if (max === min) return 0;
-  const u = usesLog(spec)
-    ? (Math.log(Math.max(value, min)) - Math.log(min)) / (Math.log(max) - Math.log(min))
-    : (value - min) / (max - min);
-  return Math.min(1, Math.max(0, u));
-}
-
-/** The value at position u ∈ [0, 1] of the range, rounded for ints. */
-export function denormalise(spec: ParamSpec, u: number): number {
-  const [min, max] = bounds(spec);
-  const t = Math.min(1, Math.max(0, u));
-  const raw = usesLog(spec)
-    ? Math.exp(Math.log(min) + t * (Math.log(max) - Math.log(min)))
-    : min + t * (max - min);
-  return clampNumber(spec, raw);
-}
-
-function clampNumber(spec: ParamSpec, value: number): number {
-  const [min, max] = bounds(spec);
-  let v = Math.min(max, Math.max(min, value));
-  if (spec.kind === "int") {
-    v = Math.round(v);
-    if (v > max) v = Math.floor(max);
-    if (v < min) v = Math.ceil(min);
-  }
-  return v;
 }
 
 function choicesOf(spec: ParamSpec): readonly ParamValue[] {
@@ -80,23 +40,51 @@ export function clamp(params: readonly ParamSpec[], name: string, value: ParamVa
   if (typeof value !== "number" || !Number.isFinite(value)) {
     throw new CapabilityFault(`"${name}" takes a finite number, got ${JSON.stringify(value)}`);
   }
-  return clampNumber(spec, value);
+  return clampValue(spec, value);
 }
 
-/** Distance of two values of one parameter, in [0, 1]. */
+/** `value`'s unit coordinate; a value the parameter cannot hold is a fault. */
+export function unitOf(params: readonly ParamSpec[], name: string, value: ParamValue): number {
+  const u = toUnit(findParam(params, name), value);
+  if (Number.isNaN(u)) throw new CapabilityFault(`"${name}" cannot hold ${JSON.stringify(value)}`);
+  return u;
+}
+
+export function valueAt(params: readonly ParamSpec[], name: string, u: number): ParamValue {
+  return fromUnit(findParam(params, name), u);
+}
+
+/** Distance of two values of one parameter in unit coordinates, in [0, 1]; values it cannot hold: 0 if equal, else 1. */
 export function paramDistance(spec: ParamSpec, a: ParamValue, b: ParamValue): number {
-  if (spec.kind === "choice" || typeof a !== "number" || typeof b !== "number") return a === b ? 0 : 1;
-  return Math.abs(normalise(spec, a) - normalise(spec, b));
+  const d = Math.abs(toUnit(spec, a) - toUnit(spec, b));
+  return Number.isNaN(d) ? (a === b ? 0 : 1) : d;
 }
 
-export function distance(params: readonly ParamSpec[], a: Config, b: Config): number {
-  if (params.length === 0) return 0;
+export function distance(
+  params: readonly ParamSpec[],
+  a: Config,
+  b: Config,
+  names?: readonly string[],
+): number {
+  const chosen = selectParams(params, names, "all");
+  if (chosen.length === 0) return 0;
   let sum = 0;
-  for (const spec of params) {
+  for (const spec of chosen) {
     const d = paramDistance(spec, own(a, spec.name) ?? spec.default, own(b, spec.name) ?? spec.default);
     sum += d * d;
   }
-  return Math.sqrt(sum / params.length);
+  return Math.sqrt(sum / chosen.length);
+}
+
+/** `value` moved `scale` unit coordinates up (direction 1) or down; choices move to the adjacent one. */
+function moved(spec: ParamSpec, value: ParamValue, direction: 1 | -1, scale: number): ParamValue {
+  if (spec.kind === "choice") {
+    const choices = choicesOf(spec);
+    const index = Math.max(0, choices.indexOf(value));
+    return choices[Math.min(choices.length - 1, Math.max(0, index + direction))] ?? value;
+  }
+  if (typeof value !== "number") throw new CapabilityFault(`"${spec.name}" holds a non-number`);
+  return stepNumber(spec, value, direction * scale);
 }
 
 export function neighbour(
@@ -107,23 +95,33 @@ export function neighbour(
   step = 0.1,
 ): Config {
   const spec = findParam(params, name);
-  const current = own(config, name) ?? spec.default;
-  let next: ParamValue;
-  if (spec.kind === "choice") {
-    const choices = choicesOf(spec);
-    const index = Math.max(0, choices.indexOf(current));
-    next = choices[Math.min(choices.length - 1, Math.max(0, index + direction))] ?? current;
-  } else {
-    if (typeof current !== "number") throw new CapabilityFault(`"${name}" holds a non-number`);
-    next = denormalise(spec, normalise(spec, current) + direction * step);
-    // An int step smaller than one unit still moves one unit, within bounds.
-    if (spec.kind === "int" && next === current) next = clampNumber(spec, current + direction);
-  }
-  return { ...config, [name]: next };
+  return { ...config, [name]: moved(spec, own(config, name) ?? spec.default, direction, step) };
 }
 
-function selectParams(params: readonly ParamSpec[], names: readonly string[] | undefined): ParamSpec[] {
-  if (names === undefined) return [...params];
+/** Every one-parameter move of `config` up and down by `scale`, over `names` (default: the active ones); moves that change nothing are left out. */
+export function neighbours(
+  params: readonly ParamSpec[],
+  config: Config,
+  scale: number,
+  names?: readonly string[],
+): Config[] {
+  const out: Config[] = [];
+  for (const spec of selectParams(params, names, "active")) {
+    const current = own(config, spec.name) ?? spec.default;
+    for (const direction of [1, -1] as const) {
+      const next = moved(spec, current, direction, scale);
+      if (next !== current) out.push({ ...config, [spec.name]: next });
+    }
+  }
+  return out;
+}
+
+function selectParams(
+  params: readonly ParamSpec[],
+  names: readonly string[] | undefined,
+  fallback: "all" | "active",
+): ParamSpec[] {
+  if (names === undefined) return params.filter((p) => fallback === "all" || p.frozen !== true);
   const seen = new Set<string>();
   return names.map((n) => {
     if (seen.has(n)) throw new CapabilityFault(`parameter "${n}" listed twice`);
@@ -132,33 +130,33 @@ function selectParams(params: readonly ParamSpec[], names: readonly string[] | u
   });
 }
 
-function valueAt(spec: ParamSpec, u: number): ParamValue {
-  if (spec.kind === "choice") {
-    const choices = choicesOf(spec);
-    return choices[Math.min(choices.length - 1, Math.floor(u * choices.length))] ?? spec.default;
-  }
-  return denormalise(spec, u);
+export interface SampleOptions {
+  readonly method?: SampleMethod;
+  readonly params?: readonly string[];
+  readonly start?: number;
 }
 
+/** n partial configs over the chosen parameters (default: the active ones), by `method` (default "lhs"). */
+export function sample(
+  params: readonly ParamSpec[],
+  n: number,
+  options: SampleOptions,
+  random: () => number,
+): Config[] {
+  const chosen = selectParams(params, options.params, "active");
+  const points = unitPoints(options.method ?? "lhs", n, chosen.length, random, options.start);
+  // Entries, then Object.fromEntries: parameter names are keys whatever they are ("__proto__" too).
+  return points.map((u) => Object.fromEntries(chosen.map((spec, d) => [spec.name, fromUnit(spec, u[d]!)])));
+}
+
+/** The pre-`sample` form: n Latin-hypercube points over `names` (default: every parameter, frozen ones too). */
 export function latinHypercube(
   params: readonly ParamSpec[],
   n: number,
   names: readonly string[] | undefined,
   random: () => number,
 ): Config[] {
-  const chosen = selectParams(params, names);
-  // Entries, then Object.fromEntries: parameter names are keys whatever they are ("__proto__" too).
-  const rows: [string, ParamValue][][] = Array.from({ length: n }, () => []);
-  for (const spec of chosen) {
-    // One point per stratum, strata shuffled independently per parameter (Fisher–Yates).
-    const strata = Array.from({ length: n }, (_, i) => i);
-    for (let i = n - 1; i > 0; i--) {
-      const j = Math.floor(random() * (i + 1));
-      [strata[i], strata[j]] = [strata[j]!, strata[i]!];
-    }
-    for (let i = 0; i < n; i++) rows[i]!.push([spec.name, valueAt(spec, (strata[i]! + random()) / n)]);
-  }
-  return rows.map((row) => Object.fromEntries(row));
+  return sample(params, n, { method: "lhs", params: names ?? params.map((p) => p.name) }, random);
 }
 
 function levelValue(spec: ParamSpec, level: number, levels: 2 | 3): ParamValue {
@@ -168,7 +166,7 @@ function levelValue(spec: ParamSpec, level: number, levels: 2 | 3): ParamValue {
       levels === 2 ? level * (choices.length - 1) : Math.round((level * (choices.length - 1)) / 2);
     return choices[index] ?? spec.default;
   }
-  return denormalise(spec, level / (levels - 1));
+  return fromUnit(spec, level / (levels - 1));
 }
 
 export function orthogonalArray(
@@ -176,7 +174,7 @@ export function orthogonalArray(
   names: readonly string[],
   levels: 2 | 3,
 ): Config[] {
-  const chosen = selectParams(params, names);
+  const chosen = selectParams(params, names, "all");
   const table = orthogonalArrayRows(chosen.length, levels);
   return table.map((row) =>
     Object.fromEntries(chosen.map((spec, i) => [spec.name, levelValue(spec, row[i]!, levels)])),
