@@ -7,6 +7,7 @@ import {
   capabilityStateSchema,
   configSchema,
   hookNameSchema,
+  identifierSchema,
   jsonSchema,
   manifestSchema,
   paramSpecSchema,
@@ -15,7 +16,6 @@ import {
 } from "../mechanism-api/schemas.ts";
 
 const TEXT_MAX = 4000;
-const identifierSchema = { type: "string", minLength: 1, maxLength: 200 } as const;
 
 export const hookContextDataSchema = {
   type: "object",
