@@ -1,6 +1,8 @@
 // JSON Schemas (draft-07, for ajv in strict mode) of every value that crosses the sandbox boundary.
-// Plain data only: this folder imports nothing. Every object schema closes its properties
+// Plain data only: this folder imports nothing from outside it. Every object schema closes its properties
 // (additionalProperties: false) so that nothing unexpected rides along.
+
+import { API_VERSION } from "./version.ts";
 
 const NAME_MAX = 200;
 const TEXT_MAX = 4000;
@@ -34,6 +36,7 @@ export const paramSpecSchema = {
     constraints: { type: "array", maxItems: 32, items: { type: "string", maxLength: TEXT_MAX } },
     default: paramValueSchema,
     description: { type: "string", maxLength: TEXT_MAX },
+    active: { type: "boolean" },
     frozen: { type: "boolean" },
   },
 } as const;
@@ -75,6 +78,18 @@ export const trialSchema = {
     valBpb: { type: ["number", "null"] },
     kept: { type: "boolean" },
     delta: { type: ["number", "null"] },
+  },
+} as const;
+
+export const acceptanceSchema = {
+  type: "object",
+  required: ["rule", "k", "sigma", "threshold"],
+  additionalProperties: false,
+  properties: {
+    rule: { enum: ["noise-aware", "strict"] },
+    k: { type: "number", minimum: 0 },
+    sigma: { type: ["number", "null"], minimum: 0 },
+    threshold: { type: "number", minimum: 0 },
   },
 } as const;
 
@@ -137,6 +152,7 @@ export const manifestSchema = {
   properties: {
     name: { type: "string", minLength: 1, maxLength: 64, pattern: "^[a-z0-9]+(-[a-z0-9]+)*$" },
     version: { type: "integer", minimum: 1 },
+    apiVersion: { type: "integer", minimum: 1, maximum: API_VERSION },
     description: { type: "string", maxLength: TEXT_MAX },
     hooks: { type: "array", minItems: 1, maxItems: 5, uniqueItems: true, items: hookNameSchema },
     capabilities: { type: "array", maxItems: 3, uniqueItems: true, items: capabilityNameSchema },
@@ -201,118 +217,5 @@ export const capabilityStateSchema = {
       propertyNames: identifierSchema,
       additionalProperties: banditSettingsSchema,
     },
-  },
-} as const;
-
-export const hookContextDataSchema = {
-  type: "object",
-  required: ["iteration", "params", "incumbent", "best", "history", "seed"],
-  additionalProperties: false,
-  properties: {
-    iteration: { type: "integer", minimum: 0 },
-    params: { type: "array", maxItems: 256, items: paramSpecSchema },
-    incumbent: {
-      type: "object",
-      required: ["config", "valBpb"],
-      additionalProperties: false,
-      properties: { config: configSchema, valBpb: { type: ["number", "null"] } },
-    },
-    best: {
-      oneOf: [
-        { type: "null" },
-        {
-          type: "object",
-          required: ["config", "valBpb"],
-          additionalProperties: false,
-          properties: { config: configSchema, valBpb: { type: "number" } },
-        },
-      ],
-    },
-    history: { type: "array", maxItems: 1000, items: trialSchema },
-    seed: { type: "integer" },
-  },
-} as const;
-
-export const hookCallSchema = {
-  type: "object",
-  required: ["mechanismId", "hook", "context", "state", "capabilities"],
-  additionalProperties: false,
-  properties: {
-    mechanismId: identifierSchema,
-    hook: hookNameSchema,
-    context: hookContextDataSchema,
-    state: jsonSchema,
-    capabilities: capabilityStateSchema,
-    argument: { anyOf: [proposalSchema, trialSchema] },
-  },
-} as const;
-
-export const sandboxErrorSchema = {
-  type: "object",
-  required: ["stage", "code", "message"],
-  additionalProperties: false,
-  properties: {
-    stage: { enum: ["compile", "lint", "load", "init", "guide", "suggest", "filter", "observe"] },
-    code: {
-      enum: [
-        "type-error",
-        "syntax-error",
-        "forbidden-syntax",
-        "invalid-manifest",
-        "missing-hook",
-        "timeout",
-        "memory",
-        "invalid-result",
-        "invalid-state",
-        "capability-denied",
-        "capability-budget",
-        "capability-error",
-        "thrown",
-        "crashed",
-        "quarantined",
-      ],
-    },
-    message: { type: "string", maxLength: 2 * TEXT_MAX },
-    line: { type: "integer", minimum: 1 },
-    column: { type: "integer", minimum: 1 },
-  },
-} as const;
-
-export const compiledMechanismSchema = {
-  type: "object",
-  required: ["manifest", "source", "js", "sourceHash", "jsHash"],
-  additionalProperties: false,
-  properties: {
-    manifest: manifestSchema,
-    source: { type: "string" },
-    js: { type: "string" },
-    sourceHash: { type: "string", pattern: "^[0-9a-f]{64}$" },
-    jsHash: { type: "string", pattern: "^[0-9a-f]{64}$" },
-  },
-} as const;
-
-export const sandboxPolicySchema = {
-  type: "object",
-  required: [
-    "grantedCapabilities",
-    "hookTimeoutMs",
-    "isolateMemoryMb",
-    "capabilityCallBudget",
-    "maxJsonBytes",
-    "maxStateBytes",
-    "maxCapabilityStateBytes",
-    "maxLogLines",
-  ],
-  additionalProperties: false,
-  properties: {
-    grantedCapabilities: { type: "array", maxItems: 3, uniqueItems: true, items: capabilityNameSchema },
-    hookTimeoutMs: { type: "integer", minimum: 1, maximum: 600000 },
-    isolateMemoryMb: { type: "integer", minimum: 8, maximum: 4096 },
-    capabilityCallBudget: { type: "integer", minimum: 0, maximum: 1000000 },
-    maxJsonBytes: { type: "integer", minimum: 1024, maximum: 64 * 1024 * 1024 },
-    maxStateBytes: { type: "integer", minimum: 2, maximum: 64 * 1024 * 1024 },
-    // Well under the 32 MiB protocol line, which capability data must cross every call.
-    maxCapabilityStateBytes: { type: "integer", minimum: 1024, maximum: 16 * 1024 * 1024 },
-    maxLogLines: { type: "integer", minimum: 0, maximum: 10000 },
   },
 } as const;

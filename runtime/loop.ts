@@ -15,7 +15,7 @@ import { configDiff, type ResolvedRunConfig } from "./config.ts";
 import { UserError } from "./errors.ts";
 import { LocalExecutor } from "./executors/local.ts";
 import type { Executor, ExecutorHooks } from "./executors/types.ts";
-import { decide, estimateNoise, type NoiseEstimate } from "./level1/acceptance.ts";
+import { acceptanceRule, decide, estimateNoise, type NoiseEstimate } from "./level1/acceptance.ts";
 import { type IterationOutcome, proposeIteration } from "./level1/iteration.ts";
 import type { Proposer } from "./level1/proposer.ts";
 import { TrialPool } from "./level1/trial-pool.ts";
@@ -196,11 +196,16 @@ export class BilevelLoop {
     const best = this.best();
     return {
       iteration,
-      // Level 1.5's frozen set binds mechanisms too: they see it, and changes to frozen parameters are refused.
-      params: this.params.map((p) => (this.search.frozen.includes(p.name) ? { ...p, frozen: true } : p)),
+      // Level 1.5's sets bind mechanisms too: they see them, and changes outside the active set are refused.
+      params: this.params.map((p) => ({
+        ...p,
+        active: this.search.active.includes(p.name),
+        ...(this.search.frozen.includes(p.name) ? { frozen: true } : {}),
+      })),
       incumbent: this.incumbent(iteration),
       best: best ? { config: best.config, valBpb: best.valBpb } : null,
       history: this.searchTrials().slice(-this.d.config.proposer.historyWindow).map(toApiTrial),
+      acceptance: acceptanceRule(this.d.config.acceptance.mode, this.noise, this.d.config.acceptance.k),
       seed: this.d.config.seed,
     };
   }

@@ -66,7 +66,9 @@ class Drive {
     this.compiled = compiled;
     this.scenario = scenario;
     this.historyWindow = historyWindow;
-    this.params = params.map((p) => (scenario.frozen.includes(p.name) ? { ...p, frozen: true } : p));
+    this.params = params.map((p) =>
+      scenario.frozen.includes(p.name) ? { ...p, active: false, frozen: true } : { ...p, active: true },
+    );
     const start = defaultConfig(params);
     this.incumbent = { config: start, valBpb: scenario.baseline };
     this.best = { config: start, valBpb: scenario.baseline };
@@ -83,6 +85,13 @@ class Drive {
       incumbent: this.incumbent,
       best: this.best,
       history: this.history.slice(-this.historyWindow),
+      // The scenario's threshold as a noise-aware rule with k = 1 (the run default), σ = threshold.
+      acceptance: {
+        rule: "noise-aware",
+        k: 1,
+        sigma: this.scenario.threshold,
+        threshold: this.scenario.threshold,
+      },
       seed: 1,
     };
   }

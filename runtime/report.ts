@@ -18,8 +18,10 @@ export interface MechanismReport {
   readonly calls: { readonly [hook: string]: number };
   /** Ledger outcomes by kind: suggested, rejected, modified, guided, fault, ... */
   readonly outcomes: { readonly [outcome: string]: number };
-  /** Calls that changed what the loop did (suggested, rejected, modified). */
+  /** Calls that ran to completion, whatever they returned (every outcome but a fault). */
   readonly fired: number;
+  /** Calls that changed what the loop did (ACTING_OUTCOMES: suggested, rejected, modified, guided). */
+  readonly acted: number;
   readonly keptTrialsTouched: readonly number[];
   readonly medianLatencyMs: number | null;
 }
@@ -79,6 +81,8 @@ export interface RunReport {
 /** Ledger outcomes that changed what the loop did (a guide text reaches the LLM proposer's prompt). */
 export const ACTING_OUTCOMES: readonly string[] = ["suggested", "rejected", "modified", "guided"];
 const ACTING = new Set(ACTING_OUTCOMES);
+/** The ledger outcome of a call that faulted (the mechanism is quarantined); every other call fired. */
+const FAULT = "fault";
 
 function sum(rows: readonly LlmUsageRow[]): LlmTotals {
   const add = (f: (r: LlmUsageRow) => number) => rows.reduce((a, r) => a + f(r), 0);
@@ -155,7 +159,8 @@ export function buildReport(store: RunStore): RunReport {
       activatedIteration: m.activatedIteration,
       calls,
       outcomes,
-      fired: rows.filter((r) => ACTING.has(r.outcome)).length,
+      fired: rows.filter((r) => r.outcome !== FAULT).length,
+      acted: rows.filter((r) => ACTING.has(r.outcome)).length,
       keptTrialsTouched: [...touched].filter((t): t is number => t !== null),
       medianLatencyMs: median(rows.map((r) => r.latencyMs)),
     };
@@ -271,13 +276,19 @@ export function formatReport(r: RunReport): string {
       .join(", ");
     lines.push(
       `    ${m.id} [${m.origin}] ${m.status}${m.reason ? ` (${m.reason})` : ""}`,
-      `      ${m.fired === 0 ? "NEVER FIRED" : `fired ${m.fired}×`}; calls: ${calls || "none"}; outcomes: ${outcomes || "none"}`,
+      `      ${firing(m)}; calls: ${calls || "none"}; outcomes: ${outcomes || "none"}`,
       `      kept trials touched: ${m.keptTrialsTouched.length > 0 ? m.keptTrialsTouched.join(", ") : "none"}; median latency ${m.medianLatencyMs?.toFixed(2) ?? "n/a"} ms`,
     );
   }
   // Mechanism ids, names and reasons (thrown messages, LLM text) are foreign: each line is
   // neutralised whole, before the chart, which is the project's own.
   return [...lines.map((l) => safeText(l)), ...chart(r.curve)].join("\n");
+}
+
+/** Whether a mechanism's hooks ran, and whether what they returned changed anything. */
+function firing(m: MechanismReport): string {
+  if (m.fired === 0) return "NEVER FIRED";
+  return `fired ${m.fired}×, ${m.acted === 0 ? "never acted" : `acted ${m.acted}×`}`;
 }
 
 /**

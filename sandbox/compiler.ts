@@ -2,11 +2,10 @@
 // in-memory module), type-check, lint, extract the manifest statically, transpile to a CommonJS
 // script body the isolate evaluates. Runs in the sandbox child: a pathological file can only hang
 // or crash the child, which the host kills on its compile deadline.
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import { Project, ts } from "ts-morph";
-import type { HookName, Manifest } from "../mechanism-api/index.d.ts";
+import type { CapabilityName, HookName, Manifest } from "../mechanism-api/index.d.ts";
 import { manifestSchema } from "../mechanism-api/schemas.ts";
+import { apiModuleText, declaredCapabilities, newerApiVersion, unwrap } from "./api-module.ts";
 import { describeDiagnostic, position } from "./diagnostics.ts";
 import { sha256 } from "./hash.ts";
 import { API_MODULE, lintMechanism } from "./lint.ts";
@@ -31,6 +30,8 @@ export const COMPILER_OPTIONS: ts.CompilerOptions = {
   skipLibCheck: true,
   allowJs: false,
   noImplicitOverride: true,
+  // `ctx.history[i]` may be past the end: make the mechanism say what happens then.
+  noUncheckedIndexedAccess: true,
   paths: { [API_MODULE]: [API_PATH] },
 };
 
@@ -48,23 +49,28 @@ export type CompileResult =
   | { ok: false; errors: SandboxError[]; compileMs: number; lintMs: number };
 
 let project: Project | null = null;
+let apiDeclared: string | null = null;
 
-function getProject(): Project {
-  if (project) return project;
-  project = new Project({
+/** The project, with the API module typed for `declared` (null: every capability). */
+function getProject(declared: readonly CapabilityName[] | null): Project {
+  project ??= new Project({
     useInMemoryFileSystem: true,
     skipAddingFilesFromTsConfig: true,
     compilerOptions: COMPILER_OPTIONS,
   });
-  const apiText = readFileSync(path.join(import.meta.dirname, "../mechanism-api/index.d.ts"), "utf8");
-  project.createSourceFile(API_PATH, apiText, { overwrite: true });
+  const key = declared === null ? null : declared.join(",");
+  if (project.getSourceFile(API_PATH) === undefined || key !== apiDeclared) {
+    project.createSourceFile(API_PATH, apiModuleText(declared), { overwrite: true });
+    apiDeclared = key;
+  }
   return project;
 }
 
 export function compileMechanism(source: string): CompileResult {
   const t0 = performance.now();
-  const p = getProject();
-  p.createSourceFile(FILE_PATH, source, { overwrite: true });
+  const p = getProject(null);
+  const file = p.createSourceFile(FILE_PATH, source, { overwrite: true });
+  getProject(declaredCapabilities(file.compilerNode));
   const program = p.getProgram().compilerObject;
   const sf = program.getSourceFile(FILE_PATH);
   if (!sf) throw new Error("the compiler lost the mechanism file");
@@ -84,7 +90,11 @@ export function compileMechanism(source: string): CompileResult {
   const lintErrors = lintMechanism(sf, checker);
   const extracted = extractManifest(sf, checker);
   const lintMs = performance.now() - t1;
-  const errors = [...typeErrors, ...lintErrors, ...("errors" in extracted ? extracted.errors : [])];
+  // A file written for a newer API is checked against the wrong contract: only that is reported.
+  const errors =
+    "errors" in extracted && extracted.newerApi
+      ? extracted.errors
+      : [...typeErrors, ...lintErrors, ...("errors" in extracted ? extracted.errors : [])];
   if (errors.length > 0 || !("manifest" in extracted)) {
     return { ok: false, errors: errors.slice(0, MAX_ERRORS), compileMs, lintMs };
   }
@@ -136,7 +146,7 @@ export function sourceMapFor(source: string): { js: string; map: string } {
 
 // ---- manifest extraction: the default export must be an object literal with a literal manifest ----
 
-type Extracted = { manifest: Manifest } | { errors: SandboxError[] };
+type Extracted = { manifest: Manifest } | { errors: SandboxError[]; newerApi?: true };
 
 function lintError(
   sf: ts.SourceFile,
@@ -145,20 +155,6 @@ function lintError(
   message: string,
 ): SandboxError {
   return { stage: "lint", code, message, ...position(sf, node.getStart(sf)) };
-}
-
-function unwrap(expr: ts.Expression): ts.Expression {
-  let e = expr;
-  while (
-    ts.isParenthesizedExpression(e) ||
-    ts.isSatisfiesExpression(e) ||
-    ts.isAsExpression(e) ||
-    ts.isTypeAssertionExpression(e) ||
-    ts.isNonNullExpression(e)
-  ) {
-    e = e.expression;
-  }
-  return e;
 }
 
 function extractManifest(sf: ts.SourceFile, checker: ts.TypeChecker): Extracted {
@@ -230,6 +226,9 @@ function extractManifest(sf: ts.SourceFile, checker: ts.TypeChecker): Extracted 
     return { errors: [lintError(sf, expr, "invalid-manifest", "the default export has no `manifest`")] };
   const value = literalValue(manifestNode);
   if ("error" in value) return { errors: [lintError(sf, value.node, "invalid-manifest", value.error)] };
+  const newer = newerApiVersion(value.value);
+  if (newer !== null)
+    return { errors: [lintError(sf, manifestNode, "invalid-manifest", newer)], newerApi: true };
   if (!isManifest(value.value)) {
     return { errors: [lintError(sf, manifestNode, "invalid-manifest", `manifest: ${isManifest.explain()}`)] };
   }

@@ -360,7 +360,7 @@ defineProperty(G, "__bilevel_inspect", {
 });
 
 defineProperty(G, "__bilevel_invoke", {
-  // head: {hook, seed, iteration, incumbent, best, state}; params/history parsed only if the hook reads them.
+  // head: {hook, seed, iteration, incumbent, best, acceptance, state}; params/history parsed only if the hook reads them.
   value: function (headJson, paramsJson, historyJson, argumentJson) {
     const input = parse(headJson);
     seed(input.seed);
@@ -375,6 +375,7 @@ defineProperty(G, "__bilevel_invoke", {
       get params() { return params === undefined ? (params = parse(paramsJson)) : params; },
       incumbent: input.incumbent,
       best: input.best,
+      acceptance: input.acceptance,
       get history() { return history === undefined ? (history = parse(historyJson)) : history; },
       state: input.state,
       random, log, tabu, bandit, space,

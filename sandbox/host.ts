@@ -4,7 +4,6 @@
 // Public methods never throw for anything a mechanism does.
 
 import type { HookName, Json } from "../mechanism-api/index.d.ts";
-import { compiledMechanismSchema } from "../mechanism-api/schemas.ts";
 import { EMPTY_CAPABILITIES } from "./capabilities/state.ts";
 import {
   type Failure,
@@ -17,6 +16,7 @@ import {
 import { timeoutMessage } from "./fault-messages.ts";
 import { defaultPolicy } from "./policy.ts";
 import { isResponse, MAX_LINE_CHARS, toWireBatch, toWireCall } from "./protocol.ts";
+import { compiledMechanismSchema } from "./schemas.ts";
 import type {
   CompiledMechanism,
   CompileOutcome,

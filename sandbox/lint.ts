@@ -39,7 +39,7 @@ const FORBIDDEN_MEMBERS: ReadonlyMap<string, string> = new Map([
 ]);
 
 /** Types whose members may only be reached by literal names (ctx and its capability objects). */
-const CAPABILITY_TYPES = new Set(["TabuApi", "BanditApi", "SpaceApi", "Context"]);
+const CAPABILITY_TYPES = new Set(["TabuApi", "BanditApi", "SpaceApi", "CapabilityNotDeclared", "Context"]);
 
 export function lintMechanism(sf: ts.SourceFile, checker: ts.TypeChecker): SandboxError[] {
   const errors: SandboxError[] = [];

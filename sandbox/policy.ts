@@ -1,5 +1,5 @@
 // The run policy: limits for every mechanism. Every field has a safe default.
-import { sandboxPolicySchema } from "../mechanism-api/schemas.ts";
+import { sandboxPolicySchema } from "./schemas.ts";
 import type { SandboxPolicy } from "./types.ts";
 import { validator } from "./validation.ts";
 

@@ -2,23 +2,29 @@
 // -> host on fd 3. Both sides cap the line length before parsing and validate every message with
 // ajv: the host does not trust the child (it runs guest code), the child does not trust its input.
 
-import type { Config, HookName, Json, ParamSpec, Proposal, Trial } from "../mechanism-api/index.d.ts";
+import type {
+  Acceptance,
+  Config,
+  HookName,
+  Json,
+  ParamSpec,
+  Proposal,
+  Trial,
+} from "../mechanism-api/index.d.ts";
 import {
   capabilityStateSchema,
-  compiledMechanismSchema,
   configSchema,
   filterVerdictSchema,
   guideTextSchema,
-  hookContextDataSchema,
   hookNameSchema,
   jsonSchema,
   manifestSchema,
   proposalSchema,
-  sandboxErrorSchema,
   suggestionSchema,
   trialSchema,
 } from "../mechanism-api/schemas.ts";
 import type { CompileResult } from "./compiler.ts";
+import { compiledMechanismSchema, hookContextDataSchema, sandboxErrorSchema } from "./schemas.ts";
 import type {
   CapabilityState,
   CompiledMechanism,
@@ -55,6 +61,7 @@ export interface WireCall {
   readonly seed: number;
   readonly incumbent: { readonly config: Config; readonly valBpb: number | null };
   readonly best: { readonly config: Config; readonly valBpb: number } | null;
+  readonly acceptance: Acceptance;
   readonly state: Json;
   readonly capabilities: CapabilityState;
   readonly argument?: Proposal | Trial;
@@ -71,6 +78,7 @@ export function toWireCall(call: HookCall): WireCall {
     seed: context.seed,
     incumbent: context.incumbent,
     best: context.best,
+    acceptance: context.acceptance,
     paramsJson: JSON.stringify(context.params),
     historyJson: JSON.stringify(context.history),
   };
@@ -103,6 +111,7 @@ export function toWireBatch(batch: HookBatch): WireBatch {
     seed: context.seed,
     incumbent: context.incumbent,
     best: context.best,
+    acceptance: context.acceptance,
     ...(argument === undefined ? {} : { argument }),
     paramsJson: JSON.stringify(context.params),
     historyJson: JSON.stringify(context.history),
@@ -159,6 +168,7 @@ const SHARED_CALL_FIELDS = [
   "seed",
   "incumbent",
   "best",
+  "acceptance",
   "paramsJson",
   "historyJson",
 ] as const;
@@ -168,6 +178,7 @@ const sharedCallProperties = {
   seed: hookContextDataSchema.properties.seed,
   incumbent: hookContextDataSchema.properties.incumbent,
   best: hookContextDataSchema.properties.best,
+  acceptance: hookContextDataSchema.properties.acceptance,
   argument: { anyOf: [proposalSchema, trialSchema] },
   paramsJson: { type: "string" },
   historyJson: { type: "string" },

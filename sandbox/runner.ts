@@ -256,6 +256,7 @@ export class Runner {
       iteration: call.iteration,
       incumbent: call.incumbent,
       best: call.best,
+      acceptance: call.acceptance,
       state: call.state,
     });
     const args = [

@@ -87,10 +87,12 @@ export function syntheticTrace(params: readonly ParamSpec[], seed = 1): DryRunTr
   return {
     context: {
       iteration,
-      params: [...params],
+      params: params.map((p) => ({ ...p, active: p.active ?? !p.frozen })),
       incumbent: { config: incumbent, valBpb: incumbentBpb },
       best: { config: incumbent, valBpb: incumbentBpb },
       history,
+      // A run's default rule (noise-aware, k = 1) with the σ of a typical CPU baseline.
+      acceptance: { rule: "noise-aware", k: 1, sigma: 0.003, threshold: 0.003 },
       seed,
     },
     proposal: {

@@ -1,6 +1,7 @@
 // The sandbox's public contract, shared by the host (sandbox/), the loop (runtime/) and the CLI.
 // Everything here is plain data: it crosses the process boundary to the sandbox child as JSON.
 import type {
+  Acceptance,
   BanditSettings,
   CapabilityName,
   Change,
@@ -100,6 +101,7 @@ export interface HookContextData {
   readonly incumbent: { readonly config: Config; readonly valBpb: number | null };
   readonly best: { readonly config: Config; readonly valBpb: number } | null;
   readonly history: readonly Trial[];
+  readonly acceptance: Acceptance;
   /** The run seed; random() is seeded from (seed, mechanism id, iteration, hook). */
   readonly seed: number;
 }

@@ -94,15 +94,26 @@ test("a runtime throw is at the mechanism's own line and column", async () => {
 });
 
 test("an undeclared capability: the call, the reason and the line that made it, even when caught", async () => {
+  // Typed, it is a compile error at the use (Context has only the declared capabilities)…
+  const typed = mechanism(
+    `{ name: "a", version: 1, hooks: ["filter"], capabilities: [] }`,
+    `  filter(proposal, ctx) {\n    ctx.tabu.add("recent", proposal.config, 3);\n    return { verdict: "accept" };\n  },`,
+  );
+  expect(await firstError(typed)).toMatchObject({
+    stage: "compile",
+    code: "type-error",
+    line: at(typed, "ctx.tabu.add").line,
+  });
+  // …and code that escapes the types meets the run-time refusal.
   const body = mechanism(
     `{ name: "a", version: 1, hooks: ["filter"], capabilities: [] }`,
-    `  filter(proposal, ctx) {\n    try {\n      ctx.tabu.add("recent", proposal.config, 3);\n    } catch {}\n    return { verdict: "accept" };\n  },`,
+    `  filter(proposal, ctx) {\n    try {\n      (ctx as any).tabu.add("recent", proposal.config, 3);\n    } catch {}\n    return { verdict: "accept" };\n  },`,
   );
   const error = await firstError(body);
   expect(error).toMatchObject({
     stage: "filter",
     code: "capability-denied",
-    line: at(body, "ctx.tabu.add").line,
+    line: at(body, ".tabu.add").line,
   });
   expect(error?.message).toMatch(/^tabu\.add: capability "tabu" denied \(the manifest does not declare it\)/);
 });

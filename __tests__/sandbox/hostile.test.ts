@@ -507,7 +507,16 @@ describe("escapes", () => {
   });
 
   test("an undeclared capability: capability-denied, even though ctx.tabu exists", async () => {
-    const id = await loadTs("undeclared-capability.ts");
+    // The compiler refuses it first, with the position of the use (Context has only declared capabilities)…
+    const compiled = await sandbox.compile(fixture("undeclared-capability.ts"));
+    expect(compiled.ok ? null : compiled.errors[0]).toMatchObject({
+      code: "type-error",
+      line: 5,
+      column: 28,
+    });
+    expect(compiled.ok ? "" : compiled.errors[0]?.message).toMatch(/CapabilityNotDeclared<"tabu">/);
+    // …and JavaScript that skips the compiler is refused by the runtime.
+    const id = await loadRaw("undeclared-capability.js");
     const error = failure(await sandbox.call(hookCall(id, "guide")));
     expect(error).toMatchObject({ stage: "guide", code: "capability-denied" });
     expect(error.message).toMatch(/does not declare/);

@@ -1,8 +1,11 @@
-import * as schemas from "../../mechanism-api/schemas.ts";
+import * as contract from "../../mechanism-api/schemas.ts";
 import { capabilityArgumentSchemas } from "../../sandbox/capabilities/schemas.ts";
 import { defaultPolicy } from "../../sandbox/policy.ts";
 import { isRequest, isResponse, LineReader } from "../../sandbox/protocol.ts";
+import * as host from "../../sandbox/schemas.ts";
 import { jsonDepth, validator } from "../../sandbox/validation.ts";
+
+const schemas = { ...contract, ...host };
 
 const config = { LR: 0.1, WIN: "L" };
 const proposal = { changes: [{ param: "LR", value: 0.1 }], rationale: "r", source: "llm", config };
@@ -23,6 +26,7 @@ const context = {
   incumbent: { config, valBpb: null },
   best: null,
   history: [trial],
+  acceptance: { rule: "noise-aware", k: 1, sigma: 0.002, threshold: 0.002 },
   seed: 7,
 };
 const manifest = { name: "tabu-search", version: 1, hooks: ["filter"], capabilities: ["tabu"] };

@@ -1,5 +1,6 @@
 // Acceptance: whether a trial replaces the incumbent. Noise-aware by default: the
 // improvement must exceed k·σ, with σ measured from repeated baseline runs.
+import type { Acceptance } from "../../mechanism-api/index.d.ts";
 import type { AcceptanceMode } from "../config.ts";
 
 export interface NoiseEstimate {
@@ -26,6 +27,12 @@ export interface AcceptanceDecision {
   readonly reason: string;
 }
 
+/** The rule as mechanisms see it (ctx.acceptance): the same threshold `decide` applies. */
+export function acceptanceRule(mode: AcceptanceMode, noise: NoiseEstimate | null, k: number): Acceptance {
+  const threshold = mode === "strict" || noise === null ? 0 : k * noise.sigma;
+  return { rule: mode, k, sigma: noise?.sigma ?? null, threshold };
+}
+
 export function decide(
   mode: AcceptanceMode,
   valBpb: number,
@@ -34,7 +41,7 @@ export function decide(
   k: number,
 ): AcceptanceDecision {
   const delta = valBpb - incumbent;
-  const threshold = mode === "strict" || noise === null ? 0 : k * noise.sigma;
+  const { threshold } = acceptanceRule(mode, noise, k);
   const kept = delta < -threshold;
   const reason =
     mode === "strict"

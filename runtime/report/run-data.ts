@@ -70,7 +70,8 @@ export interface MechanismView {
   readonly createdIteration: number;
   readonly activatedIteration: number | null;
   readonly hooks: readonly HookUse[];
-  readonly fired: number;
+  /** Calls that changed what the loop did (ACTING_OUTCOMES). */
+  readonly acted: number;
   readonly keptTrialsTouched: readonly number[];
   readonly medianLatencyMs: number | null;
   readonly source: string;
@@ -265,7 +266,7 @@ function mechanismView(
     createdIteration: m.createdIteration,
     activatedIteration: m.activatedIteration,
     hooks: [...hooks.entries()].map(([hook, use]) => ({ hook, ...use })),
-    fired: rows.filter((r) => ACTING.has(r.outcome)).length,
+    acted: rows.filter((r) => ACTING.has(r.outcome)).length,
     keptTrialsTouched: [...touched].sort((a, b) => a - b),
     medianLatencyMs: median(rows.map((r) => r.latencyMs)),
     source: m.source,

@@ -105,7 +105,7 @@ function mechanismsSection(list: readonly MechanismView[]): Html {
     ] as const,
     lifecycle(m),
     hookTable(m),
-    m.fired === 0 ? h("span", { class: "warn" }, "never") : `${m.fired}×`,
+    m.acted === 0 ? h("span", { class: "warn" }, "never") : `${m.acted}×`,
     m.keptTrialsTouched.length === 0 ? "none" : m.keptTrialsTouched.map((id) => `#${id}`).join(" "),
     m.medianLatencyMs === null ? "–" : `${m.medianLatencyMs.toFixed(2)} ms`,
   ]);

@@ -80,6 +80,7 @@ const DRY: DryRunTrace = {
     incumbent: TRACE.incumbent,
     best: TRACE.best,
     history: [],
+    acceptance: { rule: "strict", k: 1, sigma: null, threshold: 0 },
     seed: 1,
   },
   proposal: { changes: [], rationale: "", source: "offline", config: TRACE.incumbent.config },

@@ -194,9 +194,15 @@ describe("the code rules the prompt states hold in the real sandbox", () => {
       fails: null,
     },
     {
-      rule: "11. Calling a capability not in manifest.capabilities throws capability-denied",
+      rule: "ctx has only those: using one not listed is a type error.",
       source: () => variant(FILTER, `${FILTER}    ctx.tabu.size("x");\n`),
-      fails: { code: "capability-denied", message: /tabu/ },
+      fails: { code: "type-error", message: /CapabilityNotDeclared<"tabu">/ },
+    },
+    {
+      rule: "Index access is checked: ctx.history[i] or arr[0] has type `T | undefined`",
+      source: () =>
+        variant(FILTER, `${FILTER}    if (ctx.history[0].valBpb === 0) return { verdict: "accept" };\n`),
+      fails: { code: "type-error", message: /possibly 'undefined'/ },
     },
   ];
 

@@ -1,0 +1,132 @@
+// JSON Schemas of the host's side of the sandbox boundary, for ajv in strict mode: the hook-call wire
+// format, the errors, a compiled mechanism and the run policy. What a mechanism itself sees and
+// returns is the contract, in mechanism-api/schemas.ts; these only the host and the child use.
+import {
+  acceptanceSchema,
+  capabilityNameSchema,
+  capabilityStateSchema,
+  configSchema,
+  hookNameSchema,
+  identifierSchema,
+  jsonSchema,
+  manifestSchema,
+  paramSpecSchema,
+  proposalSchema,
+  trialSchema,
+} from "../mechanism-api/schemas.ts";
+
+const TEXT_MAX = 4000;
+
+export const hookContextDataSchema = {
+  type: "object",
+  required: ["iteration", "params", "incumbent", "best", "history", "acceptance", "seed"],
+  additionalProperties: false,
+  properties: {
+    iteration: { type: "integer", minimum: 0 },
+    params: { type: "array", maxItems: 256, items: paramSpecSchema },
+    incumbent: {
+      type: "object",
+      required: ["config", "valBpb"],
+      additionalProperties: false,
+      properties: { config: configSchema, valBpb: { type: ["number", "null"] } },
+    },
+    best: {
+      oneOf: [
+        { type: "null" },
+        {
+          type: "object",
+          required: ["config", "valBpb"],
+          additionalProperties: false,
+          properties: { config: configSchema, valBpb: { type: "number" } },
+        },
+      ],
+    },
+    history: { type: "array", maxItems: 1000, items: trialSchema },
+    acceptance: acceptanceSchema,
+    seed: { type: "integer" },
+  },
+} as const;
+
+export const hookCallSchema = {
+  type: "object",
+  required: ["mechanismId", "hook", "context", "state", "capabilities"],
+  additionalProperties: false,
+  properties: {
+    mechanismId: identifierSchema,
+    hook: hookNameSchema,
+    context: hookContextDataSchema,
+    state: jsonSchema,
+    capabilities: capabilityStateSchema,
+    argument: { anyOf: [proposalSchema, trialSchema] },
+  },
+} as const;
+
+export const sandboxErrorSchema = {
+  type: "object",
+  required: ["stage", "code", "message"],
+  additionalProperties: false,
+  properties: {
+    stage: { enum: ["compile", "lint", "load", "init", "guide", "suggest", "filter", "observe"] },
+    code: {
+      enum: [
+        "type-error",
+        "syntax-error",
+        "forbidden-syntax",
+        "invalid-manifest",
+        "missing-hook",
+        "timeout",
+        "memory",
+        "invalid-result",
+        "invalid-state",
+        "capability-denied",
+        "capability-budget",
+        "capability-error",
+        "thrown",
+        "crashed",
+        "quarantined",
+      ],
+    },
+    message: { type: "string", maxLength: 2 * TEXT_MAX },
+    line: { type: "integer", minimum: 1 },
+    column: { type: "integer", minimum: 1 },
+  },
+} as const;
+
+export const compiledMechanismSchema = {
+  type: "object",
+  required: ["manifest", "source", "js", "sourceHash", "jsHash"],
+  additionalProperties: false,
+  properties: {
+    manifest: manifestSchema,
+    source: { type: "string" },
+    js: { type: "string" },
+    sourceHash: { type: "string", pattern: "^[0-9a-f]{64}$" },
+    jsHash: { type: "string", pattern: "^[0-9a-f]{64}$" },
+  },
+} as const;
+
+export const sandboxPolicySchema = {
+  type: "object",
+  required: [
+    "grantedCapabilities",
+    "hookTimeoutMs",
+    "isolateMemoryMb",
+    "capabilityCallBudget",
+    "maxJsonBytes",
+    "maxStateBytes",
+    "maxCapabilityStateBytes",
+    "maxLogLines",
+  ],
+  additionalProperties: false,
+  properties: {
+    grantedCapabilities: { type: "array", maxItems: 3, uniqueItems: true, items: capabilityNameSchema },
+    hookTimeoutMs: { type: "integer", minimum: 1, maximum: 600000 },
+    isolateMemoryMb: { type: "integer", minimum: 8, maximum: 4096 },
+    capabilityCallBudget: { type: "integer", minimum: 0, maximum: 1000000 },
+    maxJsonBytes: { type: "integer", minimum: 1024, maximum: 64 * 1024 * 1024 },
+    maxStateBytes: { type: "integer", minimum: 2, maximum: 64 * 1024 * 1024 },
+    // Well under the 32 MiB protocol line, which capability data must cross every call.
+    maxCapabilityStateBytes: { type: "integer", minimum: 1024, maximum: 16 * 1024 * 1024 },
+    maxLogLines: { type: "integer", minimum: 0, maximum: 10000 },
+  },
+} as const;
