@@ -58,30 +58,39 @@ def model_config(hp: Dict[str, Value], vocab_size: int) -> GPTConfig:
     return GPTConfig(vocab_size, depth, n_head, head_dim, seq_len, tuple(windows))
 
 
+def _low(dtype: torch.dtype) -> bool:
+    return dtype in (torch.bfloat16, torch.float16)
+
+
+def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """1 / rms(x) over the last dim, reduced in >= fp32 (one pass: the 2-norm, squared)."""
+    n = torch.linalg.vector_norm(
+        x, dim=-1, keepdim=True, dtype=torch.float32 if _low(x.dtype) else None
+    )
+    return torch.rsqrt(n.square_().div_(x.shape[-1]).add_(eps)).to(x.dtype)
+
+
+def _rms_backward(g: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """d(x r)/dx . g = r (g - y mean(g y)), for y = x r (written over g * y's buffer)."""
+    gy = g * y
+    m = (gy.float() if _low(gy.dtype) else gy).mean(-1, keepdim=True).to(g.dtype)
+    return torch.addcmul(g, y, m, value=-1.0, out=gy).mul_(r)
+
+
 class _RMSNorm(torch.autograd.Function):
     """x / rms(x) with a hand-written backward (3 passes instead of autograd's ~7)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:  # type: ignore[override]
-        xf = (
-            x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
-        )  # reduce in >= fp32
-        r = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-        y = x * r.to(x.dtype)
+        r = _inv_rms(x, eps)
+        y = x * r
         ctx.save_for_backward(y, r)
         return y
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> Tuple[torch.Tensor, None]:  # type: ignore[override]
         y, r = ctx.saved_tensors
-        # d(x r)/dx . g = r (g - y mean(g y))
-        gy = g * y
-        t = (
-            (gy.float() if gy.dtype in (torch.bfloat16, torch.float16) else gy)
-            .mean(-1, keepdim=True)
-            .to(g.dtype)
-        )
-        return torch.addcmul(g, y, t, value=-1.0).mul_(r.to(g.dtype)), None
+        return _rms_backward(g, y, r.to(g.dtype)), None
 
 
 # On CUDA the plain expressions below are used: torch.compile fuses them, and custom
@@ -166,11 +175,29 @@ def relu_squared(x: torch.Tensor, fused: bool) -> torch.Tensor:
     return out
 
 
+class _SoftCap(torch.autograd.Function):
+    """cap * tanh(x / cap), written with sigmoid (CPU tanh is ~9x slower than sigmoid here),
+    in place after the first pass; the backward is tanh's, 1 - (y / cap)^2, from y alone.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, cap: float) -> torch.Tensor:  # type: ignore[override]
+        y = torch.sigmoid(x * (2.0 / cap)).mul_(2.0 * cap).sub_(cap)
+        ctx.save_for_backward(y)
+        ctx.cap = cap
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> Tuple[torch.Tensor, None]:  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        return (y * y).mul_(-1.0 / ctx.cap**2).add_(1.0).mul_(g), None
+
+
 def softcap(logits: torch.Tensor, fused: bool, cap: float = SOFTCAP) -> torch.Tensor:
     if fused:
         return cap * torch.tanh(logits / cap)
-    # cap * tanh(x / cap), written with sigmoid: CPU tanh is ~9x slower than sigmoid here.
-    return torch.sigmoid(logits * (2.0 / cap)) * (2.0 * cap) - cap
+    out: torch.Tensor = _SoftCap.apply(logits, cap)
+    return out
 
 
 class _QKVHeads(torch.autograd.Function):
@@ -189,11 +216,9 @@ class _QKVHeads(torch.autograd.Function):
         d = d3 // 3
         hd = d // h
         x = qkv[..., : 2 * d].view(b, t, 2, h, hd)
-        cos, sin = cos.to(qkv.dtype), sin.to(
-            qkv.dtype
-        )  # no-ops: kept in the compute dtype
-        xf = x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
-        r = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps).to(x.dtype)
+        # The tables are kept in the compute dtype: normally no-op casts.
+        cos, sin = cos.to(qkv.dtype), sin.to(qkv.dtype)
+        r = _inv_rms(x, eps)
         xn = x * r
         qk = torch.empty(2, b, h, t, hd, dtype=qkv.dtype, device=qkv.device)
         _rotate(
@@ -216,15 +241,7 @@ class _QKVHeads(torch.autograd.Function):
         gx = grad[..., : 2 * d].view(b, t, 2, h, hd).permute(2, 0, 3, 1, 4)
         r_heads = r.permute(2, 0, 3, 1, 4)  # (2, b, h, t, 1)
         for j, g in enumerate((gq, gk)):
-            g = g.view(b, h, t, hd)
-            y = qk[j]
-            gy = g * y
-            m = (
-                (gy.float() if gy.dtype in (torch.bfloat16, torch.float16) else gy)
-                .mean(-1, keepdim=True)
-                .to(g.dtype)
-            )
-            gn = torch.addcmul(g, y, m, value=-1.0).mul_(r_heads[j])
+            gn = _rms_backward(g.view(b, h, t, hd), qk[j], r_heads[j])
             _rotate(gn, cos.view(t, -1), sin.view(t, -1), gx[j], -1.0)
         grad[..., 2 * d :].view(b, t, h, hd).copy_(gv.view(b, h, t, hd).transpose(1, 2))
         return grad, None, None, None, None
@@ -246,6 +263,38 @@ def _rotate(
     o1, o2 = out[..., :half], out[..., half:]
     torch.mul(x1, c, out=o1).addcmul_(x2, s, value=sign)
     torch.mul(x2, c, out=o2).addcmul_(x1, s, value=-sign)
+
+
+class _Mix(torch.autograd.Function):
+    """a x + b x0 for 0-d a, b: one new tensor instead of three, and the scalars' gradients
+    as dot products (no g * x temporaries)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, x: torch.Tensor, b: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(a, x, b, x0)
+        return torch.mul(x, a).addcmul_(x0, b)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> Tuple[torch.Tensor, ...]:  # type: ignore[override]
+        a, x, b, x0 = ctx.saved_tensors
+        g = g.to(x.dtype)
+        flat = g.reshape(-1)
+        return (
+            torch.dot(flat, x.reshape(-1)).to(a.dtype),
+            g * a,
+            torch.dot(flat, x0.reshape(-1)).to(b.dtype),
+            g * b,
+        )
+
+
+def mix(
+    a: torch.Tensor, x: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, fused: bool
+) -> torch.Tensor:
+    """The per-layer residual scalars: a x + b x0."""
+    if fused or not (a.dtype == x.dtype == b.dtype == x0.dtype):
+        return a * x + b * x0
+    out: torch.Tensor = _Mix.apply(a, x, b, x0)
+    return out
 
 
 class Attention(nn.Module):
@@ -411,7 +460,7 @@ class GPT(nn.Module):
         x = rms_norm(self.wte(idx), self.fused)
         x0 = x
         for i, block in enumerate(self.blocks):
-            x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+            x = mix(self.resid_lambdas[i], x, self.x0_lambdas[i], x0, self.fused)
             x = block(x, cos, sin)
         return softcap(self.lm_head(rms_norm(x, self.fused)).float(), self.fused)
 
