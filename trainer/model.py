@@ -265,38 +265,6 @@ def _rotate(
     torch.mul(x2, c, out=o2).addcmul_(x1, s, value=-sign)
 
 
-class _Mix(torch.autograd.Function):
-    """a x + b x0 for 0-d a, b: one new tensor instead of three, and the scalars' gradients
-    as dot products (no g * x temporaries)."""
-
-    @staticmethod
-    def forward(ctx: Any, a: torch.Tensor, x: torch.Tensor, b: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(a, x, b, x0)
-        return torch.mul(x, a).addcmul_(x0, b)
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> Tuple[torch.Tensor, ...]:  # type: ignore[override]
-        a, x, b, x0 = ctx.saved_tensors
-        g = g.to(x.dtype)
-        flat = g.reshape(-1)
-        return (
-            torch.dot(flat, x.reshape(-1)).to(a.dtype),
-            g * a,
-            torch.dot(flat, x0.reshape(-1)).to(b.dtype),
-            g * b,
-        )
-
-
-def mix(
-    a: torch.Tensor, x: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, fused: bool
-) -> torch.Tensor:
-    """The per-layer residual scalars: a x + b x0."""
-    if fused or not (a.dtype == x.dtype == b.dtype == x0.dtype):
-        return a * x + b * x0
-    out: torch.Tensor = _Mix.apply(a, x, b, x0)
-    return out
-
-
 class Attention(nn.Module):
     def __init__(
         self, cfg: GPTConfig, window: int, fused: bool, device: Optional[torch.device]
@@ -460,7 +428,7 @@ class GPT(nn.Module):
         x = rms_norm(self.wte(idx), self.fused)
         x0 = x
         for i, block in enumerate(self.blocks):
-            x = mix(self.resid_lambdas[i], x, self.x0_lambdas[i], x0, self.fused)
+            x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
             x = block(x, cos, sin)
         return softcap(self.lm_head(rms_norm(x, self.fused)).float(), self.fused)
 
