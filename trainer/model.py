@@ -127,30 +127,13 @@ def _swap_halves(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((x[..., d:], x[..., :d]), dim=-1)
 
 
-class _Rotary(torch.autograd.Function):
-    """y = x cos + swap(x) sin. Linear in x and swap is symmetric, so dx = g cos + swap(g sin)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(cos, sin)
-        return torch.addcmul(x * cos, _swap_halves(x), sin)
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> Tuple[torch.Tensor, None, None]:  # type: ignore[override]
-        cos, sin = ctx.saved_tensors
-        return (g * cos).add_(_swap_halves(g * sin)), None, None
-
-
-def apply_rotary(
-    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, fused: bool
-) -> torch.Tensor:
-    # (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin): sin carries the signs. The tables are
-    # built in the compute dtype (bf16 under autocast), so this cast is normally a no-op.
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The CUDA path's rotary (the CPU path's is in _QKVHeads).
+    (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin): sin carries the signs. The tables are
+    built in the compute dtype (bf16 under autocast), so this cast is normally a no-op.
+    """
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    if fused:
-        return x * cos + _swap_halves(x) * sin
-    out: torch.Tensor = _Rotary.apply(x, cos, sin)
-    return out
+    return x * cos + _swap_halves(x) * sin
 
 
 class ReluSquared(torch.autograd.Function):
@@ -306,7 +289,7 @@ class Attention(nn.Module):
         # autocast a norm may come back in fp32 (torch >= 2.12 keeps F.rms_norm there), while
         # v is bf16: cast back so q, k and v agree for SDPA.
         qk = rms_norm(qkv[..., : 2 * d].view(b, t, 2 * h, hd), self.fused).to(qkv.dtype)
-        qk = apply_rotary(qk, cos, sin, self.fused)
+        qk = apply_rotary(qk, cos, sin)
         q, k = qk[:, :, :h].transpose(1, 2), qk[:, :, h:].transpose(
             1, 2
         )  # (B, H, T, D)
