@@ -58,30 +58,39 @@ def model_config(hp: Dict[str, Value], vocab_size: int) -> GPTConfig:
     return GPTConfig(vocab_size, depth, n_head, head_dim, seq_len, tuple(windows))
 
 
+def _low(dtype: torch.dtype) -> bool:
+    return dtype in (torch.bfloat16, torch.float16)
+
+
+def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """1 / rms(x) over the last dim, reduced in >= fp32 (one pass: the 2-norm, squared)."""
+    n = torch.linalg.vector_norm(
+        x, dim=-1, keepdim=True, dtype=torch.float32 if _low(x.dtype) else None
+    )
+    return torch.rsqrt(n.square_().div_(x.shape[-1]).add_(eps)).to(x.dtype)
+
+
+def _rms_backward(g: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """d(x r)/dx . g = r (g - y mean(g y)), for y = x r (written over g * y's buffer)."""
+    gy = g * y
+    m = (gy.float() if _low(gy.dtype) else gy).mean(-1, keepdim=True).to(g.dtype)
+    return torch.addcmul(g, y, m, value=-1.0, out=gy).mul_(r)
+
+
 class _RMSNorm(torch.autograd.Function):
     """x / rms(x) with a hand-written backward (3 passes instead of autograd's ~7)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:  # type: ignore[override]
-        xf = (
-            x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
-        )  # reduce in >= fp32
-        r = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-        y = x * r.to(x.dtype)
+        r = _inv_rms(x, eps)
+        y = x * r
         ctx.save_for_backward(y, r)
         return y
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> Tuple[torch.Tensor, None]:  # type: ignore[override]
         y, r = ctx.saved_tensors
-        # d(x r)/dx . g = r (g - y mean(g y))
-        gy = g * y
-        t = (
-            (gy.float() if gy.dtype in (torch.bfloat16, torch.float16) else gy)
-            .mean(-1, keepdim=True)
-            .to(g.dtype)
-        )
-        return torch.addcmul(g, y, t, value=-1.0).mul_(r.to(g.dtype)), None
+        return _rms_backward(g, y, r.to(g.dtype)), None
 
 
 # On CUDA the plain expressions below are used: torch.compile fuses them, and custom
@@ -118,30 +127,13 @@ def _swap_halves(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((x[..., d:], x[..., :d]), dim=-1)
 
 
-class _Rotary(torch.autograd.Function):
-    """y = x cos + swap(x) sin. Linear in x and swap is symmetric, so dx = g cos + swap(g sin)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(cos, sin)
-        return torch.addcmul(x * cos, _swap_halves(x), sin)
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> Tuple[torch.Tensor, None, None]:  # type: ignore[override]
-        cos, sin = ctx.saved_tensors
-        return (g * cos).add_(_swap_halves(g * sin)), None, None
-
-
-def apply_rotary(
-    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, fused: bool
-) -> torch.Tensor:
-    # (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin): sin carries the signs. The tables are
-    # built in the compute dtype (bf16 under autocast), so this cast is normally a no-op.
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The CUDA path's rotary (the CPU path's is in _QKVHeads).
+    (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin): sin carries the signs. The tables are
+    built in the compute dtype (bf16 under autocast), so this cast is normally a no-op.
+    """
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    if fused:
-        return x * cos + _swap_halves(x) * sin
-    out: torch.Tensor = _Rotary.apply(x, cos, sin)
-    return out
+    return x * cos + _swap_halves(x) * sin
 
 
 class ReluSquared(torch.autograd.Function):
@@ -166,11 +158,94 @@ def relu_squared(x: torch.Tensor, fused: bool) -> torch.Tensor:
     return out
 
 
+class _SoftCap(torch.autograd.Function):
+    """cap * tanh(x / cap), written with sigmoid (CPU tanh is ~9x slower than sigmoid here),
+    in place after the first pass; the backward is tanh's, 1 - (y / cap)^2, from y alone.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, cap: float) -> torch.Tensor:  # type: ignore[override]
+        y = torch.sigmoid(x * (2.0 / cap)).mul_(2.0 * cap).sub_(cap)
+        ctx.save_for_backward(y)
+        ctx.cap = cap
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> Tuple[torch.Tensor, None]:  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        return (y * y).mul_(-1.0 / ctx.cap**2).add_(1.0).mul_(g), None
+
+
 def softcap(logits: torch.Tensor, fused: bool, cap: float = SOFTCAP) -> torch.Tensor:
     if fused:
         return cap * torch.tanh(logits / cap)
-    # cap * tanh(x / cap), written with sigmoid: CPU tanh is ~9x slower than sigmoid here.
-    return torch.sigmoid(logits * (2.0 / cap)) * (2.0 * cap) - cap
+    out: torch.Tensor = _SoftCap.apply(logits, cap)
+    return out
+
+
+class _QKVHeads(torch.autograd.Function):
+    """qkv (b, t, 3d) -> q, k, v as contiguous (b*h, t, hd), with QK-norm and rotary on q, k.
+
+    The CPU path's attention input in one step: the normalised, rotated q and k are written
+    straight into head-major buffers (no transpose copies, no cat), and the backward builds
+    the qkv gradient in place (slicing's backward would zero-fill and add three full-size
+    tensors). Forward values are those of rms_norm then apply_rotary. Backward: rotation is
+    orthogonal, so mean(R^T g * xn) = mean(g * y) and dx = r R^T (g - y mean(g y)).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, h: int, eps: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        b, t, d3 = qkv.shape
+        d = d3 // 3
+        hd = d // h
+        x = qkv[..., : 2 * d].view(b, t, 2, h, hd)
+        # The tables are kept in the compute dtype: normally no-op casts.
+        cos, sin = cos.to(qkv.dtype), sin.to(qkv.dtype)
+        r = _inv_rms(x, eps)
+        xn = x * r
+        qk = torch.empty(2, b, h, t, hd, dtype=qkv.dtype, device=qkv.device)
+        _rotate(
+            xn,
+            cos.view(t, 1, 1, -1),
+            sin.view(t, 1, 1, -1),
+            qk.permute(1, 3, 0, 2, 4),
+            1.0,
+        )
+        v = qkv[..., 2 * d :].view(b, t, h, hd).transpose(1, 2).contiguous()
+        ctx.save_for_backward(qk, r, cos, sin)
+        return qk[0].view(b * h, t, hd), qk[1].view(b * h, t, hd), v.view(b * h, t, hd)
+
+    @staticmethod
+    def backward(ctx: Any, gq: torch.Tensor, gk: torch.Tensor, gv: torch.Tensor) -> Tuple[torch.Tensor, None, None, None, None]:  # type: ignore[override]
+        qk, r, cos, sin = ctx.saved_tensors
+        _two, b, h, t, hd = qk.shape
+        d = h * hd
+        grad = torch.empty(b, t, 3 * d, dtype=gv.dtype, device=gv.device)
+        gx = grad[..., : 2 * d].view(b, t, 2, h, hd).permute(2, 0, 3, 1, 4)
+        r_heads = r.permute(2, 0, 3, 1, 4)  # (2, b, h, t, 1)
+        for j, g in enumerate((gq, gk)):
+            gn = _rms_backward(g.view(b, h, t, hd), qk[j], r_heads[j])
+            _rotate(gn, cos.view(t, -1), sin.view(t, -1), gx[j], -1.0)
+        grad[..., 2 * d :].view(b, t, h, hd).copy_(gv.view(b, h, t, hd).transpose(1, 2))
+        return grad, None, None, None, None
+
+
+def _rotate(
+    x: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    out: torch.Tensor,
+    sign: float,
+) -> None:
+    """out = R x over the halves of the last dim (sign 1; -1 gives R^T):
+    (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin). cos and sin are the signed full tables
+    of rotary_tables; their first halves are the plain cos and sin."""
+    half = x.shape[-1] // 2
+    c, s = cos[..., :half], sin[..., :half]
+    x1, x2 = x[..., :half], x[..., half:]
+    o1, o2 = out[..., :half], out[..., half:]
+    torch.mul(x1, c, out=o1).addcmul_(x2, s, value=sign)
+    torch.mul(x2, c, out=o2).addcmul_(x1, s, value=-sign)
 
 
 class Attention(nn.Module):
@@ -207,34 +282,39 @@ class Attention(nn.Module):
         b, t, d = x.shape
         h, hd = self.n_head, self.head_dim
         qkv = self.c_qkv(x)
+        if not self.fused:
+            q, k, v = _QKVHeads.apply(qkv, cos, sin, h, 1e-6)
+            return self.c_proj(self._masked(q, k, v, b))
         # QK-norm then rotary (rotation keeps the norm, so the order does not matter). Under
         # autocast a norm may come back in fp32 (torch >= 2.12 keeps F.rms_norm there), while
         # v is bf16: cast back so q, k and v agree for SDPA.
         qk = rms_norm(qkv[..., : 2 * d].view(b, t, 2 * h, hd), self.fused).to(qkv.dtype)
-        qk = apply_rotary(qk, cos, sin, self.fused)
+        qk = apply_rotary(qk, cos, sin)
         q, k = qk[:, :, :h].transpose(1, 2), qk[:, :, h:].transpose(
             1, 2
         )  # (B, H, T, D)
         v = qkv[..., 2 * d :].view(b, t, h, hd).transpose(1, 2)
-        if SDPA is not None and self.fused:
-            if self.window >= t:
-                y = SDPA(q, k, v, is_causal=True)
-            else:
-                # An explicit mask: no flash kernel, full t^2 work (counted so in FLOPs).
-                y = SDPA(q, k, v, attn_mask=self.mask(t, x.device))
+        if SDPA is None:
+            flat = [z.reshape(b * h, t, hd) for z in (q, k, v)]
+            return self.c_proj(self._masked(flat[0], flat[1], flat[2], b))
+        if self.window >= t:
+            y = SDPA(q, k, v, is_causal=True)
         else:
-            # Hand-written attention (torch 1.13 has no SDPA): scale and mask fused into one baddbmm.
-            qf = q.reshape(b * h, t, hd)
-            kf = k.reshape(b * h, t, hd)
-            vf = v.reshape(b * h, t, hd)
-            att = torch.baddbmm(
-                self.bias(t, x.device, qf.dtype),
-                qf,
-                kf.transpose(1, 2),
-                alpha=hd**-0.5,
-            )
-            y = torch.bmm(torch.softmax(att, dim=-1).to(vf.dtype), vf).view(b, h, t, hd)
+            # An explicit mask: no flash kernel, full t^2 work (counted so in FLOPs).
+            y = SDPA(q, k, v, attn_mask=self.mask(t, x.device))
         return self.c_proj(y.transpose(1, 2).reshape(b, t, d))
+
+    def _masked(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, b: int
+    ) -> torch.Tensor:
+        """Hand-written attention over (b*h, t, hd) inputs (torch 1.13 has no SDPA): scale
+        and mask fused into one baddbmm. Returns (b, t, d)."""
+        bh, t, hd = q.shape
+        att = torch.baddbmm(
+            self.bias(t, q.device, q.dtype), q, k.transpose(1, 2), alpha=hd**-0.5
+        )
+        y = torch.bmm(torch.softmax(att, dim=-1).to(v.dtype), v)
+        return y.view(b, bh // b, t, hd).transpose(1, 2).reshape(b, t, bh // b * hd)
 
 
 class MLP(nn.Module):

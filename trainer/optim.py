@@ -20,9 +20,13 @@ def orthogonalize(
     if tall:
         x = x.transpose(-2, -1)
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    # x <- a x + (b m + c m^2) x, m = x x^T: two baddbmm calls instead of matmuls plus
+    # three elementwise passes (BLAS applies the scalars; the same values up to rounding).
+    x = x.reshape(-1, x.shape[-2], x.shape[-1])
     for _ in range(steps):
-        m = x @ x.transpose(-2, -1)
-        x = a * x + (b * m + c * (m @ m)) @ x
+        m = torch.bmm(x, x.transpose(1, 2))
+        x = torch.baddbmm(x, torch.baddbmm(m, m, m, beta=b, alpha=c), x, beta=a)
+    x = x.view(g.shape[:-2] + x.shape[-2:])
     if tall:
         x = x.transpose(-2, -1)
     return x.to(g.dtype)
@@ -56,8 +60,10 @@ class Muon(torch.optim.Optimizer):
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
         for group in self.param_groups:
             lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+            # Per block shape, each weight's blocks side by side: a weight's update is then
+            # a view of the orthogonalised stack (no cat, no per-block bookkeeping).
             by_shape: Dict[
-                Tuple[int, int], List[Tuple[torch.Tensor, int, torch.Tensor]]
+                Tuple[int, int], List[Tuple[torch.Tensor, torch.Tensor]]
             ] = {}
             for p in group["params"]:
                 if p.grad is None:
@@ -67,28 +73,26 @@ class Muon(torch.optim.Optimizer):
                     state["momentum_buffer"] = torch.zeros_like(p.grad)
                 buf: torch.Tensor = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - mom)
-                nesterov = p.grad.lerp(buf, mom)
+                # The gradient is not read after the step: Nesterov's blend goes in place.
+                nesterov = p.grad.lerp_(buf, mom)
                 blocks = getattr(p, "muon_blocks", 1)
-                for i, chunk in enumerate(nesterov.chunk(blocks, dim=0)):
-                    by_shape.setdefault((chunk.shape[0], chunk.shape[1]), []).append(
-                        (p, i, chunk)
-                    )
-            updates: Dict[int, List[Tuple[int, torch.Tensor]]] = {}
-            for (rows, cols), items in by_shape.items():
-                ortho = orthogonalize(
-                    torch.stack([c for _, _, c in items]), dtype=self.ns_dtype
+                shape = (p.shape[0] // blocks, p.shape[1])
+                by_shape.setdefault(shape, []).append(
+                    (p, nesterov.reshape(blocks, *shape))
                 )
-                ortho.mul_(max(1.0, rows / cols) ** 0.5)
-                for (p, i, _), u in zip(items, ortho):
-                    updates.setdefault(id(p), []).append((i, u))
-            for p in group["params"]:
-                if id(p) not in updates:
-                    continue
-                parts = [u for _, u in sorted(updates[id(p)], key=lambda iu: iu[0])]
-                update = parts[0] if len(parts) == 1 else torch.cat(parts)
-                if wd:
-                    p.mul_(1 - lr * wd)
-                p.add_(update, alpha=-lr)
+            for (rows, cols), items in by_shape.items():
+                stack = (
+                    items[0][1] if len(items) == 1 else torch.cat([n for _, n in items])
+                )
+                ortho = orthogonalize(stack, dtype=self.ns_dtype)
+                scale = max(1.0, rows / cols) ** 0.5
+                start = 0
+                for p, n in items:
+                    update = ortho[start : start + n.shape[0]].view(p.shape)
+                    start += n.shape[0]
+                    if wd:
+                        p.mul_(1 - lr * wd)
+                    p.add_(update, alpha=-lr * scale)
 
 
 def build(

@@ -1,0 +1,59 @@
+// The trainer's CPU code path (trainer/model.py's hand-written backwards, trainer/optim.py's Muon):
+// its gradients against plain autograd, and a fixed-seed, fixed-step float32 run's val_bpb against
+// the value the code gave before the CPU-path speed-ups (issue 14), within floating-point noise.
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+
+const repo = path.resolve(import.meta.dirname, "../..");
+const env = { ...process.env, PYTHONPATH: repo, OPENBLAS_NUM_THREADS: "1", OPENBLAS_CORETYPE: "Haswell" };
+
+function python(args: string[]): string {
+  const r = spawnSync("/usr/bin/python3", args, { cwd: repo, encoding: "utf8", timeout: 240_000, env });
+  if (r.status !== 0) throw new Error(`python3 ${args.join(" ")} failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
+
+test("the CPU path's hand-written backwards match plain autograd", () => {
+  const out = JSON.parse(python([path.join(repo, "__tests__/fixtures/trainer/cpu_path_check.py")])) as Record<
+    "float32" | "float64",
+    { grad_max_rel: number; logits_max_abs: number }
+  >;
+  for (const dtype of ["float32", "float64"] as const) {
+    expect(out[dtype].grad_max_rel).toBeLessThan(1e-5);
+    expect(out[dtype].logits_max_abs).toBeLessThan(1e-5);
+  }
+}, 120_000);
+
+// Recorded with the code before the speed-ups (commit 45e191d), float32, OpenBLAS Haswell kernels,
+// 30 steps, --eval-bytes 16384. The tolerance is floating-point noise as measured there: the same
+// old code with OpenBLAS's SkylakeX kernels instead moved these by 6e-4 and 1.9e-3 (seed 0, 1); the
+// new code moves them by 7e-4 each. Training amplifies rounding (the Adam-trained residual scalars
+// most): a dot-product gradient for them, as exact as autograd's sum, moved seed 1 by 0.025.
+const BEFORE = { 0: 3.4121929630408285, 1: 3.331440428993738 } as const;
+const NOISE = 0.003;
+
+test.each([0, 1] as const)(
+  "seed %i, 30 float32 steps: val_bpb within fp noise of the recorded value",
+  (seed) => {
+    const out = python([
+      "-m",
+      "trainer",
+      "--cpu-dtype",
+      "float32",
+      "--max-steps",
+      "30",
+      "--seed",
+      String(seed),
+      "--eval-bytes",
+      "16384",
+    ]);
+    const result = out
+      .split("\n")
+      .filter((l) => l.startsWith('{"event": "result"'))
+      .map((l) => JSON.parse(l) as { val_bpb: number; num_steps: number; dtype: string })[0];
+    expect(result?.dtype).toBe("float32");
+    expect(result?.num_steps).toBe(30);
+    expect(Math.abs((result?.val_bpb ?? 0) - BEFORE[seed])).toBeLessThan(NOISE);
+  },
+  240_000,
+);
