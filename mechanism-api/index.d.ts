@@ -460,6 +460,21 @@ export interface CapabilityNotDeclared<C extends CapabilityName> {
 }
 
 /**
+ * A trial that has started and not finished yet: only a run with `parallel` > 1 has any (see
+ * {@link Context.pending}). When it finishes, `observe` receives it as a {@link Trial}.
+ */
+export interface PendingTrial {
+  /** Its trial id; ids follow start order, so it will be the `id` of the {@link Trial} `observe` receives. */
+  readonly id: number;
+  /** The iteration that proposed it. */
+  readonly iteration: number;
+  /** The full configuration it trains. */
+  readonly config: Config;
+  /** What it changes, against the incumbent of the moment it was proposed. */
+  readonly changes: readonly Change[];
+}
+
+/**
  * The run's acceptance rule: when a trial replaces the incumbent. A trial is kept when
  * `trial.valBpb < incumbent.valBpb - threshold`.
  */
@@ -506,6 +521,13 @@ export interface Context<S, C extends CapabilityName = DeclaredCapability> {
    * (default 12). In `observe` it does not yet hold the observed trial. It may be empty.
    */
   readonly history: readonly Trial[];
+  /**
+   * Trials still training, oldest first: empty unless the run has `parallel` > 1 (at most
+   * `parallel` − 1 of them while a new proposal is made). They are in neither `history` nor
+   * `incumbent` yet; a filter can treat them as taken (e.g. reject a proposal too close to one),
+   * and `observe` fires for each when it finishes, judged against the incumbent of that moment.
+   */
+  readonly pending: readonly PendingTrial[];
   /** The run's acceptance rule and noise estimate, to judge whether a delta is significant. */
   readonly acceptance: Acceptance;
   /**

@@ -81,6 +81,18 @@ export const trialSchema = {
   },
 } as const;
 
+export const pendingTrialSchema = {
+  type: "object",
+  required: ["id", "iteration", "config", "changes"],
+  additionalProperties: false,
+  properties: {
+    id: { type: "integer" },
+    iteration: { type: "integer" },
+    config: configSchema,
+    changes: changesSchema,
+  },
+} as const;
+
 export const acceptanceSchema = {
   type: "object",
   required: ["rule", "k", "sigma", "threshold"],

@@ -6,7 +6,7 @@
 // Up to `parallel` trials are in flight at once (an executor runs them: runtime/executors/); the
 // next proposal is made while they train, and each is judged when it finishes. In-flight trials
 // are drained at a cycle boundary, before Level 1.5 and Level 2 act.
-import type { Config, Json, ParamSpec, Trial } from "../mechanism-api/index.d.ts";
+import type { Config, Json, ParamSpec, PendingTrial, Trial } from "../mechanism-api/index.d.ts";
 import type { DryRunTrace, HookContextData } from "../sandbox/types.ts";
 import { checkConstraints } from "../trainer/constraints.ts";
 import type { Trainer, TrainerProgress, TrialOutcome, TrialRequest } from "../trainer/types.ts";
@@ -205,9 +205,24 @@ export class BilevelLoop {
       incumbent: this.incumbent(iteration),
       best: best ? { config: best.config, valBpb: best.valBpb } : null,
       history: this.searchTrials().slice(-this.d.config.proposer.historyWindow).map(toApiTrial),
+      pending: this.pendingSearchTrials(),
       acceptance: acceptanceRule(this.d.config.acceptance.mode, this.noise, this.d.config.acceptance.k),
       seed: this.d.config.seed,
     };
+  }
+
+  /** The search trials in flight, in start order, as mechanisms see them (ctx.pending). */
+  private pendingSearchTrials(): PendingTrial[] {
+    return this.pool
+      .entries()
+      .filter((e) => e.info.kind === "search")
+      .sort((a, b) => a.trialId - b.trialId)
+      .map((e) => ({
+        id: e.trialId,
+        iteration: e.info.iteration,
+        config: e.info.config,
+        changes: e.info.proposal?.changes ?? [],
+      }));
   }
 
   private aborted(): boolean {

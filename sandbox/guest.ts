@@ -360,7 +360,7 @@ defineProperty(G, "__bilevel_inspect", {
 });
 
 defineProperty(G, "__bilevel_invoke", {
-  // head: {hook, seed, iteration, incumbent, best, acceptance, state}; params/history parsed only if the hook reads them.
+  // head: {hook, seed, iteration, incumbent, best, acceptance, pending, state}; params/history parsed only if the hook reads them.
   value: function (headJson, paramsJson, historyJson, argumentJson) {
     const input = parse(headJson);
     seed(input.seed);
@@ -376,6 +376,7 @@ defineProperty(G, "__bilevel_invoke", {
       incumbent: input.incumbent,
       best: input.best,
       acceptance: input.acceptance,
+      pending: input.pending,
       get history() { return history === undefined ? (history = parse(historyJson)) : history; },
       state: input.state,
       random, log, tabu, bandit, space,

@@ -8,6 +8,7 @@ import type {
   HookName,
   Json,
   ParamSpec,
+  PendingTrial,
   Proposal,
   Trial,
 } from "../mechanism-api/index.d.ts";
@@ -62,6 +63,7 @@ export interface WireCall {
   readonly incumbent: { readonly config: Config; readonly valBpb: number | null };
   readonly best: { readonly config: Config; readonly valBpb: number } | null;
   readonly acceptance: Acceptance;
+  readonly pending: readonly PendingTrial[];
   readonly state: Json;
   readonly capabilities: CapabilityState;
   readonly argument?: Proposal | Trial;
@@ -79,6 +81,7 @@ export function toWireCall(call: HookCall): WireCall {
     incumbent: context.incumbent,
     best: context.best,
     acceptance: context.acceptance,
+    pending: context.pending ?? [],
     paramsJson: JSON.stringify(context.params),
     historyJson: JSON.stringify(context.history),
   };
@@ -112,6 +115,7 @@ export function toWireBatch(batch: HookBatch): WireBatch {
     incumbent: context.incumbent,
     best: context.best,
     acceptance: context.acceptance,
+    pending: context.pending ?? [],
     ...(argument === undefined ? {} : { argument }),
     paramsJson: JSON.stringify(context.params),
     historyJson: JSON.stringify(context.history),
@@ -169,6 +173,7 @@ const SHARED_CALL_FIELDS = [
   "incumbent",
   "best",
   "acceptance",
+  "pending",
   "paramsJson",
   "historyJson",
 ] as const;
@@ -179,6 +184,7 @@ const sharedCallProperties = {
   incumbent: hookContextDataSchema.properties.incumbent,
   best: hookContextDataSchema.properties.best,
   acceptance: hookContextDataSchema.properties.acceptance,
+  pending: hookContextDataSchema.properties.pending,
   argument: { anyOf: [proposalSchema, trialSchema] },
   paramsJson: { type: "string" },
   historyJson: { type: "string" },

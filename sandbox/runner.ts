@@ -257,6 +257,7 @@ export class Runner {
       incumbent: call.incumbent,
       best: call.best,
       acceptance: call.acceptance,
+      pending: call.pending,
       state: call.state,
     });
     const args = [

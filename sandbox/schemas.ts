@@ -11,6 +11,7 @@ import {
   jsonSchema,
   manifestSchema,
   paramSpecSchema,
+  pendingTrialSchema,
   proposalSchema,
   trialSchema,
 } from "../mechanism-api/schemas.ts";
@@ -42,6 +43,7 @@ export const hookContextDataSchema = {
       ],
     },
     history: { type: "array", maxItems: 1000, items: trialSchema },
+    pending: { type: "array", maxItems: 256, items: pendingTrialSchema },
     acceptance: acceptanceSchema,
     seed: { type: "integer" },
   },

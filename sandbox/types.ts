@@ -11,6 +11,7 @@ import type {
   Json,
   Manifest,
   ParamSpec,
+  PendingTrial,
   Proposal,
   Suggestion,
   Trial,
@@ -101,6 +102,8 @@ export interface HookContextData {
   readonly incumbent: { readonly config: Config; readonly valBpb: number | null };
   readonly best: { readonly config: Config; readonly valBpb: number } | null;
   readonly history: readonly Trial[];
+  /** Trials in flight (a run with `parallel` > 1); absent means none. */
+  readonly pending?: readonly PendingTrial[];
   readonly acceptance: Acceptance;
   /** The run seed; random() is seeded from (seed, mechanism id, iteration, hook). */
   readonly seed: number;

@@ -82,6 +82,7 @@ test.each<[string, ObjectSchema]>([
   ["Suggestion", contract.suggestionSchema],
   ["Manifest", contract.manifestSchema],
   ["Acceptance", contract.acceptanceSchema],
+  ["PendingTrial", contract.pendingTrialSchema],
 ])("%s: the schema has the interface's properties, the same ones required", (name, schema) => {
   expect({
     properties: Object.keys(schema.properties).sort(),

@@ -205,3 +205,58 @@ test("the proposer sees the trials in flight: the LLM prompt lists them, the off
   );
   expect(proposalPrompt(input).user).not.toContain("still running");
 });
+
+test("mechanisms see the trials in flight as ctx.pending: none with --parallel 1, the other slot's with --parallel 2", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "bilevel-pending-"));
+  // A filter that records, per call, the pending trials it was shown; observe checks that each
+  // pending id later arrives as a finished trial.
+  const file = path.join(dir, "watch-pending.ts");
+  writeFileSync(
+    file,
+    `import type { Mechanism } from "bilevel/mechanism-api";
+interface State { seen: number[][]; sameConfig: number; observed: number[] }
+export default {
+  manifest: { name: "watch-pending", version: 1, hooks: ["init", "filter", "observe"], capabilities: [] },
+  init: () => ({ seen: [], sameConfig: 0, observed: [] }),
+  filter(p, ctx) {
+    ctx.state.seen.push(ctx.pending.map((t) => t.id));
+    for (const t of ctx.pending) {
+      if (t.iteration >= ctx.iteration || t.changes.length === 0) throw new Error("bad pending " + JSON.stringify(t));
+      if (JSON.stringify(t.config) === JSON.stringify(p.config)) ctx.state.sameConfig += 1;
+    }
+    return { verdict: "accept" };
+  },
+  observe(trial, ctx) { ctx.state.observed.push(trial.id); },
+} satisfies Mechanism<State>;
+`,
+  );
+  const run = async (name: string, parallel: number) => {
+    const out = path.join(dir, name);
+    const config = testConfig({
+      ...runConfig(300, { parallel }),
+      level2: { everyCycles: 0 },
+      mechanisms: [file],
+    });
+    await executeRun({ dir: out, config, offline: true, observer: {} });
+    const store = RunStore.open(out, { readOnly: true });
+    try {
+      const m = store.mechanisms().find((x) => x.name === "watch-pending");
+      expect(m?.status).toBe("active");
+      return m?.state as { seen: number[][]; sameConfig: number; observed: number[] };
+    } finally {
+      store.close();
+    }
+  };
+  const one = await run("p1", 1);
+  expect(one.seen.length).toBeGreaterThan(0);
+  expect(one.seen.every((ids) => ids.length === 0)).toBe(true);
+  const two = await run("p2", 2);
+  // At most one other trial is in flight while a proposal is made with two slots; some were.
+  expect(two.seen.every((ids) => ids.length <= 1)).toBe(true);
+  const pendingIds = two.seen.flat();
+  expect(pendingIds.length).toBeGreaterThan(0);
+  // Every trial shown as pending finished later and reached observe under the same id.
+  for (const id of pendingIds) expect(two.observed).toContain(id);
+  // The offline proposer avoids configs in flight, so no proposal repeats one.
+  expect(two.sameConfig).toBe(0);
+}, 180_000);
