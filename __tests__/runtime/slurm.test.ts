@@ -2,7 +2,7 @@
 // starts one): two jobs at once, kill/stop/resume with jobs in flight, a deadline, a refused
 // request. The trainer is the synthetic one with a fixed duration, run by each job on the node.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { ExecutorError } from "../../runtime/executors/types.ts";
@@ -193,4 +193,54 @@ slurm(
     expect(existsSync(dir)).toBe(false);
   },
   60_000,
+);
+
+slurm(
+  "a study whose runs use the Slurm executor: every trial of every run is a Slurm job, two runs' jobs at once",
+  async () => {
+    const tmp = tempDir("bilevel-slurm-study-");
+    const studyConfig = path.join(tmp, "study.json");
+    // One slot per run: with --jobs 2 the study's two runs fill the 2-CPU test cluster together.
+    writeFileSync(
+      studyConfig,
+      JSON.stringify({ run: runConfig("slurm-study", 2500, { iterations: 2, parallel: 1 }) }),
+    );
+    const out = path.join(tmp, "study");
+    const study = spawn(
+      process.execPath,
+      cliArgv(
+        "study",
+        "--config",
+        studyConfig,
+        "--groups",
+        "A",
+        "--repeats",
+        "2",
+        "--jobs",
+        "2",
+        "--offline",
+        "--out",
+        out,
+      ),
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    children.push(study);
+    let most = 0;
+    const watch = setInterval(() => {
+      most = Math.max(most, queuedJobs("bilevel-").filter((j) => j.state === "RUNNING").length);
+    }, 100);
+    const done = await exited(study).finally(() => clearInterval(watch));
+    expect(done.code).toBe(0);
+    const runs = readdirSync(path.join(out, "runs"));
+    expect(runs).toHaveLength(2);
+    for (const run of runs) {
+      const dir = path.join(out, "runs", run);
+      expectComplete(dir, 2);
+      const { trials, jobs } = readRun(dir);
+      expect(jobs).toHaveLength(trials.length);
+      expect(jobs.every((j) => j.executor === "slurm" && /^\d+$/.test(j.jobId ?? ""))).toBe(true);
+    }
+    expect(most).toBe(2);
+  },
+  240_000,
 );
