@@ -31,6 +31,7 @@ import type {
   CompiledMechanism,
   HookBatch,
   HookCall,
+  HookContextData,
   HookResult,
   SandboxError,
 } from "./types.ts";
@@ -71,11 +72,9 @@ export interface WireCall {
   readonly historyJson: string;
 }
 
-/** The wire form of a hook call (throws if the call's data is not JSON-serialisable). */
-export function toWireCall(call: HookCall): WireCall {
-  const { context, ...rest } = call;
+/** A call's context as it crosses: what a single call and a batch share. */
+function wireContext(context: HookContextData) {
   return {
-    ...rest,
     iteration: context.iteration,
     seed: context.seed,
     incumbent: context.incumbent,
@@ -85,6 +84,12 @@ export function toWireCall(call: HookCall): WireCall {
     paramsJson: JSON.stringify(context.params),
     historyJson: JSON.stringify(context.history),
   };
+}
+
+/** The wire form of a hook call (throws if the call's data is not JSON-serialisable). */
+export function toWireCall(call: HookCall): WireCall {
+  const { context, ...rest } = call;
+  return { ...rest, ...wireContext(context) };
 }
 
 /**
@@ -110,15 +115,8 @@ export function toWireBatch(batch: HookBatch): WireBatch {
   const { context, calls, chain, argument, hook } = batch;
   return {
     hook,
-    iteration: context.iteration,
-    seed: context.seed,
-    incumbent: context.incumbent,
-    best: context.best,
-    acceptance: context.acceptance,
-    pending: context.pending ?? [],
+    ...wireContext(context),
     ...(argument === undefined ? {} : { argument }),
-    paramsJson: JSON.stringify(context.params),
-    historyJson: JSON.stringify(context.history),
     calls: calls.map(({ mechanismId, state, capabilities }) => ({ mechanismId, state, capabilities })),
     ...(chain === undefined ? {} : { chain: { base: chain.base, active: chain.active } }),
   };
