@@ -4,6 +4,12 @@ import path from "node:path";
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, "..");
 
+/** How the user started bilevel, for "run this next" hints: the launcher's path when it set BILEVEL_LAUNCHER, else "bilevel". */
+export function launcherCommand(): string {
+  const launcher = process.env.BILEVEL_LAUNCHER;
+  return launcher && launcher !== "" ? launcher : "bilevel";
+}
+
 function stamp(): string {
   return new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
 }

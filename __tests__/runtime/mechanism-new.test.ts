@@ -95,3 +95,16 @@ test("an existing file is kept unless --force", () => {
   expect(mechanismNew("mine", { force: true }, sink, dir)).toBe(0);
   expect(readFileSync(file, "utf8")).toMatch(/name: "mine"/);
 });
+
+test("the hint names the launcher as it was called", () => {
+  const previous = process.env.BILEVEL_LAUNCHER;
+  process.env.BILEVEL_LAUNCHER = "/somewhere/else/bilevel";
+  try {
+    const { io: sink, out } = io();
+    expect(mechanismNew("hinted", {}, sink, dir)).toBe(0);
+    expect(out.stderr).toMatch(/next: \/somewhere\/else\/bilevel mechanism check hinted\.ts/);
+  } finally {
+    if (previous === undefined) delete process.env.BILEVEL_LAUNCHER;
+    else process.env.BILEVEL_LAUNCHER = previous;
+  }
+});

@@ -6,6 +6,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Command, CommanderError } from "commander";
 import type { CapabilityName, HookName } from "../../mechanism-api/index.d.ts";
+import { launcherCommand } from "../paths.ts";
 import { safeText } from "../terminal-text.ts";
 
 export const ALL_HOOKS: readonly HookName[] = ["init", "guide", "suggest", "filter", "observe"];
@@ -223,7 +224,7 @@ export function mechanismNew(name: string, options: NewOptions, io: NewIo, cwd =
     io.stdout(`${file}\n`);
     io.stderr(
       `wrote ${spec.name} (hooks ${spec.hooks.join(", ")}; capabilities ${capabilities.join(", ") || "none"}); ` +
-        `next: ./bilevel mechanism check ${shown(path.relative(cwd, file), file)}\n`,
+        `next: ${launcherCommand()} mechanism check ${shown(path.relative(cwd, file), file)}\n`,
     );
     return 0;
   } catch (error) {

@@ -17,7 +17,7 @@ import {
   resolveRunConfig,
 } from "../config.ts";
 import { UserError } from "../errors.ts";
-import { defaultRunDir, REPO_ROOT } from "../paths.ts";
+import { defaultRunDir, launcherCommand, REPO_ROOT } from "../paths.ts";
 import { buildReport, formatReport } from "../report.ts";
 import { RunStore } from "../store.ts";
 import { DEFAULT_SURROGATE_FILE } from "../surrogate/data.ts";
@@ -200,7 +200,7 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
   process.stderr.write(`\n${formatReport(summary.report)}\n`);
   process.stderr.write(
     `\nresults: ${path.join(dir, "run.db")} (SQLite), ${path.join(dir, "results.tsv")}; trial logs in ${path.join(dir, "trials")}\n` +
-      `look again with: ${launcher()} status ${dir}   export: ${launcher()} export ${dir} --format json\n`,
+      `look again with: ${launcherCommand()} status ${dir}   export: ${launcherCommand()} export ${dir} --format json\n`,
   );
   // A run its LLM could not serve did not do its work: exit 1, resumable once the cause is fixed.
   if (summary.llmStop?.kind === "failed") {
@@ -225,12 +225,6 @@ function watchStudyParent(controller: AbortController): NodeJS.Timeout | undefin
   }, 250);
   timer.unref();
   return timer;
-}
-
-/** How the user started bilevel: the launcher's path when it set BILEVEL_LAUNCHER, else "bilevel". */
-function launcher(): string {
-  const path = process.env.BILEVEL_LAUNCHER;
-  return path && path !== "" ? path : "bilevel";
 }
 
 /** --objective surrogate[:FILE] as a trainer section ("trainer": the config's own). */
