@@ -1,6 +1,7 @@
 // TypeScript's diagnostics, reworded for the sandbox. Two cases read badly as the compiler says them:
 // a global the sandbox does not have (`console` gets "add the DOM library"), and a wrong hook result,
-// which `satisfies Mechanism` reports at the hook's name rather than at the `return` that is wrong.
+// which `satisfies Mechanism` reports at the hook's name rather than at the `return` that is wrong,
+// and a state type that is not JSON, which the compiler reports as a constraint pages long.
 // Runs in the sandbox child, with the compiler's program; changes only the message and position.
 import { ts } from "ts-morph";
 import type { HookName } from "../mechanism-api/index.d.ts";
@@ -43,7 +44,91 @@ export function describeDiagnostic(
   const hint = missing === undefined ? undefined : MISSING_GLOBALS.get(missing);
   if (hint !== undefined)
     return { ...base, message: `TS${d.code}: ${missing} is not available in the sandbox: ${hint}` };
-  return (checker && returnError(d, d.file, d.start, checker)) ?? base;
+  if (!checker) return base;
+  return returnError(d, d.file, d.start, checker) ?? stateError(d, d.file, d.start, checker) ?? base;
+}
+
+/** Objects that survive no JSON round trip, by their type's name. */
+const NOT_JSON_OBJECTS = new Set(["Set", "Map", "WeakSet", "WeakMap", "Date", "RegExp", "Promise", "Error"]);
+
+/**
+ * `Mechanism<S>` whose S is not JSON (TS2344 at the type argument): which part of S is not, e.g.
+ * "state type State is not JSON: seen[].inner is a Set".
+ */
+function stateError(
+  d: ts.Diagnostic,
+  sf: ts.SourceFile,
+  start: number,
+  checker: ts.TypeChecker,
+): SandboxError | null {
+  if (d.code !== 2344) return null;
+  let argument: ts.TypeNode | null = null;
+  const visit = (node: ts.Node): void => {
+    if (argument || start < node.getFullStart() || start >= node.getEnd()) return;
+    const parent = node.parent;
+    if (
+      ts.isTypeNode(node) &&
+      node.getStart(sf) === start &&
+      parent &&
+      ts.isTypeReferenceNode(parent) &&
+      parent.typeName.getText(sf) === "Mechanism" &&
+      parent.typeArguments?.[0] === node
+    ) {
+      argument = node;
+      return;
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  if (!argument) return null;
+  const node: ts.TypeNode = argument;
+  const found = notJson(checker.getTypeFromTypeNode(node), checker, "", 0);
+  if (!found) return null;
+  const where = found.path === "" ? "it" : found.path;
+  return {
+    stage: "compile",
+    code: "type-error",
+    message:
+      `TS${d.code}: state type ${node.getText(sf)} is not JSON: ${where} is ${found.what} ` +
+      "(state is stored as JSON: use objects, arrays, strings, numbers, booleans and null, e.g. an array for a set)",
+    ...position(sf, start),
+  };
+}
+
+/** The first part of `type` that is not JSON (depth-first), with its path; null when it all is. */
+function notJson(
+  type: ts.Type,
+  checker: ts.TypeChecker,
+  path: string,
+  depth: number,
+): { path: string; what: string } | null {
+  if (depth > 8) return null;
+  if (type.isUnion()) {
+    for (const member of type.types) {
+      const found = notJson(member, checker, path, depth + 1);
+      if (found) return found;
+    }
+    return null;
+  }
+  if (type.flags & ts.TypeFlags.BigIntLike) return { path, what: "a bigint" };
+  if (type.flags & ts.TypeFlags.ESSymbolLike) return { path, what: "a symbol" };
+  if (!(type.flags & ts.TypeFlags.Object)) return null;
+  if (type.getCallSignatures().length > 0) return { path, what: "a function" };
+  const name = type.getSymbol()?.getName();
+  if (name !== undefined && NOT_JSON_OBJECTS.has(name)) return { path, what: `a ${name}` };
+  if (checker.isArrayType(type) || checker.isTupleType(type)) {
+    for (const element of checker.getTypeArguments(type as ts.TypeReference)) {
+      const found = notJson(element, checker, `${path}[]`, depth + 1);
+      if (found) return found;
+    }
+    return null;
+  }
+  for (const property of type.getProperties()) {
+    const inner = `${path === "" ? "" : `${path}.`}${property.getName()}`;
+    const found = notJson(checker.getTypeOfSymbol(property), checker, inner, depth + 1);
+    if (found) return found;
+  }
+  return null;
 }
 
 export function position(sf: ts.SourceFile, pos: number): Position {

@@ -144,3 +144,30 @@ test("a timeout says which hook and which limit", async () => {
     await quick.close();
   }
 });
+
+test.each([
+  ["Set<string>", "seen is a Set"],
+  ["Map<string, number>", "seen is a Map"],
+  ["{ inner: Date }[]", "seen[].inner is a Date"],
+  ["(() => number) | null", "seen is a function"],
+  ["bigint", "seen is a bigint"],
+])(
+  "a state of type { seen: %s } is not JSON: the message names the part (%s), at the type argument",
+  async (type, part) => {
+    const body =
+      `interface State { seen: ${type} }\n` +
+      `export default {\n  manifest: { name: "s", version: 1, hooks: ["init", "guide"], capabilities: [] },\n` +
+      `  init: () => ({}) as State,\n  guide: () => "x",\n} satisfies Mechanism<State>;\n`;
+    const error = await firstError(body);
+    expect(error).toMatchObject({ stage: "compile", code: "type-error", ...at(body, "State>") });
+    expect(error?.message).toContain(`state type State is not JSON: ${part}`);
+  },
+);
+
+test("a JSON state of arrays, nullable numbers and nested objects passes", async () => {
+  const body =
+    "interface State { seen: string[]; best: { value: number | null; tags: [string, number][] } }\n" +
+    `export default {\n  manifest: { name: "s", version: 1, hooks: ["init", "guide"], capabilities: [] },\n` +
+    `  init: () => ({ seen: [], best: { value: null, tags: [] } }),\n  guide: () => "x",\n} satisfies Mechanism<State>;\n`;
+  expect(await firstError(body)).toBeNull();
+});
