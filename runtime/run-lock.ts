@@ -10,11 +10,26 @@ const LOCK_FILE = "run.lock";
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     // EPERM: it exists but belongs to someone else.
     return (error as NodeJS.ErrnoException).code === "EPERM";
   }
+  return !exited(pid);
+}
+
+/**
+ * A process that has exited but not been reaped (state Z) still answers kill(pid, 0). A killed
+ * run's orphans are reaped by PID 1, which in a container can take seconds: it holds nothing.
+ */
+function exited(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return false; // no /proc (not Linux): trust kill(pid, 0)
+  }
+  const state = stat.slice(stat.lastIndexOf(")") + 2).charAt(0);
+  return state === "Z" || state === "X";
 }
 
 /** The pid of the live process that holds the run folder, or null (no lock, or its process is gone). */

@@ -111,7 +111,8 @@ test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, r
 
   const second = await start(args).done;
   expect(second.stderr).toMatch(/already finished/);
-  expect(second.code).toBe(0);
+  // With its stderr, so that a failure says which run failed and why.
+  expect({ code: second.code, stderr: second.stderr }).toMatchObject({ code: 0 });
   for (const g of ["A", "B", "C", "D", "R"]) expect(second.stdout).toMatch(new RegExp(`^${g} +3 `, "m"));
   expect(second.stdout).toMatch(/vs A: Δ mean/);
 
