@@ -211,18 +211,19 @@ export class BilevelLoop {
     };
   }
 
-  /** The search trials in flight, in start order, as mechanisms see them (ctx.pending). */
+  /** The search trials in flight (not the baselines), in start order. */
+  private searchInFlight() {
+    return this.pool.entries().filter((e) => e.info.kind === "search");
+  }
+
+  /** The search trials in flight as mechanisms see them (ctx.pending). */
   private pendingSearchTrials(): PendingTrial[] {
-    return this.pool
-      .entries()
-      .filter((e) => e.info.kind === "search")
-      .sort((a, b) => a.trialId - b.trialId)
-      .map((e) => ({
-        id: e.trialId,
-        iteration: e.info.iteration,
-        config: e.info.config,
-        changes: e.info.proposal?.changes ?? [],
-      }));
+    return this.searchInFlight().map((e) => ({
+      id: e.trialId,
+      iteration: e.info.iteration,
+      config: e.info.config,
+      changes: e.info.proposal?.changes ?? [],
+    }));
   }
 
   private aborted(): boolean {
@@ -625,10 +626,10 @@ export class BilevelLoop {
         search: this.search,
         history: this.searchTrials().slice(-config.proposer.historyWindow),
         crashLessons: this.crashLessons(),
-        pending: this.pool
-          .entries()
-          .filter((e) => e.info.kind === "search")
-          .map((e) => ({ config: e.info.config, description: e.info.description })),
+        pending: this.searchInFlight().map((e) => ({
+          config: e.info.config,
+          description: e.info.description,
+        })),
         settings: {
           maxChanges: config.proposer.maxChanges,
           maxFilterRejections: config.proposer.maxFilterRejections,

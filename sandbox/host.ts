@@ -15,9 +15,10 @@ import {
 } from "./child-process.ts";
 import { timeoutMessage } from "./fault-messages.ts";
 import { defaultPolicy } from "./policy.ts";
-import { isResponse, MAX_LINE_CHARS, toWireBatch, toWireCall } from "./protocol.ts";
+import { type ChildCallOutcome, isResponse, MAX_LINE_CHARS, toWireBatch, toWireCall } from "./protocol.ts";
 import { compiledMechanismSchema } from "./schemas.ts";
 import type {
+  CapabilityState,
   CompiledMechanism,
   CompileOutcome,
   DryRunTrace,
@@ -253,17 +254,7 @@ export class Sandbox {
       } else if (reply.op !== "call") error = { stage, code: "crashed", message: unexpected(reply) };
       else if (!reply.outcome.ok) error = reply.outcome.error;
       else {
-        const o = reply.outcome;
-        return {
-          ok: true,
-          result: o.result,
-          state: o.state as Json,
-          capabilities: o.capabilities ?? call.capabilities,
-          logs: o.logs,
-          droppedLogLines: o.droppedLogLines,
-          capabilityCalls: o.capabilityCalls,
-          durationMs: performance.now() - t0,
-        };
+        return succeeded(reply.outcome, call.capabilities, performance.now() - t0);
       }
       await this.quarantine(id, error);
       return failed(error);
@@ -336,18 +327,8 @@ export class Sandbox {
       const call = batch.calls[item.index]!;
       const o = item.outcome;
       const durationMs = item.ms + share;
-      if (o.ok) {
-        outcomes.push({
-          ok: true,
-          result: o.result,
-          state: o.state as Json,
-          capabilities: o.capabilities ?? call.capabilities,
-          logs: o.logs,
-          droppedLogLines: o.droppedLogLines,
-          capabilityCalls: o.capabilityCalls,
-          durationMs,
-        });
-      } else {
+      if (o.ok) outcomes.push(succeeded(o, call.capabilities, durationMs));
+      else {
         await this.quarantine(call.mechanismId, o.error);
         outcomes.push({ ok: false, error: o.error, durationMs });
       }
@@ -563,4 +544,22 @@ function unexpected(reply: Reply): string {
   return "op" in reply && reply.op === "invalid"
     ? `the sandbox child refused the request: ${reply.message}`
     : "unexpected reply from the sandbox child";
+}
+
+/** A call that ran to completion, as the caller gets it (the child sends no capabilities when they did not change). */
+function succeeded(
+  o: Extract<ChildCallOutcome, { ok: true }>,
+  capabilities: CapabilityState,
+  durationMs: number,
+): HookOutcome {
+  return {
+    ok: true,
+    result: o.result,
+    state: o.state as Json,
+    capabilities: o.capabilities ?? capabilities,
+    logs: o.logs,
+    droppedLogLines: o.droppedLogLines,
+    capabilityCalls: o.capabilityCalls,
+    durationMs,
+  };
 }
