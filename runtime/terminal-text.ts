@@ -13,7 +13,7 @@ export const ELLIPSIS = "…";
  * separators, and the bidi marks, embeddings, overrides and isolates that can reorder text
  * into a forgery.
  */
-function unsafe(code: number): boolean {
+export function unsafeCharacter(code: number): boolean {
   return (
     (code < 0x20 && code !== 0x09) ||
     (code >= 0x7f && code <= 0x9f) ||
@@ -29,7 +29,7 @@ function unsafe(code: number): boolean {
 
 /** Whether `text` holds anything safeText would show visibly (its length aside). */
 export function hasUnsafeText(text: string): boolean {
-  for (let i = 0; i < text.length; i++) if (unsafe(text.charCodeAt(i))) return true;
+  for (let i = 0; i < text.length; i++) if (unsafeCharacter(text.charCodeAt(i))) return true;
   return false;
 }
 
@@ -63,7 +63,7 @@ export function safeText(text: string, options: SafeTextOptions = {}): string {
   let length = 0;
   let fits = 0; // pieces that fit in max - 1 characters, leaving room for the ellipsis
   for (const ch of text) {
-    const escaped = unsafe(ch.codePointAt(0) ?? 0);
+    const escaped = unsafeCharacter(ch.codePointAt(0) ?? 0);
     const piece = escaped ? visible(ch) : ch;
     const n = escaped ? piece.length : 1;
     // Stop once the text is known to overflow; an escape is never split.

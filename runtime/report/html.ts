@@ -3,21 +3,10 @@
 // reaches the page raw except markup this project writes and the SVG vega renders (which escapes
 // its own text). A Content-Security-Policy with a per-page nonce is the second line of defence.
 import { randomBytes } from "node:crypto";
+import { unsafeCharacter } from "../terminal-text.ts";
 
-/** C0 controls (tab and newline aside), DEL, C1 and the bidi controls that can reorder text into a forgery. */
-function unsafe(code: number): boolean {
-  return (
-    (code < 0x20 && code !== 0x09 && code !== 0x0a) ||
-    (code >= 0x7f && code <= 0x9f) ||
-    code === 0x061c ||
-    code === 0x200e ||
-    code === 0x200f ||
-    code === 0x2028 ||
-    code === 0x2029 ||
-    (code >= 0x202a && code <= 0x202e) ||
-    (code >= 0x2066 && code <= 0x2069)
-  );
-}
+/** What a terminal would act on (runtime/terminal-text.ts), less the newline, which a page may show. */
+const unsafe = (code: number): boolean => code !== 0x0a && unsafeCharacter(code);
 
 /** The text with every unsafe character written visibly as \uXXXX. */
 function visibleControls(text: string): string {
