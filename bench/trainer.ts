@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { defaultConfig } from "../trainer/search-space.ts";
-import { TorchTrainer } from "../trainer/torch-trainer.ts";
+import { cpuFlags, TorchTrainer } from "../trainer/torch-trainer.ts";
 import type { TrialOutcome } from "../trainer/types.ts";
 
 const REFERENCE = `
@@ -115,17 +115,9 @@ function logged(outcome: TrialOutcome): { cpuRate: number; evalBytes: number } {
 
 /** The CPU model and the flags that decide the trainer's CPU path (from /proc/cpuinfo). */
 function cpuDescription(): string {
-  let flags: string[] = [];
-  try {
-    const line = readFileSync("/proc/cpuinfo", "utf8")
-      .split("\n")
-      .find((l) => l.startsWith("flags"));
-    flags = line?.split(":")[1]?.trim().split(/\s+/) ?? [];
-  } catch {
-    // not Linux: the model name alone
-  }
+  const flags = cpuFlags(); // empty where there is no /proc/cpuinfo
   const wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"];
-  const has = wanted.map((f) => `${f}${flags.includes(f) ? "+" : "-"}`).join(" ");
+  const has = wanted.map((f) => `${f}${flags.has(f) ? "+" : "-"}`).join(" ");
   return `${os.cpus()[0]?.model ?? "unknown CPU"} (${has})`;
 }
 

@@ -132,7 +132,8 @@ export function parseResult(value: unknown): { result: TrainerResult } | { error
 }
 
 let cpuFlagsCache: Set<string> | undefined;
-function cpuFlags(): Set<string> {
+/** This CPU's flags from /proc/cpuinfo (empty where there is none). */
+export function cpuFlags(): Set<string> {
   if (cpuFlagsCache) return cpuFlagsCache;
   let flags: string[] = [];
   try {
