@@ -33,6 +33,7 @@ import type {
   TrialKind,
   TrialRow,
 } from "./store.ts";
+import { trialRequest } from "./trainers.ts";
 
 /** What the display shows at the start of an iteration. */
 export interface IterationStatus {
@@ -371,13 +372,7 @@ export class BilevelLoop {
       ? AbortSignal.any([this.d.signal, this.stopTrials.signal])
       : this.stopTrials.signal;
     const request: TrialRequest = {
-      config: info.config,
-      budgetSeconds: run.budgetSeconds,
-      ...(run.maxSteps !== null ? { maxSteps: run.maxSteps } : {}),
-      seed: info.seed,
-      device: run.device,
-      ...(run.dataDir !== null ? { dataDir: run.dataDir } : {}),
-      workDir,
+      ...trialRequest(run, { config: info.config, seed: info.seed, workDir }),
       description: info.description,
       // One progress bar: shown when one trial runs at a time.
       ...(this.pool.size === 1

@@ -140,3 +140,19 @@ function externalTrainer(
     judged: (trial) => git.judged(trial.commit, trial.kept || trial.kind === "baseline"),
   };
 }
+
+/** The trainer request for one trial of a run: what the loop hands the trainer, and what `train --dry-run` shows. */
+export function trialRequest(
+  run: ResolvedRunConfig,
+  trial: Pick<TrialRequest, "config" | "seed" | "workDir">,
+): TrialRequest {
+  return {
+    config: trial.config,
+    budgetSeconds: run.budgetSeconds,
+    ...(run.maxSteps !== null ? { maxSteps: run.maxSteps } : {}),
+    seed: trial.seed,
+    device: run.device,
+    ...(run.dataDir !== null ? { dataDir: run.dataDir } : {}),
+    workDir: trial.workDir,
+  };
+}

@@ -11,6 +11,7 @@ import { findPython } from "../../trainer/python.ts";
 import { trainerEnv, trialArgs } from "../../trainer/torch-trainer.ts";
 import type { Device, TrialRequest } from "../../trainer/types.ts";
 import { ConfigError, resolveRunConfig } from "../config.ts";
+import { trialRequest } from "../trainers.ts";
 
 export interface DryRunInput {
   readonly config: Record<string, ParamValue>;
@@ -92,15 +93,11 @@ export function dryRun(input: DryRunInput): DryRunReport {
     },
     { baseDir: process.cwd(), label: "bilevel train --dry-run" },
   );
-  const request: TrialRequest = {
+  const request = trialRequest(resolved, {
     config: resolved.startConfig,
-    budgetSeconds: resolved.budgetSeconds,
-    ...(resolved.maxSteps !== null ? { maxSteps: resolved.maxSteps } : {}),
     seed: resolved.seed,
-    device: resolved.device,
-    ...(resolved.dataDir !== null ? { dataDir: resolved.dataDir } : {}),
     workDir: input.workDir,
-  };
+  });
   const notes: string[] = [];
   const python = interpreter(resolved.device, notes);
   const command = [python ?? "python3", ...trialArgs(request)];
