@@ -143,6 +143,11 @@ export function parseSurrogateData(text: string, file: string): SurrogateData {
 
 /** Read and check a data file (a missing or unreadable file is a user error too). */
 export function readSurrogateData(file: string): SurrogateData {
+  return readSurrogateFile(file).data;
+}
+
+/** The data file's text and its checked content. */
+export function readSurrogateFile(file: string): { text: string; data: SurrogateData } {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -151,7 +156,7 @@ export function readSurrogateData(file: string): SurrogateData {
       `cannot read surrogate data ${file}: ${(error as NodeJS.ErrnoException).code}`,
     );
   }
-  return parseSurrogateData(text, file);
+  return { text, data: parseSurrogateData(text, file) };
 }
 
 /** The record's config as a name → value map. */

@@ -2,13 +2,13 @@
 // seeded noise of the measured σ. The same (seed, config) always gives the same value, as a rerun
 // of a seeded trial would; another seed gives another draw, which is what the loop's baselines
 // measure σ from.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { outcome } from "../../trainer/torch-trainer.ts";
 import type { Trainer, TrialOutcome, TrialRequest } from "../../trainer/types.ts";
 import { spaceKey } from "../param-scale.ts";
 import { createRng } from "../rng.ts";
-import { parseSurrogateData, SurrogateDataError } from "./data.ts";
+import { readSurrogateFile } from "./data.ts";
 import { loadModel, type SurrogateModel } from "./model.ts";
 
 export interface SurrogateTrainerOptions {
@@ -64,13 +64,6 @@ export class SurrogateTrainer implements Trainer {
 
 /** The surrogate trainer of a recording (fitted once per file content; see loadModel). */
 export function surrogateTrainer(file: string, options: SurrogateTrainerOptions = {}): SurrogateTrainer {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (error) {
-    throw new SurrogateDataError(
-      `cannot read surrogate data ${file}: ${(error as NodeJS.ErrnoException).code}`,
-    );
-  }
-  return new SurrogateTrainer(loadModel(parseSurrogateData(text, file), text), options);
+  const { text, data } = readSurrogateFile(file);
+  return new SurrogateTrainer(loadModel(data, text), options);
 }
