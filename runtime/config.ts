@@ -421,25 +421,29 @@ function describe(errors: readonly ErrorObject[]): string {
     : errors.map((e) => `${e.instancePath}: ${e.message}`).join("\n");
 }
 
-const TRAINER_KINDS = RUN_CONFIG_SCHEMA.properties.trainer.oneOf.map(
-  (branch) => branch.properties.kind.const,
-);
-const validateTrainerKind = new Map<string, ValidateFunction>(
-  RUN_CONFIG_SCHEMA.properties.trainer.oneOf.map((branch) => [
-    branch.properties.kind.const,
-    ajv.lazy(branch),
+/** Sections that are a oneOf over `kind`, each branch's validator by its kind. */
+const KIND_SECTIONS = Object.fromEntries(
+  (["trainer", "executor"] as const).map((section) => [
+    section,
+    new Map<string, ValidateFunction>(
+      RUN_CONFIG_SCHEMA.properties[section].oneOf.map((branch) => [
+        branch.properties.kind.const,
+        ajv.lazy(branch),
+      ]),
+    ),
   ]),
-);
+) as Record<"trainer" | "executor", Map<string, ValidateFunction>>;
 
-/** The errors of a trainer section against the branch its `kind` names. */
-function describeTrainer(trainer: unknown): string[] {
-  const kind = isPlainObject(trainer) ? trainer.kind : undefined;
-  const validate = typeof kind === "string" ? validateTrainerKind.get(kind) : undefined;
-  if (!validate) return [`trainer.kind: must be one of ${JSON.stringify(TRAINER_KINDS)}`];
-  validate(trainer);
+/** The errors of a section with kinds (trainer, executor) against the branch its `kind` names. */
+function describeKinded(section: keyof typeof KIND_SECTIONS, value: unknown): string[] {
+  const branches = KIND_SECTIONS[section];
+  const kind = isPlainObject(value) ? value.kind : undefined;
+  const validate = typeof kind === "string" ? branches.get(kind) : undefined;
+  if (!validate) return [`${section}.kind: must be one of ${JSON.stringify([...branches.keys()])}`];
+  validate(value);
   return (validate.errors ?? []).map((e) => {
-    const inner = describe([{ ...e, instancePath: `/trainer${e.instancePath}` }]);
-    return e.keyword === "required" ? `trainer: ${e.message ?? "is invalid"} (kind ${kind})` : inner;
+    const inner = describe([{ ...e, instancePath: `/${section}${e.instancePath}` }]);
+    return e.keyword === "required" ? `${section}: ${e.message ?? "is invalid"} (kind ${kind})` : inner;
   });
 }
 
@@ -451,11 +455,16 @@ export function mergeRunConfig(partial: unknown, overrides: DeepPartial<RunConfi
   const { $schema: _schema, ...rest } = partial;
   const merged = merge(merge(DEFAULT_RUN_CONFIG, rest), overrides);
   if (!validateRunConfig(merged)) {
-    const errors = [...(validateRunConfig.errors ?? [])];
-    // oneOf over the trainer kinds reports every branch's errors: judge only the branch `kind` names.
-    const trainer = isPlainObject(merged) ? merged.trainer : undefined;
-    const rest = errors.filter((e) => !e.instancePath.startsWith("/trainer"));
-    const lines = errors.length > rest.length ? [...describeTrainer(trainer)] : [];
+    let rest = [...(validateRunConfig.errors ?? [])];
+    const lines: string[] = [];
+    // oneOf over a section's kinds reports every branch's errors: judge only the branch `kind` names.
+    for (const section of ["trainer", "executor"] as const) {
+      const inSection = (e: ErrorObject) =>
+        e.instancePath === `/${section}` || e.instancePath.startsWith(`/${section}/`);
+      if (!rest.some(inSection)) continue;
+      lines.push(...describeKinded(section, isPlainObject(merged) ? merged[section] : undefined));
+      rest = rest.filter((e) => !inSection(e));
+    }
     if (rest.length > 0) lines.push(describe(rest));
     throw new ConfigError(`invalid run config:\n${lines.join("\n")}`);
   }

@@ -91,6 +91,22 @@ test("one sandbox policy: the run's defaults are the sandbox's defaults", () => 
 
 test.each([
   [{ iterations: 0 }, /iterations: must be >= 1/],
+  [{ parallel: 0 }, /parallel: must be >= 1/],
+  [{ parallel: "2" }, /parallel: must be integer/],
+  [{ parallel: 1.5 }, /parallel: must be integer/],
+  [
+    { executor: { kind: "pbs" } },
+    /^invalid run config:\nexecutor\.kind: must be one of \["local","slurm"\]$/,
+  ],
+  [{ executor: "slurm" }, /executor\.kind: must be one of \["local","slurm"\]/],
+  [
+    { executor: { kind: "slurm", partiton: "gpu" } },
+    /^invalid run config:\nexecutor\.partiton: unknown field$/,
+  ],
+  [
+    { executor: { kind: "slurm", partition: "" } },
+    /executor\.partition: must NOT have fewer than 1 characters/,
+  ],
   [{ iterations: "10" }, /iterations: must be integer/],
   [{ acceptance: { mode: "lenient" } }, /acceptance\.mode: must be one of \["noise-aware","strict"\]/],
   [

@@ -2,8 +2,8 @@
 // records; --parallel 2 runs two trials at once, keeps ids in start order and acceptance exact;
 // a run killed with trials in flight resumes with nothing lost or duplicated; the proposer sees
 // the trials in flight. [~1 min]
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { applyChanges } from "../../runtime/changes.ts";
@@ -260,3 +260,17 @@ export default {
   // The offline proposer avoids configs in flight, so no proposal repeats one.
   expect(two.sameConfig).toBe(0);
 }, 180_000);
+
+test.each([["0"], ["abc"], ["1.5"]])(
+  "--parallel %s is a usage error (exit 2) and creates nothing",
+  (value) => {
+    const cwd = mkdtempSync(path.join(tmpdir(), "bilevel-parallel-bad-"));
+    const r = spawnSync(process.execPath, cliArgv("run", "--offline", "--parallel", value), {
+      cwd,
+      encoding: "utf8",
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(`option '--parallel <n>' argument '${value}' is invalid`);
+    expect(readdirSync(cwd)).toEqual([]);
+  },
+);
