@@ -84,7 +84,7 @@ test("an offline run: baselines, Level 1.5 changes, Level 2 activations, mechani
   store.close();
 });
 
-test("a mechanism that fires without touching a kept trial over the window is retired, with the reason", async () => {
+test("a mechanism that acts without touching a kept trial over the window is retired, with the reason", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "bilevel-retire-"));
   await executeRun({
     dir,
@@ -101,7 +101,9 @@ test("a mechanism that fires without touching a kept trial over the window is re
   const retired = store.mechanisms().filter((m) => m.status === "retired");
   expect(retired.length).toBeGreaterThan(0);
   for (const m of retired)
-    expect(m.reason).toMatch(/fired \d+ times in the last 4 iterations without touching a kept trial/);
+    expect(m.reason).toMatch(
+      /acted \d+ times in the last 4 iterations \(suggested, modified, rejected or guided\) without touching a kept trial/,
+    );
   expect(store.events().filter((e) => e.kind === "retired")).toHaveLength(retired.length);
   store.close();
 });

@@ -164,7 +164,7 @@ export class Level2Steward {
     }
   }
 
-  /** Retire mechanisms that fired within the window but touched no kept trial (writes go to `batch`). */
+  /** Retire mechanisms that acted within the window but touched no kept trial (writes go to `batch`). */
   async retire(it: number, trials: readonly TrialRow[], batch: Batch): Promise<void> {
     const window = this.d.config.level2.retireWindow;
     if (window === 0) return;
@@ -181,7 +181,7 @@ export class Level2Steward {
       await this.d.mechanisms.deactivate(
         m.id,
         "retired",
-        `fired ${recent.length} times in the last ${window} iterations without touching a kept trial`,
+        `acted ${recent.length} times in the last ${window} iterations (suggested, modified, rejected or guided) without touching a kept trial`,
         it,
         batch,
       );
