@@ -91,20 +91,39 @@ export interface ParamSpec {
 }
 
 /**
- * One change of one parameter, relative to the incumbent. The value it replaces is the
- * incumbent's: `ctx.incumbent.config[param]`, in `filter` (for the proposal) and in `observe`
- * (for the trial, whose incumbent `ctx.incumbent` still is).
+ * One change of one parameter, relative to the config it applies to: the incumbent when the
+ * change was proposed. Every change the host hands a mechanism ({@link Proposal.changes} in
+ * `filter`, {@link Trial.changes} in `observe` and {@link Context.history},
+ * {@link PendingTrial.changes} in {@link Context.pending}) carries {@link Change.previous}, the
+ * value it replaced, as recorded when it was proposed.
+ *
+ * The changes a mechanism returns ({@link Suggestion.changes}, a `modify` {@link FilterVerdict})
+ * need only `param` and `value`: a `previous` in them is accepted and ignored, since the host
+ * records what a change replaced itself. So `trial.changes` can be handed back as they are.
  */
 export interface Change {
   /** The parameter's name (one of {@link Context.params}). */
   readonly param: string;
   /** Its new value, within the parameter's range, kind and constraints. */
   readonly value: ParamValue;
+  /**
+   * The value the parameter had in the config the change was applied to (the incumbent when it
+   * was proposed), recorded by the host then. In a run with `parallel` > 1 the incumbent may move
+   * while a trial trains, so in `observe` it can differ from `ctx.incumbent.config[param]`.
+   *
+   * Optional in the changes a mechanism returns, where the host ignores it; absent in trials
+   * recorded by a bilevel before this field existed (an older run, resumed): check for
+   * `undefined`. An optional field added to API version 1 ({@link ApiVersion}): no version bump.
+   */
+  readonly previous?: ParamValue;
 }
 
 /** A candidate edit of the incumbent config, as the proposer made it. */
 export interface Proposal {
-  /** At most the run's `proposer.maxChanges` changes (default 3), relative to the incumbent. */
+  /**
+   * At most the run's `proposer.maxChanges` changes (default 3), relative to the incumbent; each
+   * with {@link Change.previous}, the incumbent's value.
+   */
   readonly changes: readonly Change[];
   /** Why the proposer made it (at most 4000 characters). */
   readonly rationale: string;
@@ -129,7 +148,10 @@ export interface Trial {
   readonly iteration: number;
   /** The full config that was trained. */
   readonly config: Config;
-  /** The changes relative to the incumbent at the time. */
+  /**
+   * The changes relative to the incumbent when it was proposed, each with the value it replaced
+   * ({@link Change.previous}; absent in trials recorded before that field existed).
+   */
   readonly changes: readonly Change[];
   /** How it ended; only `ok` trials have a score. */
   readonly status: TrialStatus;
@@ -470,7 +492,7 @@ export interface PendingTrial {
   readonly iteration: number;
   /** The full configuration it trains. */
   readonly config: Config;
-  /** What it changes, against the incumbent of the moment it was proposed. */
+  /** What it changes, against the incumbent of the moment it was proposed ({@link Change.previous}: that incumbent's values). */
   readonly changes: readonly Change[];
 }
 

@@ -48,6 +48,8 @@ export const changeSchema = {
   properties: {
     param: { type: "string", minLength: 1, maxLength: NAME_MAX },
     value: paramValueSchema,
+    // Set by the host on the changes it hands out; accepted and ignored in what a mechanism returns.
+    previous: paramValueSchema,
   },
 } as const;
 

@@ -44,15 +44,31 @@ export function applyChanges(config: Config, changes: readonly Change[]): Config
   return next;
 }
 
-/** Drop changes that set a parameter to the value it already has. */
-export function effectiveChanges(config: Config, changes: readonly Change[]): Change[] {
-  return changes.filter((c) => config[c.param] !== c.value);
+/**
+ * `changes` as the host records them against `base`, the config they apply to: each carries
+ * `previous`, `base`'s value of its parameter (absent when `base` has none). Whatever `previous` a
+ * mechanism or proposer supplied is replaced: only the host says what a change replaced.
+ */
+export function withPrevious(base: Config, changes: readonly Change[]): Change[] {
+  return changes.map(({ param, value }) => {
+    const previous = Object.hasOwn(base, param) ? base[param] : undefined;
+    return previous === undefined ? { param, value } : { param, value, previous };
+  });
 }
 
+/** Drop changes that set a parameter to the value it already has; the rest as {@link withPrevious} records them. */
+export function effectiveChanges(config: Config, changes: readonly Change[]): Change[] {
+  return withPrevious(
+    config,
+    changes.filter((c) => config[c.param] !== c.value),
+  );
+}
+
+/** "PARAM old -> new, …": the old value is the one the change recorded, else `config`'s. */
 export function describeChanges(config: Config, changes: readonly Change[]): string {
   if (changes.length === 0) return "no change";
   return changes
-    .map((c) => `${c.param} ${formatValue(config[c.param])} -> ${formatValue(c.value)}`)
+    .map((c) => `${c.param} ${formatValue(c.previous ?? config[c.param])} -> ${formatValue(c.value)}`)
     .join(", ");
 }
 

@@ -10,7 +10,7 @@ import type { Config, Json, ParamSpec, PendingTrial, Trial } from "../mechanism-
 import type { DryRunTrace, HookContextData } from "../sandbox/types.ts";
 import { checkConstraints } from "../trainer/constraints.ts";
 import type { Trainer, TrainerProgress, TrialOutcome, TrialRequest } from "../trainer/types.ts";
-import { applyChanges, describeChanges } from "./changes.ts";
+import { applyChanges, describeChanges, withPrevious } from "./changes.ts";
 import { configDiff, type ResolvedRunConfig } from "./config.ts";
 import { UserError } from "./errors.ts";
 import { LocalExecutor } from "./executors/local.ts";
@@ -857,7 +857,7 @@ export class BilevelLoop {
       context,
       proposal: last
         ? {
-            changes: last.changes,
+            changes: withPrevious(context.incumbent.config, last.changes),
             rationale: "latest trial",
             source: "offline",
             config: applyChanges(context.incumbent.config, last.changes),

@@ -12,7 +12,7 @@ import type {
   HookOutcome,
   SandboxError,
 } from "../sandbox/types.ts";
-import { applyChanges, checkChanges, defaultConfig } from "./changes.ts";
+import { applyChanges, checkChanges, defaultConfig, withPrevious } from "./changes.ts";
 import type { Scenario, ScenarioStep } from "./mechanism-scenarios.ts";
 import type { SandboxLike } from "./mechanisms.ts";
 
@@ -113,8 +113,10 @@ class Drive {
     return outcome.result.value;
   }
 
+  /** As a run hands it to `filter`: each change with the incumbent's value it replaces. */
   proposal(changes: readonly Change[], source: Proposal["source"], rationale: string): Proposal {
-    return { changes, rationale, source, config: applyChanges(this.incumbent.config, changes) };
+    const base = this.incumbent.config;
+    return { changes: withPrevious(base, changes), rationale, source, config: applyChanges(base, changes) };
   }
 
   /** A suggestion the run would use: valid changes of active parameters (an invalid one is not filtered). */

@@ -1,7 +1,7 @@
 // The built-in synthetic trace for dry runs (`mechanism check`) and the default search space.
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import type { Config, ParamSpec, Trial } from "../mechanism-api/index.d.ts";
+import type { Change, Config, ParamSpec, Trial } from "../mechanism-api/index.d.ts";
 import { paramSpecSchema } from "../mechanism-api/schemas.ts";
 import { fromUnit, toUnit } from "./param-scale.ts";
 import { hashSeed, sfc32 } from "./rng.ts";
@@ -48,15 +48,15 @@ export function syntheticTrace(params: readonly ParamSpec[], seed = 1): DryRunTr
   const random = sfc32(hashSeed(`synthetic-trace|${seed}`));
   const base = defaults(params);
   const numeric = params.filter((p) => p.kind !== "choice");
-  const tweak = (
-    config: Config,
-  ): { config: Config; changes: { param: string; value: number | string }[] } => {
+  const tweak = (config: Config): { config: Config; changes: Change[] } => {
     const spec = numeric[Math.floor(random() * numeric.length)];
     if (!spec) return { config, changes: [] };
     const current = config[spec.name];
     const u = typeof current === "number" ? toUnit(spec, current) : 0.5;
     const value = fromUnit(spec, Math.min(1, Math.max(0, u + (random() < 0.5 ? -0.15 : 0.15))));
-    return { config: { ...config, [spec.name]: value }, changes: [{ param: spec.name, value }] };
+    const change =
+      current === undefined ? { param: spec.name, value } : { param: spec.name, value, previous: current };
+    return { config: { ...config, [spec.name]: value }, changes: [change] };
   };
   const history: Trial[] = [];
   let incumbent = base;

@@ -187,3 +187,25 @@ test.each([
   expect(r.err).toMatch(message);
   expect(r.out).toBe("");
 });
+
+test("the dry run and every scenario hand filter and observe changes with previous, the incumbent's value; a modification's own previous is replaced", async () => {
+  const source = `${HEAD}export default {
+  manifest: { name: "reads-previous", version: 1, hooks: ["filter", "observe"], capabilities: [] },
+  filter(p, ctx) {
+    for (const c of p.changes)
+      if (c.previous === undefined || c.previous !== ctx.incumbent.config[c.param]) throw new Error("filter: " + JSON.stringify(c));
+    if (ctx.iteration % 2 === 1) return { verdict: "accept" };
+    return { verdict: "modify", changes: p.changes.map((c) => ({ ...c, previous: -123 })), reason: "restated" };
+  },
+  observe(trial, ctx) {
+    for (const t of [trial, ...ctx.history])
+      for (const c of t.changes)
+        if (c.previous === undefined || c.previous === -123) throw new Error("observe: " + JSON.stringify(c));
+  },
+} satisfies Mechanism;
+`;
+  const r = await check([write("reads-previous.ts", source)], ["all"]);
+  expect(r.err).toBe("");
+  expect(r.code).toBe(0);
+  expect(r.out.match(/ {2}scenario \S+ +ok {2}\d+ iterations?/g)).toHaveLength(BUILT_IN_SCENARIOS.length);
+}, 60_000);

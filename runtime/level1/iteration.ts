@@ -4,7 +4,7 @@
 import type { Change, Config, HookName, Json, ParamSpec, Proposal } from "../../mechanism-api/index.d.ts";
 import type { HookContextData, HookOutcome, HookResult } from "../../sandbox/types.ts";
 import { checkConstraints } from "../../trainer/constraints.ts";
-import { applyChanges, checkChanges, describeChanges, effectiveChanges } from "../changes.ts";
+import { applyChanges, checkChanges, describeChanges, effectiveChanges, withPrevious } from "../changes.ts";
 import type { ActiveMechanism, FaultReport, HookReport, MechanismManager } from "../mechanisms.ts";
 import type { SearchConfig, TrialRow } from "../store.ts";
 import { chainProposal, type FilterStep, filterStep } from "./filter-chain.ts";
@@ -331,7 +331,8 @@ async function filterChain(
   const base = input.context.incumbent.config;
   const index = rec.proposals.length;
   offered.onRecorded?.(index);
-  let changes: readonly Change[] = offered.changes;
+  // Recorded with the value each change replaces (Change.previous), whoever proposed it.
+  let changes: readonly Change[] = withPrevious(base, offered.changes);
   let rejection: { reason: string; by: string } | null = null;
   const rule = { base, active: input.search.active };
   const first = chainProposal(offered, base, changes);

@@ -91,9 +91,15 @@ function describeParam(p: ParamSpec): string {
   return `- ${p.name}: ${range}, default ${num(p.default)}${rules.length > 0 ? `; ${rules.join("; ")}` : ""}${frozen}`;
 }
 
+/** "PARAM=old→new", or "PARAM=new" for a trial recorded without the value it replaced. */
+function describeChange(c: Change): string {
+  return c.previous === undefined
+    ? `${c.param}=${num(c.value)}`
+    : `${c.param}=${num(c.previous)}→${num(c.value)}`;
+}
+
 function describeTrial(t: ResearchTrial): string {
-  const changes =
-    t.changes.length > 0 ? t.changes.map((c) => `${c.param}=${num(c.value)}`).join(", ") : "no change";
+  const changes = t.changes.length > 0 ? t.changes.map(describeChange).join(", ") : "no change";
   const score = t.valBpb === null ? t.status : t.valBpb.toFixed(4);
   const delta = t.delta === null ? "" : ` (Δ ${t.delta >= 0 ? "+" : ""}${t.delta.toFixed(4)})`;
   return `#${t.iteration} ${changes} -> ${score}${delta} ${t.kept ? "KEPT" : "discarded"}`;

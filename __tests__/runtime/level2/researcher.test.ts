@@ -69,7 +69,7 @@ function row(
 const TRIALS: TrialRow[] = [
   row(0, "baseline", [], 2.43, true),
   row(0, "baseline", [], 2.44, false),
-  row(1, "search", [{ param: "MATRIX_LR", value: 0.05 }], 2.41, true),
+  row(1, "search", [{ param: "MATRIX_LR", value: 0.05, previous: 0.04 }], 2.41, true),
   row(2, "search", [{ param: "WARMUP_RATIO", value: 0.1 }], null, false),
 ];
 
@@ -112,6 +112,8 @@ describe("research trace", () => {
     expect(trace.recent.map((t) => t.iteration)).toEqual([1, 2]);
     expect(trace.paramStats.find((s) => s.param === "WARMUP_RATIO")).toMatchObject({ tried: 1, failed: 1 });
     const text = formatTrace(trace);
+    // A change shows the value it replaced; one recorded without it (an older run) its new value only.
+    expect(text).toContain("#1 MATRIX_LR=0.04→0.05 -> 2.4100");
     expect(text).toContain("#2 WARMUP_RATIO=0.1 -> crashed discarded");
     expect(text).toContain("- MATRIX_LR: float [0.001, 0.2] log, default 0.04");
     expect(text).toContain('- WINDOW_PATTERN: choice of ["L","SL","SSSL"], default SSSL');
