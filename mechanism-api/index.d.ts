@@ -121,8 +121,9 @@ export interface Change {
 /** A candidate edit of the incumbent config, as the proposer made it. */
 export interface Proposal {
   /**
-   * At most the run's `proposer.maxChanges` changes (default 3), relative to the incumbent; each
-   * with {@link Change.previous}, the incumbent's value.
+   * The changes relative to the incumbent, each with {@link Change.previous}, the incumbent's
+   * value. From the proposer (`llm`, `offline`): at most the run's `proposer.maxChanges` (default
+   * 3). A mechanism's suggestion or `modify` is not held to that number.
    */
   readonly changes: readonly Change[];
   /** Why the proposer made it (at most 4000 characters). */
