@@ -308,7 +308,8 @@ async function runSeed(
       startMechanisms: mechanism ? [{ file: mechanism.fileName, source: mechanism.source }] : [],
     });
     await loop.run();
-    onTrace?.(seedEvents(seed, recorded, store.trials()));
+    const names = new Map(store.mechanisms().map((m) => [m.id, m.name]));
+    onTrace?.(seedEvents(seed, recorded, store.trials(), store.ledger(), names));
     return summarise(store, params, seed, latencies);
   } finally {
     for (const m of store.mechanisms()) if (m.status === "active") await sandbox.unload(m.id);

@@ -5,7 +5,7 @@
 import type { Change, HookName, Json, Proposal, Trial } from "../mechanism-api/index.d.ts";
 import type { HookCall, HookContextData, HookOutcome, SandboxError } from "../sandbox/types.ts";
 import type { SandboxLike } from "./mechanisms.ts";
-import type { TrialRow } from "./store.ts";
+import type { LedgerRow, TrialRow } from "./store.ts";
 import { safeText } from "./terminal-text.ts";
 
 export const TRACE_FORMAT = "bilevel-mechanism-trace/1";
@@ -50,6 +50,17 @@ export type TraceEvent =
       /** The state after the call. */
       readonly state?: Json;
       readonly durationMs: number;
+    }
+  | {
+      /** A suggestion or modify the host ignored as invalid, and why (read back from the run's ledger). */
+      readonly type: "ignored";
+      readonly seed: number;
+      readonly iteration: number;
+      readonly hook: "suggest" | "filter";
+      readonly mechanism: string;
+      readonly outcome: "invalid-suggestion" | "invalid-modification";
+      readonly changes: readonly Change[];
+      readonly errors: readonly string[];
     }
   | {
       readonly type: "trial";
@@ -163,11 +174,41 @@ const PHASE: Readonly<Record<HookName | "trial", number>> = {
   observe: 5,
 };
 
-/** One seed's events in the order they happened: the recorded hook calls and the store's trials merged by iteration. */
+const IGNORED: ReadonlySet<string> = new Set(["invalid-suggestion", "invalid-modification"]);
+
+/** The ledger's ignored suggestions and modifications, with the host's reasons. */
+function ignoredEvents(
+  seed: number,
+  ledger: readonly LedgerRow[],
+  names: ReadonlyMap<string, string>,
+): TraceEvent[] {
+  return ledger
+    .filter((l) => IGNORED.has(l.outcome) && (l.hook === "suggest" || l.hook === "filter"))
+    .map((l) => {
+      const detail = (l.detail ?? {}) as { changes?: Change[]; errors?: string[] };
+      return {
+        type: "ignored",
+        seed,
+        iteration: l.iteration,
+        hook: l.hook as "suggest" | "filter",
+        mechanism: names.get(l.mechanismId) ?? l.mechanismId,
+        outcome: l.outcome as "invalid-suggestion" | "invalid-modification",
+        changes: Array.isArray(detail.changes) ? detail.changes : [],
+        errors: Array.isArray(detail.errors) ? detail.errors.map(String) : [],
+      };
+    });
+}
+
+/**
+ * One seed's events in the order they happened: the recorded hook calls, the host's verdicts on
+ * invalid suggestions and modifications (from the ledger) and the store's trials, merged by iteration.
+ */
 export function seedEvents(
   seed: number,
   recorded: readonly TraceEvent[],
   trials: readonly TrialRow[],
+  ledger: readonly LedgerRow[] = [],
+  names: ReadonlyMap<string, string> = new Map(),
 ): TraceEvent[] {
   const trialEvents: TraceEvent[] = trials.map((t) => ({
     type: "trial",
@@ -182,12 +223,12 @@ export function seedEvents(
   }));
   // The baselines train first, then the start mechanism is validated on their trace and initialised.
   const key = (e: TraceEvent): [number, number] => {
-    if (e.type === "hook") return [e.iteration, PHASE[e.hook]];
+    if (e.type === "hook" || e.type === "ignored") return [e.iteration, PHASE[e.hook]];
     if (e.type === "trial") return [e.iteration, e.kind === "baseline" ? -2 : PHASE.trial];
     return [0, -1];
   };
   // A stable sort keeps the calls of one phase (a filter rejected and asked again) in their order.
-  const body = [...recorded, ...trialEvents].sort((a, b) => {
+  const body = [...recorded, ...ignoredEvents(seed, ledger, names), ...trialEvents].sort((a, b) => {
     const [ia, pa] = key(a);
     const [ib, pb] = key(b);
     return ia - ib || pa - pb;
@@ -253,6 +294,12 @@ export function formatEvents(events: readonly TraceEvent[]): string {
     else {
       if (e.iteration !== iteration) out.push(`  iteration ${e.iteration}`);
       iteration = e.iteration;
+      if (e.type === "ignored") {
+        out.push(
+          `    ${e.hook.padEnd(7)} IGNORED (${e.outcome}) ${changesText(e.changes)} from ${e.mechanism}: ${e.errors.join("; ")}`,
+        );
+        continue;
+      }
       if (e.type === "trial") {
         const what = e.kind === "baseline" ? "baseline" : `trial #${e.id}`;
         out.push(

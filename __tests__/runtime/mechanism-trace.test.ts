@@ -169,3 +169,55 @@ export default {
   expect(hooks[2]?.error).toMatchObject({ stage: "observe", code: "thrown", line: 5, column: 36 }); // at `new Error`
   expect(stderr).toMatch(/→ FAULT thrown at 5:36: Error: boom at three/);
 });
+
+test("an invalid suggestion or modify is in the trace and --verbose with the host's reason, and the table counts it as ignored", async () => {
+  const bad = path.join(dir, "out-of-range.ts");
+  writeFileSync(
+    bad,
+    `import type { Mechanism } from "bilevel/mechanism-api";
+export default {
+  manifest: { name: "out-of-range", version: 1, hooks: ["suggest", "filter"], capabilities: [] },
+  suggest: () => ({ changes: [{ param: "DEPTH", value: 9999 }], rationale: "deeper" }),
+  filter: () => ({ verdict: "modify", changes: [{ param: "NOPE", value: 1 }], reason: "unknown" }),
+} satisfies Mechanism;
+`,
+  );
+  const trace = path.join(dir, "ignored.jsonl");
+  let stdout = "";
+  let stderr = "";
+  const io = {
+    stdout: (t: string) => {
+      stdout += t;
+    },
+    stderr: (t: string) => {
+      stderr += t;
+    },
+  };
+  const code = await mechanismTest(bad, { seeds: "1", iterations: "3", trace, verbose: true }, io, {
+    startSandbox: shared,
+  });
+  expect(code).toBe(0);
+  const ignored = readFileSync(trace, "utf8")
+    .trimEnd()
+    .split("\n")
+    .map((l) => JSON.parse(l) as TraceEvent)
+    .filter((e) => e.type === "ignored");
+  const suggestions = ignored.filter((e) => e.outcome === "invalid-suggestion");
+  const modifications = ignored.filter((e) => e.outcome === "invalid-modification");
+  expect(suggestions).toHaveLength(3);
+  expect(modifications).toHaveLength(3);
+  expect(suggestions[0]).toMatchObject({ hook: "suggest", mechanism: "out-of-range", iteration: 1 });
+  expect(suggestions[0]?.changes).toEqual([{ param: "DEPTH", value: 9999 }]);
+  expect(suggestions[0]?.errors.join(" ")).toMatch(/DEPTH/);
+  expect(modifications[0]?.errors.join(" ")).toMatch(/NOPE/);
+  expect(stderr).toMatch(/suggest IGNORED \(invalid-suggestion\) DEPTH=9999 from out-of-range: .*DEPTH/);
+  expect(stderr).toMatch(/filter {2}IGNORED \(invalid-modification\) NOPE=1 from out-of-range: .*NOPE/);
+  // The seed table's "ignored" column: 3 suggestions + 3 modifications; and the pointer to why.
+  const lines = stdout.split("\n");
+  const at = lines.findIndex((l) => l.startsWith("seed "));
+  const [header, row] = [lines[at], lines[at + 1]];
+  const column = header?.split(/\s+/).indexOf("ignored") ?? -1;
+  expect(column).toBeGreaterThan(0);
+  expect(row?.split(/\s+/)[column]).toBe("6");
+  expect(stdout).toMatch(/ignored: 6 suggestion\(s\) or modification\(s\) .* --verbose or --trace FILE/);
+}, 120_000);

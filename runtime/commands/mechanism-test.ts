@@ -352,6 +352,7 @@ const SEED_COLUMNS = [
   "suggested",
   "rejected",
   "modified",
+  "ignored",
   "guided",
   "faults",
 ];
@@ -371,6 +372,7 @@ function seedTable(s: HarnessSummary): string[] {
       String(x.suggested),
       String(x.rejected),
       String(x.modified),
+      String(x.invalidSuggestions + x.invalidModifications),
       String(x.guided),
       String(x.faults.length),
     ]),
@@ -423,6 +425,11 @@ export function formatReport(
     if (x.quarantined)
       out.push(`seed ${x.seed}: the mechanism was quarantined after its fault; the seed ran on without it`);
   }
+  const ignored = s.seeds.reduce((a, x) => a + x.invalidSuggestions + x.invalidModifications, 0);
+  if (ignored > 0)
+    out.push(
+      `ignored: ${ignored} suggestion(s) or modification(s) broke the space's rules (range, step, active parameters, constraints) and were not used; --verbose or --trace FILE shows each with the reason`,
+    );
   const samples = [...new Set(s.seeds.flatMap((x) => x.guideSamples))].slice(0, 3);
   for (const g of samples) out.push(`guide: ${g}`);
   const gap = () => {
