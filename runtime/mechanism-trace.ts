@@ -1,6 +1,6 @@
 // What a mechanism did, call by call, in `mechanism test --verbose` (text) and `--trace FILE` (JSON
 // lines, one event each). The hook events are recorded at the sandbox boundary (recordingSandbox):
-// exactly the context and argument each call was given and exactly what it returned and logged; the
+// a summary of what each call was given and exactly what it returned and logged; the
 // trials come from the seed's store. So the trace is what happened, not a reconstruction.
 import type { Change, HookName, Json, Proposal, Trial } from "../mechanism-api/index.d.ts";
 import type { HookCall, HookContextData, HookOutcome, SandboxError } from "../sandbox/types.ts";

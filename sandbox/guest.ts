@@ -190,7 +190,15 @@ function describe(e) {
   let message = "a value that is not an Error was thrown";
   let line, column;
   try {
-    if ((typeof e === "object" && e !== null) || typeof e === "function") {
+    let isError = false;
+    try { isError = e instanceof ErrorCtor || typeof e.stack === "string"; } catch (_) {}
+    if (((typeof e === "object" && e !== null) || typeof e === "function") && !isError) {
+      // A plain object or a function: show it (its JSON, cut), since it has no name, message or stack.
+      let preview = "(not JSON)";
+      try { const j = stringify(e); if (typeof j === "string") preview = callFn.call(sliceString, j, 0, 200); } catch (_) {}
+      message = "a non-Error value was thrown: " + typeof e + " " + preview +
+        " (throw new Error(...) for a message with the line and column)";
+    } else if (isError) {
       let name = "Error", text = "";
       try { name = StringCtor(e.name); } catch (_) {}
       try { text = StringCtor(e.message); } catch (_) { text = "(unreadable message)"; }

@@ -585,7 +585,8 @@ describe("misbehaving results", () => {
     [2, /undefined/],
     [3, /null/],
     [4, /symbol Symbol\(s\)/],
-    [5, /plain object/],
+    [5, /^a non-Error value was thrown: object \{"message":"plain object"\}/],
+    [6, /^a non-Error value was thrown: object \{"code":42,"why":"x"\} \(throw new Error/],
   ])("throwing a non-Error (iteration %i): thrown", async (iteration, pattern) => {
     const compiled = await sandbox.compile(fixture("throw-non-errors.ts"));
     if (!compiled.ok) throw new Error("did not compile");
