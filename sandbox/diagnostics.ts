@@ -1,5 +1,6 @@
-// TypeScript's diagnostics, reworded for the sandbox. Two cases read badly as the compiler says them:
-// a global the sandbox does not have (`console` gets "add the DOM library"), and a wrong hook result,
+// TypeScript's diagnostics, reworded for the sandbox. Some read badly as the compiler says them:
+// a global the sandbox does not have (`console` gets "add the DOM library"), a capability the manifest
+// does not declare (named after a type the author never wrote), and a wrong hook result,
 // which `satisfies Mechanism` reports at the hook's name rather than at the `return` that is wrong,
 // and a state type that is not JSON, which the compiler reports as a constraint pages long.
 // Runs in the sandbox child, with the compiler's program; changes only the message and position.
@@ -24,6 +25,7 @@ const MISSING_GLOBALS: ReadonlyMap<string, string> = new Map([
 ]);
 
 const CANNOT_FIND_NAME = /^Cannot find name '([^']+)'/;
+const NOT_DECLARED = /CapabilityNotDeclared<"(tabu|bandit|space)">/;
 
 export interface Position {
   readonly line: number;
@@ -44,6 +46,12 @@ export function describeDiagnostic(
   const hint = missing === undefined ? undefined : MISSING_GLOBALS.get(missing);
   if (hint !== undefined)
     return { ...base, message: `TS${d.code}: ${missing} is not available in the sandbox: ${hint}` };
+  const undeclared = NOT_DECLARED.exec(text)?.[1];
+  if (undeclared !== undefined)
+    return {
+      ...base,
+      message: `TS${d.code}: ctx.${undeclared} is used but not declared: add "${undeclared}" to manifest.capabilities (${text})`,
+    };
   if (!checker) return base;
   return returnError(d, d.file, d.start, checker) ?? stateError(d, d.file, d.start, checker) ?? base;
 }

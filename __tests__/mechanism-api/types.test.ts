@@ -29,6 +29,9 @@ describe("Context offers only the capabilities the manifest declares", () => {
     const errs = errors(file({ body: `  guide(ctx) { return String(ctx.bandit.stats("b").length); },` }));
     expect(errs[0]).toMatchObject({ stage: "compile", code: "type-error", line: 4, column: 41 });
     expect(errs[0]?.message).toMatch(/CapabilityNotDeclared<"bandit">/);
+    expect(errs[0]?.message).toMatch(
+      /ctx\.bandit is used but not declared: add "bandit" to manifest\.capabilities/,
+    );
   });
 
   test("a declared one type-checks, and the next file's declaration is its own", () => {
