@@ -45,19 +45,24 @@ const BASELINE = 2.5;
 const THRESHOLD = 0.001;
 const FAILURES: readonly TrialStatus[] = ["oom", "diverged", "crashed", "timeout", "invalid-config"];
 
-/** Valid one-parameter changes of the default config, over `active` parameters: the built-ins' moves. */
-function moves(params: readonly ParamSpec[], active: readonly string[]): Change[] {
+/**
+ * The built-ins' moves: per `active` parameter, its valid one-parameter changes of the default
+ * config, each to a different value and none to the default's. A scenario that moves a parameter
+ * again takes its next value, so no scripted change sets a value the incumbent already has (a run
+ * drops such changes, so a scenario must not hand them to hooks).
+ */
+function movesByParam(params: readonly ParamSpec[], active: readonly string[]): Change[][] {
   const base = defaultConfig(params);
-  const out: Change[] = [];
+  const out: Change[][] = [];
   for (const spec of params) {
     if (!active.includes(spec.name)) continue;
-    for (const value of candidates(spec)) {
-      const change = { param: spec.name, value };
-      if (value !== base[spec.name] && checkChanges([change], params, { active, base }).length === 0) {
-        out.push(change);
-        break;
-      }
-    }
+    const values = candidates(spec).filter(
+      (value, i, all) =>
+        value !== base[spec.name] &&
+        all.indexOf(value) === i &&
+        checkChanges([{ param: spec.name, value }], params, { active, base }).length === 0,
+    );
+    if (values.length > 0) out.push(values.map((value) => ({ param: spec.name, value })));
   }
   return out;
 }
@@ -80,9 +85,11 @@ const step = (changes: readonly Change[], status: TrialStatus, valBpb: number | 
 /** The built-in scenario `name` over `params` (throws a UserError naming the built-ins if unknown). */
 export function builtInScenario(name: string, params: readonly ParamSpec[], historyWindow: number): Scenario {
   const names = params.map((p) => p.name);
-  const all = moves(params, names);
+  const all = movesByParam(params, names);
+  // Parameter i mod n; its next value each time the cycle comes round again.
   const at = (i: number): Change[] => {
-    const move = all[i % Math.max(1, all.length)];
+    const values = all[i % Math.max(1, all.length)];
+    const move = values?.[Math.floor(i / Math.max(1, all.length)) % values.length];
     return move ? [move] : [];
   };
   const base = { name, frozen: [] as string[], baseline: BASELINE, threshold: THRESHOLD };
@@ -101,21 +108,27 @@ export function builtInScenario(name: string, params: readonly ParamSpec[], hist
         steps: [...FAILURES.map((s, i) => step(at(i), s, null)), step(at(FAILURES.length), "ok", 2.49)],
       };
     case "frozen": {
-      const free = all[0]?.param;
+      // The free parameter: one with the most values, so its three moves differ.
+      const values = [...all].sort((a, b) => b.length - a.length)[0] ?? [];
+      const free = values[0]?.param;
       const frozen = names.filter((n) => n !== free);
-      const own = moves(params, free === undefined ? [] : [free]);
+      const own = (i: number): Change[] => {
+        const move = values[i % Math.max(1, values.length)];
+        return move ? [move] : [];
+      };
       return {
         ...base,
         frozen,
         description: `every parameter but ${free ?? "none"} frozen (ctx.params[i].frozen)`,
-        steps: [step(own, "ok", 2.49), step(own, "ok", 2.495), step(own, "diverged", null)],
+        steps: [step(own(0), "ok", 2.49), step(own(1), "ok", 2.495), step(own(2), "diverged", null)],
       };
     }
     case "repeated-proposal":
+      // Not kept, so the incumbent stays and the same change is proposed again, as a proposer may.
       return {
         ...base,
-        description: "the same proposal three times in a row, the config already in ctx.history",
-        steps: [step(at(0), "ok", 2.48), step(at(0), "ok", 2.4805), step(at(0), "ok", 2.4802)],
+        description: "the same proposal three times in a row, not kept, the config already in ctx.history",
+        steps: [step(at(0), "ok", 2.5005), step(at(0), "ok", 2.4995), step(at(0), "ok", 2.5002)],
       };
     case "restart":
       return {

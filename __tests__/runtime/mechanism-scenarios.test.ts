@@ -209,3 +209,22 @@ test("the dry run and every scenario hand filter and observe changes with previo
   expect(r.code).toBe(0);
   expect(r.out.match(/ {2}scenario \S+ +ok {2}\d+ iterations?/g)).toHaveLength(BUILT_IN_SCENARIOS.length);
 }, 60_000);
+
+test("no built-in scenario hands a hook a change to the value the incumbent already has (a run drops those)", async () => {
+  const source = `${HEAD}export default {
+  manifest: { name: "no-op-detector", version: 1, hooks: ["filter", "observe"], capabilities: [] },
+  filter(p, ctx) {
+    for (const c of p.changes)
+      if (c.value === ctx.incumbent.config[c.param] || c.value === c.previous) throw new Error("no-op in filter: " + c.param);
+    return { verdict: "accept" };
+  },
+  observe(trial) {
+    for (const c of trial.changes) if (c.value === c.previous) throw new Error("no-op in observe: " + c.param);
+  },
+} satisfies Mechanism;
+`;
+  const r = await check([write("no-op-detector.ts", source)], ["all"]);
+  expect(r.err).toBe("");
+  expect(r.code).toBe(0);
+  expect(r.out.match(/ {2}scenario \S+ +ok {2}\d+ iterations?/g)).toHaveLength(BUILT_IN_SCENARIOS.length);
+}, 60_000);
