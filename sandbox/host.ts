@@ -376,23 +376,29 @@ export class Sandbox {
       error: SandboxError | null,
       manifest: ValidationReport["manifest"],
       compiled: CompiledMechanism | null,
+      errors?: readonly SandboxError[],
     ): ValidationReport => ({
       ok: error === null,
       manifest,
       stages,
       error,
+      ...(errors ? { errors } : {}),
       compiled,
     });
     const compiled = await this.compile(source, fileName);
     if (!compiled.ok) {
-      const first = compiled.errors[0]!;
+      // In source order, so an author fixes them top-down in one round.
+      const errors = [...compiled.errors].sort(
+        (a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0),
+      );
+      const first = errors[0]!;
       if (first.stage === "lint") {
         stages.push({ stage: "compile", ok: true, durationMs: this.lastCompileSplit.compileMs });
         stages.push({ stage: "lint", ok: false, durationMs: this.lastCompileSplit.lintMs, error: first });
       } else {
         stages.push({ stage: "compile", ok: false, durationMs: compiled.durationMs, error: first });
       }
-      return report(first, null, null);
+      return report(first, null, null, errors);
     }
     const { mechanism } = compiled;
     const lintMs = this.lastCompileSplit.lintMs;

@@ -115,6 +115,23 @@ test.each([
   expect(r.err).toMatch(/rejected at/);
 });
 
+test("every compile error is reported, in source order, each with its position", async () => {
+  const r = await check(
+    file(
+      "two-errors.ts",
+      `import type { Mechanism } from "bilevel/mechanism-api";\nexport default {\n  manifest: { name: "m", version: 1, hooks: ["guide"], capabilities: [] },\n  guide(ctx) {\n    setTimeout(() => {}, 1);\n    const n: number = "x";\n    return String(globalThis) + n;\n  },\n} satisfies Mechanism;\n`,
+    ),
+  );
+  expect(r.code).toBe(1);
+  const lines = r.err.split("\n").filter((l) => l.includes("two-errors.ts:"));
+  expect(lines.map((l) => /two-errors\.ts:(\d+):/.exec(l)?.[1])).toEqual(["5", "6", "7"]);
+  expect(lines[0]).toMatch(/setTimeout is not available in the sandbox/);
+  expect(lines[2]).toMatch(/lint\/forbidden-syntax: globalThis/);
+  expect(r.err).toMatch(/rejected at compile \(type-error; 3 errors\)\n$/);
+  const json = JSON.parse((await check(path.join(dir, "two-errors.ts"), true)).out) as { errors: unknown[] };
+  expect(json.errors).toHaveLength(3);
+});
+
 test("a binary file: exit 1, a compile error, no crash", async () => {
   const bytes = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 2654435761) % 256));
   const r = await check(file("binary.ts", bytes));
@@ -184,6 +201,7 @@ describe("several files in one call", () => {
     const at = (s: string) => all.log.indexOf(s);
     expect(at("many-ok.ts: ok")).toBeLessThan(at("many-bad.ts:1:"));
     expect(at("many-bad.ts:1:")).toBeLessThan(at("many-missing.ts"));
+    expect(all.out).toMatch(/\n3 files: 1 ok, 1 rejected, 1 not checked \(usage errors\)\n$/);
     expect((await checkAll([ok, bad])).code).toBe(1);
     expect((await checkAll([ok, ok])).code).toBe(0);
     expect((await checkAll([missing, ok])).code).toBe(2);

@@ -132,7 +132,14 @@ export async function mechanismCheckFiles(
     if (sandbox === undefined) await box.close();
   }
   if (options.json) printJson(results, files.length > 1, io);
+  else if (results.length > 1) io.stdout(tally(results));
   return Math.max(...results.map((r) => r.exitCode));
+}
+
+/** The closing line of a several-file check: how many passed, were rejected, or could not be checked. */
+function tally(results: readonly FileCheck[]): string {
+  const count = (code: number) => results.filter((r) => r.exitCode === code).length;
+  return `${results.length} files: ${count(0)} ok, ${count(1)} rejected, ${count(2)} not checked (usage errors)\n`;
 }
 
 /** A sandbox for `check`: its child loads the compiler at once (every file it sees is compiled first). */
@@ -211,8 +218,11 @@ function printText(result: FileCheck, io: CheckIo): void {
   }
   const { report } = result;
   if (!report.ok) {
+    const errors = report.errors && report.errors.length > 0 ? report.errors : [report.error!];
+    const more = errors.length > 1 ? `; ${errors.length} errors` : "";
     io.stderr(
-      `${formatError(file, report.error!)}\nrejected at ${report.error!.stage} (${report.error!.code})\n`,
+      `${errors.map((e) => formatError(file, e)).join("\n")}\n` +
+        `rejected at ${report.error!.stage} (${report.error!.code}${more})\n`,
     );
     return;
   }
