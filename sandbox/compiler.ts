@@ -148,6 +148,16 @@ export function sourceMapFor(source: string): { js: string; map: string } {
 
 type Extracted = { manifest: Manifest } | { errors: SandboxError[]; newerApi?: true };
 
+/** The manifest's `name` property (for a position), or the manifest itself. */
+function manifestProperty(manifest: ts.Expression, name: string): ts.Node {
+  if (!ts.isObjectLiteralExpression(manifest)) return manifest;
+  const prop = manifest.properties.find(
+    (p) =>
+      p.name !== undefined && (ts.isIdentifier(p.name) || ts.isStringLiteral(p.name)) && p.name.text === name,
+  );
+  return prop ?? manifest;
+}
+
 function lintError(
   sf: ts.SourceFile,
   node: ts.Node,
@@ -228,7 +238,10 @@ function extractManifest(sf: ts.SourceFile, checker: ts.TypeChecker): Extracted 
   if ("error" in value) return { errors: [lintError(sf, value.node, "invalid-manifest", value.error)] };
   const newer = newerApiVersion(value.value);
   if (newer !== null)
-    return { errors: [lintError(sf, manifestNode, "invalid-manifest", newer)], newerApi: true };
+    return {
+      errors: [lintError(sf, manifestProperty(manifestNode, "apiVersion"), "invalid-manifest", newer)],
+      newerApi: true,
+    };
   if (!isManifest(value.value)) {
     return { errors: [lintError(sf, manifestNode, "invalid-manifest", `manifest: ${isManifest.explain()}`)] };
   }

@@ -120,11 +120,16 @@ describe("apiVersion", () => {
 
   test("a newer version is refused with a clear error at the manifest, and only that", () => {
     // Written for another contract, its type errors here would mislead: ctx.tabu is not declared.
-    const errs = errors(
-      file({ extra: ", apiVersion: 2", body: `  guide(ctx) { return String(ctx.tabu.size("x")); },` }),
-    );
+    const source = file({
+      extra: ", apiVersion: 2",
+      body: `  guide(ctx) { return String(ctx.tabu.size("x")); },`,
+    });
+    const errs = errors(source);
     expect(errs).toHaveLength(1);
-    expect(errs[0]).toMatchObject({ stage: "lint", code: "invalid-manifest", line: 3 });
+    // At the apiVersion property itself.
+    const column = (source.split("\n")[2] ?? "").indexOf("apiVersion") + 1;
+    expect(column).toBeGreaterThan(1);
+    expect(errs[0]).toMatchObject({ stage: "lint", code: "invalid-manifest", line: 3, column });
     expect(errs[0]?.message).toMatch(/mechanism API version 2, but this runtime has version 1/);
   });
 });
