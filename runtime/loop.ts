@@ -596,7 +596,11 @@ export class BilevelLoop {
         );
         continue;
       }
-      const reason = `failed validation on the live trace: ${report.error ? describe(report.error) : "unknown error"}`;
+      const stand =
+        this.searchTrials().length === 0
+          ? " (no search trial yet: a synthetic proposal and trial stand in)"
+          : "";
+      const reason = `failed validation on the live trace${stand}: ${report.error ? describe(report.error) : "unknown error"}`;
       store.transaction(() => {
         const id = `m${store.mechanisms().length + 1}-${name}`;
         const row = mechanismRow(id, { name, origin: "file", source: m.source, report }, 0);
@@ -863,7 +867,8 @@ export class BilevelLoop {
             config: applyChanges(context.incumbent.config, last.changes),
           }
         : fallback.proposal,
-      trial: last ? toApiTrial(last) : fallback.trial,
+      // Before any search trial, a synthetic trial stands in, dated this iteration as observe's would be.
+      trial: last ? toApiTrial(last) : { ...fallback.trial, iteration: it },
     };
   }
 }

@@ -130,7 +130,9 @@ test("a start mechanism that passes check but throws on the live trace is quaran
   expect(summary.report.status).toBe("finished");
   const m = summary.report.mechanisms.find((r) => r.name === "needs-history");
   expect(m?.status).toBe("quarantined");
-  expect(m?.reason).toMatch(/failed validation on the live trace: .*expected some history/);
+  expect(m?.reason).toMatch(
+    /failed validation on the live trace \(no search trial yet: a synthetic proposal and trial stand in\): .*expected some history/,
+  );
   // Its source is in the store: a resume does not need the file any more.
   rmSync(file);
   const more = { ...config, iterations: 4 };
@@ -143,6 +145,22 @@ test("a start mechanism that passes check but throws on the live trace is quaran
   });
   expect(resumed.report.iterationsDone).toBe(4);
 });
+
+test("validation before any search trial hands observe a stand-in trial dated no later than ctx.iteration", async () => {
+  const dir = tmp();
+  const file = mechanismFile(
+    dir,
+    "no-future",
+    `observe(trial, ctx) {
+    if (trial.iteration > ctx.iteration) throw new Error("trial " + trial.iteration + " after iteration " + ctx.iteration);
+  },`,
+    ["observe"],
+  );
+  const config = testConfig({ ...SYNTHETIC, iterations: 2, mechanisms: [file] });
+  const summary = await executeRun({ dir: path.join(dir, "run"), config, offline: true, observer: {} });
+  const m = summary.report.mechanisms.find((r) => r.name === "no-future");
+  expect([m?.status, m?.reason ?? null]).toEqual(["active", null]);
+}, 60_000);
 
 test("mechanism test runs the run's own loop: a user's run with the same settings makes the same trials", async () => {
   const params = testConfig({}).searchSpace;
