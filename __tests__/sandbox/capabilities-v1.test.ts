@@ -95,7 +95,7 @@ describe("tabu", () => {
       ["DEPTH", "unit"],
     ]);
     expect(m?.reason).toMatch(
-      /^near the entry added at iteration 4 \(tabu until iteration 14\): LR 0\.0101 vs 0\.0102 \(ratio 1\.01 ≤ 1\.05\), DEPTH 6 vs 6/,
+      /^near the entry added at iteration 4 \(tabu through iteration 13\): LR 0\.0101 vs 0\.0102 \(ratio 1\.01 ≤ 1\.05\), DEPTH 6 vs 6/,
     );
     expect(tabuMatch(lists, params, 5, "t", { WD: 0.2 })).toBeNull();
     expect(tabuMatch(lists, params, 5, "none", { LR: 0.01 })).toBeNull();

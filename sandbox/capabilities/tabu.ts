@@ -154,7 +154,7 @@ function reasonOf(entry: Entry, shared: readonly TabuNearParam[]): string {
   });
   const more = shared.length > REASON_PARAMS ? `, and ${shared.length - REASON_PARAMS} more` : "";
   const when = entry.added === undefined ? "" : ` added at iteration ${entry.added}`;
-  return `near the entry${when} (tabu until iteration ${entry.expires}): ${parts.join(", ")}${more}`;
+  return `near the entry${when} (tabu through iteration ${entry.expires - 1}): ${parts.join(", ")}${more}`;
 }
 
 /** The most recently added live entry that `config` matches, with the comparison; null if none. */
