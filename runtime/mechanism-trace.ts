@@ -238,8 +238,12 @@ export function seedEvents(
 
 const score = (x: number | null): string => (x === null ? "-" : x.toFixed(4));
 
-function changesText(changes: readonly Change[]): string {
-  return changes.length === 0 ? "(no changes)" : changes.map((c) => `${c.param}=${c.value}`).join(" ");
+/** `PARAM=value`, and `(from previous)` for changes the host handed over (what a mechanism returns has no previous). */
+function changesText(changes: readonly Change[], handed = false): string {
+  if (changes.length === 0) return "(no changes)";
+  return changes
+    .map((c) => `${c.param}=${c.value}${handed && c.previous !== undefined ? ` (from ${c.previous})` : ""}`)
+    .join(" ");
 }
 
 function inputText(input: HookInput): string {
@@ -250,7 +254,7 @@ function inputText(input: HookInput): string {
   ];
   if (input.frozen.length > 0) parts.push(`frozen ${input.frozen.join(",")}`);
   if (input.proposal)
-    parts.push(`proposal ${changesText(input.proposal.changes)} (${input.proposal.source})`);
+    parts.push(`proposal ${changesText(input.proposal.changes, true)} (${input.proposal.source})`);
   if (input.trial) {
     const t = input.trial;
     parts.push(`trial #${t.id} ${t.status} ${score(t.valBpb)}${t.kept ? " kept" : ""}`);
@@ -303,7 +307,7 @@ export function formatEvents(events: readonly TraceEvent[]): string {
       if (e.type === "trial") {
         const what = e.kind === "baseline" ? "baseline" : `trial #${e.id}`;
         out.push(
-          `    ${what}: ${changesText(e.changes)} → ${e.status} ${score(e.valBpb)}${e.kept ? " kept" : ""}`,
+          `    ${what}: ${changesText(e.changes, true)} → ${e.status} ${score(e.valBpb)}${e.kept ? " kept" : ""}`,
         );
         continue;
       }

@@ -120,6 +120,9 @@ test("--trace: every call and trial as JSON lines, agreeing with the summary; --
   expect(r.stderr).toMatch(/log: asked 2 about \d+ changes/);
   expect(r.stderr).toMatch(/→ reject: every other one/);
   expect(r.stderr).toMatch(/trial #\d+: .* → ok \d\.\d{4}/);
+  // Changes handed to hooks and trials show what they replaced.
+  expect(r.stderr).toMatch(/trial #\d+: [A-Z_]+=\S+ \(from \S+\)/);
+  expect(r.stderr).toMatch(/proposal [A-Z_]+=\S+ \(from \S+\)/);
 }, 120_000);
 
 test("--trace to a path that cannot be written is a usage error before anything runs", async () => {
