@@ -41,7 +41,9 @@ function serve(req: http.IncomingMessage, res: http.ServerResponse): void {
   res.writeHead(200, { "content-length": body.length });
   if (req.url === "/a.jsonl" && cutFirst) {
     cutFirst = false; // the first transfer breaks halfway
-    res.write(body.subarray(0, body.length >> 1), () => res.socket?.destroy());
+    // The break comes a while after the half is written, so that the client has read it even on a
+    // loaded machine (destroyed at once, the client may have received nothing to resume from).
+    res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.socket?.destroy(), 500));
     return;
   }
   res.end(body);
