@@ -245,6 +245,34 @@ def _rotate(
     torch.mul(x2, c, out=o2).addcmul_(x1, s, value=-sign)
 
 
+class _Attention(torch.autograd.Function):
+    """softmax(q k^T scale + bias) v over (b*h, t, hd), with a hand-written backward: the
+    scale rides in the BLAS alpha of the q and k gradient matmuls (autograd's baddbmm
+    backward multiplies both by it in two more passes). float32 CPU path (no autocast:
+    its backward would see mixed dtypes)."""
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
+        p = torch.softmax(torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale), -1)
+        ctx.save_for_backward(q, k, v, p)
+        ctx.scale = scale
+        return torch.bmm(p, v)
+
+    @staticmethod
+    def backward(ctx: Any, gy: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None]:  # type: ignore[override]
+        q, k, v, p = ctx.saved_tensors
+        gv = torch.bmm(p.transpose(1, 2), gy)
+        ga = torch._softmax_backward_data(
+            torch.bmm(gy, v.transpose(1, 2)), p, -1, p.dtype
+        )
+        # beta 0: the uninitialised buffers are only written (BLAS does not read C then).
+        gq = torch.empty_like(q).baddbmm_(ga, k, beta=0.0, alpha=ctx.scale)
+        gk = torch.empty_like(k).baddbmm_(
+            ga.transpose(1, 2), q, beta=0.0, alpha=ctx.scale
+        )
+        return gq, gk, gv, None, None
+
+
 class Attention(nn.Module):
     def __init__(
         self, cfg: GPTConfig, window: int, fused: bool, device: Optional[torch.device]
@@ -307,10 +335,12 @@ class Attention(nn.Module):
         """Hand-written attention over (b*h, t, hd) inputs (torch 1.13 has no SDPA): scale
         and mask fused into one baddbmm. Returns (b, t, d)."""
         bh, t, hd = q.shape
-        att = torch.baddbmm(
-            self.bias(t, q.device, q.dtype), q, k.transpose(1, 2), alpha=hd**-0.5
-        )
-        y = torch.bmm(torch.softmax(att, dim=-1).to(v.dtype), v)
+        bias = self.bias(t, q.device, q.dtype)
+        if not self.fused and not torch.is_autocast_cpu_enabled():
+            y: torch.Tensor = _Attention.apply(q, k, v, bias, hd**-0.5)
+        else:
+            att = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=hd**-0.5)
+            y = torch.bmm(torch.softmax(att, dim=-1).to(v.dtype), v)
         return y.view(b, bh // b, t, hd).transpose(1, 2).reshape(b, t, bh // b * hd)
 
 
