@@ -60,8 +60,9 @@ class Muon(torch.optim.Optimizer):
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
         for group in self.param_groups:
             lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
-            # Per block shape, each weight's blocks side by side: a weight's update is then
-            # a view of the orthogonalised stack (no cat, no per-block bookkeeping).
+            # Per block shape (wide orientation: a tall block goes in transposed, as
+            # orthogonalize would turn it anyway), each weight's blocks side by side: one
+            # batched Newton-Schulz per shape, and a weight's update a view of the stack.
             by_shape: Dict[
                 Tuple[int, int], List[Tuple[torch.Tensor, torch.Tensor]]
             ] = {}
@@ -76,23 +77,27 @@ class Muon(torch.optim.Optimizer):
                 # The gradient is not read after the step: Nesterov's blend goes in place.
                 nesterov = p.grad.lerp_(buf, mom)
                 blocks = getattr(p, "muon_blocks", 1)
-                shape = (p.shape[0] // blocks, p.shape[1])
-                by_shape.setdefault(shape, []).append(
-                    (p, nesterov.reshape(blocks, *shape))
-                )
-            for (rows, cols), items in by_shape.items():
+                n = nesterov.reshape(blocks, p.shape[0] // blocks, p.shape[1])
+                if n.shape[1] > n.shape[2]:
+                    n = n.transpose(1, 2)
+                by_shape.setdefault((n.shape[1], n.shape[2]), []).append((p, n))
+            for items in by_shape.values():
                 stack = (
                     items[0][1] if len(items) == 1 else torch.cat([n for _, n in items])
                 )
                 ortho = orthogonalize(stack, dtype=self.ns_dtype)
-                scale = max(1.0, rows / cols) ** 0.5
                 start = 0
                 for p, n in items:
-                    update = ortho[start : start + n.shape[0]].view(p.shape)
+                    update = ortho[start : start + n.shape[0]]
                     start += n.shape[0]
+                    blocks = n.shape[0]
+                    rows = p.shape[0] // blocks
+                    if rows != n.shape[1]:  # a tall block: back to its own orientation
+                        update = update.transpose(1, 2)
+                    scale = max(1.0, rows / p.shape[1]) ** 0.5
                     if wd:
                         p.mul_(1 - lr * wd)
-                    p.add_(update, alpha=-lr * scale)
+                    p.view(blocks, rows, p.shape[1]).add_(update, alpha=-lr * scale)
 
 
 def build(
