@@ -245,31 +245,67 @@ def _rotate(
     torch.mul(x2, c, out=o2).addcmul_(x1, s, value=-sign)
 
 
+def _product(
+    out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0
+) -> torch.Tensor:
+    """out = alpha a b (matrices or batches of them), out's old values never read: BLAS
+    ignores C when beta is 0, so out may be uninitialised or a strided view (no zero fill,
+    no copy). ATen's naive kernel for products under 400 multiply-adds would read it."""
+    if a.shape[-2] * a.shape[-1] * b.shape[-1] < 400:
+        out.zero_()
+    if out.dim() == 2:
+        return out.addmm_(a, b, beta=0.0, alpha=alpha)
+    return out.baddbmm_(a, b, beta=0.0, alpha=alpha)
+
+
 class _Attention(torch.autograd.Function):
-    """softmax(q k^T scale + bias) v over (b*h, t, hd), with a hand-written backward: the
-    scale rides in the BLAS alpha of the q and k gradient matmuls (autograd's baddbmm
-    backward multiplies both by it in two more passes). float32 CPU path (no autocast:
-    its backward would see mixed dtypes)."""
+    """softmax(q k^T scale + bias) v over (b*h, t, hd), bias causal (0 or -inf), with a
+    hand-written backward. Causality: for the first s = t // 2 queries the keys from s on
+    are masked, so that block of the probabilities is exactly 0 and its products are
+    skipped (a quarter of every attention matmul). The scale rides in the BLAS alpha of
+    the q and k gradient matmuls (autograd's baddbmm backward would multiply both by it
+    in two more passes). float32 CPU path (no autocast: its backward would see mixed
+    dtypes)."""
 
     @staticmethod
     def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
-        p = torch.softmax(torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale), -1)
+        bh, t, hd = q.shape
+        s = t // 2
+        kt = k.transpose(1, 2)
+        att = torch.empty(bh, t, t, dtype=q.dtype, device=q.device)
+        att[:, :s, s:] = float("-inf")
+        # bias + scale q k^T, as baddbmm(bias, q, k^T) computes it (bias copied, beta 1).
+        att[:, :s, :s].copy_(bias[:, :s, :s]).baddbmm_(
+            q[:, :s], kt[..., :s], alpha=scale
+        )
+        att[:, s:].copy_(bias[:, s:]).baddbmm_(q[:, s:], kt, alpha=scale)
+        p = torch.softmax(att, -1)
+        y = torch.empty_like(q)
+        _product(y[:, :s], p[:, :s, :s], v[:, :s])
+        _product(y[:, s:], p[:, s:], v)
         ctx.save_for_backward(q, k, v, p)
         ctx.scale = scale
-        return torch.bmm(p, v)
+        return y
 
     @staticmethod
     def backward(ctx: Any, gy: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None]:  # type: ignore[override]
         q, k, v, p = ctx.saved_tensors
-        gv = torch.bmm(p.transpose(1, 2), gy)
-        ga = torch._softmax_backward_data(
-            torch.bmm(gy, v.transpose(1, 2)), p, -1, p.dtype
-        )
-        # beta 0: the uninitialised buffers are only written (BLAS does not read C then).
-        gq = torch.empty_like(q).baddbmm_(ga, k, beta=0.0, alpha=ctx.scale)
-        gk = torch.empty_like(k).baddbmm_(
-            ga.transpose(1, 2), q, beta=0.0, alpha=ctx.scale
-        )
+        s, c = q.shape[1] // 2, ctx.scale
+        pt, vt = p.transpose(1, 2), v.transpose(1, 2)
+        gv = torch.empty_like(v)
+        _product(gv[:, :s], pt[:, :s], gy)
+        _product(gv[:, s:], pt[:, s:, s:], gy[:, s:])
+        gp = torch.empty_like(p)
+        gp[:, :s, s:] = 0.0  # where p is 0: any finite value gives a zero gradient
+        _product(gp[:, :s, :s], gy[:, :s], vt[..., :s])
+        _product(gp[:, s:], gy[:, s:], vt)
+        ga = torch._softmax_backward_data(gp, p, -1, p.dtype)
+        gat = ga.transpose(1, 2)
+        gq, gk = torch.empty_like(q), torch.empty_like(k)
+        _product(gq[:, :s], ga[:, :s, :s], k[:, :s], c)
+        _product(gq[:, s:], ga[:, s:], k, c)
+        _product(gk[:, :s], gat[:, :s], q, c)
+        _product(gk[:, s:], gat[:, s:, s:], q[:, s:], c)
         return gq, gk, gv, None, None
 
 
@@ -363,9 +399,8 @@ class _MLP(torch.autograd.Function):
         x, w_fc, w_proj, r, a = ctx.saved_tensors
         g_proj = torch.mm(g.t(), a)
         gr = torch.mm(g, w_proj).mul_(r)  # half the gradient at the first product
-        # beta 0: the uninitialised buffers are only written (BLAS does not read C then).
-        g_fc = torch.empty_like(w_fc).addmm_(gr.t(), x, beta=0.0, alpha=2.0)
-        gx = torch.empty_like(x).addmm_(gr, w_fc, beta=0.0, alpha=2.0)
+        g_fc = _product(torch.empty_like(w_fc), gr.t(), x, 2.0)
+        gx = _product(torch.empty_like(x), gr, w_fc, 2.0)
         return gx, g_fc, g_proj
 
 
