@@ -245,70 +245,6 @@ def _rotate(
     torch.mul(x2, c, out=o2).addcmul_(x1, s, value=-sign)
 
 
-def _product(
-    out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0
-) -> torch.Tensor:
-    """out = alpha a b (matrices or batches of them), out's old values never read: BLAS
-    ignores C when beta is 0, so out may be uninitialised or a strided view (no zero fill,
-    no copy). ATen's naive kernel for products under 400 multiply-adds would read it."""
-    if a.shape[-2] * a.shape[-1] * b.shape[-1] < 400:
-        out.zero_()
-    if out.dim() == 2:
-        return out.addmm_(a, b, beta=0.0, alpha=alpha)
-    return out.baddbmm_(a, b, beta=0.0, alpha=alpha)
-
-
-class _Attention(torch.autograd.Function):
-    """softmax(q k^T scale + bias) v over (b*h, t, hd), bias causal (0 or -inf), with a
-    hand-written backward. Causality: for the first s = t // 2 queries the keys from s on
-    are masked, so that block of the probabilities is exactly 0 and its products are
-    skipped (a quarter of every attention matmul). The scale rides in the BLAS alpha of
-    the q and k gradient matmuls (autograd's baddbmm backward would multiply both by it
-    in two more passes). float32 CPU path (no autocast: its backward would see mixed
-    dtypes)."""
-
-    @staticmethod
-    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
-        bh, t, hd = q.shape
-        s = t // 2
-        kt = k.transpose(1, 2)
-        att = torch.empty(bh, t, t, dtype=q.dtype, device=q.device)
-        att[:, :s, s:] = float("-inf")
-        # bias + scale q k^T, as baddbmm(bias, q, k^T) computes it (bias copied, beta 1).
-        att[:, :s, :s].copy_(bias[:, :s, :s]).baddbmm_(
-            q[:, :s], kt[..., :s], alpha=scale
-        )
-        att[:, s:].copy_(bias[:, s:]).baddbmm_(q[:, s:], kt, alpha=scale)
-        p = torch.softmax(att, -1)
-        y = torch.empty_like(q)
-        _product(y[:, :s], p[:, :s, :s], v[:, :s])
-        _product(y[:, s:], p[:, s:], v)
-        ctx.save_for_backward(q, k, v, p)
-        ctx.scale = scale
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, gy: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None]:  # type: ignore[override]
-        q, k, v, p = ctx.saved_tensors
-        s, c = q.shape[1] // 2, ctx.scale
-        pt, vt = p.transpose(1, 2), v.transpose(1, 2)
-        gv = torch.empty_like(v)
-        _product(gv[:, :s], pt[:, :s], gy)
-        _product(gv[:, s:], pt[:, s:, s:], gy[:, s:])
-        gp = torch.empty_like(p)
-        gp[:, :s, s:] = 0.0  # where p is 0: any finite value gives a zero gradient
-        _product(gp[:, :s, :s], gy[:, :s], vt[..., :s])
-        _product(gp[:, s:], gy[:, s:], vt)
-        ga = torch._softmax_backward_data(gp, p, -1, p.dtype)
-        gat = ga.transpose(1, 2)
-        gq, gk = torch.empty_like(q), torch.empty_like(k)
-        _product(gq[:, :s], ga[:, :s, :s], k[:, :s], c)
-        _product(gq[:, s:], ga[:, s:], k, c)
-        _product(gk[:, :s], gat[:, :s], q, c)
-        _product(gk[:, s:], gat[:, s:, s:], q[:, s:], c)
-        return gq, gk, gv, None, None
-
-
 class Attention(nn.Module):
     def __init__(
         self, cfg: GPTConfig, window: int, fused: bool, device: Optional[torch.device]
@@ -371,13 +307,22 @@ class Attention(nn.Module):
         """Hand-written attention over (b*h, t, hd) inputs (torch 1.13 has no SDPA): scale
         and mask fused into one baddbmm. Returns (b, t, d)."""
         bh, t, hd = q.shape
-        bias = self.bias(t, q.device, q.dtype)
-        if not self.fused and not torch.is_autocast_cpu_enabled():
-            y: torch.Tensor = _Attention.apply(q, k, v, bias, hd**-0.5)
-        else:
-            att = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=hd**-0.5)
-            y = torch.bmm(torch.softmax(att, dim=-1).to(v.dtype), v)
+        att = torch.baddbmm(
+            self.bias(t, q.device, q.dtype), q, k.transpose(1, 2), alpha=hd**-0.5
+        )
+        y = torch.bmm(torch.softmax(att, dim=-1).to(v.dtype), v)
         return y.view(b, bh // b, t, hd).transpose(1, 2).reshape(b, t, bh // b * hd)
+
+
+def _product(
+    out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """out = alpha a b for matrices, out's old values never read: BLAS ignores C when beta
+    is 0, so out may be uninitialised (no zero fill). ATen's naive kernel for products
+    under 400 multiply-adds would read it."""
+    if a.shape[0] * a.shape[1] * b.shape[1] < 400:
+        out.zero_()
+    return out.addmm_(a, b, beta=0.0, alpha=alpha)
 
 
 class _MLP(torch.autograd.Function):
