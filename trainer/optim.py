@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 
@@ -14,22 +14,48 @@ def orthogonalize(
     g: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Approximately U V^T for each matrix of g = U S V^T (batched over leading dims)."""
-    a, b, c = NS_COEFFS
     x = g.to(dtype)
     tall = x.shape[-2] > x.shape[-1]
     if tall:
         x = x.transpose(-2, -1)
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
-    # x <- a x + (b m + c m^2) x, m = x x^T: two baddbmm calls instead of matmuls plus
-    # three elementwise passes (BLAS applies the scalars; the same values up to rounding).
     x = x.reshape(-1, x.shape[-2], x.shape[-1])
-    for _ in range(steps):
-        m = torch.bmm(x, x.transpose(1, 2))
-        x = torch.baddbmm(x, torch.baddbmm(m, m, m, beta=b, alpha=c), x, beta=a)
+    # In float32 or wider, a matrix at least twice as wide as tall takes the Gram form
+    # (fewer FLOPs: ~8 instead of ~12 ms per step for the default CPU model's MLP
+    # matrices); bf16 keeps the direct form, the Gram form's products drift there.
+    gram = x.shape[2] >= 2 * x.shape[1] and x.dtype in (torch.float32, torch.float64)
+    x = (newton_schulz_gram if gram else newton_schulz)(x, steps)
     x = x.view(g.shape[:-2] + x.shape[-2:])
     if tall:
         x = x.transpose(-2, -1)
     return x.to(g.dtype)
+
+
+def newton_schulz(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """The quintic iteration on a batch of wide matrices: x <- a x + (b m + c m^2) x with
+    m = x x^T, as two baddbmm calls (BLAS applies the scalars)."""
+    a, b, c = NS_COEFFS
+    for _ in range(steps):
+        m = torch.bmm(x, x.transpose(1, 2))
+        x = torch.baddbmm(x, torch.baddbmm(m, m, m, beta=b, alpha=c), x, beta=a)
+    return x
+
+
+def newton_schulz_gram(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """newton_schulz in exact arithmetic, on the small Gram matrices: every iterate is
+    q x0 with q a polynomial in m0 = x0 x0^T, so with p = a + b m + c m^2 (symmetric,
+    commuting with m): q <- p q and m <- p m p, and x = q x0 once at the end. Per
+    iteration four r x r products instead of two r x r x c and one r x r x r."""
+    a, b, c = NS_COEFFS
+    m = torch.bmm(x, x.transpose(1, 2))
+    q: Optional[torch.Tensor] = None
+    for i in range(steps):
+        p = torch.baddbmm(m, m, m, beta=b, alpha=c)
+        p.diagonal(dim1=1, dim2=2).add_(a)
+        q = p if q is None else torch.bmm(p, q)
+        if i < steps - 1:
+            m = torch.bmm(p, torch.bmm(m, p))
+    return x if q is None else torch.bmm(q, x)
 
 
 class Muon(torch.optim.Optimizer):
