@@ -137,7 +137,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class ReluSquared(torch.autograd.Function):
-    """relu(x)^2 with a hand-written backward: fewer passes over the MLP's widest tensor."""
+    """relu(x)^2 with a hand-written backward: fewer passes over the MLP's widest tensor
+    (the CPU path under bf16 autocast; without autocast the whole MLP is _MLP)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -314,6 +315,14 @@ class Attention(nn.Module):
         return y.view(b, bh // b, t, hd).transpose(1, 2).reshape(b, t, bh // b * hd)
 
 
+def _cpu_autocast() -> bool:
+    """Whether CPU autocast is on (torch >= 2.4 spells it is_autocast_enabled("cpu"))."""
+    try:
+        return bool(getattr(torch, "is_autocast_enabled")("cpu"))
+    except TypeError:  # torch < 2.4: no device argument
+        return bool(torch.is_autocast_cpu_enabled())
+
+
 def _product(
     out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float
 ) -> torch.Tensor:
@@ -357,7 +366,7 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(4 * d, d, bias=False, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.fused and not torch.is_autocast_cpu_enabled():
+        if not self.fused and not _cpu_autocast():
             flat = x.reshape(-1, x.shape[-1])
             y: torch.Tensor = _MLP.apply(flat, self.c_fc.weight, self.c_proj.weight)
             return y.view(x.shape)

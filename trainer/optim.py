@@ -61,9 +61,10 @@ def newton_schulz_gram(x: torch.Tensor, steps: int) -> torch.Tensor:
 class Muon(torch.optim.Optimizer):
     """SGD with Nesterov momentum whose update is orthogonalized (for 2-D weights).
 
-    Matrices of the same shape are orthogonalized together (one batched matmul per
-    Newton-Schulz iteration: far fewer small calls). A weight with a `muon_blocks`
-    attribute (the fused q|k|v) is split into that many square blocks first.
+    Matrices of the same shape, tall ones transposed to wide, are orthogonalized
+    together (one batched matmul per Newton-Schulz iteration: far fewer small calls). A
+    weight with a `muon_blocks` attribute (the fused q|k|v) is split into that many
+    square blocks first.
     Decoupled weight decay: p *= 1 - lr * weight_decay. The trainer sets lr, momentum
     and weight_decay every step (schedules live in the trainer). `ns_dtype` is bf16 on
     GPUs and on CPUs with bf16 matmul units, float32 otherwise.
