@@ -1,13 +1,18 @@
 // `npm run bench:sandbox`: compile times (cold and warm), hook-call round trip host → child →
 // isolate (median, p99) next to a direct in-process call and a bare isolated-vm call on a
 // persistent context, the child's cold start, and the latency per hook at 1, 3 and 8 active
-// mechanisms, batched (one round trip per phase) and one round trip per call. A benchmark, not a
-// test: it prints figures, with the CPU and the load average (the machine may be shared).
+// mechanisms, batched (one round trip per phase) and one round trip per call, and where one call's
+// time goes (each stage timed on its own, in this process). A benchmark, not a test: it prints
+// figures, with the CPU and the load average (the machine may be shared).
 import { spawnSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import ivm from "isolated-vm";
 import { FILTER_CHAIN_RULE } from "../runtime/level1/filter-chain.ts";
-import { loadDefaultParams, Sandbox, syntheticTrace } from "../sandbox/index.ts";
+import { FIXED_NOW, GUEST_BOOTSTRAP, wrapMechanismJs } from "../sandbox/guest.ts";
+import { DEFAULT_POLICY, loadDefaultParams, Sandbox, syntheticTrace } from "../sandbox/index.ts";
+import { MemoryWatchdog } from "../sandbox/memory-watchdog.ts";
+import { isRequest, isResponse, toWireCall, type WireCall } from "../sandbox/protocol.ts";
+import { Runner } from "../sandbox/runner.ts";
 import type { CompiledMechanism, DryRunTrace, HookBatch, HookCall } from "../sandbox/types.ts";
 
 // isolated-vm needs --no-node-snapshot on Node >= 20: re-run this file with it.
@@ -84,7 +89,7 @@ async function startAndCompile(): Promise<{ rows: Row[]; compiled: CompiledMecha
 }
 
 /** One hook call per round trip, spaced as a loop spaces its calls, and back to back. */
-async function roundTrip(sandbox: Sandbox, call: HookCall): Promise<Row[]> {
+async function roundTrip(sandbox: Sandbox, call: HookCall): Promise<{ rows: Row[]; medianUs: number }> {
   for (let i = 0; i < 50; i++) await sandbox.call(call);
   const spaced: number[] = [];
   for (let i = 0; i < CALLS; i++) {
@@ -102,11 +107,12 @@ async function roundTrip(sandbox: Sandbox, call: HookCall): Promise<Row[]> {
   }
   const rt = stats(spaced);
   const rb = stats(burst);
-  return [
+  const rows: Row[] = [
     [`hook round trip, ${GAP_MS} ms apart (n=${CALLS}) median`, `${us(rt.median)} (goal ≤ 500 µs)`],
     ["hook round trip p99", `${us(rt.p99)} (goal ≤ 2000 µs)`],
     [`hook round trip back-to-back (n=${burst.length}) median / p99`, `${us(rb.median)} / ${us(rb.p99)}`],
   ];
+  return { rows, medianUs: rt.median * 1000 };
 }
 
 /**
@@ -164,6 +170,92 @@ async function perHook(sandbox: Sandbox, trace: DryRunTrace, compiled: CompiledM
   return rows;
 }
 
+/** Median µs of `fn` over `n` runs, each `gapMs` after the last (0: back to back). */
+async function timedStage(n: number, gapMs: number, fn: () => unknown): Promise<number> {
+  const samples: number[] = [];
+  for (let i = -20; i < n; i++) {
+    if (gapMs > 0) await sleep(gapMs);
+    const t = performance.now();
+    await fn();
+    if (i >= 0) samples.push(performance.now() - t);
+  }
+  return stats(samples).median * 1000;
+}
+
+/**
+ * One call's stages (1 mechanism), each timed alone in this process with the child's own code: the
+ * host's and the child's JSON and ajv, the call in a fresh context (a reserve context being built
+ * in the background, as in the child), the context built ahead (off the path), and what is left
+ * of the measured round trip (pipes, the two processes' wake-ups and scheduling).
+ */
+async function breakdown(call: HookCall, compiled: CompiledMechanism, roundTripUs: number): Promise<Row[]> {
+  const runner = new Runner(DEFAULT_POLICY);
+  const keepAlive = setInterval(() => {}, 1000);
+  await runner.ready;
+  clearInterval(keepAlive);
+  const error = await runner.load("stages", compiled);
+  if (error) throw new Error(JSON.stringify(error));
+  const line = JSON.stringify({ op: "call", id: 1, ...toWireCall({ ...call, mechanismId: "stages" }) });
+  const request = JSON.parse(line) as WireCall;
+  const answer = { id: 1, op: "call", outcome: await runner.call(request) };
+  const response = JSON.stringify(answer);
+  const [n, gap] = [400, GAP_MS];
+  // Each stage as often as the round trip's calls come (caches and JIT as cold as there).
+  const stage = (fn: () => unknown) => timedStage(n, gap, fn);
+  const stages: [string, number][] = [
+    ["host: the call to JSON", await stage(() => JSON.stringify({ op: "call", ...toWireCall(call) }))],
+    ["child: parse the line, validate it (ajv)", await stage(() => isRequest(JSON.parse(line)))],
+    ["child: check the call's data", await stage(() => runner.checkCall(request))],
+    [
+      "child: the hook in a fresh context (built ahead), result checks",
+      await stage(() => runner.call(request)),
+    ],
+    ["child: the answer to JSON", await stage(() => JSON.stringify(answer))],
+    ["host: parse the answer, validate it (ajv)", await stage(() => isResponse(JSON.parse(response)))],
+  ];
+  runner.disposeAll();
+  const onPath = stages.reduce((sum, [, v]) => sum + v, 0);
+  const rows: Row[] = stages.map(([k, v]) => [`  ${k}`, `${v.toFixed(0)} µs`]);
+  rows.push([
+    "  the rest: pipes, wake-ups and scheduling of both processes",
+    `${Math.max(0, roundTripUs - onPath).toFixed(0)} µs of the ${roundTripUs.toFixed(0)} µs round trip`,
+  ]);
+  rows.push(...(await offPath(compiled)));
+  return [["where one round trip's time goes (1 mechanism, medians)", ""], ...rows];
+}
+
+/** What is done off the critical path, timed alone: a context built ahead, the memory watchdog's arming. */
+async function offPath(compiled: CompiledMechanism): Promise<Row[]> {
+  const isolate = new ivm.Isolate({ memoryLimit: DEFAULT_POLICY.isolateMemoryMb });
+  const script = isolate.compileScriptSync(wrapMechanismJs(compiled.js), { filename: "mechanism.js" });
+  const host = new ivm.Callback(() => '{"ok":true,"value":null}');
+  const args = [host, FIXED_NOW, DEFAULT_POLICY.maxJsonBytes, 64];
+  const create: number[] = [];
+  const boot: number[] = [];
+  for (let i = -20; i < 200; i++) {
+    await sleep(GAP_MS);
+    const t = performance.now();
+    const context = isolate.createContextSync();
+    const t1 = performance.now();
+    context.evalClosureSync(GUEST_BOOTSTRAP, args);
+    script.runSync(context);
+    if (i >= 0) create.push(t1 - t);
+    if (i >= 0) boot.push(performance.now() - t1);
+    context.release();
+  }
+  isolate.dispose();
+  const watchdog = new MemoryWatchdog();
+  const keepAlive = setInterval(() => {}, 1000);
+  await watchdog.ready;
+  clearInterval(keepAlive);
+  const guard = await timedStage(400, GAP_MS, () => watchdog.guard(64, () => 0));
+  return [
+    ["  (within the hook's time) arming and disarming the memory watchdog", `${guard.toFixed(0)} µs`],
+    ["  (built ahead, off the path) a context: createContext", us(stats(create).median)],
+    ["  (built ahead, off the path) a context: bootstrap + mechanism script", us(stats(boot).median)],
+  ];
+}
+
 /** The same hook as a plain in-process function, and as a bare isolated-vm call on one persistent context. */
 async function references(trace: DryRunTrace): Promise<Row[]> {
   const direct = {
@@ -217,13 +309,15 @@ async function main(): Promise<void> {
     capabilities: { tabu: {}, bandit: {} },
     argument: trace.proposal,
   };
+  const trip = await roundTrip(sandbox, call);
   const rows = [
     ...startRows,
-    ...(await roundTrip(sandbox, call)),
+    ...trip.rows,
     ...(await perHook(sandbox, trace, compiled)),
     ...(await references(trace)),
   ];
   await sandbox.close();
+  rows.push(...(await breakdown(call, compiled, trip.medianUs)));
   const width = Math.max(...rows.map(([k]) => k.length));
   process.stdout.write(
     `bilevel sandbox benchmark (Node ${process.version}, ${process.platform}, ${cpus()[0]?.model ?? "unknown CPU"} × ${cpus().length}; load average ${loadBefore} at the start, ${load()} at the end)\n`,

@@ -113,25 +113,6 @@ export function compileMechanism(source: string): CompileResult {
   return { ok: true, mechanism, compileMs: compileMs + (performance.now() - t1 - lintMs), lintMs };
 }
 
-/**
- * Load the compiler's program with the API and the lib files, by compiling a trivial mechanism:
- * what the first real compile would do, done ahead (the sandbox child's preload).
- */
-export function warmUp(): void {
-  try {
-    compileMechanism(WARM_UP_SOURCE);
-  } catch {
-    // The real compile reports whatever went wrong.
-  }
-}
-
-const WARM_UP_SOURCE = `import type { Mechanism } from "${API_MODULE}";
-export default {
-  manifest: { name: "warm-up", version: 1, hooks: ["guide"], capabilities: [] },
-  guide(ctx) { return String(ctx.iteration); },
-} satisfies Mechanism;
-`;
-
 /** Source map of the emitted JS, to map runtime positions back to the TypeScript source. */
 export function sourceMapFor(source: string): { js: string; map: string } {
   const out = ts.transpileModule(source, {

@@ -1,5 +1,5 @@
-// Child side: one isolate per loaded mechanism, a fresh context per hook call (the next one is
-// prepared in the background right after a call), capabilities behind a single ivm.Callback.
+// Child side: one isolate per loaded mechanism, a fresh context per hook call (a few are built
+// ahead in the background, see PREPARED_CONTEXTS), capabilities behind a single ivm.Callback.
 import ivm from "isolated-vm";
 import type { CapabilityName, HookName, ParamSpec } from "../mechanism-api/index.d.ts";
 import { type CapabilitySession, invokeCapability } from "./capabilities/index.ts";
@@ -23,13 +23,23 @@ import { jsonDepth } from "./validation.ts";
 
 const MAX_DEPTH = 64;
 const MAX_LOG_CHARS = 2000;
+/**
+ * Fresh contexts kept built ahead per mechanism. Building one takes ~0.4 ms of CPU and, off the
+ * main thread on a busy machine, often over a millisecond of wall time, holding the isolate: with
+ * one in reserve, calls 1 ms apart found one ready 86-95% of the time instead of 77-80% (in-process:
+ * 80-93% instead of 20%). Each is used by one call; none has run guest code before it. Each holds
+ * ~0.2 MB of its isolate's heap (isolateMemoryMb counts it).
+ */
+const PREPARED_CONTEXTS = 2;
 
 interface Loaded {
   readonly id: string;
   readonly compiled: CompiledMechanism;
   readonly isolate: ivm.Isolate;
   readonly script: ivm.Script;
-  prepared: ivm.Context | null;
+  /** Contexts built ahead, each for one call (see PREPARED_CONTEXTS). */
+  readonly prepared: ivm.Context[];
+  /** The context being built now, if any (one at a time per mechanism). */
   preparing: Promise<void> | null;
   /** Source-map mappings, computed on the first runtime error that needs a position. */
   mappings?: string | null;
@@ -123,7 +133,7 @@ export class Runner {
       isolate.dispose();
       return err("load", "syntax-error", `the compiled JavaScript does not parse: ${safeMessage(e)}`);
     }
-    const m: Loaded = { id, compiled, isolate, script, prepared: null, preparing: null };
+    const m: Loaded = { id, compiled, isolate, script, prepared: [], preparing: null };
     let context: ivm.Context | null = null;
     try {
       const raw: unknown = this.guarded(() => {
@@ -230,9 +240,8 @@ export class Runner {
     if (!m.compiled.manifest.hooks.includes(call.hook)) {
       return { ok: false, error: err(stage, "missing-hook", `the manifest does not declare ${call.hook}`) };
     }
-    await m.preparing;
-    let context = m.prepared;
-    m.prepared = null;
+    if (m.prepared.length === 0) await m.preparing;
+    let context = m.prepared.shift() ?? null;
     const declared = new Set<CapabilityName>(m.compiled.manifest.capabilities);
     const allowed = new Set([...declared].filter((c) => this.policy.grantedCapabilities.includes(c)));
     const active: Active = {
@@ -282,7 +291,7 @@ export class Runner {
     } finally {
       this.active = null;
       releaseContext(context);
-      // The next context is built once this request is answered (setImmediate runs after the
+      // The reserve is refilled once this request is answered (setImmediate runs after the
       // response, or after the whole batch, is written), not while the host waits for it.
       setImmediate(() => {
         if (!m.isolate.isDisposed) this.prepare(m);
@@ -371,9 +380,9 @@ export class Runner {
     return context;
   }
 
-  /** Build the next call's context off the critical path. */
+  /** Build contexts off the critical path, one after another, until PREPARED_CONTEXTS are ready. */
   private prepare(m: Loaded): void {
-    if (m.prepared || m.preparing) return;
+    if (m.preparing || m.prepared.length >= PREPARED_CONTEXTS) return;
     m.preparing = (async () => {
       const context = await m.isolate.createContext();
       try {
@@ -381,16 +390,22 @@ export class Runner {
           timeout: this.policy.hookTimeoutMs,
         });
         await m.script.run(context, { timeout: this.policy.hookTimeoutMs });
-        if (this.loaded.get(m.id) === m) m.prepared = context;
-        else context.release();
       } catch {
         // The next call builds its context synchronously and reports the error there.
         releaseContext(context);
+        return false;
       }
+      if (this.loaded.get(m.id) !== m) {
+        context.release();
+        return false;
+      }
+      m.prepared.push(context);
+      return true;
     })()
-      .catch(() => {})
-      .finally(() => {
+      .catch(() => false)
+      .then((built) => {
         m.preparing = null;
+        if (built) this.prepare(m);
       });
   }
 
@@ -603,8 +618,7 @@ function releaseContext(context: ivm.Context | null): void {
 }
 
 function dispose(m: Loaded): void {
-  releaseContext(m.prepared);
-  m.prepared = null;
+  for (const context of m.prepared.splice(0)) releaseContext(context);
   try {
     if (!m.isolate.isDisposed) m.isolate.dispose();
   } catch {

@@ -61,6 +61,11 @@ export class CachingAjv {
     return validate;
   }
 
+  /** ajv's own text for a validator's errors (loads ajv's compiler: for error paths). */
+  errorsText(errors: ErrorObject[] | null | undefined): string {
+    return this.ajv.errorsText(errors);
+  }
+
   /** A validator compiled (or loaded) on its first call; `.errors` as ajv sets them. */
   lazy<T>(schema: object): ValidateFunction<T> {
     let fn: ValidateFunction<T> | null = null;

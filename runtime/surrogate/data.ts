@@ -2,8 +2,8 @@
 // Configs are stored as value arrays in the header's parameter order to keep the file small.
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { Ajv } from "ajv";
 import type { Config, ParamValue, TrialStatus } from "../../mechanism-api/index.d.ts";
+import { CachingAjv } from "../../sandbox/validation.ts";
 import { UserError } from "../errors.ts";
 
 export const SURROGATE_FORMAT = "bilevel-surrogate";
@@ -96,9 +96,11 @@ const recordSchema = {
   },
 } as const;
 
-const ajv = new Ajv({ strict: false, allErrors: true, allowUnionTypes: true });
-const isHeader = ajv.compile<SurrogateHeader>(headerSchema);
-const isRecord = ajv.compile<SurrogateRecord>(recordSchema);
+// Compiled on first use, their code kept with Node's compile cache (sandbox/validation.ts): a
+// command that reads no surrogate data (a run config names the file) does not pay for them.
+const ajv = new CachingAjv({ strict: false, allErrors: true, allowUnionTypes: true });
+const isHeader = ajv.lazy<SurrogateHeader>(headerSchema);
+const isRecord = ajv.lazy<SurrogateRecord>(recordSchema);
 
 /** A data file that cannot be used: a user error (exit 2) naming the file and the line. */
 export class SurrogateDataError extends UserError {
