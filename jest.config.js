@@ -9,4 +9,7 @@ export default {
   testMatch: ["<rootDir>/__tests__/**/*.test.ts"],
   testTimeout: 60000,
   maxWorkers: 2,
+  // Every temporary file of a run goes under one folder, removed at the end (see the module).
+  globalSetup: "<rootDir>/__tests__/support/temp-setup.js",
+  globalTeardown: "<rootDir>/__tests__/support/temp-teardown.js",
 };

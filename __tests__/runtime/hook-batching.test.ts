@@ -1,7 +1,7 @@
 // Hook batching (one round trip to the sandbox child per hook phase, the filter chain run inside
 // the child) must not change what a run records: the same seeded run, batched and forced to one
 // round trip per call, gives the same trials, proposals, ledger outcomes, events and mechanism rows.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { jest } from "@jest/globals";
@@ -131,6 +131,7 @@ test("a seeded run records the same with hook batching as with one round trip pe
   expect(expected.mechanisms.find((m) => m.name === "b-faulty")?.status).toBe("quarantined");
   expect(expected.trials.filter((t) => t.kind === "search").length).toBeGreaterThan(3);
   expect(actual).toEqual(expected);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 /** A well-behaved mechanism with guide, filter and observe. */
