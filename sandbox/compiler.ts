@@ -96,7 +96,11 @@ export function compileMechanism(source: string): CompileResult {
       ? extracted.errors
       : [...typeErrors, ...lintErrors, ...("errors" in extracted ? extracted.errors : [])];
   if (errors.length > 0 || !("manifest" in extracted)) {
-    return { ok: false, errors: errors.slice(0, MAX_ERRORS), compileMs, lintMs };
+    // In source order, so an author fixes them top-down in one round (then capped: the earliest).
+    const ordered = [...errors].sort(
+      (a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0),
+    );
+    return { ok: false, errors: ordered.slice(0, MAX_ERRORS), compileMs, lintMs };
   }
   const js = ts.transpileModule(source, {
     compilerOptions: EMIT_OPTIONS,

@@ -387,18 +387,18 @@ export class Sandbox {
     });
     const compiled = await this.compile(source, fileName);
     if (!compiled.ok) {
-      // In source order, so an author fixes them top-down in one round.
-      const errors = [...compiled.errors].sort(
-        (a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0),
-      );
-      const first = errors[0]!;
-      if (first.stage === "lint") {
+      // The errors come in source order; each stage reports its own first one, and the stage that
+      // failed first in the pipeline (compile before lint) is the report's error.
+      const { errors } = compiled;
+      const compileError = errors.find((e) => e.stage !== "lint");
+      if (compileError === undefined) {
+        const lintError = errors[0]!;
         stages.push({ stage: "compile", ok: true, durationMs: this.lastCompileSplit.compileMs });
-        stages.push({ stage: "lint", ok: false, durationMs: this.lastCompileSplit.lintMs, error: first });
-      } else {
-        stages.push({ stage: "compile", ok: false, durationMs: compiled.durationMs, error: first });
+        stages.push({ stage: "lint", ok: false, durationMs: this.lastCompileSplit.lintMs, error: lintError });
+        return report(lintError, null, null, errors);
       }
-      return report(first, null, null, errors);
+      stages.push({ stage: "compile", ok: false, durationMs: compiled.durationMs, error: compileError });
+      return report(compileError, null, null, errors);
     }
     const { mechanism } = compiled;
     const lintMs = this.lastCompileSplit.lintMs;

@@ -211,7 +211,7 @@ export interface ValidationReport {
   }[];
   /** The first failure, if any. */
   readonly error: SandboxError | null;
-  /** When compiling or linting failed: every error found (a capped number), in source order; `error` is the first. */
+  /** When compiling or linting failed: the errors found (the earliest 20), in source order; `error` is the failing stage's first. */
   readonly errors?: readonly SandboxError[];
   readonly compiled: CompiledMechanism | null;
 }

@@ -132,6 +132,28 @@ test("every compile error is reported, in source order, each with its position",
   expect(json.errors).toHaveLength(3);
 });
 
+test("a lint error before a type error: the compile stage is recorded failed, and the report is rejected at compile", async () => {
+  const r = await check(
+    file(
+      "lint-then-type.ts",
+      `import type { Mechanism } from "bilevel/mechanism-api";\nexport default {\n  manifest: { name: "m", version: 1, hooks: ["guide"], capabilities: [] },\n  guide(ctx) {\n    const g = String(globalThis);\n    const n: number = "x";\n    return g + n;\n  },\n} satisfies Mechanism;\n`,
+    ),
+    true,
+  );
+  expect(r.code).toBe(1);
+  const report = JSON.parse(r.out) as {
+    stages: { stage: string; ok: boolean; error?: { line: number } }[];
+    error: { stage: string; line: number };
+    errors: { stage: string; line: number }[];
+  };
+  expect(report.stages.map((s) => [s.stage, s.ok, s.error?.line])).toEqual([["compile", false, 6]]);
+  expect(report.error).toMatchObject({ stage: "compile", line: 6 });
+  expect(report.errors.map((e) => [e.stage, e.line])).toEqual([
+    ["lint", 5],
+    ["compile", 6],
+  ]);
+});
+
 test("a binary file: exit 1, a compile error, no crash", async () => {
   const bytes = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 2654435761) % 256));
   const r = await check(file("binary.ts", bytes));

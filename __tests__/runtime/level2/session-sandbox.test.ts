@@ -129,7 +129,7 @@ describe("the code rules the prompt states hold in the real sandbox", () => {
     {
       rule: "1. ONE file. The only import is",
       source: () => `import { readFileSync } from "node:fs";\n${CODE_EXAMPLE}`,
-      fails: { code: "forbidden-syntax", message: /node:fs/ },
+      fails: { code: "type-error", message: /node:fs/ },
     },
     {
       rule: '1. ONE file. The only import is `import type { ... } from "bilevel/mechanism-api";`',
