@@ -3,7 +3,16 @@
 // first, then the scenario's proposal if the suggestion is rejected), the scripted trial, observe.
 // The mechanism's state and capability data carry over from call to call as in a run. The first
 // fault ends the scenario, with the hook, the iteration and the mechanism's own line:column.
-import type { Change, Config, HookName, Json, ParamSpec, Proposal, Trial } from "../mechanism-api/index.d.ts";
+import type {
+  Change,
+  Config,
+  FilterVerdict,
+  HookName,
+  Json,
+  ParamSpec,
+  Proposal,
+  Trial,
+} from "../mechanism-api/index.d.ts";
 import { EMPTY_CAPABILITIES } from "../sandbox/index.ts";
 import type {
   CapabilityState,
@@ -12,7 +21,8 @@ import type {
   HookOutcome,
   SandboxError,
 } from "../sandbox/types.ts";
-import { applyChanges, checkChanges, defaultConfig, withPrevious } from "./changes.ts";
+import { applyChanges, checkChanges, defaultConfig, effectiveChanges, withPrevious } from "./changes.ts";
+import { type ChainRule, filterStep } from "./level1/filter-chain.ts";
 import type { Scenario, ScenarioStep } from "./mechanism-scenarios.ts";
 import type { SandboxLike } from "./mechanisms.ts";
 
@@ -119,26 +129,35 @@ class Drive {
     return { changes: withPrevious(base, changes), rationale, source, config: applyChanges(base, changes) };
   }
 
-  /** A suggestion the run would use: valid changes of active parameters (an invalid one is not filtered). */
+  /** What a run checks a mechanism's changes against: the incumbent, and the parameters not frozen. */
+  private rule(): ChainRule {
+    return { base: this.incumbent.config, active: this.params.filter((p) => !p.frozen).map((p) => p.name) };
+  }
+
+  /**
+   * A suggestion as the run would use it: unchanged values dropped, then valid changes of active
+   * parameters only (an invalid one is ignored, and never filtered).
+   */
   suggestion(value: unknown): Proposal | null {
     const s = value as { changes?: Change[]; rationale?: string } | null;
     if (!s?.changes) return null;
-    const active = this.params.filter((p) => !p.frozen).map((p) => p.name);
-    const problems = checkChanges(s.changes, this.params, { active, base: this.incumbent.config });
-    return problems.length === 0 ? this.proposal(s.changes, "mechanism", s.rationale ?? "") : null;
+    const { base, active } = this.rule();
+    const changes = effectiveChanges(base, s.changes);
+    const problems = checkChanges(changes, this.params, { active, base });
+    return problems.length === 0 ? this.proposal(changes, "mechanism", s.rationale ?? "") : null;
   }
 
-  /** The proposal the filters let through (a modification applied), or null if every one was rejected. */
+  /**
+   * The proposal the filter lets through, or null if every one was rejected: its verdict applied by
+   * the run's own rule (filterStep), so an invalid modification is ignored as in a run.
+   */
   async filtered(iteration: number, offers: readonly Proposal[]): Promise<Proposal | null> {
     for (const offer of offers) {
       if (!this.has("filter")) return offer;
-      const verdict = (await this.call("filter", iteration, offer)) as {
-        verdict: string;
-        changes?: Change[];
-      };
-      if (verdict.verdict === "accept") return offer;
-      if (verdict.verdict === "modify")
-        return this.proposal(verdict.changes ?? [], offer.source, offer.rationale);
+      const verdict = (await this.call("filter", iteration, offer)) as FilterVerdict;
+      const step = filterStep(verdict, offer.changes, this.rule(), this.params);
+      if (step.kind === "rejected") continue;
+      return step.kind === "modified" ? this.proposal(step.changes, offer.source, offer.rationale) : offer;
     }
     return null;
   }

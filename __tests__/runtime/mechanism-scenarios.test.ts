@@ -228,3 +228,32 @@ test("no built-in scenario hands a hook a change to the value the incumbent alre
   expect(r.code).toBe(0);
   expect(r.out.match(/ {2}scenario \S+ +ok {2}\d+ iterations?/g)).toHaveLength(BUILT_IN_SCENARIOS.length);
 }, 60_000);
+
+test("scenarios treat a mechanism's own changes as a run does: no-op changes dropped, an invalid modify ignored", async () => {
+  const source = `${HEAD}export default {
+  manifest: { name: "sloppy", version: 1, hooks: ["suggest", "filter", "observe"], capabilities: [] },
+  suggest(ctx) {
+    const floats = ctx.params.filter((p) => p.kind === "float" && !p.frozen && p.min !== undefined && p.max !== undefined);
+    const keep = ctx.params[0];
+    const move = floats[0];
+    if (keep === undefined || move === undefined) return undefined;
+    const cur = ctx.incumbent.config[move.name];
+    const value = cur === move.min ? move.max! : move.min!;
+    // One change to the value the parameter already has, and one real change.
+    return { changes: [{ param: keep.name, value: ctx.incumbent.config[keep.name]! }, { param: move.name, value }], rationale: "sloppy" };
+  },
+  filter(p, ctx) {
+    for (const c of p.changes) if (c.value === c.previous) throw new Error("no-op handed to filter: " + c.param);
+    if (ctx.iteration % 2 === 0) return { verdict: "modify", changes: [{ param: "DEPTH", value: 9999 }], reason: "too deep" };
+    return { verdict: "accept" };
+  },
+  observe(trial) {
+    for (const c of trial.changes) if (c.value === 9999) throw new Error("an invalid modification was trained");
+  },
+} satisfies Mechanism;
+`;
+  const r = await check([write("sloppy.ts", source)], ["all"]);
+  expect(r.err).toBe("");
+  expect(r.code).toBe(0);
+  expect(r.out.match(/ {2}scenario \S+ +ok {2}\d+ iterations?/g)).toHaveLength(BUILT_IN_SCENARIOS.length);
+}, 60_000);
