@@ -6,11 +6,11 @@
 // Up to `parallel` trials are in flight at once (an executor runs them: runtime/executors/); the
 // next proposal is made while they train, and each is judged when it finishes. In-flight trials
 // are drained at a cycle boundary, before Level 1.5 and Level 2 act.
-import type { Config, Json, ParamSpec, PendingTrial, Trial } from "../mechanism-api/index.d.ts";
+import type { Change, Config, Json, ParamSpec, PendingTrial, Trial } from "../mechanism-api/index.d.ts";
 import type { DryRunTrace, HookContextData } from "../sandbox/types.ts";
 import { checkConstraints } from "../trainer/constraints.ts";
 import type { Trainer, TrainerProgress, TrialOutcome, TrialRequest } from "../trainer/types.ts";
-import { applyChanges, describeChanges, withPrevious } from "./changes.ts";
+import { applyChanges, checkChanges, describeChanges, effectiveChanges, withPrevious } from "./changes.ts";
 import { configDiff, type ResolvedRunConfig } from "./config.ts";
 import { UserError } from "./errors.ts";
 import { LocalExecutor } from "./executors/local.ts";
@@ -852,23 +852,35 @@ export class BilevelLoop {
     this.emit("1", message);
   }
 
-  /** The dry-run trace for validation: the live context, with the latest proposal and trial. */
+  /**
+   * The dry-run trace for validation: the live context, and a proposal and trial as the run would
+   * hand them now. Their changes are the latest trial's that still change the incumbent (else the
+   * synthetic trace's), valid for the active parameters, each with the incumbent's value as
+   * `previous`: a kept trial's own changes are no-ops against the incumbent it became.
+   */
   private liveTrace(it: number): DryRunTrace {
     const fallback = this.d.syntheticTrace(this.params, this.d.config.seed);
     const context = this.context(it);
-    const last = this.searchTrials().at(-1);
+    const base = context.incumbent.config;
+    const active = context.params.filter((p) => !p.frozen).map((p) => p.name);
+    const usable = (changes: readonly Change[]): Change[] | null => {
+      const effective = effectiveChanges(base, changes);
+      return checkChanges(effective, this.params, { active, base }).length === 0 ? effective : null;
+    };
+    const trials = [...this.searchTrials()].reverse();
+    const latest = trials.find((t) => usable(t.changes) !== null);
+    const stand =
+      usable(fallback.proposal.changes) ??
+      fallback.context.history.map((t) => usable(t.changes)).find((c) => c !== null) ??
+      withPrevious(base, fallback.proposal.changes);
+    const changes = latest ? usable(latest.changes)! : stand;
+    const config = applyChanges(base, changes);
+    // Before any search trial, the synthetic trial stands in, dated this iteration as observe's would be.
+    const trial = latest ? toApiTrial(latest) : { ...fallback.trial, iteration: it };
     return {
       context,
-      proposal: last
-        ? {
-            changes: withPrevious(context.incumbent.config, last.changes),
-            rationale: "latest trial",
-            source: "offline",
-            config: applyChanges(context.incumbent.config, last.changes),
-          }
-        : fallback.proposal,
-      // Before any search trial, a synthetic trial stands in, dated this iteration as observe's would be.
-      trial: last ? toApiTrial(last) : { ...fallback.trial, iteration: it },
+      proposal: { changes, rationale: latest ? "latest trial" : "stand-in", source: "offline", config },
+      trial: { ...trial, changes, config },
     };
   }
 }

@@ -3,6 +3,7 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { jest } from "@jest/globals";
 import { mechanismCheck } from "../../runtime/commands/mechanism.ts";
 import { checkResumable } from "../../runtime/commands/run.ts";
 import { ConfigError } from "../../runtime/config.ts";
@@ -17,6 +18,7 @@ import { RunStore } from "../../runtime/store.ts";
 import { SyntheticTrainer } from "../../runtime/trainers.ts";
 import { executeRun } from "../../runtime/wiring.ts";
 import { Sandbox, syntheticTrace } from "../../sandbox/index.ts";
+import type { DryRunTrace } from "../../sandbox/types.ts";
 import { defaultConfig } from "../../trainer/search-space.ts";
 import { TorchTrainer } from "../../trainer/torch-trainer.ts";
 import { testConfig } from "../support/run-config.ts";
@@ -161,6 +163,51 @@ test("validation before any search trial hands observe a stand-in trial dated no
   const m = summary.report.mechanisms.find((r) => r.name === "no-future");
   expect([m?.status, m?.reason ?? null]).toEqual(["active", null]);
 }, 60_000);
+
+test("every validation trace (start mechanism, Level 2 sessions) hands changes whose previous is the live incumbent's, none a no-op", async () => {
+  const traces: DryRunTrace[] = [];
+  const original = Sandbox.prototype.validate;
+  const spy = jest.spyOn(Sandbox.prototype, "validate").mockImplementation(function (
+    this: Sandbox,
+    source: string,
+    trace: DryRunTrace,
+    fileName?: string,
+  ) {
+    traces.push(trace);
+    return original.call(this, source, trace, fileName);
+  });
+  try {
+    for (const seed of [1, 2, 3]) {
+      const config = testConfig({
+        ...SYNTHETIC,
+        seed,
+        iterations: 8,
+        level15: { every: 2 },
+        level2: { everyCycles: 1, retireWindow: 0 },
+        mechanisms: [example("tabu-search")],
+      });
+      await executeRun({ dir: path.join(tmp(), "run"), config, offline: true, observer: {} });
+    }
+  } finally {
+    spy.mockRestore();
+  }
+  // The start mechanism's validation (before any search trial) and Level 2's (after some).
+  expect(traces.some((t) => t.context.history.length === 0)).toBe(true);
+  expect(traces.some((t) => t.context.history.length > 2)).toBe(true);
+  for (const t of traces) {
+    const base = t.context.incumbent.config;
+    expect(t.trial.iteration).toBeLessThanOrEqual(t.context.iteration);
+    expect(t.proposal.changes.length).toBeGreaterThan(0);
+    for (const c of [...t.proposal.changes, ...t.trial.changes]) {
+      expect([c.param, c.previous]).toEqual([c.param, base[c.param]]);
+      expect(c.value).not.toEqual(c.previous);
+    }
+    expect(t.proposal.config).toEqual({
+      ...base,
+      ...Object.fromEntries(t.proposal.changes.map((c) => [c.param, c.value])),
+    });
+  }
+}, 120_000);
 
 test("mechanism test runs the run's own loop: a user's run with the same settings makes the same trials", async () => {
   const params = testConfig({}).searchSpace;
