@@ -405,7 +405,9 @@ export class Runner {
       .catch(() => false)
       .then((built) => {
         m.preparing = null;
-        if (built) this.prepare(m);
+        // The next one after the current turn: a call waiting on this build resumes first, rather
+        // than find the isolate busy with the next build.
+        if (built) setImmediate(() => this.prepare(m));
       });
   }
 

@@ -146,7 +146,7 @@ export function skeleton(given: SkeletonSpec): string {
   return [
     `// ${spec.name}: TODO say in a line or two what this mechanism does and why it should help.`,
     `// Written by \`bilevel mechanism new\`. Check it with \`bilevel mechanism check ${spec.name}.ts\`,`,
-    `// watch it work with \`./bilevel mechanism test ${spec.name}.ts --verbose\`; the API is`,
+    `// watch it work with \`bilevel mechanism test ${spec.name}.ts --verbose\`; the API is`,
     "// mechanism-api/README.md, and examples/mechanisms/ has worked examples.",
     'import type { Mechanism } from "bilevel/mechanism-api";',
     "",

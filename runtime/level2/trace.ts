@@ -91,11 +91,12 @@ function describeParam(p: ParamSpec): string {
   return `- ${p.name}: ${range}, default ${num(p.default)}${rules.length > 0 ? `; ${rules.join("; ")}` : ""}${frozen}`;
 }
 
-/** "PARAM=old→new", or "PARAM=new" for a trial recorded without the value it replaced. */
+/**
+ * "PARAM=old→new", or "PARAM=new" for a trial recorded without the value it replaced; exact values
+ * (rounded ones could show a real change as "0.05502→0.05502").
+ */
 function describeChange(c: Change): string {
-  return c.previous === undefined
-    ? `${c.param}=${num(c.value)}`
-    : `${c.param}=${num(c.previous)}→${num(c.value)}`;
+  return c.previous === undefined ? `${c.param}=${c.value}` : `${c.param}=${c.previous}→${c.value}`;
 }
 
 function describeTrial(t: ResearchTrial): string {
