@@ -161,7 +161,12 @@ function returnError(
   for (const value of returnedValues(hook.fn)) {
     const actual = checker.getTypeAtLocation(value.expression);
     if (checker.isTypeAssignableTo(actual, expected)) continue;
-    const detail = deepest(d.messageText);
+    // A Set, Map, Date … is the commonest cause and the compiler's detail does not say it: say so.
+    const objectName = actual.getSymbol()?.getName();
+    const detail =
+      objectName !== undefined && NOT_JSON_OBJECTS.has(objectName)
+        ? `a ${objectName} is not JSON: keep arrays and plain objects`
+        : deepest(d.messageText);
     const message =
       `TS${d.code}: ${hook.name} must return ${checker.typeToString(expected)}; ` +
       `this returns ${checker.typeToString(actual)}${detail ? ` (${detail})` : ""}`;

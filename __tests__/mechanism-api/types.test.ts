@@ -75,6 +75,17 @@ describe("state must be JSON-shaped", () => {
     expect(errs[0]?.message).toContain(`is not JSON: ${part}`);
   });
 
+  test("init returning a Set under plain `satisfies Mechanism`: the error at the return says a Set is not JSON", () => {
+    const errs = errors(
+      file({
+        hooks: '["init", "guide"]',
+        body: `  init: () => new Set<string>(),\n  guide() { return "x"; },`,
+      }),
+    );
+    expect(errs[0]).toMatchObject({ stage: "compile", code: "type-error", line: 4 });
+    expect(errs[0]?.message).toMatch(/init must return .*; this returns Set<string> \(a Set is not JSON/);
+  });
+
   test("interfaces, optional and readonly properties, arrays, records and null are fine", () => {
     const source = `${HEAD}interface Arm { readonly id: string; pulls: number; last?: number | null }
 interface State { arms: Arm[]; byName: Record<string, number>; pair: [number, string]; note: string | null }
