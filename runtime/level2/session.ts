@@ -196,11 +196,14 @@ function checkSpec(spec: MechanismSpec, taken: ReadonlySet<string>, allowed: Rea
   return errors;
 }
 
-/** Errors of a failed report, each with stage/code, line:column and the source line. */
+/**
+ * Errors of a failed report, each with stage/code, line:column and the source line: every compile
+ * and lint error (so one repair can fix them all), then the stages' own.
+ */
 export function reportErrors(report: ValidationReport, source: string): string[] {
   const errors: SandboxError[] = [];
   const key = (e: SandboxError) => `${e.stage}|${e.code}|${e.line}|${e.column}|${e.message}`;
-  for (const e of [report.error, ...report.stages.map((s) => s.error)]) {
+  for (const e of [report.error, ...(report.errors ?? []), ...report.stages.map((s) => s.error)]) {
     if (e && !errors.some((x) => key(x) === key(e))) errors.push(e);
   }
   return errors.map((e) => formatValidationError(e, source));

@@ -105,6 +105,21 @@ describe("Level 2 session with the real sandbox", () => {
     expect(feedback).toContain("17 |     const repeats = ctx.historyy");
   });
 
+  test("every compile error is fed back in one repair request", async () => {
+    const two = BROKEN_SOURCE.replace(
+      "ctx.state.streak = 0;",
+      'ctx.state.streak = 0;\n    const nope: number = "x";',
+    );
+    expect(two).not.toBe(BROKEN_SOURCE);
+    const outcome = await run([{ content: fenced(two) }], [{ content: fenced(GOOD_SOURCE) }], 3);
+    expect(outcome.status).toBe("validated");
+    const feedback = mock!.requests.at(-1)?.body?.messages?.at(-1)?.content ?? "";
+    const historyy = feedback.indexOf("'historyy' does not exist");
+    const nope = feedback.indexOf("Type 'string' is not assignable to type 'number'");
+    expect(historyy).toBeGreaterThan(-1);
+    expect(nope).toBeGreaterThan(-1);
+  });
+
   test("a hook that loops forever times out in the dry run; without repairs it is rejected with that reason", async () => {
     const outcome = await run([{ content: fenced(LOOPING) }], [], 0);
     expect(outcome.status).toBe("rejected");
