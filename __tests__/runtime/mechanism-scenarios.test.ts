@@ -20,12 +20,12 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function check(files: string[], scenario?: string[], json = false) {
+async function check(files: string[], scenario?: string[], json = false, verbose = false) {
   let out = "";
   let err = "";
   const code = await mechanismCheckFiles(
     files,
-    { json, ...(scenario ? { scenario } : {}) },
+    { json, verbose, ...(scenario ? { scenario } : {}) },
     {
       stdout: (t) => {
         out += t;
@@ -256,4 +256,29 @@ test("scenarios treat a mechanism's own changes as a run does: no-op changes dro
   expect(r.err).toBe("");
   expect(r.code).toBe(0);
   expect(r.out.match(/ {2}scenario \S+ +ok {2}\d+ iterations?/g)).toHaveLength(BUILT_IN_SCENARIOS.length);
+}, 60_000);
+
+test("--verbose prints each scenario's hook calls on stderr: inputs, verdicts, ctx.log lines and state", async () => {
+  const source = `${HEAD}export default {
+  manifest: { name: "talker", version: 1, hooks: ["init", "filter", "observe"], capabilities: [] },
+  init: () => ({ seen: 0 }),
+  filter(p, ctx) {
+    ctx.log("asked about " + p.changes.map((c) => c.param).join(","));
+    return ctx.iteration === 2 ? { verdict: "reject", reason: "not at two" } : { verdict: "accept" };
+  },
+  observe(trial, ctx) { ctx.state.seen += 1; },
+} satisfies Mechanism<{ seen: number }>;
+`;
+  const file = write("talker.ts", source);
+  const r = await check([file], ["repeated-proposal", "restart"], false, true);
+  expect(r.code).toBe(0);
+  expect(r.err).toContain(`${file}: scenario repeated-proposal (`);
+  expect(r.err).toContain(`${file}: scenario restart (`);
+  expect(r.err).toMatch(/ {2}iteration 2\n {4}filter .*proposal [A-Z_]+=\S+ \(from \S+\)/);
+  expect(r.err).toMatch(/→ reject: not at two/);
+  expect(r.err).toMatch(/log: asked about [A-Z_]+/);
+  expect(r.err).toMatch(/state \{"seen":1\}/);
+  // Without --verbose: no trace.
+  const quiet = await check([file], ["restart"]);
+  expect(quiet.err).toBe("");
 }, 60_000);

@@ -14,6 +14,7 @@ import { UserError } from "../errors.ts";
 import { readMechanismFile } from "../mechanism-file.ts";
 import type { ScenarioResult } from "../mechanism-scenario-run.ts";
 import type { Scenario } from "../mechanism-scenarios.ts";
+import type { TraceEvent } from "../mechanism-trace.ts";
 import { jsonForTerminal, safeText } from "../terminal-text.ts";
 
 export interface CheckIo {
@@ -44,7 +45,7 @@ export function readSourceToJudge(file: string): { source: string } | { usage: s
   return { source: readFileSync(file, "latin1") };
 }
 
-type CheckOptions = { json?: boolean; config?: string; scenario?: readonly string[] };
+type CheckOptions = { json?: boolean; config?: string; scenario?: readonly string[]; verbose?: boolean };
 
 /** One file's outcome: its exit code (0 valid, 1 rejected, 2 usage) and its report or usage message. */
 type FileCheck =
@@ -124,7 +125,15 @@ export async function mechanismCheckFiles(
   const results: FileCheck[] = [];
   try {
     for (const { file, read } of reads) {
-      const result = await checkFile(file, read, box, trace, plan);
+      // --verbose: each scenario's hook calls as `mechanism test --verbose` prints them, on stderr.
+      const onTrace =
+        options.verbose && !options.json
+          ? (scenario: Scenario, text: string) =>
+              io.stderr(
+                `${safeText(`${file}: scenario ${scenario.name} (${scenario.description})`)}\n${text}`,
+              )
+          : undefined;
+      const result = await checkFile(file, read, box, trace, plan, onTrace);
       results.push(result);
       if (!options.json) printText(result, io);
     }
@@ -171,14 +180,20 @@ async function checkFile(
   sandbox: Sandbox,
   trace: DryRunTrace,
   plan: ScenarioPlan | null,
+  onTrace?: (scenario: Scenario, text: string) => void,
 ): Promise<FileCheck> {
   if ("usage" in read) return { file, exitCode: 2, usage: read.usage };
   const report = await sandbox.validate(read.source, trace, path.basename(file));
   const scenarios: ScenarioResult[] = [];
   if (report.ok && report.compiled && plan) {
     const { runScenario } = await import("../mechanism-scenario-run.ts");
-    for (const s of plan.scenarios)
-      scenarios.push(await runScenario(sandbox, report.compiled, s, plan.params, plan.historyWindow));
+    const { formatEvents, recordingSandbox } = await import("../mechanism-trace.ts");
+    for (const s of plan.scenarios) {
+      const events: TraceEvent[] = [];
+      const box = onTrace ? recordingSandbox(sandbox, 0, (e) => events.push(e)) : sandbox;
+      scenarios.push(await runScenario(box, report.compiled, s, plan.params, plan.historyWindow));
+      onTrace?.(s, formatEvents(events));
+    }
   }
   const ok = report.ok && scenarios.every((s) => s.ok);
   return { file, exitCode: ok ? 0 : 1, report, scenarios };
@@ -277,6 +292,10 @@ export function registerMechanismCommands(program: Command): Command {
         "(docs/mechanism-tools.md); repeatable",
       (value: string, previous: string[]) => [...previous, value],
       [] as string[],
+    )
+    .option(
+      "--verbose",
+      "with --scenario: print each scenario's hook calls (input, result, ctx.log lines, state) on stderr",
     )
     .exitOverride((error) => {
       if (error.exitCode !== 0) throw new CommanderError(2, error.code, error.message);
