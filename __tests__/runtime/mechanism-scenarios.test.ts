@@ -278,7 +278,13 @@ test("--verbose prints each scenario's hook calls on stderr: inputs, verdicts, c
   expect(r.err).toMatch(/→ reject: not at two/);
   expect(r.err).toMatch(/log: asked about [A-Z_]+/);
   expect(r.err).toMatch(/state \{"seen":1\}/);
-  // Without --verbose: no trace.
+  // Without --verbose: no trace. --verbose without --scenario, or with --json: a usage error.
   const quiet = await check([file], ["restart"]);
   expect(quiet.err).toBe("");
+  const alone = await check([file], undefined, false, true);
+  expect([alone.code, alone.out]).toEqual([2, ""]);
+  expect(alone.err).toMatch(/--verbose prints the hook calls of --scenario runs as text: add --scenario/);
+  const json = await check([file], ["restart"], true, true);
+  expect([json.code, json.out]).toEqual([2, ""]);
+  expect(json.err).toMatch(/without --json/);
 }, 60_000);

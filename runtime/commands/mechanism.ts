@@ -88,6 +88,12 @@ export async function mechanismCheckFiles(
   io: CheckIo,
   sandbox?: Sandbox,
 ): Promise<number> {
+  if (options.verbose && !(options.scenario && options.scenario.length > 0 && !options.json)) {
+    io.stderr(
+      `bilevel mechanism check: --verbose prints the hook calls of --scenario runs as text: add --scenario NAME|FILE|all${options.json ? ", without --json" : ""}\n`,
+    );
+    return 2;
+  }
   const reads = files.map((file) => ({ file, read: readSourceToJudge(file) }));
   // Without --config the policy is a run's default: the child starts while the config code loads
   // (it is checked against the config's policy below). None if no file gets past the host.
@@ -126,13 +132,10 @@ export async function mechanismCheckFiles(
   try {
     for (const { file, read } of reads) {
       // --verbose: each scenario's hook calls as `mechanism test --verbose` prints them, on stderr.
-      const onTrace =
-        options.verbose && !options.json
-          ? (scenario: Scenario, text: string) =>
-              io.stderr(
-                `${safeText(`${file}: scenario ${scenario.name} (${scenario.description})`)}\n${text}`,
-              )
-          : undefined;
+      const onTrace = options.verbose
+        ? (scenario: Scenario, text: string) =>
+            io.stderr(`${safeText(`${file}: scenario ${scenario.name} (${scenario.description})`)}\n${text}`)
+        : undefined;
       const result = await checkFile(file, read, box, trace, plan, onTrace);
       results.push(result);
       if (!options.json) printText(result, io);
