@@ -124,11 +124,11 @@ export function briefLines(brief: string | null | undefined): string[] {
   ];
 }
 
-function describeTrial(t: TrialRow, incumbentBefore: Config | null): string {
+/** One history line: the trial's recorded description ("PARAM old -> new, …"), its score and verdict. */
+function describeTrial(t: TrialRow): string {
   const score = t.valBpb === null ? t.status : `val_bpb ${t.valBpb.toFixed(4)}`;
   const delta = t.delta === null ? "" : ` (Δ ${t.delta >= 0 ? "+" : ""}${t.delta.toFixed(4)})`;
-  const changes = incumbentBefore ? describeChanges(incumbentBefore, t.changes) : t.description;
-  return `#${t.iteration}: ${changes} -> ${score}${delta}, ${t.kept ? "KEPT" : "discarded"}`;
+  return `#${t.iteration}: ${t.description} -> ${score}${delta}, ${t.kept ? "KEPT" : "discarded"}`;
 }
 
 export function proposalPrompt(
@@ -156,7 +156,7 @@ export function proposalPrompt(
     input.best ? `Best seen: val_bpb ${input.best.valBpb.toFixed(4)}` : "",
     "",
     "Recent trials (oldest first):",
-    ...(input.history.length > 0 ? input.history.map((t) => describeTrial(t, null)) : ["(none yet)"]),
+    ...(input.history.length > 0 ? input.history.map(describeTrial) : ["(none yet)"]),
     ...(input.pending && input.pending.length > 0
       ? [
           "",
