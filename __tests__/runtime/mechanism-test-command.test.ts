@@ -6,10 +6,10 @@ import {
   type MechanismTestOptions,
   mechanismTest,
   registerMechanismTestCommand,
-  type TestSandbox,
 } from "../../runtime/commands/mechanism-test.ts";
 import { parseBaseline } from "../../runtime/harness-baseline.ts";
 import { Sandbox } from "../../sandbox/index.ts";
+import { sharedTestSandbox } from "../support/shared-sandbox.ts";
 
 const examples = path.resolve(import.meta.dirname, "../../examples/mechanisms");
 const EXAMPLES = [
@@ -25,15 +25,7 @@ const EXAMPLES = [
 let sandbox: Sandbox;
 let dir: string;
 // One sandbox for every run: the command's close() must not end it.
-const shared = (): Promise<TestSandbox> =>
-  Promise.resolve({
-    compile: (s, f) => sandbox.compile(s, f),
-    load: (id, m) => sandbox.load(id, m),
-    call: (c) => sandbox.call(c),
-    unload: (id) => sandbox.unload(id),
-    validate: (s, t, f) => sandbox.validate(s, t, f),
-    close: async () => {},
-  });
+const shared = sharedTestSandbox(() => sandbox);
 
 beforeAll(async () => {
   sandbox = await Sandbox.start();

@@ -4,23 +4,15 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { mechanismTest, type TestSandbox } from "../../runtime/commands/mechanism-test.ts";
+import { mechanismTest } from "../../runtime/commands/mechanism-test.ts";
 import type { TraceEvent } from "../../runtime/mechanism-trace.ts";
 import { Sandbox } from "../../sandbox/index.ts";
+import { sharedTestSandbox } from "../support/shared-sandbox.ts";
 
 let sandbox: Sandbox;
 let dir: string;
-// The command's own sandbox API, batching included; its close() must not end the shared one.
-const shared = (): Promise<TestSandbox> =>
-  Promise.resolve({
-    compile: (s, f) => sandbox.compile(s, f),
-    load: (id, m) => sandbox.load(id, m),
-    call: (c) => sandbox.call(c),
-    callBatch: (b) => sandbox.callBatch(b),
-    unload: (id) => sandbox.unload(id),
-    validate: (s, t, f) => sandbox.validate(s, t, f),
-    close: async () => {},
-  });
+// One sandbox for every run: the command's close() must not end it.
+const shared = sharedTestSandbox(() => sandbox);
 
 beforeAll(async () => {
   sandbox = await Sandbox.start();
