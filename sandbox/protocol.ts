@@ -24,7 +24,6 @@ import {
   suggestionSchema,
   trialSchema,
 } from "../mechanism-api/schemas.ts";
-import type { CompileResult } from "./compiler.ts";
 import { compiledMechanismSchema, hookContextDataSchema, sandboxErrorSchema } from "./schemas.ts";
 import type {
   CapabilityState,
@@ -37,11 +36,10 @@ import type {
 } from "./types.ts";
 import { validator } from "./validation.ts";
 
-/** Longest protocol line either side accepts (compile requests carry the source, JSON-escaped). */
+/** Longest protocol line either side accepts (a load carries the mechanism's source and JS, JSON-escaped; the compiler's requests its source). */
 export const MAX_LINE_CHARS = 32 * 1024 * 1024;
 
 export type Request =
-  | { readonly id: number; readonly op: "compile"; readonly source: string }
   | {
       readonly id: number;
       readonly op: "load";
@@ -144,7 +142,6 @@ export type ChildCallOutcome =
 
 export type Response =
   | { readonly id: 0; readonly op: "ready" }
-  | { readonly id: number; readonly op: "compile"; readonly result: CompileResult }
   | { readonly id: number; readonly op: "load"; readonly error: SandboxError | null }
   | { readonly id: number; readonly op: "call"; readonly outcome: ChildCallOutcome }
   /** One call of a batch, sent as soon as it is done; `ms` is its time in the child. */
@@ -194,12 +191,6 @@ const requestSchema = {
   required: ["op"],
   properties: { op: { type: "string" } },
   oneOf: [
-    {
-      type: "object",
-      required: ["id", "op", "source"],
-      additionalProperties: false,
-      properties: { id, op: { const: "compile" }, source: { type: "string" } },
-    },
     {
       type: "object",
       required: ["id", "op", "mechanismId", "mechanism"],
@@ -320,41 +311,6 @@ const responseSchema = {
       required: ["id", "op"],
       additionalProperties: false,
       properties: { id: { const: 0 }, op: { const: "ready" } },
-    },
-    {
-      type: "object",
-      required: ["id", "op", "result"],
-      additionalProperties: false,
-      properties: {
-        id,
-        op: { const: "compile" },
-        result: {
-          oneOf: [
-            {
-              type: "object",
-              required: ["ok", "mechanism", "compileMs", "lintMs"],
-              additionalProperties: false,
-              properties: {
-                ok: { const: true },
-                mechanism: compiledMechanismSchema,
-                compileMs: ms,
-                lintMs: ms,
-              },
-            },
-            {
-              type: "object",
-              required: ["ok", "errors", "compileMs", "lintMs"],
-              additionalProperties: false,
-              properties: {
-                ok: { const: false },
-                errors: { type: "array", minItems: 1, maxItems: 100, items: sandboxErrorSchema },
-                compileMs: ms,
-                lintMs: ms,
-              },
-            },
-          ],
-        },
-      },
     },
     {
       type: "object",
