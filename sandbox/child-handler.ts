@@ -17,7 +17,7 @@ export async function handleRequest(runner: RequestRunner, request: Request): Pr
         return {
           id: request.id,
           op: "load",
-          error: await runner.load(request.mechanismId, request.mechanism),
+          error: await runner.load(request.mechanismId, request.mechanism, request.mappings),
         };
       case "call":
         return { id: request.id, op: "call", outcome: await runner.call(request) };

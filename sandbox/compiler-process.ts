@@ -34,15 +34,23 @@ export interface CompilerOptions {
 
 type Answer =
   | { readonly ready: true }
-  | { readonly id: number; readonly result: CompileResult }
+  | { readonly id: number; readonly result: CompileResult; readonly mappings?: string }
+  | { readonly id: number; readonly mappings: string | null }
   | { readonly id: number; readonly invalid: string };
+type Reply = Exclude<Answer, { ready: true }>;
+
+/** A compile's result, and the source map's mappings of its JS when it compiled (null: none). */
+export interface Compiled {
+  readonly result: CompileResult;
+  readonly mappings: string | null;
+}
 
 const isAnswer = validator<Answer>(compilerAnswerSchema);
 
 /** One running compiler process. */
 class CompilerProcess {
   private readonly proc: ChildProcess;
-  private readonly pending = new Map<number, (answer: CompileResult | Failure) => void>();
+  private readonly pending = new Map<number, (reply: Reply | Failure) => void>();
   private nextId = 1;
   private stderrTail = "";
   private killedFor: Failure | null = null;
@@ -93,7 +101,8 @@ class CompilerProcess {
     return this.stderrTail.trim().split("\n").slice(-3).join(" | ");
   }
 
-  compile(source: string, deadlineMs: number): Promise<CompileResult | Failure> {
+  /** Send one request; its reply, or a Failure after SIGKILL on the deadline. */
+  request(body: { source: string; js?: string }, deadlineMs: number): Promise<Reply | Failure> {
     if (!this.alive) return Promise.resolve({ failure: "crashed", detail: "the compiler is not running" });
     const id = this.nextId++;
     return new Promise((resolve) => {
@@ -101,11 +110,11 @@ class CompilerProcess {
         () => this.kill({ failure: "timeout", detail: `no answer within ${deadlineMs} ms` }),
         deadlineMs,
       );
-      this.pending.set(id, (answer) => {
+      this.pending.set(id, (reply) => {
         clearTimeout(timer);
-        resolve(answer);
+        resolve(reply);
       });
-      (this.proc.stdin as Writable).write(`${JSON.stringify({ id, source })}\n`);
+      (this.proc.stdin as Writable).write(`${JSON.stringify({ id, ...body })}\n`);
     });
   }
 
@@ -141,8 +150,7 @@ class CompilerProcess {
     const settle = this.pending.get(message.id);
     if (!settle) return;
     this.pending.delete(message.id);
-    // A request it did not understand is the host's bug; the caller gets it as the compiler's failure.
-    settle("result" in message ? message.result : { failure: "crashed", detail: message.invalid });
+    settle(message);
   }
 
   private onExit(): void {
@@ -181,7 +189,6 @@ export class Compiler {
   private process: Promise<CompilerProcess> | null = null;
   private closed = false;
   private starts = 0;
-  /** One compile at a time: a compile's deadline is its own, not the time spent behind another. */
   private queue: Promise<unknown> = Promise.resolve();
   /** How the last process started: from a snapshot or plainly (for tests and diagnostics). */
   startedFrom: "snapshot" | "plain" | null = null;
@@ -202,24 +209,36 @@ export class Compiler {
     this.process.catch(() => {});
   }
 
-  /** Compile `source`: its CompileResult, or the Failure (after a SIGKILL on the deadline). */
-  compile(source: string, deadlineMs: number): Promise<CompileResult | Failure> {
-    const run = this.queue.then(() => this.compileNow(source, deadlineMs));
-    this.queue = run.catch(() => {});
-    return run;
+  /** Compile `source`: its result, or the Failure (after a SIGKILL on the deadline). */
+  async compile(source: string, deadlineMs: number): Promise<Compiled | Failure> {
+    const reply = await this.request({ source }, deadlineMs);
+    if ("failure" in reply || "invalid" in reply) return failed(reply);
+    return "result" in reply ? { result: reply.result, mappings: reply.mappings ?? null } : failed(reply);
   }
 
-  private async compileNow(source: string, deadlineMs: number): Promise<CompileResult | Failure> {
-    if (this.closed) return { failure: "crashed", detail: "the sandbox is closed" };
-    let proc: CompilerProcess;
-    try {
-      proc = await this.live();
-    } catch (e) {
-      return { failure: "crashed", detail: e instanceof Error ? e.message : "the compiler did not start" };
-    }
-    const answer = await proc.compile(source, deadlineMs);
-    if ("failure" in answer) await proc.exited;
-    return answer;
+  /** The source map's mappings of `js`, compiled from `source` (null: it was not). */
+  async mappings(source: string, js: string, deadlineMs: number): Promise<string | null | Failure> {
+    const reply = await this.request({ source, js }, deadlineMs);
+    if ("failure" in reply || "invalid" in reply || "result" in reply) return failed(reply);
+    return reply.mappings;
+  }
+
+  /** One request at a time: a request's deadline is its own, not the time spent behind another. */
+  private request(body: { source: string; js?: string }, deadlineMs: number): Promise<Reply | Failure> {
+    const run = this.queue.then(async (): Promise<Reply | Failure> => {
+      if (this.closed) return { failure: "crashed", detail: "the sandbox is closed" };
+      let proc: CompilerProcess;
+      try {
+        proc = await this.live();
+      } catch (e) {
+        return { failure: "crashed", detail: e instanceof Error ? e.message : "the compiler did not start" };
+      }
+      const reply = await proc.request(body, deadlineMs);
+      if ("failure" in reply) await proc.exited;
+      return reply;
+    });
+    this.queue = run.catch(() => {});
+    return run;
   }
 
   async close(): Promise<void> {
@@ -273,4 +292,13 @@ export class Compiler {
     await proc.exited;
     throw new Error(`the compiler did not start${detail ? `: ${detail}` : ""}`);
   }
+}
+
+/** A reply that is not the one asked for: the host's bug or the compiler's, as the compiler's failure. */
+function failed(reply: Reply | Failure): Failure {
+  if ("failure" in reply) return reply;
+  return {
+    failure: "crashed",
+    detail: "invalid" in reply ? reply.invalid : "the compiler answered another request",
+  };
 }

@@ -70,6 +70,9 @@ export interface SandboxOptions {
 /** The largest mechanism source a Sandbox accepts unless its options say otherwise. */
 export const DEFAULT_MAX_SOURCE_BYTES = 512 * 1024;
 
+/** How many compiles' source maps a sandbox keeps for their loads (each is a few kB). */
+const MAX_KEPT_MAPPINGS = 256;
+
 const HOOK_ORDER: readonly HookName[] = ["init", "guide", "suggest", "filter", "observe"];
 
 const isCompiledMechanism = validator<CompiledMechanism>(compiledMechanismSchema);
@@ -90,6 +93,12 @@ export class Sandbox {
   private readonly options: Required<SandboxOptions>;
   private child: SandboxChild | null = null;
   private readonly compiler: Compiler;
+  /**
+   * Source maps' mappings by jsHash (null: the JS is not what its source compiles to), from the
+   * compiler process, sent with each load: the child then places a runtime error without loading
+   * TypeScript, which could take longer than the hook's deadline.
+   */
+  private readonly mappings = new Map<string, string | null>();
   private readonly loaded = new Map<string, CompiledMechanism>();
   private readonly quarantined = new Map<string, SandboxError>();
   private lock: Promise<unknown> = Promise.resolve();
@@ -189,16 +198,18 @@ export class Sandbox {
     if (this.options.lazyStart && this.options.preloadCompiler && this.child === null && !this.closed) {
       void this.exclusive(() => this.ensureChild());
     }
-    const result = await this.compiler.compile(source, this.options.compileTimeoutMs);
-    if ("failure" in result) {
-      const error = failureError("compile", result);
+    const compiled = await this.compiler.compile(source, this.options.compileTimeoutMs);
+    if ("failure" in compiled) {
+      const error = failureError("compile", compiled);
       return fail(
         error.code === "timeout"
           ? { ...error, message: `the compiler did not finish within ${this.options.compileTimeoutMs} ms` }
           : error,
       );
     }
+    const { result, mappings } = compiled;
     this.lastCompileSplit = { compileMs: result.compileMs, lintMs: result.lintMs };
+    if (result.ok) this.keepMappings(result.mechanism.jsHash, mappings);
     const durationMs = performance.now() - t0;
     return result.ok
       ? { ok: true, mechanism: result.mechanism, durationMs }
@@ -225,10 +236,19 @@ export class Sandbox {
         },
       };
     }
+    if (!this.mappings.has(mechanism.jsHash)) {
+      const mappings = await this.compiler.mappings(
+        mechanism.source,
+        mechanism.js,
+        this.options.compileTimeoutMs,
+      );
+      // A failure: none sent, and the child makes them itself if an error needs them.
+      if (mappings === null || typeof mappings === "string") this.keepMappings(mechanism.jsHash, mappings);
+    }
     return this.exclusive(async () => {
       this.quarantined.delete(id);
       this.loaded.delete(id);
-      const reply = await this.send({ op: "load", mechanismId: id, mechanism }, this.loadDeadline());
+      const reply = await this.send(this.loadRequest(id, mechanism), this.loadDeadline());
       if (isFailure(reply)) return { ok: false, error: failureError("load", reply) };
       if (reply.op !== "load")
         return { ok: false, error: { stage: "load", code: "crashed", message: unexpected(reply) } };
@@ -552,6 +572,19 @@ export class Sandbox {
     return starting;
   }
 
+  /** The child's load request: with the mappings when compile() made this JS. */
+  private loadRequest(id: string, mechanism: CompiledMechanism): RequestBody {
+    const mappings = this.mappings.get(mechanism.jsHash);
+    return { op: "load", mechanismId: id, mechanism, ...(mappings === undefined ? {} : { mappings }) };
+  }
+
+  private keepMappings(jsHash: string, mappings: string | null): void {
+    this.mappings.delete(jsHash);
+    this.mappings.set(jsHash, mappings);
+    // The latest ones (a Map keeps insertion order): a long run compiles many mechanisms.
+    if (this.mappings.size > MAX_KEPT_MAPPINGS) this.mappings.delete(this.mappings.keys().next().value!);
+  }
+
   /** Start the child if none runs (a failure is left to the request that needs it). */
   private async ensureChild(): Promise<void> {
     if (this.closed || this.child?.alive) return;
@@ -564,7 +597,7 @@ export class Sandbox {
     this.child = await this.spawnChild();
     if (!first) this.restartCount++;
     for (const [id, mechanism] of [...this.loaded]) {
-      const reply = await this.child.request({ op: "load", mechanismId: id, mechanism }, this.loadDeadline());
+      const reply = await this.child.request(this.loadRequest(id, mechanism), this.loadDeadline());
       const error = isFailure(reply)
         ? failureError("load", reply)
         : reply.op === "load"

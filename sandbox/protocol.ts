@@ -45,6 +45,11 @@ export type Request =
       readonly op: "load";
       readonly mechanismId: string;
       readonly mechanism: CompiledMechanism;
+      /**
+       * Its source map's mappings, from the compiler process (null: the JS is not what its source
+       * compiles to); the child then need not load TypeScript to place an error.
+       */
+      readonly mappings?: string | null;
     }
   | ({ readonly id: number; readonly op: "call" } & WireCall)
   | ({ readonly id: number; readonly op: "batch" } & WireBatch)
@@ -195,7 +200,13 @@ const requestSchema = {
       type: "object",
       required: ["id", "op", "mechanismId", "mechanism"],
       additionalProperties: false,
-      properties: { id, op: { const: "load" }, mechanismId: identifier, mechanism: compiledMechanismSchema },
+      properties: {
+        id,
+        op: { const: "load" },
+        mechanismId: identifier,
+        mechanism: compiledMechanismSchema,
+        mappings: { type: ["string", "null"] },
+      },
     },
     {
       type: "object",

@@ -112,7 +112,7 @@ const requestId = { type: "integer", minimum: 1 } as const;
 
 /**
  * What the compiler process (compiler-server.ts) writes, one per line: it is ready; the answer to
- * request `id` (a CompileResult); or why a line was not a request (id 0 when it had none).
+ * request `id` (a CompileResult, and its source map's mappings when it compiled; or only the mappings); or why a line was not a request (id 0 when it had none).
  */
 export const compilerAnswerSchema = {
   oneOf: [
@@ -128,6 +128,8 @@ export const compilerAnswerSchema = {
       additionalProperties: false,
       properties: {
         id: requestId,
+        // The source map's, for an ok result (the sandbox child maps runtime errors with them).
+        mappings: { type: "string" },
         result: {
           oneOf: [
             {
@@ -155,6 +157,12 @@ export const compilerAnswerSchema = {
           ],
         },
       },
+    },
+    {
+      type: "object",
+      required: ["id", "mappings"],
+      additionalProperties: false,
+      properties: { id: requestId, mappings: { type: ["string", "null"] } },
     },
     {
       type: "object",

@@ -7,9 +7,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFile
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Failure } from "../../sandbox/child-process.ts";
-import type { CompileResult } from "../../sandbox/compiler.ts";
 import { buildBlob, findBlob, PLAIN_START, snapshotStart } from "../../sandbox/compiler-blob.ts";
-import { Compiler } from "../../sandbox/compiler-process.ts";
+import { type Compiled, Compiler } from "../../sandbox/compiler-process.ts";
 import { HEALTHY } from "./helpers.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -39,11 +38,13 @@ function corpus(): string[] {
 }
 
 /** The answer without its timings (which differ from run to run). */
-function answer(result: CompileResult | Failure): unknown {
-  if ("failure" in result) return result;
-  const { compileMs: _c, lintMs: _l, ...rest } = result;
-  return rest;
+function answer(answer: Compiled | Failure): unknown {
+  if ("failure" in answer) return answer;
+  const { compileMs: _c, lintMs: _l, ...rest } = answer.result;
+  return { ...rest, mappings: answer.mappings };
 }
+
+const compiledOk = (answer: Compiled | Failure) => ("failure" in answer ? answer : answer.result.ok);
 
 let dir: string;
 beforeEach(() => {
@@ -73,6 +74,14 @@ test("the snapshot start and the plain start give the same answers on the compil
     }
     expect(fast.startedFrom).toBe("snapshot");
     expect(plain.startedFrom).toBe("plain");
+    // A mechanism that compiled comes with its source map's mappings (the child maps errors with them).
+    const healthy = await fast.compile(HEALTHY, DEADLINE_MS);
+    if ("failure" in healthy || !healthy.result.ok) throw new Error("HEALTHY did not compile");
+    expect(healthy.mappings).toMatch(/^[A-Za-z0-9+/,;]+$/);
+    // ...and a load of JS it did not just compile asks for them: null when the JS is not the source's.
+    const js = healthy.result.mechanism.js;
+    expect(await plain.mappings(HEALTHY, js, DEADLINE_MS)).toBe(healthy.mappings);
+    expect(await fast.mappings(HEALTHY, `${js}\n;0;`, DEADLINE_MS)).toBeNull();
     expect(notices).toEqual(["preparing the compiler (once, ~2 s)"]);
     expect(fast.restarts).toBe(0);
   } finally {
@@ -108,8 +117,7 @@ test("a folder that cannot hold the blob: the plain start, and no error", async 
   writeFileSync(file, "");
   const compiler = new Compiler(options(path.join(file, "compiler")));
   try {
-    const result = await compiler.compile(HEALTHY, DEADLINE_MS);
-    expect("failure" in result ? result : result.ok).toBe(true);
+    expect(compiledOk(await compiler.compile(HEALTHY, DEADLINE_MS))).toBe(true);
     expect(compiler.startedFrom).toBe("plain");
   } finally {
     await compiler.close();
@@ -119,14 +127,13 @@ test("a folder that cannot hold the blob: the plain start, and no error", async 
 test("a compile past its deadline is killed in the snapshot process; the next compile gets a new one", async () => {
   const compiler = new Compiler(options(dir));
   try {
-    expect("failure" in (await compiler.compile(HEALTHY, DEADLINE_MS))).toBe(false);
+    expect(compiledOk(await compiler.compile(HEALTHY, DEADLINE_MS))).toBe(true);
     expect(compiler.startedFrom).toBe("snapshot");
     // A type check of this size takes the compiler far longer than 1 ms.
     const slow = await compiler.compile(HEALTHY, 1);
     expect(slow).toEqual({ failure: "timeout", detail: "no answer within 1 ms" });
     expect(compiler.restarts).toBe(0);
-    const next = await compiler.compile(HEALTHY, DEADLINE_MS);
-    expect("failure" in next ? next : next.ok).toBe(true);
+    expect(compiledOk(await compiler.compile(HEALTHY, DEADLINE_MS))).toBe(true);
     expect(compiler.restarts).toBe(1);
     expect(compiler.startedFrom).toBe("snapshot");
   } finally {
