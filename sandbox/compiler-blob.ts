@@ -7,7 +7,7 @@
 // fails a caller: any problem (read-only folder, no esbuild, another Node) means the plain start.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -117,10 +117,17 @@ export function discardBlob(blob: string, fresh: boolean): void {
   }
 }
 
+/** Remove the blobs (and marks) of other sources, and what builds that were killed left behind. */
 function removeOtherBlobs(dir: string, keep: string): void {
   for (const name of readdirSync(dir)) {
     const file = path.join(dir, name);
-    if (name.startsWith("compiler-") && file !== keep) rmSync(file, { force: true });
+    try {
+      const stale = name.startsWith("build-") && Date.now() - statSync(file).mtimeMs > 2 * BUILD_TIMEOUT_MS;
+      if ((name.startsWith("compiler-") && file !== keep) || stale)
+        rmSync(file, { recursive: true, force: true });
+    } catch {
+      // Removed meanwhile by a concurrent build.
+    }
   }
 }
 
