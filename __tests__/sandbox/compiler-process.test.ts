@@ -112,6 +112,25 @@ test("a damaged blob falls back to the plain start, and the next start builds it
   expect(findBlob(dir)).toEqual({ kind: "ready", blob: found.blob });
 });
 
+test("two first starts at once both build, and leave one good blob", async () => {
+  const pair = [new Compiler(options(dir)), new Compiler(options(dir))];
+  try {
+    const answers = await Promise.all(pair.map((c) => c.compile(HEALTHY, DEADLINE_MS)));
+    expect(answers.map(compiledOk)).toEqual([true, true]);
+    expect(pair.map((c) => c.startedFrom)).toEqual(["snapshot", "snapshot"]);
+  } finally {
+    await Promise.all(pair.map((c) => c.close()));
+  }
+  expect(readdirSync(dir).sort()).toEqual([
+    expect.stringMatching(/^compiler-[0-9a-f]{32}\.blob$/),
+    "inputs.txt",
+  ]);
+  const after = new Compiler(options(dir));
+  expect(compiledOk(await after.compile(HEALTHY, DEADLINE_MS))).toBe(true);
+  expect(after.startedFrom).toBe("snapshot");
+  await after.close();
+});
+
 test("a folder that cannot hold the blob: the plain start, and no error", async () => {
   const file = path.join(dir, "not-a-folder");
   writeFileSync(file, "");
