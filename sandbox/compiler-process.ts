@@ -283,6 +283,8 @@ export class Compiler {
 
   private async launch(start: CompilerStart): Promise<CompilerProcess> {
     const proc = new CompilerProcess(start, this.options.heapMb);
+    // While it starts: the validator of its answers is prepared now, not when the first one comes.
+    isAnswer.warm();
     if (await proc.ready(this.options.startTimeoutMs)) {
       this.startedFrom = start.blob === null ? "plain" : "snapshot";
       return proc;
