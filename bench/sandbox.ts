@@ -49,7 +49,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const us = (ms: number) => `${(ms * 1000).toFixed(0)} µs`;
 const load = () => loadavg()[0]!.toFixed(2);
 
-/** Child cold start, and compile cold (first in a fresh child) and warm. */
+/** Child cold start, and compile cold (first in a fresh sandbox: it starts the compiler process) and warm. */
 async function startAndCompile(): Promise<{ rows: Row[]; compiled: CompiledMechanism }> {
   const starts: number[] = [];
   for (let i = 0; i < 5; i++) {
@@ -82,7 +82,7 @@ async function startAndCompile(): Promise<{ rows: Row[]; compiled: CompiledMecha
     compiled: compiled.mechanism,
     rows: [
       ["child cold start (median of 5)", `${stats(starts).median.toFixed(0)} ms`],
-      ["compile, cold (first in a fresh child, median of 3)", `${stats(colds).median.toFixed(0)} ms`],
+      ["compile, cold (first in a fresh sandbox, median of 3)", `${stats(colds).median.toFixed(0)} ms`],
       ["compile, warm (median of 40)", `${stats(warms).median.toFixed(1)} ms (goal ≤ 60 ms)`],
     ],
   };

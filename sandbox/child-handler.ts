@@ -1,7 +1,6 @@
 // What the sandbox child answers to one validated request. Kept apart from child.ts (which owns
 // the process's pipes) so that the mapping of failures to answers can be tested on its own.
 import type { ParamSpec, Proposal, Trial } from "../mechanism-api/index.d.ts";
-import type { CompileResult } from "./compiler.ts";
 import { batchCall, InvalidRequest, type Request, type Response } from "./protocol.ts";
 import type { Runner } from "./runner.ts";
 import { sanitize } from "./sanitize.ts";
@@ -14,13 +13,11 @@ type BatchRequest = Extract<Request, { op: "batch" }>;
 export async function handleRequest(runner: RequestRunner, request: Request): Promise<Response> {
   try {
     switch (request.op) {
-      case "compile":
-        return { id: request.id, op: "compile", result: await compile(request.source) };
       case "load":
         return {
           id: request.id,
           op: "load",
-          error: await runner.load(request.mechanismId, request.mechanism),
+          error: await runner.load(request.mechanismId, request.mechanism, request.mappings),
         };
       case "call":
         return { id: request.id, op: "call", outcome: await runner.call(request) };
@@ -106,24 +103,6 @@ export async function handleBatch(
 
 function isProposal(argument: Proposal | Trial | undefined): argument is Proposal {
   return argument !== undefined && "rationale" in argument;
-}
-
-async function compile(source: string): Promise<CompileResult> {
-  try {
-    // Loaded on first use: a child that only runs hooks starts without the compiler.
-    const { compileMechanism } = await import("./compiler.ts");
-    return compileMechanism(source);
-  } catch (e) {
-    // Deep nesting and similar can overflow the compiler's stack: a clear error, not a crash.
-    const message =
-      e instanceof RangeError ? "the source is too deeply nested to compile" : "the compiler failed";
-    return {
-      ok: false,
-      errors: [{ stage: "compile", code: "syntax-error", message: sanitize(`${message}: ${String(e)}`) }],
-      compileMs: 0,
-      lintMs: 0,
-    };
-  }
 }
 
 function describe(e: unknown): string {

@@ -25,14 +25,12 @@ interface Pending {
 
 export interface ChildOptions {
   readonly policy: SandboxPolicy;
-  /** RSS cap for the whole child (isolates + compiler); the watchdog SIGKILLs above it. */
+  /** RSS cap for the whole child (its isolates); the watchdog SIGKILLs above it. */
   readonly memoryMb: number;
-  /** V8 heap cap of the child's own Node heap (the compiler lives there; isolates have their own). */
+  /** V8 heap cap of the child's own Node heap (isolates have their own). */
   readonly heapMb: number;
   readonly startTimeoutMs: number;
   readonly watchdogIntervalMs: number;
-  /** Load the compiler as soon as the child starts (it will compile); otherwise on the first compile. */
-  readonly preloadCompiler?: boolean;
   /** The filter chain's rule module (SandboxOptions.chainRule); "" or absent: none. */
   readonly chainRule?: string;
 }
@@ -43,7 +41,7 @@ export type RequestBody = Distributive<Request>;
 /**
  * The child's environment: its policy, TZ=UTC (guest local-time views of the frozen clock must not
  * depend on the machine) and, when the host uses Node's compile cache, a cache folder of the
- * child's own beside it (TypeScript's 9 MB is most of the child's start): never the host's folder,
+ * child's own beside it (its modules are most of its start): never the host's folder,
  * so that nothing the host loads from its cache was written by the process that runs guest code.
  */
 function childEnv(policy: SandboxPolicy): Record<string, string> {
@@ -75,7 +73,6 @@ export class SandboxChild {
       `--max-old-space-size=${options.heapMb}`,
       "--disable-warning=ExperimentalWarning",
       CHILD_ENTRY,
-      ...(options.preloadCompiler ? ["--preload-compiler"] : []),
       ...(options.chainRule ? ["--chain-rule", options.chainRule] : []),
     ];
     // No core dumps from aborts; a minimal environment (childEnv): no host variable reaches the

@@ -1,8 +1,8 @@
-// The sandbox child process: everything untrusted happens here (the TypeScript compiler on
-// mechanism source, and the isolates). The host spawns it with --no-node-snapshot, a heap cap and
-// an RSS watchdog, and SIGKILLs it on any missed deadline; a worker thread here bounds each hook
-// call's memory growth (memory-watchdog.ts). Requests arrive one JSON line at a time on stdin;
-// responses leave on fd 3. Requests are handled strictly one after another.
+// The sandbox child process: guest code runs here, in isolates (the TypeScript compiler on mechanism
+// source runs in a process of its own, compiler-server.ts). The host spawns it with
+// --no-node-snapshot, a heap cap and an RSS watchdog, and SIGKILLs it on any missed deadline; a
+// worker thread here bounds each hook call's memory growth (memory-watchdog.ts). Requests arrive one
+// JSON line at a time on stdin; responses leave on fd 3. Requests are handled strictly one after another.
 import net from "node:net";
 import { pathToFileURL } from "node:url";
 import { warmCapabilityValidators } from "./capabilities/index.ts";
@@ -30,12 +30,6 @@ const out = new net.Socket({ fd: 3, readable: false, writable: true });
 const send = (response: Response): void => {
   out.write(`${JSON.stringify(response)}\n`);
 };
-
-// A child that will compile (the host asked) loads the compiler (TypeScript) now, while its memory
-// watchdog thread starts and the host sends its first request. Not a throw-away compile as well:
-// the request comes at once, and a compile ahead (its type check is not reused) cost more than the
-// lib files it parsed saved the first real one (0.1 s more for `mechanism check` of one file).
-if (process.argv.includes("--preload-compiler")) void import("./compiler.ts");
 
 // The filter chain's rule, from the module the host named (its run's own; loaded on first use).
 const chainRulePath = process.argv[process.argv.indexOf("--chain-rule") + 1];

@@ -117,6 +117,17 @@ export function compileMechanism(source: string): CompileResult {
   return { ok: true, mechanism, compileMs: compileMs + (performance.now() - t1 - lintMs), lintMs };
 }
 
+/**
+ * The source map's mappings of `js` (the emitted JS of `source`), to map runtime positions back to
+ * the TypeScript source; null if the source no longer emits exactly that JS.
+ */
+export function mappingsFor(source: string, js: string): string | null {
+  const out = sourceMapFor(source);
+  const parsed: unknown = JSON.parse(out.map);
+  const mappings = (parsed as { mappings?: unknown }).mappings;
+  return out.js.trimEnd() === js.trimEnd() && typeof mappings === "string" ? mappings : null;
+}
+
 /** Source map of the emitted JS, to map runtime positions back to the TypeScript source. */
 export function sourceMapFor(source: string): { js: string; map: string } {
   const out = ts.transpileModule(source, {

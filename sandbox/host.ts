@@ -1,7 +1,7 @@
-// The Sandbox: the host's handle on the supervised child. It serialises requests, enforces a
-// deadline on every one (compile, load, call), SIGKILLs and restarts the child on a missed deadline
-// or a crash, reloads the healthy mechanisms into the new child, and quarantines the offender.
-// Public methods never throw for anything a mechanism does.
+// The Sandbox: the host's handle on the supervised child and on the compiler process. It serialises
+// requests, enforces a deadline on every one (compile, load, call), SIGKILLs and restarts the child
+// (or the compiler) on a missed deadline or a crash, reloads the healthy mechanisms into the new
+// child, and quarantines the offender. Public methods never throw for anything a mechanism does.
 
 import type { HookName, Json } from "../mechanism-api/index.d.ts";
 import { EMPTY_CAPABILITIES } from "./capabilities/state.ts";
@@ -13,6 +13,8 @@ import {
   type RequestBody,
   SandboxChild,
 } from "./child-process.ts";
+import { compilerCacheDir } from "./compiler-blob.ts";
+import { Compiler } from "./compiler-process.ts";
 import { timeoutMessage } from "./fault-messages.ts";
 import { defaultPolicy } from "./policy.ts";
 import { type ChildCallOutcome, isResponse, MAX_LINE_CHARS, toWireBatch, toWireCall } from "./protocol.ts";
@@ -35,18 +37,27 @@ import { validator } from "./validation.ts";
 
 /** Process-level limits (not part of the run policy). */
 export interface SandboxOptions {
-  /** RSS cap of the child process in MB (isolates + compiler), enforced by a watchdog. Default 2048. */
+  /** RSS cap of the child process in MB (its isolates), enforced by a watchdog. Default 2048. */
   readonly childMemoryMb?: number;
-  /** The child's own V8 heap cap in MB (the TypeScript compiler lives there). Default 1024. */
+  /** V8 heap cap in MB of the child's own Node heap, and of the compiler process's. Default 1024. */
   readonly childHeapMb?: number;
-  /** Deadline for one compile in ms (the first one also loads the compiler). Default 30000. */
+  /** Deadline for one compile in ms (the compiler process's start is not counted). Default 30000. */
   readonly compileTimeoutMs?: number;
   /** Largest mechanism source accepted, in bytes. Default 512 KiB. */
   readonly maxSourceBytes?: number;
   /** Deadline for the child to come up, in ms. Default 20000. */
   readonly startTimeoutMs?: number;
-  /** Load the compiler when the child starts, not on the first compile (for callers that compile). Default false. */
+  /**
+   * Start the compiler process with the child, in parallel (with lazyStart: the child with the first
+   * compile), not on the first compile: for callers that compile. Default false.
+   */
   readonly preloadCompiler?: boolean;
+  /**
+   * Folder of the compiler's startup snapshot, built there on first need (sandbox/compiler-blob.ts);
+   * null: the compiler starts without one (slower, same answers). Default $BILEVEL_CACHE/compiler,
+   * else .bilevel/cache/compiler in the checkout.
+   */
+  readonly compilerCacheDir?: string | null;
   /** Start the child with the first request that needs it, not in start(). Default false. */
   readonly lazyStart?: boolean;
   /**
@@ -58,6 +69,9 @@ export interface SandboxOptions {
 
 /** The largest mechanism source a Sandbox accepts unless its options say otherwise. */
 export const DEFAULT_MAX_SOURCE_BYTES = 512 * 1024;
+
+/** How many compiles' source maps a sandbox keeps for their loads (each is a few kB). */
+const MAX_KEPT_MAPPINGS = 256;
 
 const HOOK_ORDER: readonly HookName[] = ["init", "guide", "suggest", "filter", "observe"];
 
@@ -78,6 +92,13 @@ export class Sandbox {
   readonly policy: SandboxPolicy;
   private readonly options: Required<SandboxOptions>;
   private child: SandboxChild | null = null;
+  private readonly compiler: Compiler;
+  /**
+   * Source maps' mappings by jsHash (null: the JS is not what its source compiles to), from the
+   * compiler process, sent with each load: the child then places a runtime error without loading
+   * TypeScript, which could take longer than the hook's deadline.
+   */
+  private readonly mappings = new Map<string, string | null>();
   private readonly loaded = new Map<string, CompiledMechanism>();
   private readonly quarantined = new Map<string, SandboxError>();
   private lock: Promise<unknown> = Promise.resolve();
@@ -98,7 +119,15 @@ export class Sandbox {
       preloadCompiler: options.preloadCompiler ?? false,
       lazyStart: options.lazyStart ?? false,
       chainRule: options.chainRule ?? "",
+      compilerCacheDir:
+        options.compilerCacheDir === undefined ? compilerCacheDir() : options.compilerCacheDir,
     };
+    this.compiler = new Compiler({
+      heapMb: this.options.childHeapMb,
+      startTimeoutMs: this.options.startTimeoutMs,
+      cacheDir: this.options.compilerCacheDir,
+      notice: (line) => process.stderr.write(`bilevel: ${line}\n`),
+    });
   }
 
   /**
@@ -107,13 +136,36 @@ export class Sandbox {
    */
   static async start(policy: Partial<SandboxPolicy> = {}, options: SandboxOptions = {}): Promise<Sandbox> {
     const sandbox = new Sandbox(defaultPolicy(policy), options);
-    if (!sandbox.options.lazyStart) sandbox.child = await sandbox.spawnChild();
+    if (sandbox.options.lazyStart) return sandbox;
+    // The two processes start in parallel (each is hundreds of milliseconds of Node and modules).
+    if (sandbox.options.preloadCompiler) sandbox.compiler.start();
+    try {
+      sandbox.child = await sandbox.spawnChild();
+    } catch (e) {
+      await sandbox.compiler.close();
+      throw e;
+    }
     return sandbox;
   }
 
-  /** How many times the child was replaced after a kill or a crash. */
+  /**
+   * Start the processes a lazy sandbox would start with its first request (the child, and the
+   * compiler with preloadCompiler) now, in the background: a compile does not wait for the child. A
+   * failure to start is the first request's that needs the process.
+   */
+  prestart(): void {
+    if (this.options.preloadCompiler) this.compiler.start();
+    void this.exclusive(() => this.ensureChild());
+  }
+
+  /** How many times the child or the compiler process was replaced after a kill or a crash. */
   get restarts(): number {
-    return this.restartCount;
+    return this.restartCount + this.compiler.restarts;
+  }
+
+  /** How the compiler process last started: from its snapshot or plainly (null: not yet). */
+  get compilerStartedFrom(): "snapshot" | "plain" | null {
+    return this.compiler.startedFrom;
   }
 
   /** The child's pid (for tests and diagnostics). */
@@ -142,21 +194,22 @@ export class Sandbox {
         message: `the source is ${bytes} bytes, over the ${this.options.maxSourceBytes}-byte limit`,
       });
     }
-    const reply = await this.exclusive(() =>
-      this.send({ op: "compile", source }, this.options.compileTimeoutMs),
-    );
-    if (isFailure(reply)) {
-      const error = failureError("compile", reply);
+    // A caller that compiles and then loads: its lazy child starts now, alongside the compile.
+    if (this.options.lazyStart && this.options.preloadCompiler && this.child === null && !this.closed) {
+      void this.exclusive(() => this.ensureChild());
+    }
+    const compiled = await this.compiler.compile(source, this.options.compileTimeoutMs);
+    if ("failure" in compiled) {
+      const error = failureError("compile", compiled);
       return fail(
         error.code === "timeout"
           ? { ...error, message: `the compiler did not finish within ${this.options.compileTimeoutMs} ms` }
           : error,
       );
     }
-    if (reply.op !== "compile")
-      return fail({ stage: "compile", code: "crashed", message: unexpected(reply) });
-    const { result } = reply;
+    const { result, mappings } = compiled;
     this.lastCompileSplit = { compileMs: result.compileMs, lintMs: result.lintMs };
+    if (result.ok) this.keepMappings(result.mechanism.jsHash, mappings);
     const durationMs = performance.now() - t0;
     return result.ok
       ? { ok: true, mechanism: result.mechanism, durationMs }
@@ -183,10 +236,19 @@ export class Sandbox {
         },
       };
     }
+    if (!this.mappings.has(mechanism.jsHash)) {
+      const mappings = await this.compiler.mappings(
+        mechanism.source,
+        mechanism.js,
+        this.options.compileTimeoutMs,
+      );
+      // A failure: none sent, and the child makes them itself if an error needs them.
+      if (mappings === null || typeof mappings === "string") this.keepMappings(mechanism.jsHash, mappings);
+    }
     return this.exclusive(async () => {
       this.quarantined.delete(id);
       this.loaded.delete(id);
-      const reply = await this.send({ op: "load", mechanismId: id, mechanism }, this.loadDeadline());
+      const reply = await this.send(this.loadRequest(id, mechanism), this.loadDeadline());
       if (isFailure(reply)) return { ok: false, error: failureError("load", reply) };
       if (reply.op !== "load")
         return { ok: false, error: { stage: "load", code: "crashed", message: unexpected(reply) } };
@@ -442,12 +504,15 @@ export class Sandbox {
   }
 
   async close(): Promise<void> {
-    await this.exclusive(async () => {
-      this.closed = true;
-      this.loaded.clear();
-      await this.child?.close();
-      this.child = null;
-    });
+    await Promise.all([
+      this.compiler.close(),
+      this.exclusive(async () => {
+        this.closed = true;
+        this.loaded.clear();
+        await this.child?.close();
+        this.child = null;
+      }),
+    ]);
   }
 
   // ---- internals ----
@@ -498,7 +563,6 @@ export class Sandbox {
       heapMb: this.options.childHeapMb,
       startTimeoutMs: this.options.startTimeoutMs,
       watchdogIntervalMs: 50,
-      preloadCompiler: this.options.preloadCompiler,
       chainRule: this.options.chainRule,
     });
     // The child is starting (for hundreds of milliseconds): the validators of its answers and of
@@ -508,13 +572,32 @@ export class Sandbox {
     return starting;
   }
 
+  /** The child's load request: with the mappings when compile() made this JS. */
+  private loadRequest(id: string, mechanism: CompiledMechanism): RequestBody {
+    const mappings = this.mappings.get(mechanism.jsHash);
+    return { op: "load", mechanismId: id, mechanism, ...(mappings === undefined ? {} : { mappings }) };
+  }
+
+  private keepMappings(jsHash: string, mappings: string | null): void {
+    this.mappings.delete(jsHash);
+    this.mappings.set(jsHash, mappings);
+    // The latest ones (a Map keeps insertion order): a long run compiles many mechanisms.
+    if (this.mappings.size > MAX_KEPT_MAPPINGS) this.mappings.delete(this.mappings.keys().next().value!);
+  }
+
+  /** Start the child if none runs (a failure is left to the request that needs it). */
+  private async ensureChild(): Promise<void> {
+    if (this.closed || this.child?.alive) return;
+    await this.restart().catch(() => {});
+  }
+
   private async restart(): Promise<void> {
     // No child yet: a lazy start's first spawn, not a restart.
     const first = this.child === null;
     this.child = await this.spawnChild();
     if (!first) this.restartCount++;
     for (const [id, mechanism] of [...this.loaded]) {
-      const reply = await this.child.request({ op: "load", mechanismId: id, mechanism }, this.loadDeadline());
+      const reply = await this.child.request(this.loadRequest(id, mechanism), this.loadDeadline());
       const error = isFailure(reply)
         ? failureError("load", reply)
         : reply.op === "load"

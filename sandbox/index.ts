@@ -1,4 +1,5 @@
-// The sandbox's public surface. Everything untrusted runs in one supervised child process.
+// The sandbox's public surface. Guest code runs in one supervised child process; the TypeScript
+// compiler on mechanism source in another (compiler-process.ts).
 export { EMPTY_CAPABILITIES } from "./capabilities/state.ts";
 export { FIXED_NOW } from "./guest.ts";
 export { DEFAULT_MAX_SOURCE_BYTES, Sandbox, type SandboxOptions } from "./host.ts";

@@ -24,7 +24,6 @@ import {
   suggestionSchema,
   trialSchema,
 } from "../mechanism-api/schemas.ts";
-import type { CompileResult } from "./compiler.ts";
 import { compiledMechanismSchema, hookContextDataSchema, sandboxErrorSchema } from "./schemas.ts";
 import type {
   CapabilityState,
@@ -37,16 +36,20 @@ import type {
 } from "./types.ts";
 import { validator } from "./validation.ts";
 
-/** Longest protocol line either side accepts (compile requests carry the source, JSON-escaped). */
+/** Longest protocol line either side accepts (a load carries the mechanism's source and JS, JSON-escaped; the compiler's requests its source). */
 export const MAX_LINE_CHARS = 32 * 1024 * 1024;
 
 export type Request =
-  | { readonly id: number; readonly op: "compile"; readonly source: string }
   | {
       readonly id: number;
       readonly op: "load";
       readonly mechanismId: string;
       readonly mechanism: CompiledMechanism;
+      /**
+       * Its source map's mappings, from the compiler process (null: the JS is not what its source
+       * compiles to); the child then need not load TypeScript to place an error.
+       */
+      readonly mappings?: string | null;
     }
   | ({ readonly id: number; readonly op: "call" } & WireCall)
   | ({ readonly id: number; readonly op: "batch" } & WireBatch)
@@ -144,7 +147,6 @@ export type ChildCallOutcome =
 
 export type Response =
   | { readonly id: 0; readonly op: "ready" }
-  | { readonly id: number; readonly op: "compile"; readonly result: CompileResult }
   | { readonly id: number; readonly op: "load"; readonly error: SandboxError | null }
   | { readonly id: number; readonly op: "call"; readonly outcome: ChildCallOutcome }
   /** One call of a batch, sent as soon as it is done; `ms` is its time in the child. */
@@ -196,15 +198,15 @@ const requestSchema = {
   oneOf: [
     {
       type: "object",
-      required: ["id", "op", "source"],
-      additionalProperties: false,
-      properties: { id, op: { const: "compile" }, source: { type: "string" } },
-    },
-    {
-      type: "object",
       required: ["id", "op", "mechanismId", "mechanism"],
       additionalProperties: false,
-      properties: { id, op: { const: "load" }, mechanismId: identifier, mechanism: compiledMechanismSchema },
+      properties: {
+        id,
+        op: { const: "load" },
+        mechanismId: identifier,
+        mechanism: compiledMechanismSchema,
+        mappings: { type: ["string", "null"] },
+      },
     },
     {
       type: "object",
@@ -320,41 +322,6 @@ const responseSchema = {
       required: ["id", "op"],
       additionalProperties: false,
       properties: { id: { const: 0 }, op: { const: "ready" } },
-    },
-    {
-      type: "object",
-      required: ["id", "op", "result"],
-      additionalProperties: false,
-      properties: {
-        id,
-        op: { const: "compile" },
-        result: {
-          oneOf: [
-            {
-              type: "object",
-              required: ["ok", "mechanism", "compileMs", "lintMs"],
-              additionalProperties: false,
-              properties: {
-                ok: { const: true },
-                mechanism: compiledMechanismSchema,
-                compileMs: ms,
-                lintMs: ms,
-              },
-            },
-            {
-              type: "object",
-              required: ["ok", "errors", "compileMs", "lintMs"],
-              additionalProperties: false,
-              properties: {
-                ok: { const: false },
-                errors: { type: "array", minItems: 1, maxItems: 100, items: sandboxErrorSchema },
-                compileMs: ms,
-                lintMs: ms,
-              },
-            },
-          ],
-        },
-      },
     },
     {
       type: "object",

@@ -41,7 +41,7 @@ interface Loaded {
   readonly prepared: ivm.Context[];
   /** The context being built now, if any (one at a time per mechanism). */
   preparing: Promise<void> | null;
-  /** Source-map mappings, computed on the first runtime error that needs a position. */
+  /** Source-map mappings: from the host's compile, or computed on the first error that needs a position. */
   mappings?: string | null;
 }
 
@@ -113,7 +113,12 @@ export class Runner {
     return JSON.stringify({ ok: true, value: result.value });
   }
 
-  async load(id: string, compiled: CompiledMechanism): Promise<SandboxError | null> {
+  /** `mappings`: the source map's, when the host has them (see mappingsFor); otherwise made when needed. */
+  async load(
+    id: string,
+    compiled: CompiledMechanism,
+    mappings?: string | null,
+  ): Promise<SandboxError | null> {
     await this.unload(id);
     const denied = compiled.manifest.capabilities.filter((c) => !this.policy.grantedCapabilities.includes(c));
     if (denied.length > 0) {
@@ -133,7 +138,7 @@ export class Runner {
       isolate.dispose();
       return err("load", "syntax-error", `the compiled JavaScript does not parse: ${safeMessage(e)}`);
     }
-    const m: Loaded = { id, compiled, isolate, script, prepared: [], preparing: null };
+    const m: Loaded = { id, compiled, isolate, script, prepared: [], preparing: null, mappings };
     let context: ivm.Context | null = null;
     try {
       const raw: unknown = this.guarded(() => {
@@ -429,13 +434,10 @@ export class Runner {
     if (error.line === undefined || error.column === undefined) return stripPosition(error);
     if (m.mappings === undefined) {
       try {
-        // The compiler (ts-morph) loads only when first needed: hook calls do not need it.
-        const { sourceMapFor } = await import("./compiler.ts");
-        const { js, map } = sourceMapFor(m.compiled.source);
-        const parsed: unknown = JSON.parse(map);
-        const mappings = (parsed as { mappings?: unknown }).mappings;
-        m.mappings =
-          js.trimEnd() === m.compiled.js.trimEnd() && typeof mappings === "string" ? mappings : null;
+        // The compiler (ts-morph) loads only when first needed: hook calls do not need it, and a
+        // mechanism the host compiled comes with its mappings.
+        const { mappingsFor } = await import("./compiler.ts");
+        m.mappings = mappingsFor(m.compiled.source, m.compiled.js);
       } catch {
         m.mappings = null;
       }

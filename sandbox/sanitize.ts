@@ -25,7 +25,10 @@ function hostDirectories(): string[] {
   return [...new Set(candidates)].filter((d) => d.length > 1).sort((a, b) => b.length - a.length);
 }
 
-const PATTERNS: readonly RegExp[] = [
+/** Made on first use: in the compiler's snapshot, in the process that uses them (its directories). */
+let patterns: readonly RegExp[] | null = null;
+
+const makePatterns = (): readonly RegExp[] => [
   ...hostDirectories().map((d) => new RegExp(`${escapeRegExp(d)}(?![\\w.@+-])${PATH_CHARS}`, "g")),
   /file:\/\/\S+/g,
   /node:internal\S*/g,
@@ -39,6 +42,7 @@ const PATTERNS: readonly RegExp[] = [
 /** Never let a host path or URL cross back; keep JSON pointers into the mechanism's data. */
 export function sanitize(message: string): string {
   let out = message;
-  for (const pattern of PATTERNS) out = out.replace(pattern, "<path>");
+  patterns ??= makePatterns();
+  for (const pattern of patterns) out = out.replace(pattern, "<path>");
   return out.slice(0, 2000);
 }

@@ -107,6 +107,72 @@ export const compiledMechanismSchema = {
   },
 } as const;
 
+const ms = { type: "number", minimum: 0 } as const;
+const requestId = { type: "integer", minimum: 1 } as const;
+
+/**
+ * What the compiler process (compiler-server.ts) writes, one per line: it is ready; the answer to
+ * request `id` (a CompileResult, and its source map's mappings when it compiled; or only the mappings); or why a line was not a request (id 0 when it had none).
+ */
+export const compilerAnswerSchema = {
+  oneOf: [
+    {
+      type: "object",
+      required: ["ready"],
+      additionalProperties: false,
+      properties: { ready: { const: true } },
+    },
+    {
+      type: "object",
+      required: ["id", "result"],
+      additionalProperties: false,
+      properties: {
+        id: requestId,
+        // The source map's, for an ok result (the sandbox child maps runtime errors with them).
+        mappings: { type: "string" },
+        result: {
+          oneOf: [
+            {
+              type: "object",
+              required: ["ok", "mechanism", "compileMs", "lintMs"],
+              additionalProperties: false,
+              properties: {
+                ok: { const: true },
+                mechanism: compiledMechanismSchema,
+                compileMs: ms,
+                lintMs: ms,
+              },
+            },
+            {
+              type: "object",
+              required: ["ok", "errors", "compileMs", "lintMs"],
+              additionalProperties: false,
+              properties: {
+                ok: { const: false },
+                errors: { type: "array", minItems: 1, maxItems: 100, items: sandboxErrorSchema },
+                compileMs: ms,
+                lintMs: ms,
+              },
+            },
+          ],
+        },
+      },
+    },
+    {
+      type: "object",
+      required: ["id", "mappings"],
+      additionalProperties: false,
+      properties: { id: requestId, mappings: { type: ["string", "null"] } },
+    },
+    {
+      type: "object",
+      required: ["id", "invalid"],
+      additionalProperties: false,
+      properties: { id: { type: "integer", minimum: 0 }, invalid: { type: "string", maxLength: 2000 } },
+    },
+  ],
+} as const;
+
 export const sandboxPolicySchema = {
   type: "object",
   required: [

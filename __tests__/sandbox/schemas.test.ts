@@ -207,7 +207,7 @@ describe("protocol", () => {
     expect(isRequest({ id: 1, op: "unload", mechanismId: "m" })).toBe(true);
     expect(isRequest({ id: 1, op: "unload", mechanismId: "m", extra: 1 })).toBe(false);
     expect(isRequest({ id: 1, op: "shutdown" })).toBe(false);
-    expect(isRequest({ id: -1, op: "compile", source: "" })).toBe(false);
+    expect(isRequest({ id: -1, op: "unload", mechanismId: "m" })).toBe(false);
     expect(isRequest({ id: 1, op: "call", mechanismId: "m", hook: "filter" })).toBe(false);
     expect(isResponse({ id: 0, op: "ready" })).toBe(true);
     expect(isResponse({ id: 3, op: "load", error: null })).toBe(true);

@@ -99,7 +99,11 @@ export async function mechanismCheckFiles(
   // (it is checked against the config's policy below). None if no file gets past the host.
   const early =
     sandbox === undefined && options.config === undefined && reads.some(({ read }) => reachesSandbox(read))
-      ? startSandbox(DEFAULT_POLICY, false).catch(() => null)
+      ? startSandbox(DEFAULT_POLICY, true).then((box) => {
+          // Both processes start now; the first compile goes to the compiler while the child starts.
+          box.prestart();
+          return box;
+        })
       : null;
   let policy: SandboxPolicy;
   let trace: DryRunTrace;
@@ -154,7 +158,7 @@ function tally(results: readonly FileCheck[]): string {
   return `${results.length} files: ${count(0)} ok, ${count(1)} rejected, ${count(2)} not checked (usage errors)\n`;
 }
 
-/** A sandbox for `check`: its child loads the compiler at once (every file it sees is compiled first). */
+/** A sandbox for `check`: its compiler process starts with the child (every file it sees is compiled first). */
 function startSandbox(policy: SandboxPolicy, lazyStart: boolean): Promise<Sandbox> {
   return Sandbox.start(policy, { lazyStart, preloadCompiler: true });
 }
