@@ -36,9 +36,15 @@ export const PLAIN_START: CompilerStart = {
   blob: null,
 };
 
-/** Where the blob is kept: $BILEVEL_CACHE/compiler (default <checkout>/.bilevel/cache/compiler). */
+/**
+ * Where the blob is kept: $BILEVEL_CACHE/compiler/<checkout> (default
+ * <checkout>/.bilevel/cache/compiler/<checkout>). One folder per checkout, because a blob holds its
+ * checkout's code: checkouts sharing a BILEVEL_CACHE then keep their own and do not remove each
+ * other's.
+ */
 export function compilerCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return path.join(env.BILEVEL_CACHE ?? path.join(ROOT, ".bilevel", "cache"), "compiler");
+  const checkout = createHash("sha256").update(ROOT).digest("hex").slice(0, 16);
+  return path.join(env.BILEVEL_CACHE ?? path.join(ROOT, ".bilevel", "cache"), "compiler", checkout);
 }
 
 /** The snapshot start for `blob`. */

@@ -7,7 +7,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFile
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Failure } from "../../sandbox/child-process.ts";
-import { buildBlob, findBlob, PLAIN_START, snapshotStart } from "../../sandbox/compiler-blob.ts";
+import {
+  buildBlob,
+  compilerCacheDir,
+  findBlob,
+  PLAIN_START,
+  snapshotStart,
+} from "../../sandbox/compiler-blob.ts";
 import { type Compiled, Compiler } from "../../sandbox/compiler-process.ts";
 import { HEALTHY } from "./helpers.ts";
 
@@ -129,6 +135,16 @@ test("two first starts at once both build, and leave one good blob", async () =>
   expect(compiledOk(await after.compile(HEALTHY, DEADLINE_MS))).toBe(true);
   expect(after.startedFrom).toBe("snapshot");
   await after.close();
+});
+
+test("the blob's folder is the checkout's own under BILEVEL_CACHE (checkouts sharing it keep their blobs)", () => {
+  const shared = path.join(tmpdir(), "shared-cache");
+  const dir = compilerCacheDir({ BILEVEL_CACHE: shared });
+  expect(path.dirname(dir)).toBe(path.join(shared, "compiler"));
+  expect(path.basename(dir)).toMatch(/^[0-9a-f]{16}$/);
+  // The same checkout always gets the same folder; the default cache is inside the checkout.
+  expect(compilerCacheDir({ BILEVEL_CACHE: shared })).toBe(dir);
+  expect(compilerCacheDir({}).startsWith(path.join(ROOT, ".bilevel", "cache", "compiler"))).toBe(true);
 });
 
 test("a folder that cannot hold the blob: the plain start, and no error", async () => {
