@@ -6,7 +6,11 @@
 // BENCH_SECONDS sets each run's budget (default 15; the val_bpb goal is stated for 60).
 // BENCH_ISA=avx2 runs everything as on a CPU without bf16 units or AVX-512 (ATen's AVX2 kernels,
 // oneDNN capped at AVX2, OpenBLAS's Haswell kernels, the trainer in float32).
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// BENCH_PAIRS (default 2) sets how many interleaved rounds run; the per-round ratios' median and
+// range show how much one noisy minute moves the figure. BENCH_TRAINER_BASELINE=DIR adds, in each
+// round, the trainer of another checkout (DIR/trainer, e.g. `git worktree add --detach DIR main`),
+// on this checkout's data, so an old and a new trainer are compared in one sitting.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { defaultConfig } from "../trainer/search-space.ts";
@@ -95,6 +99,8 @@ print(json.dumps({"event": "result", "val_bpb": val_bpb, "eval_bytes": eval_byte
 
 interface Row {
   name: string;
+  /** Which interleaved round it ran in. */
+  round: number;
   outcome: TrialOutcome;
   /** Tokens per CPU-second of the timed steps (from the result record in the log). */
   cpuRate: number;
@@ -184,52 +190,107 @@ function report(rows: Row[], names: string[], seconds: number, isa: string): voi
     `val_bpb after ${seconds} s, same ${a.evalBytes} eval bytes: trainer ${a.bpb.toFixed(3)}, reference ${b.bpb.toFixed(3)} (goal: trainer lower${seconds === 60 ? "" : ", stated for 60 s"}: ${goal(a.bpb < b.bpb && a.evalBytes === b.evalBytes)})`,
   );
   console.log(`trainer tokens/s: ${a.tps.toFixed(0)} (goal >= 25000: ${goal(a.tps >= 25000)})`);
+  spread(rows, "trainer", "reference");
+  if (names.includes("baseline")) {
+    spread(rows, "trainer", "baseline");
+    spread(rows, "baseline", "reference");
+  }
+}
+
+/** Per-round ratios of a's to b's throughput (rounds where both ran): median and range. */
+function spread(rows: Row[], a: string, b: string): void {
+  const rounds = [...new Set(rows.map((r) => r.round))];
+  const pairs = rounds.flatMap((i) => {
+    const x = rows.find((r) => r.round === i && r.name === a && r.outcome.result);
+    const y = rows.find((r) => r.round === i && r.name === b && r.outcome.result);
+    return x && y ? [{ x, y }] : [];
+  });
+  if (!pairs.length) return;
+  const stats = (f: (r: Row) => number) => {
+    const v = pairs.map(({ x, y }) => f(x) / f(y)).sort((p, q) => p - q);
+    const mid = v.length >> 1;
+    const median = v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+    return `median ${median.toFixed(3)}, range ${v[0]!.toFixed(3)}-${v[v.length - 1]!.toFixed(3)}`;
+  };
+  console.log(
+    `${a} / ${b} per round (${pairs.length}): tokens/s ${stats((r) => r.outcome.result!.tokens_per_second)}; tokens/CPU-s ${stats((r) => r.cpuRate)}`,
+  );
+}
+
+/** The trainer of another checkout, on this checkout's data and cache (BENCH_TRAINER_BASELINE). */
+function baselineTrainer(dir: string, env: Record<string, string>, args: string[]): TorchTrainer {
+  const root = path.resolve(dir);
+  if (!existsSync(path.join(root, "trainer", "__main__.py")))
+    throw new Error(`BENCH_TRAINER_BASELINE=${dir}: no trainer/__main__.py there`);
+  // Its folder first on the path, for this process and the trainer's own re-exec.
+  const code = [
+    "import os, runpy, sys",
+    `sys.path.insert(0, ${JSON.stringify(root)})`,
+    `os.environ["PYTHONPATH"] = ${JSON.stringify(root)} + os.pathsep + os.environ.get("PYTHONPATH", "")`,
+    'runpy.run_module("trainer", run_name="__main__", alter_sys=True)',
+  ].join("; ");
+  const repo = path.resolve(import.meta.dirname, "..");
+  const corpus = path.join(repo, "node_modules", "@stdlib", "datasets-sotu", "data");
+  return new TorchTrainer({
+    env: { ...env, BILEVEL_CACHE: process.env.BILEVEL_CACHE ?? path.join(repo, ".bilevel", "cache") },
+    entry: ["-c", code],
+    extraArgs: [...args, "--data", corpus],
+  });
 }
 
 async function main(): Promise<void> {
   const seconds = Number(process.env.BENCH_SECONDS ?? 15);
+  const pairs = Number(process.env.BENCH_PAIRS ?? 2);
   const isa = process.env.BENCH_ISA ?? "native";
+  const baselineDir = process.env.BENCH_TRAINER_BASELINE;
   if (isa !== "native" && isa !== "avx2") throw new Error(`BENCH_ISA must be native or avx2, got ${isa}`);
+  if (!(Number.isInteger(pairs) && pairs >= 1))
+    throw new Error(`BENCH_PAIRS must be an integer >= 1, got ${pairs}`);
   const tmp = mkdtempSync(path.join(os.tmpdir(), "bilevel-bench-trainer-"));
   const refPath = path.join(tmp, "reference_gpt.py");
   writeFileSync(refPath, REFERENCE);
   const config = defaultConfig("cpu");
   const env = isa === "avx2" ? AVX2_ONLY.env : {};
-  const ours = new TorchTrainer({ env, extraArgs: isa === "avx2" ? AVX2_ONLY.args : [] });
-  const oursFp32 = new TorchTrainer({ env, extraArgs: ["--cpu-dtype", "float32"] });
-  const reference = new TorchTrainer({ env, entry: [refPath] });
+  const args = isa === "avx2" ? AVX2_ONLY.args : [];
+  const sides: [string, TorchTrainer][] = [
+    ["trainer", new TorchTrainer({ env, extraArgs: args })],
+    ["reference", new TorchTrainer({ env, entry: [refPath] })],
+  ];
+  if (baselineDir) sides.push(["baseline", baselineTrainer(baselineDir, env, args)]);
+  const reference = sides[1]![1];
   const rows: Row[] = [];
-  const run = async (name: string, trainer: TorchTrainer, i: number) => {
-    process.stderr.write(`running ${name} for ${seconds} s ...\n`);
+  const run = async (name: string, trainer: TorchTrainer, round: number) => {
+    process.stderr.write(`running ${name} for ${seconds} s (round ${round + 1}) ...\n`);
     const outcome = await trainer.run({
       config: trainer === reference ? config : {},
       budgetSeconds: seconds,
       seed: 0,
       device: "cpu",
-      workDir: path.join(tmp, `${name}-${i}`),
+      workDir: path.join(tmp, `${name}-${round}`),
     });
     if (outcome.status !== "ok")
       process.stderr.write(`  ${name} failed: ${outcome.status}: ${outcome.message}\n`);
     rows.push({
       name,
+      round,
       outcome,
       ...(outcome.status === "ok" ? logged(outcome) : { cpuRate: 0, evalBytes: 0 }),
     });
   };
-  // Interleaved, so a change in machine load hits both sides alike.
-  for (let i = 0; i < 2; i++) {
-    await run("trainer", ours, i);
-    await run("reference", reference, i);
+  // Interleaved, so a change in machine load hits every side alike; each round starts with
+  // another side, so none always runs first.
+  for (let i = 0; i < pairs; i++) {
+    for (let j = 0; j < sides.length; j++) {
+      const [name, trainer] = sides[(i + j) % sides.length]!;
+      await run(name, trainer, i);
+    }
   }
   // Forced to float32 (what a CPU without bf16 units runs); already so under BENCH_ISA=avx2.
-  if (isa === "native") await run("trainer-fp32", oursFp32, 0);
+  if (isa === "native")
+    await run("trainer-fp32", new TorchTrainer({ env, extraArgs: ["--cpu-dtype", "float32"] }), 0);
   rmSync(tmp, { recursive: true, force: true });
-  report(
-    rows,
-    isa === "native" ? ["trainer", "reference", "trainer-fp32"] : ["trainer", "reference"],
-    seconds,
-    isa,
-  );
+  const names = sides.map(([name]) => name);
+  report(rows, isa === "native" ? [...names, "trainer-fp32"] : names, seconds, isa);
 }
 
 await main();

@@ -3,11 +3,18 @@
 OpenBLAS picks its kernels from the CPU model; under some hypervisors it sees a generic
 "Intel Xeon Processor" and falls back to Prescott kernels (measured here: ~5x slower
 float32 matmuls). When OPENBLAS_CORETYPE is unset we choose it from the CPU flags.
+
+glibc's malloc is asked for transparent huge pages (the tunable glibc.malloc.hugetlb=1,
+glibc >= 2.35; older versions and other C libraries ignore it): a training step allocates
+and frees many 2-8 MB tensors, and with 4 KB pages their page faults and TLB misses cost
+~7% of a float32 CPU step here (measured; see docs/trainer.md, Benchmark). Where the
+kernel's THP mode is "never" it does nothing; "madvise" (a common default) needs it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Dict, FrozenSet, Optional
 
 
@@ -35,6 +42,18 @@ def has_bf16_matmul(flags: FrozenSet[str]) -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+HUGETLB = "glibc.malloc.hugetlb"
+
+
+def with_hugetlb(tunables: Optional[str]) -> str:
+    """GLIBC_TUNABLES with malloc's transparent huge pages on, unless it sets them itself."""
+    if not tunables:
+        return f"{HUGETLB}=1"
+    if any(t.split("=", 1)[0] == HUGETLB for t in tunables.split(":")):
+        return tunables
+    return f"{tunables}:{HUGETLB}=1"
+
+
 def child_env(environ: Dict[str, str]) -> Dict[str, str]:
     """The environment a trainer process should start with (one BLAS thread unless set)."""
     env = dict(environ)
@@ -43,6 +62,8 @@ def child_env(environ: Dict[str, str]) -> Dict[str, str]:
         core = openblas_coretype(cpu_flags())
         if core:
             env["OPENBLAS_CORETYPE"] = core
+    if sys.platform.startswith("linux"):
+        env["GLIBC_TUNABLES"] = with_hugetlb(env.get("GLIBC_TUNABLES"))
     return env
 
 

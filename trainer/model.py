@@ -136,6 +136,40 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + _swap_halves(x) * sin
 
 
+class _ResidualMix(torch.autograd.Function):
+    """lam[i] x + lam0[i] x0 (the per-layer residual scalars) with a hand-written backward
+    (CPU path): one output buffer instead of three, no select nodes, and in the first layer,
+    where x is x0, one product-sum for both scalars' gradients. The scalars' gradients are
+    autograd's own sums of products (Adam amplifies their rounding: see cpu-path.test.ts).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, x0: torch.Tensor, lam: torch.Tensor, lam0: torch.Tensor, i: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.same = x is x0
+        ctx.i = i
+        ctx.save_for_backward(x, x0, lam, lam0)
+        return torch.mul(x, lam[i]).addcmul_(x0, lam0[i])
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], torch.Tensor, torch.Tensor, None]:  # type: ignore[override]
+        x, x0, lam, lam0 = ctx.saved_tensors
+        i = ctx.i
+        g_lam, g_lam0 = torch.zeros_like(lam), torch.zeros_like(lam0)
+        prod = torch.mul(g, x)
+        g_lam[i] = prod.sum()
+        if ctx.same:
+            g_lam0[i] = g_lam[i]
+            return torch.mul(g, lam[i]).addcmul_(g, lam0[i]), None, g_lam, g_lam0, None
+        g_lam0[i] = torch.mul(g, x0, out=prod).sum()
+        return (
+            torch.mul(g, lam[i]),
+            torch.mul(g, lam0[i], out=prod),
+            g_lam,
+            g_lam0,
+            None,
+        )
+
+
 class ReluSquared(torch.autograd.Function):
     """relu(x)^2 with a hand-written backward: fewer passes over the MLP's widest tensor
     (the CPU path under bf16 autocast; without autocast the whole MLP is _MLP)."""
@@ -184,14 +218,58 @@ def softcap(logits: torch.Tensor, fused: bool, cap: float = SOFTCAP) -> torch.Te
     return out
 
 
+class _SoftCapCrossEntropy(torch.autograd.Function):
+    """cross_entropy(softcap(x), t) over (n, V) float32 rows, reduction mean or sum, in one
+    Function (CPU path): the forward keeps the softmax p, so the backward is two passes,
+    (p - onehot(t)) * s (1 - (y / cap)^2) with s the reduction's scale, instead of the
+    zero-filled one-hot, log_softmax's and the soft-cap's separate backwards. The loss is
+    -log p[t]: y is within +-cap, so p[t] >= e^(-2 cap) / V never underflows.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, targets: torch.Tensor, cap: float, mean: bool) -> torch.Tensor:  # type: ignore[override]
+        y = torch.mul(x, 2.0 / cap).sigmoid_().mul_(2.0 * cap).sub_(cap)
+        p = torch.softmax(y, dim=-1)
+        flat = torch.arange(0, p.numel(), p.shape[-1], device=x.device) + targets
+        nats = p.view(-1).index_select(0, flat).log_().neg_()
+        ctx.save_for_backward(y, p, flat)
+        ctx.cap, ctx.scale = cap, 1.0 / p.shape[0] if mean else 1.0
+        return nats.mean() if mean else nats.sum()
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> Tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
+        y, p, flat = ctx.saved_tensors
+        s = float(g) * ctx.scale
+        # f = s (1 - (y / cap)^2), the soft-cap's derivative times the incoming scale.
+        f = torch.addcmul(g.new_tensor(s), y, y, value=-s / ctx.cap**2)
+        at_target = f.view(-1).index_select(0, flat)
+        f.mul_(p).view(-1).index_add_(0, flat, at_target, alpha=-1.0)
+        return f, None, None, None
+
+
+def softcap_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, reduction: str, cap: float = SOFTCAP
+) -> torch.Tensor:
+    """cross_entropy(softcap(logits), targets) for reduction mean or sum (CPU path)."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be mean or sum, got {reduction!r}")
+    out: torch.Tensor = _SoftCapCrossEntropy.apply(
+        logits, targets, cap, reduction == "mean"
+    )
+    return out
+
+
 class _QKVHeads(torch.autograd.Function):
     """qkv (b, t, 3d) -> q, k, v as contiguous (b*h, t, hd), with QK-norm and rotary on q, k.
 
-    The CPU path's attention input in one step: the normalised, rotated q and k are written
-    straight into head-major buffers (no transpose copies, no cat), and the backward builds
-    the qkv gradient in place (slicing's backward would zero-fill and add three full-size
-    tensors). Forward values are those of rms_norm then apply_rotary. Backward: rotation is
-    orthogonal, so mean(R^T g * xn) = mean(g * y) and dx = r R^T (g - y mean(g y)).
+    The CPU path's attention input in one step: q and k are rotated straight from qkv into
+    head-major buffers (the strided read is the transpose, no separate copy) and scaled by
+    1 / rms there (rotation keeps the norm, so rms(R x) = rms(x) and R(x r) = (R x) r). The
+    backward builds the qkv gradient in place (slicing's backward would zero-fill and add
+    three full-size tensors); its passes run over contiguous head-major memory (written
+    through the strided view they were slower here) and one copy moves the result into
+    place. Backward: rotation is orthogonal, so mean(R^T g * xn) = mean(g * y) and
+    dx = r R^T (g - y mean(g y)).
     """
 
     @staticmethod
@@ -199,16 +277,13 @@ class _QKVHeads(torch.autograd.Function):
         b, t, d3 = qkv.shape
         d = d3 // 3
         hd = d // h
-        # Head-major first (one strided copy): every later pass runs over contiguous
-        # memory; strided reductions and outputs were 3-5x slower per element.
-        xn = torch.empty(2, b, h, t, hd, dtype=qkv.dtype, device=qkv.device)
-        xn.copy_(qkv[..., : 2 * d].view(b, t, 2, h, hd).permute(2, 0, 3, 1, 4))
+        src = qkv[..., : 2 * d].view(b, t, 2, h, hd).permute(2, 0, 3, 1, 4)
         # The tables are kept in the compute dtype: normally no-op casts.
         cos, sin = cos.to(qkv.dtype), sin.to(qkv.dtype)
-        r = _inv_rms(xn, eps)
-        xn.mul_(r)
-        qk = torch.empty_like(xn)
-        _rotate(xn, cos.view(t, -1), sin.view(t, -1), qk, 1.0)
+        r = _inv_rms(src, eps)
+        qk = torch.empty(2, b, h, t, hd, dtype=qkv.dtype, device=qkv.device)
+        _rotate(src, cos.view(t, -1), sin.view(t, -1), qk, 1.0)
+        qk.mul_(r)
         v = qkv[..., 2 * d :].view(b, t, h, hd).transpose(1, 2).contiguous()
         ctx.save_for_backward(qk, r, cos, sin)
         return qk[0].view(b * h, t, hd), qk[1].view(b * h, t, hd), v.view(b * h, t, hd)
@@ -389,6 +464,21 @@ class Block(nn.Module):
         return x + self.mlp(rms_norm(x, self.fused))
 
 
+def residual_mix(
+    x: torch.Tensor,
+    x0: torch.Tensor,
+    lam: torch.Tensor,
+    lam0: torch.Tensor,
+    i: int,
+    fused: bool,
+) -> torch.Tensor:
+    """lam[i] x + lam0[i] x0."""
+    if fused:
+        return lam[i] * x + lam0[i] * x0
+    out: torch.Tensor = _ResidualMix.apply(x, x0, lam, lam0, i)
+    return out
+
+
 class GPT(nn.Module):
     """The model, built directly on `device` (a large config never passes through host
     memory). `fused` picks the CUDA code path (default: when the device is CUDA);
@@ -451,18 +541,27 @@ class GPT(nn.Module):
         }
 
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        return softcap(self.raw_logits(idx), self.fused)
+
+    def raw_logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """The head's float32 output before the soft-cap."""
         t = idx.shape[1]
         cos, sin = self.cos_table[:, :t], self.sin_table[:, :t]
         x = rms_norm(self.wte(idx), self.fused)
         x0 = x
         for i, block in enumerate(self.blocks):
-            x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+            x = residual_mix(x, x0, self.resid_lambdas, self.x0_lambdas, i, self.fused)
             x = block(x, cos, sin)
-        return softcap(self.lm_head(rms_norm(x, self.fused)).float(), self.fused)
+        return self.lm_head(rms_norm(x, self.fused)).float()
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
     ) -> torch.Tensor:
+        if not self.fused and reduction != "none":
+            raw = self.raw_logits(idx)
+            return softcap_cross_entropy(
+                raw.view(-1, raw.shape[-1]), targets.reshape(-1), reduction
+            )
         logits = self.logits(idx)
         return F.cross_entropy(
             logits.view(-1, logits.shape[-1]), targets.reshape(-1), reduction=reduction

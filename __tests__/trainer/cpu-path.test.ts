@@ -24,6 +24,45 @@ test("the CPU path's hand-written backwards match plain autograd", () => {
   }
 }, 120_000);
 
+test("each hand-written Function equals its plain-op composition (soft-cap + cross-entropy, residual mix, q/k/v heads)", () => {
+  const out = JSON.parse(python([path.join(repo, "__tests__/fixtures/trainer/cpu_functions_check.py")])) as {
+    gradcheck: Record<string, boolean>;
+    softcap_ce: { mean: number; sum: number };
+    residual_mix: { distinct: number; same: number };
+    qkv_heads: number;
+  };
+  // float64: analytic gradients against numerical ones (torch.autograd.gradcheck's tolerances).
+  expect(out.gradcheck).toEqual({
+    softcap_ce_mean: true,
+    softcap_ce_sum: true,
+    residual_mix: true,
+    residual_mix_same: true,
+    qkv_heads: true,
+  });
+  // float32: outputs and input gradients against autograd through the plain ops, relative to the
+  // largest value. Rounding only: measured 4e-7 (soft-cap + CE), 8e-8 (mix), 2.4e-7 (q/k/v).
+  expect(out.softcap_ce.mean).toBeLessThan(2e-6);
+  expect(out.softcap_ce.sum).toBeLessThan(2e-6);
+  expect(out.residual_mix.distinct).toBeLessThan(1e-6);
+  expect(out.residual_mix.same).toBeLessThan(1e-6);
+  expect(out.qkv_heads).toBeLessThan(2e-6);
+}, 120_000);
+
+test("the trainer asks glibc malloc for transparent huge pages, keeping other tunables and an explicit choice", () => {
+  const code = [
+    "import json",
+    "from trainer.cpu_env import child_env, with_hugetlb",
+    "print(json.dumps([child_env({}).get('GLIBC_TUNABLES'), with_hugetlb('glibc.malloc.arena_max=2'),",
+    " with_hugetlb('glibc.malloc.hugetlb=0'), with_hugetlb('')]))",
+  ].join("\n");
+  expect(JSON.parse(python(["-c", code]))).toEqual([
+    "glibc.malloc.hugetlb=1",
+    "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1",
+    "glibc.malloc.hugetlb=0",
+    "glibc.malloc.hugetlb=1",
+  ]);
+});
+
 test("Muon's batched Newton-Schulz equals a per-matrix one (a stack, and a step with tall and wide blocks)", () => {
   const out = JSON.parse(python([path.join(repo, "__tests__/fixtures/trainer/muon_check.py")])) as Record<
     "stack_max_abs" | "step_max_abs" | "gram_float64" | "gram_float32" | "direct_float32",
