@@ -372,13 +372,13 @@ defineProperty(G, "__bilevel_inspect", {
   writable: false, configurable: false, enumerable: false,
 });
 
-// The warm-up's stand-in for the mechanism: it reads what hooks commonly read and returns values of
-// the hooks' usual shapes. It is the bootstrap's own code; no mechanism code runs in a warm-up.
+// The warm-up's stand-in for the mechanism: it returns values of the hooks' usual shapes. It is the
+// bootstrap's own code; no mechanism code runs in a warm-up.
 const STAND_IN = freeze({
   init(ctx) { return ctx.state; },
-  guide(ctx) { ctx.params; return null; },
-  suggest(ctx) { ctx.params; return null; },
-  filter(argument, ctx) { ctx.params; return { verdict: "accept" }; },
+  guide(ctx) { return null; },
+  suggest(ctx) { return null; },
+  filter(argument, ctx) { return { verdict: "accept" }; },
   observe(argument, ctx) { return ctx.state; },
 });
 // head: {hook, seed, iteration, incumbent, best, acceptance, pending, state}; params/history parsed
