@@ -58,10 +58,9 @@ interface Loaded {
   /** Contexts built ahead, each for one call (see PREPARED_CONTEXTS). */
   readonly prepared: Fresh[];
   /**
-   * The last call's input (params and history left out: parsing them cost the warm-up more than it
-   * saved the call): a context built ahead
-   * runs the bootstrap's own path on it (see GUEST_BOOTSTRAP's STAND_IN), so that the next call
-   * finds that path warm. Host data only; no mechanism code runs in a warm-up.
+   * The last call's input (see warmInput): a context built ahead runs the bootstrap's own path on
+   * it (see GUEST_BOOTSTRAP's STAND_IN), so that the next call finds that path warm. Host data
+   * only; no mechanism code runs in a warm-up.
    */
   warmArgs: readonly [string, string, string, string | null] | null;
   /** The context being built now, if any (one at a time per mechanism). */
@@ -415,14 +414,14 @@ export class Runner {
     const timeout = this.policy.hookTimeoutMs;
     let invoke: ivm.Reference<GuestInvoke> | null = null;
     try {
-      const boot = m.bootstrap.runSync(context, { reference: true, timeout });
+      const bootstrap = m.bootstrap.runSync(context, { reference: true, timeout });
       // GUEST_BOOTSTRAP returns its entry point.
-      const entry = boot.applySync(undefined, this.bootstrapArgs, {
+      const entry = bootstrap.applySync(undefined, this.bootstrapArgs, {
         timeout,
         result: { reference: true },
       }) as ivm.Reference<GuestInvoke>;
       invoke = entry;
-      boot.release();
+      bootstrap.release();
       m.script.runSync(context, { timeout });
       if (warm && m.warmArgs) entry.applySync(undefined, [...m.warmArgs, true], { timeout });
       return { context, invoke: entry };
@@ -510,7 +509,10 @@ export function guestArgs(call: WireCall): [string, string, string, string | nul
   return [head, call.paramsJson, call.historyJson, argument];
 }
 
-/** What a context built ahead is warmed with (see Loaded.warmArgs): a call's head and argument. */
+/**
+ * What a context built ahead is warmed with (see Loaded.warmArgs): a call's head and argument.
+ * Not its params and history: parsing them cost the warm-up more than it saved the call.
+ */
 export function warmInput(
   args: readonly [string, string, string, string | null],
 ): [string, string, string, string | null] {
@@ -680,11 +682,12 @@ function guestFaultMessage(args: unknown): string {
 function releaseFresh(
   fresh: { context: ivm.Context; invoke: ivm.Reference<GuestInvoke> | null } | null,
 ): void {
-  try {
-    fresh?.invoke?.release();
-    fresh?.context.release();
-  } catch {
-    // already released with its isolate
+  for (const handle of [fresh?.invoke, fresh?.context]) {
+    try {
+      handle?.release();
+    } catch {
+      // already released with its isolate
+    }
   }
 }
 
