@@ -8,11 +8,11 @@ import { spawnSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import ivm from "isolated-vm";
 import { FILTER_CHAIN_RULE } from "../runtime/level1/filter-chain.ts";
-import { FIXED_NOW, GUEST_BOOTSTRAP, wrapMechanismJs } from "../sandbox/guest.ts";
+import { BOOTSTRAP_FILE, FIXED_NOW, GUEST_BOOTSTRAP, wrapMechanismJs } from "../sandbox/guest.ts";
 import { DEFAULT_POLICY, loadDefaultParams, Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import { MemoryWatchdog } from "../sandbox/memory-watchdog.ts";
 import { isRequest, isResponse, toWireCall, type WireCall } from "../sandbox/protocol.ts";
-import { Runner } from "../sandbox/runner.ts";
+import { guestArgs, Runner, warmInput } from "../sandbox/runner.ts";
 import type { CompiledMechanism, DryRunTrace, HookBatch, HookCall } from "../sandbox/types.ts";
 
 // isolated-vm needs --no-node-snapshot on Node >= 20: re-run this file with it.
@@ -27,6 +27,8 @@ const CALLS = Number(process.env.BENCH_CALLS ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 400);
 const GAP_MS = Number(process.env.BENCH_GAP_MS ?? 1);
 const MECHANISM_COUNTS = [1, 3, 8] as const;
+/** Rounds of the per-hook measurement, interleaved (1, 3, 8, 1, 3, 8, …): the spread of the medians. */
+const SPREAD = Number(process.env.BENCH_SPREAD ?? 3);
 
 const SOURCE = `import type { Mechanism } from "bilevel/mechanism-api";
 export default {
@@ -119,54 +121,78 @@ async function roundTrip(sandbox: Sandbox, call: HookCall): Promise<{ rows: Row[
  * Latency per hook with n active filters, a proposal's filter chain every GAP_MS: batched (the whole
  * chain in one round trip; per hook = the round trip / n) and one round trip per filter.
  */
-async function perHook(sandbox: Sandbox, trace: DryRunTrace, compiled: CompiledMechanism): Promise<Row[]> {
-  const rows: Row[] = [];
-  for (const n of MECHANISM_COUNTS) {
-    const ids = Array.from({ length: n }, (_, i) => `m${n}-${i}`);
-    for (const id of ids) await sandbox.load(id, compiled);
-    const batch: HookBatch = {
-      hook: "filter",
-      context: trace.context,
-      argument: trace.proposal,
-      calls: ids.map((mechanismId) => ({ mechanismId, state: {}, capabilities: { tabu: {}, bandit: {} } })),
-      chain: { base: trace.context.incumbent.config, active: trace.context.params.map((p) => p.name) },
-    };
-    const single1 = { hook: "filter", context: trace.context, argument: trace.proposal } as const;
-    const batched: number[] = [];
-    const single: number[] = [];
-    for (let round = -20; round < ROUNDS; round++) {
-      await sleep(GAP_MS);
-      let t = performance.now();
-      // As the loop does it: one batch for the phase; a single call goes on its own.
-      const outcomes =
-        n === 1 ? [await sandbox.call({ ...batch.calls[0]!, ...single1 })] : await sandbox.callBatch(batch);
-      if (outcomes?.length !== n || outcomes.some((o) => !o.ok)) throw new Error("batch failed");
-      if (round >= 0) batched.push((performance.now() - t) / n);
-      await sleep(GAP_MS);
-      for (const c of batch.calls) {
-        t = performance.now();
-        const outcome = await sandbox.call({
-          ...c,
-          hook: "filter",
-          context: trace.context,
-          argument: trace.proposal,
-        });
-        if (!outcome.ok) throw new Error(JSON.stringify(outcome.error));
-        if (round >= 0) single.push(performance.now() - t);
-      }
+async function perHookOnce(
+  sandbox: Sandbox,
+  trace: DryRunTrace,
+  compiled: CompiledMechanism,
+  n: number,
+): Promise<{ batched: number[]; single: number[] }> {
+  const ids = Array.from({ length: n }, (_, i) => `m${n}-${i}`);
+  for (const id of ids) await sandbox.load(id, compiled);
+  const batch: HookBatch = {
+    hook: "filter",
+    context: trace.context,
+    argument: trace.proposal,
+    calls: ids.map((mechanismId) => ({ mechanismId, state: {}, capabilities: { tabu: {}, bandit: {} } })),
+    chain: { base: trace.context.incumbent.config, active: trace.context.params.map((p) => p.name) },
+  };
+  const single1 = { hook: "filter", context: trace.context, argument: trace.proposal } as const;
+  const batched: number[] = [];
+  const single: number[] = [];
+  for (let round = -20; round < ROUNDS; round++) {
+    await sleep(GAP_MS);
+    let t = performance.now();
+    // As the loop does it: one batch for the phase; a single call goes on its own.
+    const outcomes =
+      n === 1 ? [await sandbox.call({ ...batch.calls[0]!, ...single1 })] : await sandbox.callBatch(batch);
+    if (outcomes?.length !== n || outcomes.some((o) => !o.ok)) throw new Error("batch failed");
+    if (round >= 0) batched.push((performance.now() - t) / n);
+    await sleep(GAP_MS);
+    for (const c of batch.calls) {
+      t = performance.now();
+      const outcome = await sandbox.call({ ...c, ...single1 });
+      if (!outcome.ok) throw new Error(JSON.stringify(outcome.error));
+      if (round >= 0) single.push(performance.now() - t);
     }
-    for (const id of ids) await sandbox.unload(id);
-    const b = stats(batched);
-    const s = stats(single);
+  }
+  for (const id of ids) await sandbox.unload(id);
+  return { batched, single };
+}
+
+/** perHookOnce at 1, 3 and 8 mechanisms, SPREAD rounds interleaved: pooled figures and the medians' spread. */
+async function perHook(sandbox: Sandbox, trace: DryRunTrace, compiled: CompiledMechanism): Promise<Row[]> {
+  const runs = new Map<number, { batched: number[]; single: number[]; medians: number[] }>();
+  const loads = [load()];
+  for (let r = 0; r < SPREAD; r++) {
+    for (const n of MECHANISM_COUNTS) {
+      const { batched, single } = await perHookOnce(sandbox, trace, compiled, n);
+      const run = runs.get(n) ?? { batched: [], single: [], medians: [] };
+      run.batched.push(...batched);
+      run.single.push(...single);
+      run.medians.push(stats(batched).median);
+      runs.set(n, run);
+    }
+    loads.push(load());
+  }
+  const rows: Row[] = [];
+  for (const [n, run] of runs) {
+    const b = stats(run.batched);
+    const s = stats(run.single);
+    const m = [...run.medians].sort((x, y) => x - y);
     rows.push([
-      `per hook, ${n} active filter${n === 1 ? "" : "s"}, batched: median / p99 (load ${load()})`,
+      `per hook, ${n} active filter${n === 1 ? "" : "s"}, batched: median / p99 (${SPREAD} rounds pooled)`,
       `${us(b.median)} / ${us(b.p99)} (goal ≤ 500 µs / ≤ 2000 µs)`,
+    ]);
+    rows.push([
+      "  the rounds' medians: median, range",
+      `${us(stats(m).median)}, ${us(m[0]!)}–${us(m[m.length - 1]!)} (${m.map((x) => (x * 1000).toFixed(0)).join(", ")})`,
     ]);
     rows.push([
       `per hook, ${n} active, one round trip per call: median / p99`,
       `${us(s.median)} / ${us(s.p99)}`,
     ]);
   }
+  rows.push(["  load average over the rounds", loads.join(" → ")]);
   return rows;
 }
 
@@ -207,7 +233,7 @@ async function breakdown(call: HookCall, compiled: CompiledMechanism, roundTripU
     ["child: parse the line, validate it (ajv)", await stage(() => isRequest(JSON.parse(line)))],
     ["child: check the call's data", await stage(() => runner.checkCall(request))],
     [
-      "child: the hook in a fresh context (built ahead), result checks",
+      "child: the hook in a fresh context (built ahead, warmed), result checks",
       await stage(() => runner.call(request)),
     ],
     ["child: the answer to JSON", await stage(() => JSON.stringify(answer))],
@@ -220,28 +246,63 @@ async function breakdown(call: HookCall, compiled: CompiledMechanism, roundTripU
     "  the rest: pipes, wake-ups and scheduling of both processes",
     `${Math.max(0, roundTripUs - onPath).toFixed(0)} µs of the ${roundTripUs.toFixed(0)} µs round trip`,
   ]);
-  rows.push(...(await offPath(compiled)));
+  rows.push(...(await offPath(compiled, call)));
   return [["where one round trip's time goes (1 mechanism, medians)", ""], ...rows];
 }
 
-/** What is done off the critical path, timed alone: a context built ahead, the memory watchdog's arming. */
-async function offPath(compiled: CompiledMechanism): Promise<Row[]> {
+/** Boot a context as the child does (bootstrap, mechanism script): its entry point. */
+function bootContext(context: ivm.Context, bootstrap: ivm.Script, script: ivm.Script, args: unknown[]) {
+  const boot = bootstrap.runSync(context, { reference: true });
+  const invoke = boot.applySync(undefined, args, { result: { reference: true } }) as ivm.Reference<
+    (...a: unknown[]) => string
+  >;
+  boot.release();
+  script.runSync(context);
+  return { context, invoke };
+}
+
+/**
+ * What is done off the critical path, timed alone (a context built ahead, its warm-up), and the
+ * guest's entry point on the path split by how warm its context is; the memory watchdog's arming.
+ */
+async function offPath(compiled: CompiledMechanism, call: HookCall): Promise<Row[]> {
   const isolate = new ivm.Isolate({ memoryLimit: DEFAULT_POLICY.isolateMemoryMb });
+  const bootstrap = isolate.compileScriptSync(GUEST_BOOTSTRAP, { filename: BOOTSTRAP_FILE });
   const script = isolate.compileScriptSync(wrapMechanismJs(compiled.js), { filename: "mechanism.js" });
   const host = new ivm.Callback(() => '{"ok":true,"value":null}');
-  const args = [host, FIXED_NOW, DEFAULT_POLICY.maxJsonBytes, 64];
-  const create: number[] = [];
-  const boot: number[] = [];
+  const bootArgs = [host, FIXED_NOW, DEFAULT_POLICY.maxJsonBytes, 64];
+  const args = guestArgs(toWireCall(call));
+  const keys = ["create", "boot", "warm", "cold call", "warmed call", "second call"] as const;
+  const t = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<
+    (typeof keys)[number],
+    number[]
+  >;
+  const time = (key: (typeof keys)[number], i: number, fn: () => unknown) => {
+    const t0 = performance.now();
+    fn();
+    if (i >= 0) t[key].push(performance.now() - t0);
+  };
+  const created = () => isolate.createContextSync();
   for (let i = -20; i < 200; i++) {
     await sleep(GAP_MS);
-    const t = performance.now();
-    const context = isolate.createContextSync();
-    const t1 = performance.now();
-    context.evalClosureSync(GUEST_BOOTSTRAP, args);
-    script.runSync(context);
-    if (i >= 0) create.push(t1 - t);
-    if (i >= 0) boot.push(performance.now() - t1);
-    context.release();
+    let context: ivm.Context | null = null;
+    time("create", i, () => {
+      context = created();
+    });
+    time("boot", i, () => bootContext(context!, bootstrap, script, bootArgs).invoke.release());
+    context!.release();
+    const cold = bootContext(created(), bootstrap, script, bootArgs);
+    const warmed = bootContext(created(), bootstrap, script, bootArgs);
+    time("warm", i, () => warmed.invoke.applySync(undefined, [...warmInput(args), true]));
+    await sleep(GAP_MS);
+    time("cold call", i, () => cold.invoke.applySync(undefined, args));
+    time("second call", i, () => cold.invoke.applySync(undefined, args));
+    await sleep(GAP_MS);
+    time("warmed call", i, () => warmed.invoke.applySync(undefined, args));
+    for (const c of [cold, warmed]) {
+      c.invoke.release();
+      c.context.release();
+    }
   }
   isolate.dispose();
   const watchdog = new MemoryWatchdog();
@@ -249,10 +310,17 @@ async function offPath(compiled: CompiledMechanism): Promise<Row[]> {
   await watchdog.ready;
   clearInterval(keepAlive);
   const guard = await timedStage(400, GAP_MS, () => watchdog.guard(64, () => 0));
+  const m = (key: (typeof keys)[number]) => us(stats(t[key]).median);
   return [
     ["  (within the hook's time) arming and disarming the memory watchdog", `${guard.toFixed(0)} µs`],
-    ["  (built ahead, off the path) a context: createContext", us(stats(create).median)],
-    ["  (built ahead, off the path) a context: bootstrap + mechanism script", us(stats(boot).median)],
+    ["  (within the hook's time) the guest's entry point in a fresh, warmed context", m("warmed call")],
+    [
+      "    the same in a fresh context not warmed / its second run there",
+      `${m("cold call")} / ${m("second call")}`,
+    ],
+    ["  (built ahead, off the path) a context: createContext", m("create")],
+    ["  (built ahead, off the path) a context: bootstrap + mechanism script", m("boot")],
+    ["  (built ahead, off the path) a context: the warm-up", m("warm")],
   ];
 }
 

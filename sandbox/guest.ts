@@ -14,14 +14,19 @@ export function wrapMechanismJs(js: string): string {
   return `var __bilevel_factory = function () { "use strict"; var exports = {}; var module = { exports: exports };\n${js}\n;return module.exports === exports ? exports.default : module.exports && module.exports.default; };`;
 }
 
+/** File name the bootstrap is compiled under (its frames never match a mechanism.js position). */
+export const BOOTSTRAP_FILE = "bilevel-bootstrap.js";
+
 /** Fixed clock: 2026-01-01T00:00:00Z. */
 export const FIXED_NOW = 1767225600000;
 
 /**
- * evalClosure body; $0 = host callback (op, argsJson) -> resultJson, $1 = fixed clock, $2 = max JSON
- * chars, $3 = max nesting depth of the state and results.
+ * The bootstrap as one function, compiled once per isolate (its bytecode is shared by every context)
+ * and called once per context with $0 = host callback (op, argsJson) -> resultJson, $1 = fixed clock,
+ * $2 = max JSON chars, $3 = max nesting depth of the state and results. It returns the entry point
+ * (__bilevel_invoke), which the child calls through a Reference: no closure is compiled per call.
  */
-export const GUEST_BOOTSTRAP = String.raw`
+export const GUEST_BOOTSTRAP = `(function ($0, $1, $2, $3) {${String.raw`
 "use strict";
 const host = $0, FIXED_NOW = $1, MAX_JSON = $2, MAX_DEPTH = $3;
 const G = globalThis;
@@ -367,62 +372,75 @@ defineProperty(G, "__bilevel_inspect", {
   writable: false, configurable: false, enumerable: false,
 });
 
-defineProperty(G, "__bilevel_invoke", {
-  // head: {hook, seed, iteration, incumbent, best, acceptance, pending, state}; params/history parsed only if the hook reads them.
-  value: function (headJson, paramsJson, historyJson, argumentJson) {
-    const input = parse(headJson);
-    seed(input.seed);
-    let m;
-    try { m = G.__bilevel_factory(); } catch (e) { return fail("thrown", e); }
-    if (m === null || typeof m !== "object" || typeof m[input.hook] !== "function") {
-      return failText("missing-hook", "the default export has no function " + input.hook);
-    }
-    let params, history;
-    const ctx = {
-      iteration: input.iteration,
-      get params() { return params === undefined ? (params = parse(paramsJson)) : params; },
-      incumbent: input.incumbent,
-      best: input.best,
-      acceptance: input.acceptance,
-      pending: input.pending,
-      get history() { return history === undefined ? (history = parse(historyJson)) : history; },
-      state: input.state,
-      random, log, tabu, bandit, space,
-    };
-    if (argumentJson !== null) input.argument = parse(argumentJson);
-    let ret;
-    try {
-      ret = input.hook === "filter" || input.hook === "observe" ? m[input.hook](input.argument, ctx) : m[input.hook](ctx);
-    } catch (e) { return fail("thrown", e); }
-    try {
-      if (isThenable(ret)) return failText("invalid-result", input.hook + " returned a promise: hooks are synchronous");
-    } catch (e) { return fail("invalid-result", e); }
-    let value = null, state;
-    try { state = ctx.state; } catch (e) { return fail("invalid-state", e); }
-    switch (input.hook) {
-      case "init":
-        if (ret === undefined) return failText("invalid-result", "init must return the initial state");
-        state = ret;
-        value = ret;
-        break;
-      case "observe":
-        if (ret !== undefined) state = ret;
-        break;
-      case "filter":
-        if (ret === undefined || ret === null) return failText("invalid-result", "filter must return a verdict");
-        value = ret;
-        break;
-      default:
-        value = ret === undefined ? null : ret;
-    }
-    if (memoryFault !== null) return failText("memory", memoryFault);
-    // init's result is the state: encoded once, and its faults are the state's.
-    const v = input.hook === "init" ? null : encode(value, "the result of " + input.hook);
-    if (v !== null && v.error) return failText("invalid-result", v.error);
-    const s = encode(state, "the state");
-    if (s.error) return failText("invalid-state", s.error);
-    return '{"ok":true,"value":' + (v === null ? s.json : v.json) + ',"state":' + s.json + "}";
-  },
-  writable: false, configurable: false, enumerable: false,
+// The warm-up's stand-in for the mechanism: it returns values of the hooks' usual shapes. It is the
+// bootstrap's own code; no mechanism code runs in a warm-up.
+const STAND_IN = freeze({
+  init(ctx) { return ctx.state; },
+  guide(ctx) { return null; },
+  suggest(ctx) { return null; },
+  filter(argument, ctx) { return { verdict: "accept" }; },
+  observe(argument, ctx) { return ctx.state; },
 });
-`;
+// head: {hook, seed, iteration, incumbent, best, acceptance, pending, state}; params/history parsed
+// only if the hook reads them. warm === true: a warm-up (see STAND_IN), run by the child in a
+// context built ahead, on the previous call's input, so that this path's parsing, ctx and result
+// encoding (object shapes, compiled code) are ready when the call comes; it leaves nothing the
+// mechanism can observe (the RNG is seeded by every call; the fault flag stays clear).
+const invoke = function (headJson, paramsJson, historyJson, argumentJson, warm) {
+  const input = parse(headJson);
+  seed(input.seed);
+  let m;
+  if (warm === true) m = STAND_IN;
+  else try { m = G.__bilevel_factory(); } catch (e) { return fail("thrown", e); }
+  if (m === null || typeof m !== "object" || typeof m[input.hook] !== "function") {
+    return failText("missing-hook", "the default export has no function " + input.hook);
+  }
+  let params, history;
+  const ctx = {
+    iteration: input.iteration,
+    get params() { return params === undefined ? (params = parse(paramsJson)) : params; },
+    incumbent: input.incumbent,
+    best: input.best,
+    acceptance: input.acceptance,
+    pending: input.pending,
+    get history() { return history === undefined ? (history = parse(historyJson)) : history; },
+    state: input.state,
+    random, log, tabu, bandit, space,
+  };
+  if (argumentJson !== null) input.argument = parse(argumentJson);
+  let ret;
+  try {
+    ret = input.hook === "filter" || input.hook === "observe" ? m[input.hook](input.argument, ctx) : m[input.hook](ctx);
+  } catch (e) { return fail("thrown", e); }
+  try {
+    if (isThenable(ret)) return failText("invalid-result", input.hook + " returned a promise: hooks are synchronous");
+  } catch (e) { return fail("invalid-result", e); }
+  let value = null, state;
+  try { state = ctx.state; } catch (e) { return fail("invalid-state", e); }
+  switch (input.hook) {
+    case "init":
+      if (ret === undefined) return failText("invalid-result", "init must return the initial state");
+      state = ret;
+      value = ret;
+      break;
+    case "observe":
+      if (ret !== undefined) state = ret;
+      break;
+    case "filter":
+      if (ret === undefined || ret === null) return failText("invalid-result", "filter must return a verdict");
+      value = ret;
+      break;
+    default:
+      value = ret === undefined ? null : ret;
+  }
+  if (memoryFault !== null) return failText("memory", memoryFault);
+  // init's result is the state: encoded once, and its faults are the state's.
+  const v = input.hook === "init" ? null : encode(value, "the result of " + input.hook);
+  if (v !== null && v.error) return failText("invalid-result", v.error);
+  const s = encode(state, "the state");
+  if (s.error) return failText("invalid-state", s.error);
+  return '{"ok":true,"value":' + (v === null ? s.json : v.json) + ',"state":' + s.json + "}";
+};
+hide(G, "__bilevel_invoke", invoke);
+return invoke;
+`}\n})`;

@@ -4,7 +4,7 @@ import ivm from "isolated-vm";
 import type { CapabilityName, HookName, ParamSpec } from "../mechanism-api/index.d.ts";
 import { type CapabilitySession, invokeCapability } from "./capabilities/index.ts";
 import { timeoutMessage } from "./fault-messages.ts";
-import { FIXED_NOW, GUEST_BOOTSTRAP, GUEST_FILE, wrapMechanismJs } from "./guest.ts";
+import { BOOTSTRAP_FILE, FIXED_NOW, GUEST_BOOTSTRAP, GUEST_FILE, wrapMechanismJs } from "./guest.ts";
 import { sha256 } from "./hash.ts";
 import { CALL_MEMORY_SLACK_MB, MemoryWatchdog } from "./memory-watchdog.ts";
 import {
@@ -32,13 +32,37 @@ const MAX_LOG_CHARS = 2000;
  */
 const PREPARED_CONTEXTS = 2;
 
+/** The guest's entry point (GUEST_BOOTSTRAP's __bilevel_invoke): the call's input in, its outcome's JSON out. */
+type GuestInvoke = (
+  head: string,
+  params: string,
+  history: string,
+  argument: string | null,
+  warm?: boolean,
+) => string;
+
+/** A context for one call: the bootstrap and the mechanism's script have run in it, no hook has. */
+interface Fresh {
+  readonly context: ivm.Context;
+  /** Its entry point, called through this Reference: nothing is compiled per call. */
+  readonly invoke: ivm.Reference<GuestInvoke>;
+}
+
 interface Loaded {
   readonly id: string;
   readonly compiled: CompiledMechanism;
   readonly isolate: ivm.Isolate;
+  /** GUEST_BOOTSTRAP, compiled once per isolate and run in each context. */
+  readonly bootstrap: ivm.Script;
   readonly script: ivm.Script;
   /** Contexts built ahead, each for one call (see PREPARED_CONTEXTS). */
-  readonly prepared: ivm.Context[];
+  readonly prepared: Fresh[];
+  /**
+   * The last call's input (see warmInput): a context built ahead runs the bootstrap's own path on
+   * it (see GUEST_BOOTSTRAP's STAND_IN), so that the next call finds that path warm. Host data
+   * only; no mechanism code runs in a warm-up.
+   */
+  warmArgs: readonly [string, string, string, string | null] | null;
   /** The context being built now, if any (one at a time per mechanism). */
   preparing: Promise<void> | null;
   /** Source-map mappings: from the host's compile, or computed on the first error that needs a position. */
@@ -128,7 +152,14 @@ export class Runner {
       return err("load", "invalid-manifest", "the compiled JavaScript does not match its hash");
     }
     const isolate = new ivm.Isolate({ memoryLimit: this.policy.isolateMemoryMb });
+    let bootstrap: ivm.Script;
     let script: ivm.Script;
+    try {
+      bootstrap = isolate.compileScriptSync(GUEST_BOOTSTRAP, { filename: BOOTSTRAP_FILE });
+    } catch (e) {
+      isolate.dispose();
+      throw e;
+    }
     try {
       script = isolate.compileScriptSync(wrapMechanismJs(compiled.js), {
         filename: GUEST_FILE,
@@ -138,12 +169,22 @@ export class Runner {
       isolate.dispose();
       return err("load", "syntax-error", `the compiled JavaScript does not parse: ${safeMessage(e)}`);
     }
-    const m: Loaded = { id, compiled, isolate, script, prepared: [], preparing: null, mappings };
-    let context: ivm.Context | null = null;
+    const m: Loaded = {
+      id,
+      compiled,
+      isolate,
+      bootstrap,
+      script,
+      prepared: [],
+      preparing: null,
+      warmArgs: null,
+      mappings,
+    };
+    let fresh: Fresh | null = null;
     try {
       const raw: unknown = this.guarded(() => {
-        context = this.newContextSync(m);
-        return context.evalClosureSync("return __bilevel_inspect()", [], {
+        fresh = this.newContextSync(m);
+        return fresh.context.evalClosureSync("return __bilevel_inspect()", [], {
           timeout: this.policy.hookTimeoutMs,
         });
       });
@@ -163,7 +204,7 @@ export class Runner {
       dispose(m);
       return error;
     } finally {
-      releaseContext(context);
+      releaseFresh(fresh);
     }
     this.loaded.set(id, m);
     this.prepare(m);
@@ -246,7 +287,7 @@ export class Runner {
       return { ok: false, error: err(stage, "missing-hook", `the manifest does not declare ${call.hook}`) };
     }
     if (m.prepared.length === 0) await m.preparing;
-    let context = m.prepared.shift() ?? null;
+    let fresh = m.prepared.shift() ?? null;
     const declared = new Set<CapabilityName>(m.compiled.manifest.capabilities);
     const allowed = new Set([...declared].filter((c) => this.policy.grantedCapabilities.includes(c)));
     const active: Active = {
@@ -264,30 +305,14 @@ export class Runner {
       dropped: 0,
       fault: null,
     };
-    const head = JSON.stringify({
-      hook: call.hook,
-      seed: callSeed(call.seed, call.mechanismId, call.iteration, call.hook, "guest"),
-      iteration: call.iteration,
-      incumbent: call.incumbent,
-      best: call.best,
-      acceptance: call.acceptance,
-      pending: call.pending,
-      state: call.state,
-    });
-    const args = [
-      head,
-      call.paramsJson,
-      call.historyJson,
-      call.argument === undefined ? null : JSON.stringify(call.argument),
-    ];
+    const args = guestArgs(call);
+    m.warmArgs = warmInput(args);
     let raw: unknown;
     try {
       this.active = active;
       raw = this.guarded(() => {
-        context ??= this.newContextSync(m);
-        return context.evalClosureSync("return __bilevel_invoke($0, $1, $2, $3)", args, {
-          timeout: this.policy.hookTimeoutMs,
-        });
+        fresh ??= this.newContextSync(m);
+        return fresh.invoke.applySync(undefined, args, { timeout: this.policy.hookTimeoutMs });
       });
     } catch (e) {
       // A capability fault is the root cause even if the guest then ran out of time retrying.
@@ -295,7 +320,7 @@ export class Runner {
       return { ok: false, error: classifyRunError(e, stage, m.isolate, this.policy.hookTimeoutMs) };
     } finally {
       this.active = null;
-      releaseContext(context);
+      releaseFresh(fresh);
       // The reserve is refilled once this request is answered (setImmediate runs after the
       // response, or after the whole batch, is written), not while the host waits for it.
       setImmediate(() => {
@@ -371,40 +396,58 @@ export class Runner {
   }
 
   /** A context with the bootstrap and the mechanism's factory in place. */
-  private newContextSync(m: Loaded): ivm.Context {
-    const context = m.isolate.createContextSync();
+  private newContextSync(m: Loaded): Fresh {
+    return this.boot(m, m.isolate.createContextSync(), false);
+  }
+
+  /**
+   * A context built ahead: created off the main thread (the bulk of the work), then booted and
+   * warmed here at once. Each further await would cost two thread hand-offs, which on a busy
+   * machine stretched a build from ~0.6 ms to over 2 ms (p90), into the next call's time.
+   */
+  private async newContext(m: Loaded): Promise<Fresh | null> {
+    const context = await m.isolate.createContext();
     try {
-      context.evalClosureSync(GUEST_BOOTSTRAP, this.bootstrapArgs, {
-        timeout: this.policy.hookTimeoutMs,
-      });
-      m.script.runSync(context, { timeout: this.policy.hookTimeoutMs });
+      return this.boot(m, context, true);
+    } catch {
+      // The next call builds its context synchronously (no warm-up) and reports any error there.
+      return null;
+    }
+  }
+
+  /** Run the bootstrap and the mechanism's script in `context` (released if that fails), then the warm-up if asked. */
+  private boot(m: Loaded, context: ivm.Context, warm: boolean): Fresh {
+    const timeout = this.policy.hookTimeoutMs;
+    let invoke: ivm.Reference<GuestInvoke> | null = null;
+    try {
+      const bootstrap = m.bootstrap.runSync(context, { reference: true, timeout });
+      // GUEST_BOOTSTRAP returns its entry point.
+      const entry = bootstrap.applySync(undefined, this.bootstrapArgs, {
+        timeout,
+        result: { reference: true },
+      }) as ivm.Reference<GuestInvoke>;
+      invoke = entry;
+      bootstrap.release();
+      m.script.runSync(context, { timeout });
+      if (warm && m.warmArgs) entry.applySync(undefined, [...m.warmArgs, true], { timeout });
+      return { context, invoke: entry };
     } catch (e) {
-      context.release();
+      releaseFresh({ context, invoke });
       throw e;
     }
-    return context;
   }
 
   /** Build contexts off the critical path, one after another, until PREPARED_CONTEXTS are ready. */
   private prepare(m: Loaded): void {
     if (m.preparing || m.prepared.length >= PREPARED_CONTEXTS) return;
     m.preparing = (async () => {
-      const context = await m.isolate.createContext();
-      try {
-        await context.evalClosure(GUEST_BOOTSTRAP, this.bootstrapArgs, {
-          timeout: this.policy.hookTimeoutMs,
-        });
-        await m.script.run(context, { timeout: this.policy.hookTimeoutMs });
-      } catch {
-        // The next call builds its context synchronously and reports the error there.
-        releaseContext(context);
-        return false;
-      }
+      const fresh = await this.newContext(m);
+      if (!fresh) return false;
       if (this.loaded.get(m.id) !== m) {
-        context.release();
+        releaseFresh(fresh);
         return false;
       }
-      m.prepared.push(context);
+      m.prepared.push(fresh);
       return true;
     })()
       .catch(() => false)
@@ -451,6 +494,32 @@ export class Runner {
     for (const m of this.loaded.values()) dispose(m);
     this.loaded.clear();
   }
+}
+
+/** The guest entry point's arguments for a call: its head (see __bilevel_invoke), params, history, argument. */
+export function guestArgs(call: WireCall): [string, string, string, string | null] {
+  const head = JSON.stringify({
+    hook: call.hook,
+    seed: callSeed(call.seed, call.mechanismId, call.iteration, call.hook, "guest"),
+    iteration: call.iteration,
+    incumbent: call.incumbent,
+    best: call.best,
+    acceptance: call.acceptance,
+    pending: call.pending,
+    state: call.state,
+  });
+  const argument = call.argument === undefined ? null : JSON.stringify(call.argument);
+  return [head, call.paramsJson, call.historyJson, argument];
+}
+
+/**
+ * What a context built ahead is warmed with (see Loaded.warmArgs): a call's head and argument.
+ * Not its params and history: parsing them cost the warm-up more than it saved the call.
+ */
+export function warmInput(
+  args: readonly [string, string, string, string | null],
+): [string, string, string, string | null] {
+  return [args[0], "[]", "[]", args[3]];
 }
 
 /** A refused capability call's message; the call budget's names the call and the policy limit. */
@@ -613,16 +682,20 @@ function guestFaultMessage(args: unknown): string {
   return "an allocation was refused";
 }
 
-function releaseContext(context: ivm.Context | null): void {
-  try {
-    context?.release();
-  } catch {
-    // already released with its isolate
+function releaseFresh(
+  fresh: { context: ivm.Context; invoke: ivm.Reference<GuestInvoke> | null } | null,
+): void {
+  for (const handle of [fresh?.invoke, fresh?.context]) {
+    try {
+      handle?.release();
+    } catch {
+      // already released with its isolate
+    }
   }
 }
 
 function dispose(m: Loaded): void {
-  for (const context of m.prepared.splice(0)) releaseContext(context);
+  for (const fresh of m.prepared.splice(0)) releaseFresh(fresh);
   try {
     if (!m.isolate.isDisposed) m.isolate.dispose();
   } catch {

@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import type { CapabilityName, HookName } from "../../mechanism-api/index.d.ts";
 import { FIXED_NOW, Sandbox } from "../../sandbox/index.ts";
-import { CALL_MEMORY_SLACK_MB } from "../../sandbox/memory-watchdog.ts";
+import { CALL_MEMORY_SLACK_MB, LINGER_MS } from "../../sandbox/memory-watchdog.ts";
 import type { HookOutcome, SandboxError } from "../../sandbox/types.ts";
 import { fixture, HEALTHY, hookCall, rawFixture, rawMechanism, trace } from "./helpers.ts";
 
@@ -328,6 +328,26 @@ describe("memory: the isolate's limit holds on every allocation path", () => {
       expect(grew).toBeLessThan(BOUND_MB);
     },
   );
+
+  test.each([
+    ["after an idle period (the watchdog asleep: arming wakes it)", "idle"],
+    ["right after a burst of calls (the watchdog still polling: arming is a store)", "burst"],
+  ])("a call past its allowance %s: stopped within the bound", async (_name, kind) => {
+    const ordinary = await loadIn(mem, "ordinary", "return 'ok';");
+    const hog = await loadIn(mem, "hog", "return String(new Array(2 ** 26).fill(0).length);");
+    if (kind === "idle") {
+      await new Promise((resolve) => setTimeout(resolve, 4 * LINGER_MS));
+    } else {
+      for (let i = 0; i < 30; i++) expect(text(await mem.call(hookCall(ordinary, "guide")))).toBe("ok");
+    }
+    let outcome: HookOutcome | null = null;
+    const grew = await peakGrowthMb(mem.childPid!, async () => {
+      outcome = await mem.call(hookCall(hog, "guide"));
+    });
+    expect(failure(outcome!)).toMatchObject({ stage: "guide", code: "memory" });
+    expect(failure(outcome!).message).toMatch(/past its allowance/);
+    expect(grew).toBeLessThan(BOUND_MB);
+  });
 
   test("the unaccounted features are gone; accounted ones stay", async () => {
     const id = await loadIn(

@@ -79,6 +79,36 @@ test("ctx.random and Math.random are the seeded guest stream (sfc32 of seed, mec
   ]);
 });
 
+test("a context warmed ahead looks to the mechanism exactly as one that was not", async () => {
+  // What a mechanism can observe of its context: its globals and the built-ins' properties, both
+  // random streams, the clock, a stack trace, anything an earlier call left behind, ctx, its state.
+  const probe = rawMechanism(
+    `let calls = 0;
+exports.default = { manifest: { name: "raw", version: 1, hooks: ["guide"], capabilities: [] }, guide(ctx) {
+  calls++;
+  globalThis.left = (globalThis.left || 0) + 1;
+  const names = (o) => Object.getOwnPropertyNames(o).sort().join(",");
+  const random = [];
+  for (let i = 0; i < 4; i++) random.push(Math.random(), ctx.random());
+  return JSON.stringify({ calls, left: globalThis.left, globals: names(globalThis), object: names(Object.prototype),
+    array: names(Array.prototype), json: names(JSON), math: names(Math), random, now: Date.now(),
+    stack: new Error("probe").stack, ctx: Object.keys(ctx).join(","), state: ctx.state, params: ctx.params.length });
+} };`,
+    { hooks: ["guide"] },
+  );
+  expect((await sandbox.load("probe", probe)).ok).toBe(true);
+  const seen: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    // Apart, so that each call finds a context built for it: the first was built at load, before
+    // any input to warm it with existed; from the third on, each was built (and warmed) after a call.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const outcome = await sandbox.call(hookCall("probe", "guide", { state: { seen: 2 } }));
+    seen.push(outcome.ok ? String(outcome.result.value) : JSON.stringify(outcome.error));
+  }
+  expect(JSON.parse(seen[0]!)).toMatchObject({ calls: 1, left: 1, state: { seen: 2 }, now: FIXED_NOW });
+  for (const later of seen.slice(1)) expect(later).toBe(seen[0]);
+});
+
 test("logs are bounded per call; the rest are counted", async () => {
   await compileAndLoad(
     "logger",
