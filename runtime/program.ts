@@ -86,8 +86,9 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
       process.exitCode = runLauncherTest(command.args);
     });
   // Registered in a fixed order, whichever were loaded, so that help lists commands as always.
-  const registers = await Promise.all(groupsFor(argv).map((load) => load()));
-  for (const register of registers) register(program);
+  // Loaded one after another: module loading is synchronous work anyway, and jest's ESM loader
+  // fails ("... that is not linked") when two dynamic imports link a shared module at once.
+  for (const load of groupsFor(argv)) (await load())(program);
   return program;
 }
 
