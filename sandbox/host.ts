@@ -94,12 +94,13 @@ export class Sandbox {
   private child: SandboxChild | null = null;
   private readonly compiler: Compiler;
   /**
-   * Source maps' mappings by jsHash (null: the JS is not what its source compiles to), from the
-   * compiler process, sent with each load: the child then places a runtime error without loading
-   * TypeScript, which could take longer than the hook's deadline.
+   * Source maps' mappings by mappingsKey (null: the JS is not what its source compiles to), from
+   * the compiler process, sent with each load: the child then places a runtime error without
+   * loading TypeScript, which could take longer than the hook's deadline. The latest compiles';
+   * a loaded mechanism keeps its own in `loaded` (a restart reloads it with them).
    */
   private readonly mappings = new Map<string, string | null>();
-  private readonly loaded = new Map<string, CompiledMechanism>();
+  private readonly loaded = new Map<string, Loaded>();
   private readonly quarantined = new Map<string, SandboxError>();
   private lock: Promise<unknown> = Promise.resolve();
   private restartCount = 0;
@@ -209,7 +210,7 @@ export class Sandbox {
     }
     const { result, mappings } = compiled;
     this.lastCompileSplit = { compileMs: result.compileMs, lintMs: result.lintMs };
-    if (result.ok) this.keepMappings(result.mechanism.jsHash, mappings);
+    if (result.ok) this.keepMappings(mappingsKey(result.mechanism), mappings);
     const durationMs = performance.now() - t0;
     return result.ok
       ? { ok: true, mechanism: result.mechanism, durationMs }
@@ -236,24 +237,26 @@ export class Sandbox {
         },
       };
     }
-    if (!this.mappings.has(mechanism.jsHash)) {
+    if (!this.mappings.has(mappingsKey(mechanism))) {
       const mappings = await this.compiler.mappings(
         mechanism.source,
         mechanism.js,
         this.options.compileTimeoutMs,
       );
       // A failure: none sent, and the child makes them itself if an error needs them.
-      if (mappings === null || typeof mappings === "string") this.keepMappings(mechanism.jsHash, mappings);
+      if (mappings === null || typeof mappings === "string")
+        this.keepMappings(mappingsKey(mechanism), mappings);
     }
     return this.exclusive(async () => {
       this.quarantined.delete(id);
       this.loaded.delete(id);
-      const reply = await this.send(this.loadRequest(id, mechanism), this.loadDeadline());
+      const entry: Loaded = { mechanism, mappings: this.mappings.get(mappingsKey(mechanism)) };
+      const reply = await this.send(loadRequest(id, entry), this.loadDeadline());
       if (isFailure(reply)) return { ok: false, error: failureError("load", reply) };
       if (reply.op !== "load")
         return { ok: false, error: { stage: "load", code: "crashed", message: unexpected(reply) } };
       if (reply.error) return { ok: false, error: reply.error };
-      this.loaded.set(id, mechanism);
+      this.loaded.set(id, entry);
       return { ok: true };
     });
   }
@@ -572,15 +575,9 @@ export class Sandbox {
     return starting;
   }
 
-  /** The child's load request: with the mappings when compile() made this JS. */
-  private loadRequest(id: string, mechanism: CompiledMechanism): RequestBody {
-    const mappings = this.mappings.get(mechanism.jsHash);
-    return { op: "load", mechanismId: id, mechanism, ...(mappings === undefined ? {} : { mappings }) };
-  }
-
-  private keepMappings(jsHash: string, mappings: string | null): void {
-    this.mappings.delete(jsHash);
-    this.mappings.set(jsHash, mappings);
+  private keepMappings(key: string, mappings: string | null): void {
+    this.mappings.delete(key);
+    this.mappings.set(key, mappings);
     // The latest ones (a Map keeps insertion order): a long run compiles many mechanisms.
     if (this.mappings.size > MAX_KEPT_MAPPINGS) this.mappings.delete(this.mappings.keys().next().value!);
   }
@@ -596,8 +593,8 @@ export class Sandbox {
     const first = this.child === null;
     this.child = await this.spawnChild();
     if (!first) this.restartCount++;
-    for (const [id, mechanism] of [...this.loaded]) {
-      const reply = await this.child.request(this.loadRequest(id, mechanism), this.loadDeadline());
+    for (const [id, entry] of [...this.loaded]) {
+      const reply = await this.child.request(loadRequest(id, entry), this.loadDeadline());
       const error = isFailure(reply)
         ? failureError("load", reply)
         : reply.op === "load"
@@ -623,6 +620,25 @@ export class Sandbox {
       await this.child.request({ op: "unload", mechanismId: id }, this.loadDeadline());
     }
   }
+}
+
+/** A loaded mechanism, and the mappings it was loaded with (undefined: none, the child makes them). */
+interface Loaded {
+  readonly mechanism: CompiledMechanism;
+  readonly mappings: string | null | undefined;
+}
+
+/** The child's load request, with the mechanism's mappings when there are. */
+function loadRequest(id: string, { mechanism, mappings }: Loaded): RequestBody {
+  return { op: "load", mechanismId: id, mechanism, ...(mappings === undefined ? {} : { mappings }) };
+}
+
+/**
+ * What mappings are kept under: the source and its JS. The JS alone is not enough: sources that
+ * differ only in types compile to the same JS with different mappings.
+ */
+function mappingsKey(mechanism: CompiledMechanism): string {
+  return `${mechanism.sourceHash}:${mechanism.jsHash}`;
 }
 
 function isReject(result: HookResult): boolean {

@@ -907,6 +907,34 @@ describe("isolation and determinism", () => {
     }
   });
 
+  test("a runtime error's line is its own source's, when another source compiles to the same JS", async () => {
+    const body = [
+      'import type { Mechanism } from "bilevel/mechanism-api";',
+      "export default {",
+      '  manifest: { name: "same-js", version: 1, hooks: ["guide"], capabilities: [] },',
+      "  guide() {",
+      '    throw new Error("here");',
+      "  },",
+      "} satisfies Mechanism;",
+      "",
+    ].join("\n");
+    // Two type-only lines on top: the same JavaScript, other mappings (the error is 2 lines lower).
+    const shifted = `type Unused = number;\ninterface AlsoUnused {}\n${body}`;
+    const a = await sandbox.compile(body);
+    const b = await sandbox.compile(shifted);
+    if (!a.ok || !b.ok) throw new Error("both compile");
+    expect(b.mechanism.jsHash).toBe(a.mechanism.jsHash);
+    for (const [id, mechanism, line] of [
+      ["same-js-a", a.mechanism, 5],
+      ["same-js-b", b.mechanism, 7],
+    ] as const) {
+      expect((await sandbox.load(id, mechanism)).ok).toBe(true);
+      const error = failure(await sandbox.call(hookCall(id, "guide")));
+      expect(error.code).toBe("thrown");
+      expect(error.line).toBe(line);
+    }
+  });
+
   test("top-level throw: load/thrown with its position", async () => {
     const compiled = await sandbox.compile(fixture("top-level-throw.ts"));
     if (!compiled.ok) throw new Error("did not compile");
