@@ -20,7 +20,12 @@ const MODULE_STAND_IN = path.join(import.meta.dirname, "compiler-bundle-module.t
 /** The checkout's files the last bundle was made of (relative to ROOT), one per line. */
 const INPUTS_FILE = "inputs.txt";
 /** Files the blob depends on besides the bundle's: read while it is built, and how it is built. */
-const BUILD_INPUTS = ["package-lock.json", "mechanism-api/index.d.ts", "sandbox/compiler-blob.ts"];
+const BUILD_INPUTS = [
+  "package-lock.json",
+  "tsconfig.json",
+  "mechanism-api/index.d.ts",
+  "sandbox/compiler-blob.ts",
+];
 const BUILD_TIMEOUT_MS = 120_000;
 
 /** The node arguments that start the compiler process (before Node's own flags are added). */
@@ -93,11 +98,16 @@ export async function buildBlob(dir: string): Promise<string> {
   const work = await mkdtemp(path.join(dir, "build-"));
   try {
     const { code, inputs } = await bundle();
+    // The key of the sources as bundled: if one changes while the snapshot is built (an edit, a
+    // checkout), the blob would hold the old code under the new key, so it is not kept.
+    const key = blobKey(inputs);
     const entry = path.join(work, "compiler.cjs");
     await writeFile(entry, code);
     const partial = path.join(work, "compiler.blob");
     await run(process.execPath, ["--snapshot-blob", partial, "--build-snapshot", entry], work);
-    const blob = path.join(dir, `compiler-${blobKey(inputs)}.blob`);
+    if (blobKey(inputs) !== key)
+      throw new Error("the compiler's sources changed while its snapshot was built");
+    const blob = path.join(dir, `compiler-${key}.blob`);
     await rename(partial, blob);
     const list = path.join(work, INPUTS_FILE);
     await writeFile(list, `${inputs.join("\n")}\n`);

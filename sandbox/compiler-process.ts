@@ -251,8 +251,15 @@ export class Compiler {
   private async live(): Promise<CompilerProcess> {
     const current = await this.process?.catch(() => null);
     if (current?.alive) return current;
+    // Closed meanwhile: no new process (nobody would close it, and its pipes would hold the host).
+    if (this.closed) throw new Error("the sandbox is closed");
     this.process = this.spawn();
-    return this.process;
+    const proc = await this.process;
+    if (this.closed) {
+      await proc.close();
+      throw new Error("the sandbox is closed");
+    }
+    return proc;
   }
 
   private async spawn(): Promise<CompilerProcess> {
@@ -263,8 +270,11 @@ export class Compiler {
     } catch (e) {
       if (start.blob === null) throw e;
       // A blob that does not start (damaged, or this Node cannot): the plain start, same answers.
-      discardBlob(start.blob, fresh);
-      return this.launch(PLAIN_START);
+      // It is discarded only if it exited and the plain start works: a start that was merely slow
+      // (a loaded machine) or fails either way says nothing against the blob.
+      const plain = await this.launch(PLAIN_START);
+      if (!(e instanceof SlowStart)) discardBlob(start.blob, fresh);
+      return plain;
     }
   }
 
@@ -289,12 +299,17 @@ export class Compiler {
       this.startedFrom = start.blob === null ? "plain" : "snapshot";
       return proc;
     }
+    const slow = proc.alive;
     const detail = proc.stderr;
     proc.kill({ failure: "crashed", detail: "start failed" });
     await proc.exited;
+    if (slow) throw new SlowStart(`the compiler did not start within ${this.options.startTimeoutMs} ms`);
     throw new Error(`the compiler did not start${detail ? `: ${detail}` : ""}`);
   }
 }
+
+/** A start that missed its deadline while the process still ran. */
+class SlowStart extends Error {}
 
 /** A reply that is not the one asked for: the host's bug or the compiler's, as the compiler's failure. */
 function failed(reply: Reply | Failure): Failure {

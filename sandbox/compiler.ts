@@ -1,7 +1,7 @@
 // Compile a mechanism: one long-lived in-memory ts-morph Project (pinned options, the API as an
 // in-memory module), type-check, lint, extract the manifest statically, transpile to a CommonJS
-// script body the isolate evaluates. Runs in the sandbox child: a pathological file can only hang
-// or crash the child, which the host kills on its compile deadline.
+// script body the isolate evaluates. Runs in the compiler process (compiler-server.ts): a
+// pathological file can only hang or crash that process, which the host kills on its deadline.
 import { Project, ts } from "ts-morph";
 import type { CapabilityName, HookName, Manifest } from "../mechanism-api/index.d.ts";
 import { manifestSchema } from "../mechanism-api/schemas.ts";

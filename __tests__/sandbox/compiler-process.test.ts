@@ -118,6 +118,20 @@ test("a damaged blob falls back to the plain start, and the next start builds it
   expect(findBlob(dir)).toEqual({ kind: "ready", blob: found.blob });
 });
 
+test("a start that is only slow keeps the blob (a loaded machine says nothing against it)", async () => {
+  const first = new Compiler(options(dir));
+  expect(compiledOk(await first.compile(HEALTHY, DEADLINE_MS))).toBe(true);
+  await first.close();
+  const found = findBlob(dir);
+  if (found.kind !== "ready") throw new Error("no blob was built");
+  // A 1 ms start deadline: the snapshot start misses it while its process runs, and so does the
+  // plain one; the compile fails, but the blob is neither removed nor marked broken.
+  const slow = new Compiler({ ...options(dir), startTimeoutMs: 1 });
+  expect("failure" in (await slow.compile(HEALTHY, DEADLINE_MS))).toBe(true);
+  await slow.close();
+  expect(findBlob(dir)).toEqual(found);
+});
+
 test("two first starts at once both build, and leave one good blob", async () => {
   const pair = [new Compiler(options(dir)), new Compiler(options(dir))];
   try {
