@@ -15,7 +15,8 @@ from trainer.cpu_env import child_env, needs_reexec  # noqa: E402
 if needs_reexec() and not os.environ.get("BILEVEL_TRAINER_REEXEC"):
     env = child_env(dict(os.environ))
     env["BILEVEL_TRAINER_REEXEC"] = "1"
-    os.execve(sys.executable, [sys.executable, "-m", "trainer", *sys.argv[1:]], env)
+    # orig_argv keeps the interpreter's own flags (-X, -W, -E, -I, -O) along with -m trainer.
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 from trainer.train import main  # noqa: E402
 

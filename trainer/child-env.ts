@@ -9,7 +9,8 @@
  * TZ and TMPDIR, LD_LIBRARY_PATH (CUDA libraries in many containers), PYTHONPATH (where a
  * user's modules are), XDG_CACHE_HOME (where caches go), CUDA_* (which GPU, CUDA_HOME),
  * TORCH_*, PYTORCH_*, TORCHINDUCTOR_*, TRITON_* (allocator and compile settings), the BLAS
- * thread variables (the trainer sets OPENBLAS_NUM_THREADS=1 only when unset), and the
+ * thread variables (the trainer sets OPENBLAS_NUM_THREADS=1 only when unset), GLIBC_TUNABLES
+ * (the trainer adds malloc's huge pages unless it chooses them), and the
  * BILEVEL_* variables trainer/*.py reads.
  */
 export const DEFAULT_ENV_ALLOW: readonly string[] = [
@@ -34,6 +35,7 @@ export const DEFAULT_ENV_ALLOW: readonly string[] = [
   "MKL_NUM_THREADS",
   "OPENBLAS_NUM_THREADS",
   "OPENBLAS_CORETYPE",
+  "GLIBC_TUNABLES",
   "BILEVEL_CACHE",
   "BILEVEL_THREADS",
   "BILEVEL_PEAK_TFLOPS",

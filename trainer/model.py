@@ -253,6 +253,11 @@ def softcap_cross_entropy(
     """cross_entropy(softcap(logits), targets) for reduction mean or sum (CPU path)."""
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be mean or sum, got {reduction!r}")
+    # F.cross_entropy refuses such targets; the Function would read another row's logit.
+    if targets.numel() > 0 and (
+        int(targets.min()) < 0 or int(targets.max()) >= logits.shape[-1]
+    ):
+        raise ValueError(f"targets must be in [0, {logits.shape[-1]})")
     out: torch.Tensor = _SoftCapCrossEntropy.apply(
         logits, targets, cap, reduction == "mean"
     )

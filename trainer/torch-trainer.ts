@@ -148,10 +148,21 @@ export function cpuFlags(): Set<string> {
   return cpuFlagsCache;
 }
 
+/** glibc's tunable for malloc's transparent huge pages (see trainer/cpu_env.py). */
+const HUGETLB = "glibc.malloc.hugetlb";
+
+/** GLIBC_TUNABLES with malloc's huge pages on, unless the tunables choose them themselves. */
+export function withHugetlb(tunables: string | undefined): string {
+  if (!tunables) return `${HUGETLB}=1`;
+  if (tunables.split(":").some((t) => t.split("=", 1)[0] === HUGETLB)) return tunables;
+  return `${tunables}:${HUGETLB}=1`;
+}
+
 /**
- * The environment a trainer process starts with: one BLAS thread unless set, and an
- * OpenBLAS core type chosen from the CPU flags (OpenBLAS misdetects some virtual CPUs
- * as Prescott; see trainer/cpu_env.py, which does the same for direct runs).
+ * The environment a trainer process starts with: one BLAS thread unless set, an OpenBLAS
+ * core type chosen from the CPU flags (OpenBLAS misdetects some virtual CPUs as Prescott),
+ * and on Linux malloc's huge pages. trainer/cpu_env.py does the same for direct runs and
+ * restarts the interpreter when the environment lacks them; set here, a trial starts once.
  */
 export function trainerEnv(base: Readonly<Record<string, string>>): Record<string, string> {
   const env: Record<string, string> = { ...base };
@@ -164,6 +175,7 @@ export function trainerEnv(base: Readonly<Record<string, string>>): Record<strin
       env.OPENBLAS_CORETYPE = "Haswell";
     }
   }
+  if (process.platform === "linux") env.GLIBC_TUNABLES = withHugetlb(env.GLIBC_TUNABLES);
   env.PYTHONPATH = env.PYTHONPATH ? `${REPO_ROOT}${path.delimiter}${env.PYTHONPATH}` : REPO_ROOT;
   env.PYTHONUNBUFFERED = "1";
   return env;

@@ -63,6 +63,26 @@ test("the trainer asks glibc malloc for transparent huge pages, keeping other tu
   ]);
 });
 
+test("the fused soft-cap cross-entropy refuses targets outside the vocabulary, as F.cross_entropy does", () => {
+  const code = [
+    "import json, torch",
+    "from trainer.model import softcap_cross_entropy",
+    "out = []",
+    "for t in ([0, 4], [-1, 0], [0, 3]):",
+    "    try:",
+    "        softcap_cross_entropy(torch.zeros(2, 4), torch.tensor(t), 'mean')",
+    "        out.append('ok')",
+    "    except ValueError as e:",
+    "        out.append(str(e))",
+    "print(json.dumps(out))",
+  ].join("\n");
+  expect(JSON.parse(python(["-c", code]))).toEqual([
+    "targets must be in [0, 4)",
+    "targets must be in [0, 4)",
+    "ok",
+  ]);
+});
+
 test("Muon's batched Newton-Schulz equals a per-matrix one (a stack, and a step with tall and wide blocks)", () => {
   const out = JSON.parse(python([path.join(repo, "__tests__/fixtures/trainer/muon_check.py")])) as Record<
     "stack_max_abs" | "step_max_abs" | "gram_float64" | "gram_float32" | "direct_float32",

@@ -1,5 +1,6 @@
 // The adapter against processes that misbehave: garbage output, bad result records,
 // silent crashes, a missing interpreter, grandchildren that must die with the trial.
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -151,4 +152,23 @@ test("the child environment pins one BLAS thread unless set, and puts the repo o
   expect(env.PYTHONPATH?.split(path.delimiter)[0]).toBe(path.resolve(import.meta.dirname, "../.."));
   expect(trainerEnv({ OPENBLAS_NUM_THREADS: "4" }).OPENBLAS_NUM_THREADS).toBe("4");
   expect(trainerEnv({ OPENBLAS_CORETYPE: "Haswell" }).OPENBLAS_CORETYPE).toBe("Haswell");
+});
+
+test("malloc's huge pages are added to a user's tunables unless they choose them, and the trainer then starts once", () => {
+  if (process.platform !== "linux") return;
+  expect(trainerEnv({ PATH: "/bin" }).GLIBC_TUNABLES).toBe("glibc.malloc.hugetlb=1");
+  expect(trainerEnv({ GLIBC_TUNABLES: "glibc.malloc.arena_max=2" }).GLIBC_TUNABLES).toBe(
+    "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1",
+  );
+  expect(trainerEnv({ GLIBC_TUNABLES: "glibc.malloc.hugetlb=0" }).GLIBC_TUNABLES).toBe(
+    "glibc.malloc.hugetlb=0",
+  );
+  // The Python side agrees: in the environment a trial gets, it needs no restart of the interpreter.
+  const env = trainerEnv({ PATH: process.env.PATH ?? "/usr/bin" });
+  const python = process.env.BILEVEL_PYTHON ?? "/usr/bin/python3";
+  const out = spawnSync(python, ["-c", "from trainer.cpu_env import needs_reexec; print(needs_reexec())"], {
+    env,
+    encoding: "utf8",
+  });
+  expect(out.stdout.trim()).toBe("False");
 });
