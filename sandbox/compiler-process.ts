@@ -4,6 +4,7 @@
 // runs with a V8 heap cap; it runs no guest code (the isolates are in the sandbox child), only the
 // TypeScript compiler on the mechanism's text, so a pathological file can hang or crash only it.
 import { type ChildProcess, spawn } from "node:child_process";
+import { accessSync, constants, mkdirSync } from "node:fs";
 import module from "node:module";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
@@ -282,7 +283,8 @@ export class Compiler {
     const dir = this.options.cacheDir;
     const found = dir === null ? ({ kind: "broken" } as const) : findBlob(dir);
     if (found.kind === "ready") return { start: snapshotStart(found.blob), fresh: false };
-    if (found.kind === "broken" || dir === null) return { start: PLAIN_START, fresh: false };
+    if (found.kind === "broken" || dir === null || !writable(dir))
+      return { start: PLAIN_START, fresh: false };
     this.options.notice("preparing the compiler (once, ~2 s)");
     try {
       return { start: snapshotStart(await buildBlob(dir)), fresh: true };
@@ -305,6 +307,17 @@ export class Compiler {
     await proc.exited;
     if (slow) throw new SlowStart(`the compiler did not start within ${this.options.startTimeoutMs} ms`);
     throw new Error(`the compiler did not start${detail ? `: ${detail}` : ""}`);
+  }
+}
+
+/** Whether the blob could be written to `dir` (made if missing): else no build is tried or announced. */
+function writable(dir: string): boolean {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
   }
 }
 

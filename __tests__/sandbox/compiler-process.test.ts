@@ -161,13 +161,15 @@ test("the blob's folder is the checkout's own under BILEVEL_CACHE (checkouts sha
   expect(compilerCacheDir({}).startsWith(path.join(ROOT, ".bilevel", "cache", "compiler"))).toBe(true);
 });
 
-test("a folder that cannot hold the blob: the plain start, and no error", async () => {
+test("a folder that cannot hold the blob: the plain start, and no error or build notice", async () => {
   const file = path.join(dir, "not-a-folder");
   writeFileSync(file, "");
-  const compiler = new Compiler(options(path.join(file, "compiler")));
+  const notices: string[] = [];
+  const compiler = new Compiler(options(path.join(file, "compiler"), (line) => notices.push(line)));
   try {
     expect(compiledOk(await compiler.compile(HEALTHY, DEADLINE_MS))).toBe(true);
     expect(compiler.startedFrom).toBe("plain");
+    expect(notices).toEqual([]);
   } finally {
     await compiler.close();
   }
