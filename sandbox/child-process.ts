@@ -1,27 +1,20 @@
 // Host side of one sandbox child: spawn, line protocol, per-request deadlines, SIGKILL, and an RSS
 // watchdog (the OS-level memory cap: RLIMIT_AS cannot work because every isolate reserves ~0.5 GB
 // of address space, and RLIMIT_DATA stops V8 from reserving its code range at all).
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import module from "node:module";
 import path from "node:path";
-import type { Readable, Writable } from "node:stream";
+import { type Failure, LineProcess, type Routed } from "./line-process.ts";
 import { MEMORY_KILL_MARK } from "./memory-watchdog.ts";
-import { isResponse, LineReader, MAX_LINE_CHARS, type Request, type Response } from "./protocol.ts";
+import { isResponse, type Request, type Response } from "./protocol.ts";
 import type { SandboxPolicy } from "./types.ts";
 
 const CHILD_ENTRY = path.join(import.meta.dirname, "child.ts");
 const PAGE_BYTES = 4096;
 
-export type Failure = { readonly failure: "timeout" | "crashed" | "memory"; readonly detail: string };
+export type { Failure };
 export type Reply = Response | Failure;
 export type Item = Extract<Response, { op: "item" }>;
-
-interface Pending {
-  readonly resolve: (reply: Reply) => void;
-  readonly timer: NodeJS.Timeout;
-  readonly onItem: ((item: Item) => void) | undefined;
-}
 
 export interface ChildOptions {
   readonly policy: SandboxPolicy;
@@ -55,76 +48,39 @@ export function isFailure(reply: Reply): reply is Failure {
   return "failure" in reply;
 }
 
-export class SandboxChild {
-  private readonly proc: ChildProcess;
-  private readonly pending = new Map<number, Pending>();
+export class SandboxChild extends LineProcess<Response> {
   private readonly watchdog: NodeJS.Timeout;
-  private nextId = 1;
-  private stderrTail = "";
-  private killedFor: Failure | null = null;
-  private readyResolve: ((ok: boolean) => void) | null = null;
-  readonly exited: Promise<void>;
-  alive = true;
 
   private constructor(options: ChildOptions) {
-    const node = process.execPath;
-    const args = [
-      "--no-node-snapshot",
-      `--max-old-space-size=${options.heapMb}`,
-      "--disable-warning=ExperimentalWarning",
-      CHILD_ENTRY,
-      ...(options.chainRule ? ["--chain-rule", options.chainRule] : []),
-    ];
-    // No core dumps from aborts; a minimal environment (childEnv): no host variable reaches the
-    // child (the shell would add PWD, so it is unset).
-    const script = 'ulimit -c 0 2>/dev/null; unset PWD OLDPWD; exec "$@"';
-    this.proc = spawn("/bin/sh", ["-c", script, "sh", node, ...args], {
-      stdio: ["pipe", "ignore", "pipe", "pipe"],
+    super({
+      args: [
+        "--no-node-snapshot",
+        `--max-old-space-size=${options.heapMb}`,
+        "--disable-warning=ExperimentalWarning",
+        CHILD_ENTRY,
+        ...(options.chainRule ? ["--chain-rule", options.chainRule] : []),
+      ],
+      // A minimal environment (childEnv): no host variable reaches the child.
       env: childEnv(options.policy),
+      channel: "fd3",
+      name: "the sandbox child",
+      stderrChars: 8192,
+      isMessage: isResponse,
+      isReady: (message) => message.op === "ready",
     });
-    this.exited = new Promise((resolve) => {
-      this.proc.once("exit", () => resolve());
-      this.proc.once("error", () => resolve());
-    });
-    void this.exited.then(() => this.onExit());
-    const stderr = this.proc.stderr as Readable;
-    stderr.setEncoding("utf8");
-    stderr.on("data", (chunk: string) => {
-      this.stderrTail = (this.stderrTail + chunk).slice(-8192);
-    });
-    const channel = this.proc.stdio[3] as Readable;
-    channel.setEncoding("utf8");
-    const reader = new LineReader(
-      MAX_LINE_CHARS,
-      (line) => this.onLine(line),
-      () => this.kill({ failure: "crashed", detail: "the sandbox child sent an oversized message" }),
-    );
-    channel.on("data", (chunk: string) => reader.push(chunk));
-    (this.proc.stdin as Writable).on("error", () => {});
-    channel.on("error", () => {});
     this.watchdog = setInterval(() => void this.checkMemory(options.memoryMb), options.watchdogIntervalMs);
     this.watchdog.unref();
   }
 
   static async start(options: ChildOptions): Promise<SandboxChild> {
     const child = new SandboxChild(options);
-    const ready = new Promise<boolean>((resolve) => {
-      child.readyResolve = resolve;
-    });
-    const timer = setTimeout(() => child.readyResolve?.(false), options.startTimeoutMs);
-    const ok = await Promise.race([ready, child.exited.then(() => false)]);
-    clearTimeout(timer);
-    if (!ok) {
-      const detail = child.stderrTail.trim().split("\n").slice(-3).join(" | ");
+    if (!(await child.ready(options.startTimeoutMs))) {
+      const detail = child.stderr;
       child.kill({ failure: "crashed", detail: "start failed" });
       await child.exited;
       throw new Error(`the sandbox child did not start${detail ? `: ${detail}` : ""}`);
     }
     return child;
-  }
-
-  get pid(): number | undefined {
-    return this.proc.pid;
   }
 
   /**
@@ -133,84 +89,21 @@ export class SandboxChild {
    * the deadline afresh: every call of a batch has the deadline of a single call.
    */
   request(body: RequestBody | string, deadlineMs: number, onItem?: (item: Item) => void): Promise<Reply> {
-    if (!this.alive)
-      return Promise.resolve({ failure: "crashed", detail: "the sandbox child is not running" });
-    const id = this.nextId++;
-    return new Promise<Reply>((resolve) => {
-      const timer = setTimeout(() => {
-        this.kill({ failure: "timeout", detail: `no answer within ${deadlineMs} ms` });
-      }, deadlineMs);
-      this.pending.set(id, { resolve, timer, onItem });
-      // A pre-serialised body (the host measured its size already) is not stringified twice.
-      const json = typeof body === "string" ? body : JSON.stringify(body);
-      (this.proc.stdin as Writable).write(`{"id":${id},${json.slice(1)}\n`);
-    });
+    // A pre-serialised body (the host measured its size already) is not stringified twice.
+    const json = typeof body === "string" ? body : JSON.stringify(body);
+    return this.send(json, deadlineMs, onItem && ((message) => onItem(message as Item)));
   }
 
-  /** SIGKILL; pending requests resolve with `reason` once the process is gone. */
-  kill(reason: Failure): void {
-    if (!this.alive) return;
-    this.killedFor ??= reason;
-    this.proc.kill("SIGKILL");
+  protected route(message: Response): Routed<Response> | null {
+    return { id: message.id, partial: message.op === "item", message };
   }
 
-  /** Ask the child to exit (closing stdin), SIGKILL if it does not within a moment. */
-  async close(): Promise<void> {
-    if (!this.alive) return;
-    (this.proc.stdin as Writable).end();
-    const timer = setTimeout(() => this.kill({ failure: "crashed", detail: "closed" }), 2000);
-    await this.exited;
-    clearTimeout(timer);
-  }
-
-  private onLine(line: string): void {
-    let message: unknown;
-    try {
-      message = JSON.parse(line);
-    } catch {
-      this.kill({ failure: "crashed", detail: "the sandbox child sent a message that is not JSON" });
-      return;
-    }
-    if (!isResponse(message)) {
-      this.kill({
-        failure: "crashed",
-        detail: `the sandbox child sent an invalid message: ${isResponse.explain()}`,
-      });
-      return;
-    }
-    if (message.op === "ready") {
-      this.readyResolve?.(true);
-      return;
-    }
-    const entry = this.pending.get(message.id);
-    if (!entry) return;
-    if (message.op === "item") {
-      if (!entry.onItem) {
-        this.kill({ failure: "crashed", detail: "the sandbox child answered a single request item by item" });
-        return;
-      }
-      entry.timer.refresh();
-      entry.onItem(message);
-      return;
-    }
-    this.pending.delete(message.id);
-    clearTimeout(entry.timer);
-    entry.resolve(message);
-  }
-
-  private onExit(): void {
-    this.alive = false;
+  protected override onExit(): void {
     clearInterval(this.watchdog);
-    const reason = this.killedFor ?? this.exitReason();
-    for (const { resolve, timer } of this.pending.values()) {
-      clearTimeout(timer);
-      resolve(reason);
-    }
-    this.pending.clear();
   }
 
-  private exitReason(): Failure {
-    const tail = this.stderrTail;
+  protected exitReason(): Failure {
+    const tail = this.stderrText;
     const mark = tail.lastIndexOf(MEMORY_KILL_MARK);
     if (mark >= 0) {
       const line = tail.slice(mark + MEMORY_KILL_MARK.length).split("\n", 1)[0]!;
@@ -220,18 +113,13 @@ export class SandboxChild {
     if (/out of memory|heap limit|allocation failed|is_heap_oom = 1|invalid size error/i.test(tail)) {
       return { failure: "memory", detail: "the sandbox child ran out of memory" };
     }
-    const signal = this.proc.signalCode;
-    const code = this.proc.exitCode;
-    return {
-      failure: "crashed",
-      detail: `the sandbox child died (${signal ? `signal ${signal}` : `exit code ${String(code)}`})`,
-    };
+    return { failure: "crashed", detail: `the sandbox child died (${this.exitStatus()})` };
   }
 
   private async checkMemory(memoryMb: number): Promise<void> {
-    if (!this.alive || this.proc.pid === undefined) return;
+    if (!this.alive || this.pid === undefined) return;
     try {
-      const statm = await readFile(`/proc/${this.proc.pid}/statm`, "utf8");
+      const statm = await readFile(`/proc/${this.pid}/statm`, "utf8");
       const residentPages = Number(statm.split(" ")[1]);
       if (residentPages * PAGE_BYTES > memoryMb * 1024 * 1024) {
         this.kill({ failure: "memory", detail: `the sandbox child exceeded its ${memoryMb} MB memory cap` });

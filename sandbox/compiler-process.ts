@@ -3,12 +3,9 @@
 // a missed deadline, and starts a new one for the next compile after a kill or a crash. The process
 // runs with a V8 heap cap; it runs no guest code (the isolates are in the sandbox child), only the
 // TypeScript compiler on the mechanism's text, so a pathological file can hang or crash only it.
-import { type ChildProcess, spawn } from "node:child_process";
 import { accessSync, constants, mkdirSync } from "node:fs";
 import module from "node:module";
 import path from "node:path";
-import type { Readable, Writable } from "node:stream";
-import type { Failure } from "./child-process.ts";
 import type { CompileResult } from "./compiler.ts";
 import {
   buildBlob,
@@ -18,7 +15,7 @@ import {
   PLAIN_START,
   snapshotStart,
 } from "./compiler-blob.ts";
-import { LineReader, MAX_LINE_CHARS } from "./protocol.ts";
+import { type Failure, LineProcess, type Routed } from "./line-process.ts";
 import { compilerAnswerSchema } from "./schemas.ts";
 import { validator } from "./validation.ts";
 
@@ -49,127 +46,35 @@ export interface Compiled {
 const isAnswer = validator<Answer>(compilerAnswerSchema);
 
 /** One running compiler process. */
-class CompilerProcess {
-  private readonly proc: ChildProcess;
-  private readonly pending = new Map<number, (reply: Reply | Failure) => void>();
-  private nextId = 1;
-  private stderrTail = "";
-  private killedFor: Failure | null = null;
-  private readyResolve: ((ok: boolean) => void) | null = null;
-  readonly exited: Promise<void>;
-  alive = true;
-
+class CompilerProcess extends LineProcess<Answer> {
   constructor(start: CompilerStart, heapMb: number) {
-    const args = [`--max-old-space-size=${heapMb}`, ...start.args];
-    // No core dumps from aborts; only TZ and Node's compile cache reach it (its own folder, as the child's).
-    const script = 'ulimit -c 0 2>/dev/null; unset PWD OLDPWD; exec "$@"';
-    this.proc = spawn("/bin/sh", ["-c", script, "sh", process.execPath, ...args], {
-      stdio: ["pipe", "pipe", "pipe"],
+    super({
+      args: [`--max-old-space-size=${heapMb}`, ...start.args],
+      // Only TZ and Node's compile cache reach it (its own folder, as the child's).
       env: compilerEnv(),
+      channel: "stdout",
+      name: "the compiler",
+      stderrChars: 4096,
+      isMessage: isAnswer,
+      isReady: (message) => "ready" in message,
     });
-    this.exited = new Promise((resolve) => {
-      this.proc.once("exit", () => resolve());
-      this.proc.once("error", () => resolve());
-    });
-    void this.exited.then(() => this.onExit());
-    const stderr = this.proc.stderr as Readable;
-    stderr.setEncoding("utf8");
-    stderr.on("data", (chunk: string) => {
-      this.stderrTail = (this.stderrTail + chunk).slice(-4096);
-    });
-    const stdout = this.proc.stdout as Readable;
-    stdout.setEncoding("utf8");
-    const reader = new LineReader(
-      MAX_LINE_CHARS,
-      (line) => this.onLine(line),
-      () => this.kill({ failure: "crashed", detail: "the compiler sent an oversized message" }),
-    );
-    stdout.on("data", (chunk: string) => reader.push(chunk));
-    (this.proc.stdin as Writable).on("error", () => {});
-  }
-
-  /** Resolves true once the process says it is ready; false if it exits or misses `timeoutMs`. */
-  ready(timeoutMs: number): Promise<boolean> {
-    const ready = new Promise<boolean>((resolve) => {
-      this.readyResolve = resolve;
-    });
-    const timer = setTimeout(() => this.readyResolve?.(false), timeoutMs);
-    return Promise.race([ready, this.exited.then(() => false)]).finally(() => clearTimeout(timer));
-  }
-
-  /** The last lines of its stderr (why it did not start). */
-  get stderr(): string {
-    return this.stderrTail.trim().split("\n").slice(-3).join(" | ");
   }
 
   /** Send one request; its reply, or a Failure after SIGKILL on the deadline. */
   request(body: { source: string; js?: string }, deadlineMs: number): Promise<Reply | Failure> {
-    if (!this.alive) return Promise.resolve({ failure: "crashed", detail: "the compiler is not running" });
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      const timer = setTimeout(
-        () => this.kill({ failure: "timeout", detail: `no answer within ${deadlineMs} ms` }),
-        deadlineMs,
-      );
-      this.pending.set(id, (reply) => {
-        clearTimeout(timer);
-        resolve(reply);
-      });
-      (this.proc.stdin as Writable).write(`${JSON.stringify({ id, ...body })}\n`);
-    });
+    // route() passes on only answers with an id, never the ready line.
+    return this.send(JSON.stringify(body), deadlineMs) as Promise<Reply | Failure>;
   }
 
-  kill(reason: Failure): void {
-    if (!this.alive) return;
-    this.killedFor ??= reason;
-    this.proc.kill("SIGKILL");
+  protected route(message: Answer): Routed<Answer> | null {
+    return "id" in message ? { id: message.id, partial: false, message } : null;
   }
 
-  async close(): Promise<void> {
-    if (!this.alive) return;
-    (this.proc.stdin as Writable).end();
-    const timer = setTimeout(() => this.kill({ failure: "crashed", detail: "closed" }), 2000);
-    await this.exited;
-    clearTimeout(timer);
-  }
-
-  private onLine(line: string): void {
-    let message: unknown;
-    try {
-      message = JSON.parse(line);
-    } catch {
-      message = undefined;
-    }
-    if (!isAnswer(message)) {
-      this.kill({ failure: "crashed", detail: "the compiler sent an invalid message" });
-      return;
-    }
-    if ("ready" in message) {
-      this.readyResolve?.(true);
-      return;
-    }
-    const settle = this.pending.get(message.id);
-    if (!settle) return;
-    this.pending.delete(message.id);
-    settle(message);
-  }
-
-  private onExit(): void {
-    this.alive = false;
-    const reason = this.killedFor ?? this.exitReason();
-    for (const settle of this.pending.values()) settle(reason);
-    this.pending.clear();
-  }
-
-  private exitReason(): Failure {
-    if (/out of memory|heap limit|allocation failed/i.test(this.stderrTail)) {
+  protected exitReason(): Failure {
+    if (/out of memory|heap limit|allocation failed/i.test(this.stderrText)) {
       return { failure: "memory", detail: "the compiler ran out of memory" };
     }
-    const signal = this.proc.signalCode;
-    return {
-      failure: "crashed",
-      detail: `the compiler died (${signal ? `signal ${signal}` : `exit code ${String(this.proc.exitCode)}`})`,
-    };
+    return { failure: "crashed", detail: `the compiler died (${this.exitStatus()})` };
   }
 }
 
