@@ -402,46 +402,26 @@ export class Runner {
 
   /** A context with the bootstrap and the mechanism's factory in place. */
   private newContextSync(m: Loaded): Fresh {
-    return this.boot(m, m.isolate.createContextSync());
+    return this.boot(m, m.isolate.createContextSync(), false);
   }
 
   /**
    * A context built ahead: created off the main thread (the bulk of the work), then booted and
-   * warmed here, each step on a turn of its own so that a request read in between goes first.
-   * Awaiting isolated-vm for those steps instead would cost two thread hand-offs each, which on a
-   * busy machine stretched a build from ~0.6 ms to over 2 ms (p90), into the next call's time.
+   * warmed here at once. Each further await would cost two thread hand-offs, which on a busy
+   * machine stretched a build from ~0.6 ms to over 2 ms (p90), into the next call's time.
    */
   private async newContext(m: Loaded): Promise<Fresh | null> {
     const context = await m.isolate.createContext();
-    // A request that came in meanwhile runs before the boot, on a context already ready: one turn
-    // of the event loop (its poll reads the pipe), not a thread hand-off.
-    await nextTurn();
-    let fresh: Fresh;
     try {
-      fresh = this.boot(m, context);
+      return this.boot(m, context, true);
     } catch {
       // The next call builds its context synchronously (no warm-up) and reports any error there.
       return null;
     }
-    await nextTurn();
-    try {
-      this.warm(m, fresh);
-      return fresh;
-    } catch {
-      releaseFresh(fresh);
-      return null;
-    }
   }
 
-  /** Run the bootstrap's own path in a context built ahead (see Loaded.warmArgs); no mechanism code runs. */
-  private warm(m: Loaded, fresh: Fresh): void {
-    if (m.isolate.isDisposed) throw new Error("the isolate was disposed");
-    if (m.warmArgs)
-      fresh.invoke.applySync(undefined, [...m.warmArgs, true], { timeout: this.policy.hookTimeoutMs });
-  }
-
-  /** Run the bootstrap and the mechanism's script in `context` (released if that fails). */
-  private boot(m: Loaded, context: ivm.Context): Fresh {
+  /** Run the bootstrap and the mechanism's script in `context` (released if that fails), then the warm-up if asked. */
+  private boot(m: Loaded, context: ivm.Context, warm: boolean): Fresh {
     const timeout = this.policy.hookTimeoutMs;
     let invoke: ivm.Reference<GuestInvoke> | null = null;
     try {
@@ -454,6 +434,7 @@ export class Runner {
       invoke = entry;
       bootstrap.release();
       m.script.runSync(context, { timeout });
+      if (warm && m.warmArgs) entry.applySync(undefined, [...m.warmArgs, true], { timeout });
       return { context, invoke: entry };
     } catch (e) {
       releaseFresh({ context, invoke });
@@ -518,11 +499,6 @@ export class Runner {
     for (const m of this.loaded.values()) dispose(m);
     this.loaded.clear();
   }
-}
-
-/** Resolves on the next turn of the event loop, after its poll for I/O. */
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** The guest entry point's arguments for a call: its head (see __bilevel_invoke), params, history, argument. */

@@ -1,5 +1,5 @@
 // The contexts the runner builds ahead (sandbox/runner.ts): whenever a call lands during a build
-// (while the context is created off the main thread, between its boot and its warm-up, or after),
+// (while the context is created off the main thread, while it is booted and warmed, or after),
 // it runs in a context of its own that no mechanism code ran in before, and the reserve refills.
 import { afterAll, beforeAll, expect, test } from "@jest/globals";
 import { DEFAULT_POLICY } from "../../sandbox/policy.ts";
