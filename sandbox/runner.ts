@@ -211,6 +211,11 @@ export class Runner {
     return null;
   }
 
+  /** How many contexts stand ready for `id`'s next calls (built ahead, see PREPARED_CONTEXTS). */
+  reserved(id: string): number {
+    return this.loaded.get(id)?.prepared.length ?? 0;
+  }
+
   async unload(id: string): Promise<void> {
     const m = this.loaded.get(id);
     if (!m) return;
