@@ -293,23 +293,7 @@ export class Runner {
     }
     if (m.prepared.length === 0) await m.preparing;
     let fresh = m.prepared.shift() ?? null;
-    const declared = new Set<CapabilityName>(m.compiled.manifest.capabilities);
-    const allowed = new Set([...declared].filter((c) => this.policy.grantedCapabilities.includes(c)));
-    const active: Active = {
-      session: {
-        params,
-        iteration: call.iteration,
-        declared,
-        allowed,
-        budget: this.policy.capabilityCallBudget,
-        random: sfc32(callSeed(call.seed, call.mechanismId, call.iteration, call.hook, "capabilities")),
-        calls: 0,
-        state: { ...call.capabilities },
-      },
-      logs: [],
-      dropped: 0,
-      fault: null,
-    };
+    const active = newActive(call, params, m.compiled.manifest.capabilities, this.policy);
     const args = guestArgs(call);
     m.warmArgs = warmInput(args);
     let raw: unknown;
@@ -335,69 +319,7 @@ export class Runner {
     if (active.fault) return { ok: false, error: await this.faultError(m, stage, active.fault) };
     const parsed = parseGuest(raw, this.policy.maxJsonBytes * 2);
     if (!parsed.ok) return { ok: false, error: await this.mapPosition(m, { ...parsed.error, stage }) };
-    const out = parsed.value as { value?: unknown; state?: unknown };
-    const result = { hook: call.hook, value: out.value };
-    if (!isHookResult(result)) {
-      return {
-        ok: false,
-        error: err(
-          stage,
-          "invalid-result",
-          `${call.hook} returned ${describeResult(call.hook)}: ${isHookResult.explain()}`,
-        ),
-      };
-    }
-    // Depth before size: stringifying a very deep value overflows the stack.
-    if (jsonDepth(out.state, MAX_DEPTH) > MAX_DEPTH || jsonDepth(out.value, MAX_DEPTH) > MAX_DEPTH) {
-      return {
-        ok: false,
-        error: err(stage, "invalid-state", `the state or result nests deeper than ${MAX_DEPTH} levels`),
-      };
-    }
-    const stateBytes = Buffer.byteLength(JSON.stringify(out.state ?? null), "utf8");
-    if (stateBytes > this.policy.maxStateBytes) {
-      return {
-        ok: false,
-        error: err(
-          stage,
-          "invalid-state",
-          `the state is ${stateBytes} bytes, over the ${this.policy.maxStateBytes}-byte cap`,
-        ),
-      };
-    }
-    // null = unchanged (capability updates replace objects, so identity tells).
-    const after = active.session.state;
-    const before = call.capabilities;
-    const capabilities =
-      after.tabu === before.tabu &&
-      after.bandit === before.bandit &&
-      after.banditSettings === before.banditSettings
-        ? null
-        : after;
-    if (capabilities) {
-      // The guest fills this host-kept data; it is stored with the run and sent with every call.
-      const cap = Math.min(this.policy.maxCapabilityStateBytes, Math.floor(this.policy.maxJsonBytes / 2));
-      const bytes = Buffer.byteLength(JSON.stringify(capabilities), "utf8");
-      if (bytes > cap) {
-        return {
-          ok: false,
-          error: err(
-            stage,
-            "invalid-state",
-            `the capability data (tabu lists, bandits) is ${bytes} bytes, over the ${cap}-byte cap`,
-          ),
-        };
-      }
-    }
-    return {
-      ok: true,
-      result: result as HookResult,
-      state: out.state ?? null,
-      capabilities,
-      logs: active.logs,
-      droppedLogLines: active.dropped,
-      capabilityCalls: active.session.calls,
-    };
+    return checkedOutcome(call, parsed.value, active, this.policy);
   }
 
   /** A context with the bootstrap and the mechanism's factory in place. */
@@ -706,4 +628,103 @@ function dispose(m: Loaded): void {
   } catch {
     // disposing twice is harmless
   }
+}
+
+/** A call's answer from what its guest returned: the result and the states checked against the policy. */
+function checkedOutcome(
+  call: WireCall,
+  parsed: unknown,
+  active: Active,
+  policy: SandboxPolicy,
+): ChildCallOutcome {
+  const stage = call.hook;
+  const out = parsed as { value?: unknown; state?: unknown };
+  const result = { hook: call.hook, value: out.value };
+  if (!isHookResult(result)) {
+    return {
+      ok: false,
+      error: err(
+        stage,
+        "invalid-result",
+        `${call.hook} returned ${describeResult(call.hook)}: ${isHookResult.explain()}`,
+      ),
+    };
+  }
+  // Depth before size: stringifying a very deep value overflows the stack.
+  if (jsonDepth(out.state, MAX_DEPTH) > MAX_DEPTH || jsonDepth(out.value, MAX_DEPTH) > MAX_DEPTH) {
+    return {
+      ok: false,
+      error: err(stage, "invalid-state", `the state or result nests deeper than ${MAX_DEPTH} levels`),
+    };
+  }
+  const stateBytes = Buffer.byteLength(JSON.stringify(out.state ?? null), "utf8");
+  if (stateBytes > policy.maxStateBytes) {
+    return {
+      ok: false,
+      error: err(
+        stage,
+        "invalid-state",
+        `the state is ${stateBytes} bytes, over the ${policy.maxStateBytes}-byte cap`,
+      ),
+    };
+  }
+  // null = unchanged (capability updates replace objects, so identity tells).
+  const after = active.session.state;
+  const before = call.capabilities;
+  const capabilities =
+    after.tabu === before.tabu &&
+    after.bandit === before.bandit &&
+    after.banditSettings === before.banditSettings
+      ? null
+      : after;
+  if (capabilities) {
+    // The guest fills this host-kept data; it is stored with the run and sent with every call.
+    const cap = Math.min(policy.maxCapabilityStateBytes, Math.floor(policy.maxJsonBytes / 2));
+    const bytes = Buffer.byteLength(JSON.stringify(capabilities), "utf8");
+    if (bytes > cap) {
+      return {
+        ok: false,
+        error: err(
+          stage,
+          "invalid-state",
+          `the capability data (tabu lists, bandits) is ${bytes} bytes, over the ${cap}-byte cap`,
+        ),
+      };
+    }
+  }
+  return {
+    ok: true,
+    result: result as HookResult,
+    state: out.state ?? null,
+    capabilities,
+    logs: active.logs,
+    droppedLogLines: active.dropped,
+    capabilityCalls: active.session.calls,
+  };
+}
+
+/** What a call's capability calls see and change (its session), and what it logs. */
+function newActive(
+  call: WireCall,
+  params: ParamSpec[],
+  capabilities: readonly CapabilityName[],
+  policy: SandboxPolicy,
+): Active {
+  const declared = new Set<CapabilityName>(capabilities);
+  const allowed = new Set([...declared].filter((c) => policy.grantedCapabilities.includes(c)));
+  return {
+    session: {
+      params,
+      iteration: call.iteration,
+      declared,
+      allowed,
+      budget: policy.capabilityCallBudget,
+      random: sfc32(callSeed(call.seed, call.mechanismId, call.iteration, call.hook, "capabilities")),
+      calls: 0,
+      state: { ...call.capabilities },
+    },
+    logs: [],
+    dropped: 0,
+    fault: null,
+  };
 }
