@@ -48,11 +48,11 @@ afterEach(async () => {
 let counter = 0;
 const nextId = (name: string) => `${name}-${++counter}`;
 
-async function loadTs(file: string): Promise<string> {
-  const compiled = await sandbox.compile(fixture(file));
+async function loadTs(file: string, box: Sandbox = sandbox): Promise<string> {
+  const compiled = await box.compile(fixture(file));
   if (!compiled.ok) throw new Error(`${file} did not compile: ${JSON.stringify(compiled.errors)}`);
   const id = nextId(file);
-  const loaded = await sandbox.load(id, compiled.mechanism);
+  const loaded = await box.load(id, compiled.mechanism);
   if (!loaded.ok) throw new Error(`${file} did not load: ${JSON.stringify(loaded.error)}`);
   return id;
 }
@@ -93,9 +93,13 @@ function text(outcome: HookOutcome): string {
 }
 
 /** A fault quarantines the mechanism: later calls are refused without running it. */
-async function expectQuarantined(id: string, code: SandboxError["code"]): Promise<void> {
-  expect(sandbox.quarantineReason(id)?.code).toBe(code);
-  const again = failure(await sandbox.call(hookCall(id, "guide")));
+async function expectQuarantined(
+  id: string,
+  code: SandboxError["code"],
+  box: Sandbox = sandbox,
+): Promise<void> {
+  expect(box.quarantineReason(id)?.code).toBe(code);
+  const again = failure(await box.call(hookCall(id, "guide")));
   expect(again.code).toBe("quarantined");
   expect(again.message).toContain(code);
 }
@@ -160,16 +164,26 @@ describe("runaway code", () => {
 });
 
 describe("memory", () => {
+  // The bombs run out of memory in ~0.1 s on a quiet machine: a sandbox whose deadline they cannot
+  // reach on a loaded one, so that the memory bound, not the 250 ms deadline, decides.
+  let roomy: Sandbox;
+  beforeAll(async () => {
+    roomy = await Sandbox.start({ ...POLICY, hookTimeoutMs: 20_000 });
+  });
+  afterAll(async () => {
+    await roomy.close();
+  });
+
   test("memory bomb: memory, quarantined", async () => {
-    const id = await loadTs("memory-bomb.ts");
-    const error = failure(await sandbox.call(hookCall(id, "guide")));
+    const id = await loadTs("memory-bomb.ts", roomy);
+    const error = failure(await roomy.call(hookCall(id, "guide")));
     expect(error).toMatchObject({ stage: "guide", code: "memory" });
-    await expectQuarantined(id, "memory");
+    await expectQuarantined(id, "memory", roomy);
   });
 
   test("ArrayBuffer bomb (memory outside the JS heap): memory", async () => {
-    const id = await loadTs("array-buffer-bomb.ts");
-    expect(failure(await sandbox.call(hookCall(id, "guide"))).code).toBe("memory");
+    const id = await loadTs("array-buffer-bomb.ts", roomy);
+    expect(failure(await roomy.call(hookCall(id, "guide"))).code).toBe("memory");
   });
 
   test("WebAssembly.Memory growth: WebAssembly does not exist (lint rejects it; raw JS fails cleanly)", async () => {
