@@ -86,6 +86,7 @@ export class Runner {
   private historyCache: string | null = null;
   private readonly watchdog = new MemoryWatchdog();
   private readonly bootstrapArgs: unknown[];
+  private warmUps = 0;
 
   constructor(policy: SandboxPolicy) {
     this.policy = policy;
@@ -209,6 +210,11 @@ export class Runner {
     this.loaded.set(id, m);
     this.prepare(m);
     return null;
+  }
+
+  /** How many contexts were warmed ahead so far (a warm-up runs no mechanism code). */
+  get warmed(): number {
+    return this.warmUps;
   }
 
   /** How many contexts stand ready for `id`'s next calls (built ahead, see PREPARED_CONTEXTS). */
@@ -356,7 +362,10 @@ export class Runner {
       invoke = entry;
       bootstrap.release();
       m.script.runSync(context, { timeout });
-      if (warm && m.warmArgs) entry.applySync(undefined, [...m.warmArgs, true], { timeout });
+      if (warm && m.warmArgs) {
+        entry.applySync(undefined, [...m.warmArgs, true], { timeout });
+        this.warmUps++;
+      }
       return { context, invoke: entry };
     } catch (e) {
       releaseFresh({ context, invoke });

@@ -56,3 +56,15 @@ test("a burst of calls at once, more than the reserve holds: each in a fresh con
   for (let i = 0; i < 3; i++)
     expect(seen(await call(200 + i))).toEqual({ calls: 1, left: 1, iteration: 200 + i });
 });
+
+test("contexts built ahead after a call are warmed (sandbox.test.ts shows that a warmed one leaks nothing)", async () => {
+  await call(100);
+  const before = runner.warmed;
+  // After a call the reserve is refilled with contexts warmed on that call's input.
+  for (let i = 1; i <= 3; i++) {
+    expect(seen(await call(100 + i))).toMatchObject({ calls: 1, left: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  expect(runner.reserved("probe")).toBe(2);
+  expect(runner.warmed).toBeGreaterThanOrEqual(before + 3);
+});
