@@ -1,52 +1,66 @@
 // One process at a time per run folder: a lock file (run.lock) holds the pid of the process running
-// or resuming the run. A second process is refused; a lock whose process is gone (a killed run) is
-// taken over, since the store's checkpoints make the resume exact.
+// or resuming the run, and when it started (Linux: its start time in clock ticks since boot, from
+// /proc). A second process is refused; a lock whose process is gone (a killed run) is taken over,
+// since the store's checkpoints make the resume exact. The start time tells a gone holder from
+// another process that got its pid since (pids wrap around at pid_max, 32768 on many machines).
 import { readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { UserError } from "./errors.ts";
 
 const LOCK_FILE = "run.lock";
 
-function alive(pid: number): boolean {
+/** Whether `pid` is the live process that took the lock (`ticks`: its start time, when recorded). */
+function alive(pid: number, ticks: string | undefined): boolean {
   try {
     process.kill(pid, 0);
   } catch (error) {
     // EPERM: it exists but belongs to someone else.
     return (error as NodeJS.ErrnoException).code === "EPERM";
   }
-  return !exited(pid);
+  const stat = procStat(pid);
+  if (stat === null) return true; // no /proc (not Linux): trust kill(pid, 0)
+  // A process that has exited but not been reaped (state Z) still answers kill(pid, 0); a killed
+  // run's orphans are reaped by PID 1, which in a container can take seconds: it holds nothing.
+  if (stat.state === "Z" || stat.state === "X") return false;
+  return ticks === undefined || stat.startTicks === ticks;
 }
 
-/**
- * A process that has exited but not been reaped (state Z) still answers kill(pid, 0). A killed
- * run's orphans are reaped by PID 1, which in a container can take seconds: it holds nothing.
- */
-function exited(pid: number): boolean {
+/** The state and start time (clock ticks since boot) of `pid`, from /proc; null without /proc. */
+function procStat(pid: number | "self"): { state: string; startTicks: string } | null {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   } catch {
-    return false; // no /proc (not Linux): trust kill(pid, 0)
+    return null;
   }
-  const state = stat.slice(stat.lastIndexOf(")") + 2).charAt(0);
-  return state === "Z" || state === "X";
+  // After the command name (which may hold spaces and parentheses): state is field 3, starttime 22.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { state: fields[0] ?? "", startTicks: fields[19] ?? "" };
 }
 
 /** The pid of the live process that holds the run folder, or null (no lock, or its process is gone). */
 export function runLockHolder(dir: string): number | null {
   let pid: number;
+  let ticks: string | undefined;
   try {
-    pid = Number(JSON.parse(readFileSync(path.join(dir, LOCK_FILE), "utf8")).pid);
+    const record = JSON.parse(readFileSync(path.join(dir, LOCK_FILE), "utf8")) as {
+      pid?: unknown;
+      startTicks?: unknown;
+    };
+    pid = Number(record.pid);
+    // Locks written before the start time was recorded have none: the pid alone decides.
+    ticks = typeof record.startTicks === "string" ? record.startTicks : undefined;
   } catch {
     return null;
   }
-  return Number.isSafeInteger(pid) && pid > 0 && alive(pid) ? pid : null;
+  return Number.isSafeInteger(pid) && pid > 0 && alive(pid, ticks) ? pid : null;
 }
 
 /** Take the run folder's lock for this process; returns the release function. */
 export function acquireRunLock(dir: string): () => void {
   const file = path.join(dir, LOCK_FILE);
-  const record = `${JSON.stringify({ pid: process.pid, started: new Date().toISOString() })}\n`;
+  const startTicks = procStat("self")?.startTicks;
+  const record = `${JSON.stringify({ pid: process.pid, started: new Date().toISOString(), ...(startTicks ? { startTicks } : {}) })}\n`;
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       writeFileSync(file, record, { flag: "wx" });

@@ -7,13 +7,19 @@ import path from "node:path";
 import { acquireRunLock, runLockHolder } from "../../runtime/run-lock.ts";
 import { waitFor } from "../support/wait.ts";
 
-function lockedBy(pid: number): string {
+function lockedBy(pid: number, startTicks?: string): string {
   const dir = mkdtempSync(path.join(tmpdir(), "bilevel-lock-"));
   writeFileSync(
     path.join(dir, "run.lock"),
-    `${JSON.stringify({ pid, started: new Date().toISOString() })}\n`,
+    `${JSON.stringify({ pid, started: new Date().toISOString(), ...(startTicks ? { startTicks } : {}) })}\n`,
   );
   return dir;
+}
+
+/** A process's start time in clock ticks since boot (field 22 of /proc/PID/stat). */
+function startTicks(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] as string;
 }
 
 function state(pid: number): string {
@@ -55,4 +61,29 @@ test("an exited process that is not reaped yet (a zombie) holds nothing: the loc
   } finally {
     parent.kill("SIGKILL");
   }
+});
+
+test("a lock whose pid now belongs to another process (pids wrap around) is taken over; its own holder is not", () => {
+  const other = spawn("sleep", ["30"]);
+  try {
+    const pid = other.pid as number;
+    // The lock's holder started at another time than the process that has its pid now.
+    const reused = lockedBy(pid, String(Number(startTicks(pid)) - 1));
+    expect(runLockHolder(reused)).toBeNull();
+    acquireRunLock(reused)();
+    // The same pid with its own start time is the holder.
+    const held = lockedBy(pid, startTicks(pid));
+    expect(runLockHolder(held)).toBe(pid);
+    expect(() => acquireRunLock(held)).toThrow(new RegExp(`in use by process ${pid}`));
+  } finally {
+    other.kill("SIGKILL");
+  }
+  // This process's own lock records its start time, so it is recognised as held.
+  const mine = mkdtempSync(path.join(tmpdir(), "bilevel-lock-"));
+  const release = acquireRunLock(mine);
+  expect(JSON.parse(readFileSync(path.join(mine, "run.lock"), "utf8")).startTicks).toBe(
+    startTicks(process.pid),
+  );
+  expect(runLockHolder(mine)).toBe(process.pid);
+  release();
 });
