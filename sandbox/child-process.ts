@@ -2,9 +2,8 @@
 // watchdog (the OS-level memory cap: RLIMIT_AS cannot work because every isolate reserves ~0.5 GB
 // of address space, and RLIMIT_DATA stops V8 from reserving its code range at all).
 import { readFile } from "node:fs/promises";
-import module from "node:module";
 import path from "node:path";
-import { type Failure, LineProcess, type Routed } from "./line-process.ts";
+import { type Failure, LineProcess, lineProcessEnv, type Routed } from "./line-process.ts";
 import { MEMORY_KILL_MARK } from "./memory-watchdog.ts";
 import { isResponse, type Request, type Response } from "./protocol.ts";
 import type { SandboxPolicy } from "./types.ts";
@@ -31,19 +30,6 @@ export interface ChildOptions {
 type Distributive<T> = T extends unknown ? Omit<T, "id"> : never;
 export type RequestBody = Distributive<Request>;
 
-/**
- * The child's environment: its policy, TZ=UTC (guest local-time views of the frozen clock must not
- * depend on the machine) and, when the host uses Node's compile cache, a cache folder of the
- * child's own beside it (its modules are most of its start): never the host's folder,
- * so that nothing the host loads from its cache was written by the process that runs guest code.
- */
-function childEnv(policy: SandboxPolicy): Record<string, string> {
-  const env: Record<string, string> = { BILEVEL_SANDBOX_POLICY: JSON.stringify(policy), TZ: "UTC" };
-  const hostCache = module.getCompileCacheDir?.();
-  if (hostCache) env.NODE_COMPILE_CACHE = path.join(path.dirname(hostCache), "bilevel-sandbox-child");
-  return env;
-}
-
 export function isFailure(reply: Reply): reply is Failure {
   return "failure" in reply;
 }
@@ -60,8 +46,10 @@ export class SandboxChild extends LineProcess<Response> {
         CHILD_ENTRY,
         ...(options.chainRule ? ["--chain-rule", options.chainRule] : []),
       ],
-      // A minimal environment (childEnv): no host variable reaches the child.
-      env: childEnv(options.policy),
+      // Its policy and nothing of the host's environment.
+      env: lineProcessEnv("bilevel-sandbox-child", {
+        BILEVEL_SANDBOX_POLICY: JSON.stringify(options.policy),
+      }),
       channel: "fd3",
       name: "the sandbox child",
       stderrChars: 8192,

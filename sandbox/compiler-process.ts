@@ -4,8 +4,6 @@
 // runs with a V8 heap cap; it runs no guest code (the isolates are in the sandbox child), only the
 // TypeScript compiler on the mechanism's text, so a pathological file can hang or crash only it.
 import { accessSync, constants, mkdirSync } from "node:fs";
-import module from "node:module";
-import path from "node:path";
 import type { CompileResult } from "./compiler.ts";
 import {
   buildBlob,
@@ -15,7 +13,7 @@ import {
   PLAIN_START,
   snapshotStart,
 } from "./compiler-blob.ts";
-import { type Failure, LineProcess, type Routed } from "./line-process.ts";
+import { type Failure, LineProcess, lineProcessEnv, type Routed } from "./line-process.ts";
 import { compilerAnswerSchema } from "./schemas.ts";
 import { validator } from "./validation.ts";
 
@@ -51,7 +49,7 @@ class CompilerProcess extends LineProcess<Answer> {
     super({
       args: [`--max-old-space-size=${heapMb}`, ...start.args],
       // Only TZ and Node's compile cache reach it (its own folder, as the child's).
-      env: compilerEnv(),
+      env: lineProcessEnv("bilevel-compiler"),
       channel: "stdout",
       name: "the compiler",
       stderrChars: 4096,
@@ -76,14 +74,6 @@ class CompilerProcess extends LineProcess<Answer> {
     }
     return { failure: "crashed", detail: `the compiler died (${this.exitStatus()})` };
   }
-}
-
-/** TZ=UTC, and when the host uses Node's compile cache, a folder of the compiler's own beside it. */
-function compilerEnv(): Record<string, string> {
-  const env: Record<string, string> = { TZ: "UTC" };
-  const hostCache = module.getCompileCacheDir?.();
-  if (hostCache) env.NODE_COMPILE_CACHE = path.join(path.dirname(hostCache), "bilevel-compiler");
-  return env;
 }
 
 /**

@@ -5,10 +5,28 @@
 // on exit settles every pending request with why it ended. What a line may be is the caller's
 // (a validator); a line that is not JSON or not valid ends the process.
 import { type ChildProcess, spawn } from "node:child_process";
+import module from "node:module";
+import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { LineReader, MAX_LINE_CHARS } from "./protocol.ts";
 
 export type Failure = { readonly failure: "timeout" | "crashed" | "memory"; readonly detail: string };
+
+/**
+ * A LineProcess's whole environment: `extra`, TZ=UTC (its views of time must not depend on the
+ * machine) and, when the host uses Node's compile cache, a cache folder of its own (`cacheName`)
+ * beside the host's: never the host's folder, so that nothing the host loads from its cache was
+ * written by another process.
+ */
+export function lineProcessEnv(
+  cacheName: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  const env: Record<string, string> = { ...extra, TZ: "UTC" };
+  const hostCache = module.getCompileCacheDir?.();
+  if (hostCache) env.NODE_COMPILE_CACHE = path.join(path.dirname(hostCache), cacheName);
+  return env;
+}
 
 export interface LineProcessSpec<M> {
   /** Node's arguments (flags, then the entry and its own). */
