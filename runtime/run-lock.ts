@@ -5,6 +5,7 @@
 // another process that got its pid since (pids wrap around at pid_max, 32768 on many machines).
 import { readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { procStat } from "../trainer/process.ts";
 import { UserError } from "./errors.ts";
 
 const LOCK_FILE = "run.lock";
@@ -23,19 +24,6 @@ function alive(pid: number, ticks: string | undefined): boolean {
   // run's orphans are reaped by PID 1, which in a container can take seconds: it holds nothing.
   if (stat.state === "Z" || stat.state === "X") return false;
   return ticks === undefined || stat.startTicks === ticks;
-}
-
-/** The state and start time (clock ticks since boot) of `pid`, from /proc; null without /proc. */
-function procStat(pid: number | "self"): { state: string; startTicks: string } | null {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    return null;
-  }
-  // After the command name (which may hold spaces and parentheses): state is field 3, starttime 22.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return { state: fields[0] ?? "", startTicks: fields[19] ?? "" };
 }
 
 /** The pid of the live process that holds the run folder, or null (no lock, or its process is gone). */

@@ -115,6 +115,23 @@ function send(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
+/**
+ * A process's state, parent and start time (clock ticks since boot), from /proc/PID/stat (Linux);
+ * null where there is no such file (no /proc, or the process is gone).
+ */
+export function procStat(pid: number | "self"): { state: string; ppid: number; startTicks: string } | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return null;
+  }
+  // After the command name (which may hold spaces and parentheses): state is field 3, ppid 4,
+  // starttime 22.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { state: fields[0] ?? "", ppid: Number(fields[1]), startTicks: fields[19] ?? "" };
+}
+
 /** The live (not zombie) descendants of `root`, from /proc (Linux); empty where there is no /proc. */
 export function descendants(root: number): number[] {
   let entries: string[];
@@ -126,17 +143,12 @@ export function descendants(root: number): number[] {
   const children = new Map<number, number[]>();
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue; // it ended meanwhile
-    }
-    const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (state === "Z" || state === "X") continue;
-    const list = children.get(Number(ppid)) ?? [];
+    const stat = procStat(Number(entry));
+    // Gone meanwhile, or exited and not reaped: no descendants of its own.
+    if (stat === null || stat.state === "Z" || stat.state === "X") continue;
+    const list = children.get(stat.ppid) ?? [];
     list.push(Number(entry));
-    children.set(Number(ppid), list);
+    children.set(stat.ppid, list);
   }
   const out: number[] = [];
   const todo = [root];
