@@ -10,19 +10,24 @@
 // range show how much one noisy minute moves the figure. BENCH_TRAINER_BASELINE=DIR adds, in each
 // round, the trainer of another checkout (DIR/trainer, e.g. `git worktree add --detach DIR main`),
 // on this checkout's data, so an old and a new trainer are compared in one sitting.
+// BENCH_PROFILE=1 adds where a step's CPU time goes, trainer next to reference, in the same
+// environment (bench/trainer_profile.py): a fixed cost per step and a cost per sample, and per
+// phase the time in matmuls, in other ops and outside ops, with the costliest ops.
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { findPython } from "../trainer/python.ts";
 import { defaultConfig } from "../trainer/search-space.ts";
-import { cpuFlags, TorchTrainer } from "../trainer/torch-trainer.ts";
+import { cpuFlags, TorchTrainer, trainerEnv } from "../trainer/torch-trainer.ts";
 import type { TrialOutcome } from "../trainer/types.ts";
+import { REFERENCE_MODEL } from "./reference-model.ts";
 
 const REFERENCE = `
-"""A plain GPT as one would first write it: LayerNorm, learned positions, GELU MLP, AdamW,
-float32, attention by hand (torch 1.13 has no SDPA). Same size as the trainer's default;
-val_bpb by the trainer's own evaluate, on the same evaluation bytes."""
+"""The reference GPT's training script: AdamW, the trainer's process protocol, val_bpb by the
+trainer's own evaluate, on the same evaluation bytes."""
 import argparse, contextlib, json, math, time
-import torch, torch.nn as nn, torch.nn.functional as F
+import torch, torch.nn.functional as F
 from trainer import data
 from trainer.hparams import EVAL_BYTES
 from trainer.train import evaluate  # the same evaluation bytes and formula as the trainer
@@ -34,37 +39,9 @@ args, _ = p.parse_known_args()
 hp = json.loads(args.config)
 torch.set_num_threads(1)
 torch.manual_seed(args.seed)
-D, L, H, T, B = hp["DEPTH"] * hp["ASPECT_RATIO"], hp["DEPTH"], hp["DEPTH"] * hp["ASPECT_RATIO"] // hp["HEAD_DIM"], hp["SEQ_LEN"], hp["DEVICE_BATCH_SIZE"]
+${REFERENCE_MODEL}
+B = hp["DEVICE_BATCH_SIZE"]
 ACCUM = max(1, hp["TOTAL_BATCH_SIZE"] // (B * T))
-
-class Block(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(D), nn.LayerNorm(D)
-        self.qkv, self.proj = nn.Linear(D, 3 * D), nn.Linear(D, D)
-        self.fc, self.out = nn.Linear(D, 4 * D), nn.Linear(4 * D, D)
-        self.register_buffer("mask", torch.tril(torch.ones(T, T, dtype=torch.bool)))
-    def forward(self, x):
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(D, dim=2)
-        q, k, v = [z.view(b, t, H, d // H).transpose(1, 2) for z in (q, k, v)]
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(d // H)
-        att = att.masked_fill(~self.mask[:t, :t], float("-inf")).softmax(-1)
-        x = x + self.proj((att @ v).transpose(1, 2).reshape(b, t, d))
-        return x + self.out(F.gelu(self.fc(self.ln2(x))))
-
-class GPT(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.tok, self.pos = nn.Embedding(256, D), nn.Embedding(T, D)
-        self.blocks = nn.ModuleList([Block() for _ in range(L)])
-        self.ln, self.head = nn.LayerNorm(D), nn.Linear(D, 256, bias=False)
-    def forward(self, idx):
-        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))
-        for blk in self.blocks:
-            x = blk(x)
-        return self.head(self.ln(x))
-    logits = forward  # what trainer.train.evaluate calls
 
 corpus = data.load(None)
 train = torch.from_numpy(corpus.train)
@@ -79,7 +56,7 @@ while elapsed < args.budget:
     s, c = time.perf_counter(), time.process_time()
     for _ in range(ACCUM):
         x, y = batch()
-        loss = F.cross_entropy(model(x).view(-1, 256), y.reshape(-1))
+        loss = F.cross_entropy(model(x).view(-1, VOCAB), y.reshape(-1))
         (loss / ACCUM).backward()
     opt.step(); opt.zero_grad(set_to_none=True)
     dt = time.perf_counter() - s
@@ -238,6 +215,57 @@ function baselineTrainer(dir: string, env: Record<string, string>, args: string[
   });
 }
 
+interface Profile {
+  batch: number;
+  steps: number;
+  trainer: ProfiledModel;
+  reference: ProfiledModel;
+}
+interface ProfiledModel {
+  step_ms: number;
+  fixed_ms: number;
+  per_sample_ms: number;
+  phases: Record<string, { matmul: number; other: number; outside: number }>;
+  top: { ms: number; calls: number; op: string }[];
+}
+
+/** BENCH_PROFILE: bench/trainer_profile.py in the benchmark's environment, printed as a table. */
+function profileSteps(modelSource: string, env: Record<string, string>, tmp: string): void {
+  const found = findPython("torch");
+  if (!found.ok) throw new Error(`BENCH_PROFILE: no Python with torch: ${found.error}`);
+  const modelPath = path.join(tmp, "reference_model.py");
+  writeFileSync(modelPath, modelSource);
+  const script = path.join(import.meta.dirname, "trainer_profile.py");
+  const config = JSON.stringify(defaultConfig("cpu"));
+  process.stderr.write("profiling a step of each model (about a minute) ...\n");
+  const r = spawnSync(found.python, [script, "--config", config, "--reference", modelPath], {
+    encoding: "utf8",
+    env: trainerEnv({ ...(process.env as Record<string, string>), ...env }),
+    timeout: 900_000,
+  });
+  if (r.status !== 0) throw new Error(`bench/trainer_profile.py failed (${r.status}): ${r.stderr}`);
+  const p = JSON.parse(r.stdout) as Profile;
+  const f = (x: number) => x.toFixed(1).padStart(9);
+  const row = (label: string, a: number, b: number) => console.log(`${label.padEnd(44)}${f(a)}${f(b)}`);
+  console.log(`\nwhere a step's CPU time goes (ms per step, medians of ${p.steps} steps; BENCH_PROFILE=1)`);
+  console.log(`${"".padEnd(44)}  trainer  reference`);
+  row("step (not profiled)", p.trainer.step_ms, p.reference.step_ms);
+  row(`  fixed cost per step (fit: batch 1, ${p.batch})`, p.trainer.fixed_ms, p.reference.fixed_ms);
+  row("  cost per sample (same fit)", p.trainer.per_sample_ms, p.reference.per_sample_ms);
+  for (const phase of Object.keys(p.trainer.phases)) {
+    const a = p.trainer.phases[phase]!;
+    const b = p.reference.phases[phase]!;
+    row(`${phase}: matmuls`, a.matmul, b.matmul);
+    row(`${phase}: other ops`, a.other, b.other);
+    row(`${phase}: outside ops (Python, autograd)`, a.outside, b.outside);
+  }
+  for (const name of ["trainer", "reference"] as const) {
+    console.log(`${name}'s costliest ops (self ms per step, calls per step):`);
+    for (const t of p[name].top.slice(0, 8))
+      console.log(`  ${t.ms.toFixed(1).padStart(6)}  ${String(t.calls).padStart(4)}  ${t.op}`);
+  }
+}
+
 async function main(): Promise<void> {
   const seconds = Number(process.env.BENCH_SECONDS ?? 15);
   const pairs = Number(process.env.BENCH_PAIRS ?? 2);
@@ -288,9 +316,11 @@ async function main(): Promise<void> {
   // Forced to float32 (what a CPU without bf16 units runs); already so under BENCH_ISA=avx2.
   if (isa === "native")
     await run("trainer-fp32", new TorchTrainer({ env, extraArgs: ["--cpu-dtype", "float32"] }), 0);
-  rmSync(tmp, { recursive: true, force: true });
   const names = sides.map(([name]) => name);
   report(rows, isa === "native" ? [...names, "trainer-fp32"] : names, seconds, isa);
+  // The profile runs the float32 path: on a CPU with bf16 units the trainer's default differs.
+  if (process.env.BENCH_PROFILE === "1") profileSteps(REFERENCE_MODEL, env, tmp);
+  rmSync(tmp, { recursive: true, force: true });
 }
 
 await main();
