@@ -54,7 +54,7 @@ export async function recordedByStudy(
   const giveUp = Date.now() + giveUpMs;
   for (;;) {
     if (readRunPid(folder) === process.pid) return true;
-    // Re-parented: the study died (the pid it records is this process's own: taskset execs).
+    // Re-parented: the study died before recording this process.
     if (process.ppid !== parent) return false;
     if (Date.now() > giveUp)
       throw new UserError(`the study (process ${parent}) did not record this run in ${runPidPath(folder)}`);
@@ -140,7 +140,8 @@ async function launchRun(
     env: { ...process.env, ...launch.env, [STUDY_PARENT_ENV]: String(process.pid) },
   });
   const pidFile = runPidPath(folder);
-  // The child waits for this before it touches the folder (recordedByStudy).
+  // The child waits for this before it touches the folder (recordedByStudy); its pid is the run's
+  // own, since the slot's prefix (taskset) execs the command.
   if (child.pid !== undefined) {
     live.add(child.pid);
     writeFileSync(pidFile, String(child.pid));
