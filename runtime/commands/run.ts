@@ -20,6 +20,7 @@ import { UserError } from "../errors.ts";
 import { defaultRunDir, launcherCommand, REPO_ROOT } from "../paths.ts";
 import { buildReport, formatReport } from "../report.ts";
 import { RunStore } from "../store.ts";
+import { recordedByStudy, studyParent } from "../study/runner.ts";
 import { DEFAULT_SURROGATE_FILE } from "../surrogate/data.ts";
 import { dataForStream, jsonForTerminal } from "../terminal-text.ts";
 import { executeRun } from "../wiring.ts";
@@ -161,17 +162,17 @@ export function checkResumable(before: ResolvedRunConfig, after: ResolvedRunConf
 }
 
 async function startRun(base: unknown, options: RunOptions): Promise<void> {
-  let config: ResolvedRunConfig;
+  let fresh: ResolvedRunConfig | null = null;
   let dir: string;
-  if (options.resume) {
-    dir = path.resolve(options.resume);
-    config = resumedConfig(options.resume, options);
-  } else {
-    config = newRunConfig(base, options);
-    dir = path.resolve(options.out ?? defaultRunDir(config.name));
-    if (RunStore.exists(dir))
-      throw new UserError(`${dir} already holds a run: use --resume ${dir} to continue it`, 2);
+  if (options.resume) dir = path.resolve(options.resume);
+  else {
+    fresh = newRunConfig(base, options);
+    dir = path.resolve(options.out ?? defaultRunDir(fresh.name));
   }
+  if (!(await studyRecorded(dir))) return;
+  const config = fresh ?? resumedConfig(options.resume ?? dir, options);
+  if (fresh && RunStore.exists(dir))
+    throw new UserError(`${dir} already holds a run: use --resume ${dir} to continue it`, 2);
   const controller = new AbortController();
   const stop = () => {
     if (controller.signal.aborted) process.exit(130);
@@ -214,12 +215,26 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
 }
 
 /**
+ * A run started by `bilevel study` goes ahead once the study has recorded it (runtime/study/runner.ts);
+ * if the study is gone first, it does nothing (exit 130, like a stop) and its resume starts it.
+ */
+async function studyRecorded(dir: string): Promise<boolean> {
+  const parent = studyParent();
+  if (parent === undefined || (await recordedByStudy(dir, parent))) return true;
+  process.stderr.write(
+    `the study (process ${parent}) that started this run is gone and never recorded it: nothing done (resuming the study runs it)\n`,
+  );
+  process.exitCode = 130;
+  return false;
+}
+
+/**
  * A run started by `bilevel study` (BILEVEL_STUDY_PARENT = its pid) stops like on Ctrl-C when that
  * process goes away (it is re-parented), so a killed study leaves no run writing its store.
  */
 function watchStudyParent(controller: AbortController): NodeJS.Timeout | undefined {
-  const parent = Number(process.env.BILEVEL_STUDY_PARENT);
-  if (!(Number.isInteger(parent) && parent > 0)) return undefined;
+  const parent = studyParent();
+  if (parent === undefined) return undefined;
   const timer = setInterval(() => {
     if (process.ppid !== parent && !controller.signal.aborted) controller.abort();
   }, 250);

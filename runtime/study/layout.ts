@@ -2,7 +2,9 @@
 //   study.json        the spec and every run's config (written once, when the study is created)
 //   runs/<id>/        one ordinary run folder per group × repeat (run.db, results.tsv, trials/),
 //                     plus config.json (what `bilevel run --config` read), run.log (its output)
-//                     and, while its process lives, run.pid
+//                     and run.pid: the pid of its process, written by the study right after
+//                     starting it (the run waits for it before touching the folder), removed when
+//                     that process exits (a killed study leaves it: its resume reads it)
 //   attempts.jsonl    one line per finished run process: run id, start, seconds, exit status
 //   results.json      loadStudy()'s output, rewritten at the end of each `bilevel study`
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -29,6 +31,19 @@ export const studyJsonPath = (dir: string) => path.join(dir, "study.json");
 export const runDir = (dir: string, id: string) => path.join(dir, "runs", id);
 export const attemptsPath = (dir: string) => path.join(dir, "attempts.jsonl");
 export const resultsPath = (dir: string) => path.join(dir, "results.json");
+export const runPidPath = (folder: string) => path.join(folder, "run.pid");
+
+/** The pid in a run folder's run.pid, or null (no file, or not a pid yet: a write in progress). */
+export function readRunPid(folder: string): number | null {
+  let text: string;
+  try {
+    text = readFileSync(runPidPath(folder), "utf8").trim();
+  } catch {
+    return null;
+  }
+  const pid = Number(text);
+  return /^\d+$/.test(text) && Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+}
 
 export function isStudy(dir: string): boolean {
   return existsSync(studyJsonPath(dir));

@@ -2,12 +2,23 @@
 // at once, each pinned to its slot (runtime/study/slots.ts; not when its trials go to Slurm). Resumable as a whole: a finished run
 // is never started again, an unfinished one is continued with `run --resume` (its store skips
 // every committed trial), and a run process left over from a killed study is stopped first, so
-// no two processes ever write one store.
+// no two processes ever write one store. The study records each run process's pid in its folder
+// (run.pid) right after starting it, and the run touches its folder only once it is recorded (it
+// quits if the study is gone first): a resume therefore knows every process it must wait for.
 import { spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { appendAttempt, type RunState, runDir, runState, type StudyFile } from "./layout.ts";
+import { UserError } from "../errors.ts";
+import {
+  appendAttempt,
+  type RunState,
+  readRunPid,
+  runDir,
+  runPidPath,
+  runState,
+  type StudyFile,
+} from "./layout.ts";
 import { runPool, slotLaunch } from "./slots.ts";
 import type { StudyRunSpec } from "./spec.ts";
 
@@ -19,6 +30,37 @@ export const CLI_ARGV: readonly string[] = [
   "--disable-warning=ExperimentalWarning",
   CLI,
 ];
+
+/** Names, in a run process's environment, the pid of the study that started it. */
+export const STUDY_PARENT_ENV = "BILEVEL_STUDY_PARENT";
+
+/** The pid of the study that started this process, or undefined (not started by a study). */
+export function studyParent(): number | undefined {
+  const parent = Number(process.env[STUDY_PARENT_ENV]);
+  return Number.isInteger(parent) && parent > 0 ? parent : undefined;
+}
+
+/**
+ * For a run started by study `parent`, before it touches `folder`: true once the study has recorded
+ * this process in run.pid, false if the study is gone first. A study killed between starting a run
+ * and recording its pid leaves a process that its resume cannot see (it would start the run afresh
+ * beside it), so on false the run must quit without touching anything.
+ */
+export async function recordedByStudy(
+  folder: string,
+  parent: number,
+  { pollMs = 20, giveUpMs = 60_000 }: { pollMs?: number; giveUpMs?: number } = {},
+): Promise<boolean> {
+  const giveUp = Date.now() + giveUpMs;
+  for (;;) {
+    if (readRunPid(folder) === process.pid) return true;
+    // Re-parented: the study died before recording this process.
+    if (process.ppid !== parent) return false;
+    if (Date.now() > giveUp)
+      throw new UserError(`the study (process ${parent}) did not record this run in ${runPidPath(folder)}`);
+    await sleep(pollMs);
+  }
+}
 
 export interface RunnerOptions {
   readonly jobs: number;
@@ -95,9 +137,11 @@ async function launchRun(
   const child = spawn(argv[0] as string, argv.slice(1), {
     stdio: ["ignore", logFd, logFd],
     // The run stops itself when this process goes away (commands/run.ts watches its parent).
-    env: { ...process.env, ...launch.env, BILEVEL_STUDY_PARENT: String(process.pid) },
+    env: { ...process.env, ...launch.env, [STUDY_PARENT_ENV]: String(process.pid) },
   });
-  const pidFile = path.join(folder, "run.pid");
+  const pidFile = runPidPath(folder);
+  // The child waits for this before it touches the folder (recordedByStudy); its pid is the run's
+  // own, since the slot's prefix (taskset) execs the command.
   if (child.pid !== undefined) {
     live.add(child.pid);
     writeFileSync(pidFile, String(child.pid));
@@ -139,19 +183,21 @@ function isRunProcess(pid: number, folder: string): boolean {
   }
 }
 
-/** A run process left by a killed study (it stops itself; this makes sure before a resume). */
+/**
+ * A run process left by a killed study (it stops itself; this makes sure before a resume). Only the
+ * process in run.pid can be one: a run the study did not record quits untouched (recordedByStudy).
+ * Its children go with it (the trainer's die with their parent, the sandbox's on their stdin's end).
+ */
 async function stopLeftover(folder: string): Promise<void> {
-  const pidFile = path.join(folder, "run.pid");
-  if (!existsSync(pidFile)) return;
-  const pid = Number(readFileSync(pidFile, "utf8").trim());
-  if (Number.isInteger(pid) && pid > 0 && isRunProcess(pid, folder)) {
+  const pid = readRunPid(folder);
+  if (pid !== null && isRunProcess(pid, folder)) {
     signalPid(pid, "SIGTERM");
     for (let waited = 0; isRunProcess(pid, folder); waited += 100) {
       if (waited >= 15_000) signalPid(pid, "SIGKILL");
       await sleep(100);
     }
   }
-  rmSync(pidFile, { force: true });
+  rmSync(runPidPath(folder), { force: true });
 }
 
 /** A run.db without a config: the run was killed before it wrote anything; start it afresh. */

@@ -2,13 +2,15 @@
 // SIGKILLed while a run is in progress and continued with the same command: it completes, prints
 // the statistics table, and nothing ran twice (runs finished before the kill were not started
 // again; every store holds each baseline and iteration once). Bad input exits 2 and creates nothing.
-import { type ChildProcess, spawn } from "node:child_process";
+// A run whose study died before recording its pid quits without touching its folder.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { RunStore } from "../../../runtime/store.ts";
 import { readAttempts } from "../../../runtime/study/layout.ts";
 import { loadStudy } from "../../../runtime/study/results.ts";
+import { STUDY_PARENT_ENV } from "../../../runtime/study/runner.ts";
 import { cliArgv } from "../../support/cli.ts";
 import { running, waitFor } from "../../support/wait.ts";
 
@@ -78,6 +80,34 @@ test("bad input is exit 2 and creates nothing: unknown group, --repeats 0, a gar
     expect(r.stderr).toMatch(cases[k]?.[1] as RegExp);
     expect(existsSync(path.join(dir, `out-${k}`))).toBe(false);
   });
+});
+
+test("a run whose study is gone before it recorded the run's pid (killed while starting it) touches nothing", async () => {
+  // A resume cannot see such a run (run.pid does not name it), so it would start the run afresh
+  // beside it: the run must quit before touching its folder.
+  const folder = mkdtempSync(path.join(tmpdir(), "bilevel-orphan-"));
+  const config = path.join(folder, "config.json");
+  writeFileSync(
+    config,
+    JSON.stringify({ name: "orphan", iterations: 2, trainer: { kind: "surrogate", file: SURROGATE } }),
+  );
+  // The pid of a process that has exited: this run's parent (the test) is not its study.
+  const gone = spawnSync(process.execPath, ["-e", ""]).pid;
+  const child = spawn(process.execPath, cliArgv("run", "--config", config, "--out", folder, "--offline"), {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, [STUDY_PARENT_ENV]: String(gone) },
+  });
+  started.push(child);
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  expect(readdirSync(folder)).toEqual(["config.json"]);
+  expect(stderr).toMatch(
+    new RegExp(`study \\(process ${gone}\\) that started this run is gone and never recorded it`),
+  );
+  expect(code).toBe(130);
 });
 
 test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, resumed, complete, nothing run twice", async () => {

@@ -1,0 +1,52 @@
+// The start of a run by a study: the run touches its folder only once the study has recorded it in
+// run.pid, and quits if the study is gone first (else a resume could not see it). The study here is
+// this test's parent process (alive) or a pid that is not this process's parent (gone).
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { UserError } from "../../../runtime/errors.ts";
+import { readRunPid, runPidPath } from "../../../runtime/study/layout.ts";
+import { recordedByStudy } from "../../../runtime/study/runner.ts";
+
+const folder = () => mkdtempSync(path.join(tmpdir(), "bilevel-recorded-"));
+
+test("waits while the study lives and has not recorded this process; true once run.pid names it", async () => {
+  const dir = folder();
+  let settled: boolean | undefined;
+  const recorded = recordedByStudy(dir, process.ppid, { pollMs: 5 }).then((r) => {
+    settled = r;
+    return r;
+  });
+  // Another process's pid, then half a write: neither is this process.
+  writeFileSync(runPidPath(dir), String(process.ppid));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  writeFileSync(runPidPath(dir), String(process.pid).slice(0, -1));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  expect(settled).toBeUndefined();
+  writeFileSync(runPidPath(dir), `${process.pid}\n`);
+  await expect(recorded).resolves.toBe(true);
+});
+
+test("false when the study is gone (this process is not its child) before recording it", async () => {
+  const gone = spawnSync(process.execPath, ["-e", ""]).pid;
+  await expect(recordedByStudy(folder(), gone, { pollMs: 5 })).resolves.toBe(false);
+});
+
+test("a study that lives but never records the run is a clear error, not a hang", async () => {
+  const dir = folder();
+  await expect(recordedByStudy(dir, process.ppid, { pollMs: 5, giveUpMs: 50 })).rejects.toThrow(
+    new UserError(`the study (process ${process.ppid}) did not record this run in ${runPidPath(dir)}`),
+  );
+});
+
+test("readRunPid: a pid, or null for no file, an empty or half-written one, or garbage", () => {
+  const dir = folder();
+  expect(readRunPid(dir)).toBeNull();
+  for (const text of ["", "12x", "-3", "0", "1.5"]) {
+    writeFileSync(runPidPath(dir), text);
+    expect(readRunPid(dir)).toBeNull();
+  }
+  writeFileSync(runPidPath(dir), "4045\n");
+  expect(readRunPid(dir)).toBe(4045);
+});
