@@ -361,6 +361,21 @@ export class RunStore {
     return existsSync(RunStore.dbPath(dir));
   }
 
+  /** Whether `dir`'s run database holds no table yet (created, then killed before its schema); false when unreadable. */
+  static hasNoTables(dir: string): boolean {
+    let db: DatabaseSync | undefined;
+    try {
+      if (statSync(RunStore.dbPath(dir)).size === 0) return true;
+      db = new DatabaseSync(RunStore.dbPath(dir), { readOnly: true });
+      const row = db.prepare("SELECT count(*) AS n FROM sqlite_master").get() as { n: number };
+      return Number(row.n) === 0;
+    } catch {
+      return false; // unreadable: not known to be empty
+    } finally {
+      if (db?.isOpen) db.close();
+    }
+  }
+
   /**
    * Open (creating if needed) the run database in `dir`. A folder that cannot be created or
    * written, or a full disk, is a StoreError.

@@ -85,14 +85,21 @@ export function readAttempts(dir: string): Attempt[] {
 
 export type RunState = "not started" | "running" | "stopped" | "failed" | "finished" | "empty";
 
-/** What a run's store says (empty: a run.db without a config, i.e. killed before its first write). */
+/**
+ * What a run's store says (empty: a run.db without tables or a config, i.e. killed before its
+ * first write; a study starts such a run afresh, deleting it). A store that cannot be read for
+ * another reason (damaged, locked, written by a newer bilevel) is an error: it is never taken for
+ * an empty one, so nothing in it is deleted.
+ */
 export function runState(dir: string): RunState {
   if (!RunStore.exists(dir)) return "not started";
   let store: RunStore;
   try {
     store = RunStore.open(dir, { readOnly: true });
-  } catch {
-    return "empty"; // created but no tables yet: killed (or caught) before its first write
+  } catch (error) {
+    if (RunStore.hasNoTables(dir)) return "empty";
+    const why = error instanceof Error ? error.message : String(error);
+    throw new UserError(`cannot read the run store ${RunStore.dbPath(dir)} (${why}); it is left as it is`);
   }
   try {
     if (store.runConfig() === null) return "empty";

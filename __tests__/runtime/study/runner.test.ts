@@ -2,11 +2,13 @@
 // run.pid, and quits if the study is gone first (else a resume could not see it). The study here is
 // this test's parent process (alive) or a pid that is not this process's parent (gone).
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { UserError } from "../../../runtime/errors.ts";
-import { readRunPid, runPidPath } from "../../../runtime/study/layout.ts";
+import { RunStore } from "../../../runtime/store.ts";
+import { readRunPid, runPidPath, runState } from "../../../runtime/study/layout.ts";
 import { recordedByStudy } from "../../../runtime/study/runner.ts";
 
 const folder = () => mkdtempSync(path.join(tmpdir(), "bilevel-recorded-"));
@@ -49,4 +51,37 @@ test("readRunPid: a pid, or null for no file, an empty or half-written one, or g
   }
   writeFileSync(runPidPath(dir), "4045\n");
   expect(readRunPid(dir)).toBe(4045);
+});
+
+describe("runState: a store is taken for empty (deleted by the study, which starts the run afresh) only when it is", () => {
+  test("a 0-byte run.db and one with no table yet (killed before its schema) are empty", () => {
+    const zero = folder();
+    writeFileSync(RunStore.dbPath(zero), "");
+    expect(runState(zero)).toBe("empty");
+    const noTables = folder();
+    const db = new DatabaseSync(RunStore.dbPath(noTables));
+    db.exec("PRAGMA journal_mode = WAL");
+    db.close();
+    expect(runState(noTables)).toBe("empty");
+    expect(runState(folder())).toBe("not started");
+  });
+
+  test("a damaged store or one from a newer bilevel is an error naming it, and stays byte for byte", () => {
+    const garbage = folder();
+    writeFileSync(
+      RunStore.dbPath(garbage),
+      "this is not a database, but it is somebody's file\n".repeat(200),
+    );
+    const newer = folder();
+    const store = RunStore.open(newer);
+    store.setMeta("schema_version", "99");
+    store.close();
+    for (const dir of [garbage, newer]) {
+      const before = readFileSync(RunStore.dbPath(dir));
+      expect(() => runState(dir)).toThrow(UserError);
+      expect(() => runState(dir)).toThrow(`cannot read the run store ${RunStore.dbPath(dir)}`);
+      expect(readFileSync(RunStore.dbPath(dir)).equals(before)).toBe(true);
+    }
+    expect(() => runState(newer)).toThrow(/schema version 99/);
+  });
 });
