@@ -234,6 +234,8 @@ export const RUN_CONFIG_SCHEMA = {
       maxRetryWaitMs: { type: "integer", minimum: 0, maximum: 3600000 },
       /** The run stops (non-zero, resumable) after this many calls in a row fail the same way; 0: never. */
       maxConsecutiveFailures: { type: "integer", minimum: 0, maximum: 1000 },
+      /** A provider outage (a transient fault outlasting a call's retries) the run waits out, calling again; 0: none. */
+      maxOutageMs: { type: "integer", minimum: 0, maximum: 86400000 },
       /** Prompt + completion tokens the run may spend; null: no limit. */
       maxTokensPerRun: { anyOf: [positiveInt, { type: "null" }] },
       onBudgetExhausted: { enum: ["offline", "stop"] },
@@ -316,6 +318,7 @@ export const DEFAULT_RUN_CONFIG: RunConfig = {
     retryBaseMs: 1000,
     maxRetryWaitMs: 60_000,
     maxConsecutiveFailures: 3,
+    maxOutageMs: 1_800_000,
     maxTokensPerRun: null,
     onBudgetExhausted: "offline",
   },

@@ -120,6 +120,18 @@ export class RunDisplay implements LoopObserver, LlmObserver {
     );
   }
 
+  llmOutage(o: {
+    readonly level: EventLevel;
+    readonly reason: string;
+    readonly downMs: number;
+    readonly waitMs: number;
+  }): void {
+    this.llmSettled();
+    this.line(
+      `[${LEVEL_TAG[o.level]}] the LLM has been failing for ${Math.round(o.downMs / 1000)}s (${o.reason}); calling again in ${(o.waitMs / 1000).toFixed(1)}s`,
+    );
+  }
+
   llmSettled(): void {
     if (this.waitTimer) clearTimeout(this.waitTimer);
     this.waitTimer = null;

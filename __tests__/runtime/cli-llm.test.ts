@@ -128,14 +128,16 @@ describe("a run whose every LLM call fails persistently", () => {
     const r = await cliAsync(["run", "--config", file, "--out", dir], { env: env() });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain(
-      "bilevel: the LLM failed 3 times in a row with the same error (http 422: 422 Invalid Parameters)",
+      "bilevel: the LLM failed 3 times in a row with the same kind of fault (http 422; the same error each time: http 422: 422 Invalid Parameters)",
     );
     expect(r.stderr).toContain(`the run can be resumed: ./bilevel run --resume ${dir}`);
 
     const status = await cliAsync(["status", dir]);
     expect(status.status).toBe(0);
     expect(status.stdout).toContain("status failed, online");
-    expect(status.stdout).toContain("why: the LLM failed 3 times in a row with the same error (http 422");
+    expect(status.stdout).toContain(
+      "why: the LLM failed 3 times in a row with the same kind of fault (http 422",
+    );
     expect(status.stdout).toContain("iterations 2/6");
     const json = JSON.parse((await cliAsync(["status", dir, "--json"])).stdout) as {
       status: string;
@@ -169,6 +171,62 @@ describe("a run whose every LLM call fails persistently", () => {
         .map((p) => p.iteration),
     ).toEqual([3, 4, 5, 6]);
     store.close();
+  }, 120_000);
+});
+
+describe("a provider outage mid-run (503 for a while, as DeepSeek answers when overloaded)", () => {
+  let failing = 0;
+  let server: MockLlm;
+  const busy = { status: 503, body: { error: { message: "Server overloaded", type: "server_error" } } };
+  beforeAll(async () => {
+    const healthy = providerScript(DEEPSEEK_CHAT);
+    server = await startMockLlm(
+      (request: RecordedRequest) => {
+        if (!systemPrompt(request).includes("You tune the hyperparameters") || failing <= 0)
+          return healthy(request);
+        failing--;
+        return busy;
+      },
+      { models: providerModels(DEEPSEEK_CHAT) },
+    );
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  test("is waited out: every iteration still trains, exit 0, the outage's start and end in the record", async () => {
+    failing = 6;
+    const dir = path.join(tmp, "outage");
+    const file = config("outage", { baseURL: server.baseURL, maxRetryWaitMs: 50 });
+    const r = await cliAsync(["run", "--config", file, "--out", dir], { env: env() });
+    expect(r.stderr).toMatch(
+      /the LLM has been failing for \d+s \(http 503: 503 Server overloaded\); calling again in 0\.1s/,
+    );
+    expect(r.status).toBe(0);
+    expect(failing).toBe(0);
+    const store = RunStore.open(dir, { readOnly: true });
+    expect(store.events().filter((e) => e.kind === "no-trial")).toEqual([]);
+    expect(store.proposals().filter((p) => p.status === "trained")).toHaveLength(6);
+    const kinds = store.events().map((e) => e.kind);
+    expect(kinds.filter((k) => k === "llm-outage" || k === "llm-outage-over")).toEqual([
+      "llm-outage",
+      "llm-outage-over",
+    ]);
+    expect(store.events().find((e) => e.kind === "llm-outage-over")?.message).toContain("(6 calls failed)");
+    store.close();
+  }, 120_000);
+
+  test("longer than llm.maxOutageMs: the run stops (exit 1, resumable), saying it waited", async () => {
+    failing = 1000;
+    const dir = path.join(tmp, "outage-long");
+    const file = config("outage-long", { baseURL: server.baseURL, maxRetryWaitMs: 50, maxOutageMs: 400 });
+    const r = await cliAsync(["run", "--config", file, "--out", dir], { env: env() });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(
+      /the LLM failed 3 times in a row with the same kind of fault \(http 503; the same error each time: http 503: 503 Server overloaded\), after \d+ s of failures/,
+    );
+    expect(r.stderr).toContain("(llm.maxOutageMs)");
+    failing = 0;
   }, 120_000);
 });
 

@@ -34,7 +34,9 @@ export type MockStep =
       readonly delayMs?: number;
     }
   /** A 200 whose body is sent verbatim as application/json (e.g. "not json"). */
-  | { readonly rawBody: string; readonly contentType?: string; readonly delayMs?: number };
+  | { readonly rawBody: string; readonly contentType?: string; readonly delayMs?: number }
+  /** A 200 whose body stops after `cutBody` (Content-Length promises more): the connection is closed mid-body. */
+  | { readonly cutBody: string; readonly delayMs?: number };
 
 export interface RecordedRequest {
   readonly method: string;
@@ -210,6 +212,14 @@ function deliver(res: ServerResponse, step: MockStep, model: string): void {
     send(res, step.status, body, "application/json", step.headers);
   } else if ("rawBody" in step) {
     send(res, 200, step.rawBody, step.contentType ?? "application/json");
+  } else if ("cutBody" in step) {
+    if (res.destroyed) return;
+    res.writeHead(200, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(step.cutBody) + 100,
+    });
+    res.write(step.cutBody);
+    setTimeout(() => res.socket?.destroy(), 20);
   } else if ("refusal" in step) {
     send(res, 200, JSON.stringify(refusalBody(step.refusal, model)));
   } else {

@@ -1,7 +1,9 @@
 // The run's view of the LLM: every call of every level goes through here. It tells the console
 // that a call is waiting (level, attempt, retries), stores the structured-output mode when `auto`
-// falls back, counts tokens against `llm.maxTokensPerRun`, and stops the run when the same error
-// comes back `llm.maxConsecutiveFailures` times in a row: a run never "finishes" having done nothing.
+// falls back, counts tokens against `llm.maxTokensPerRun`, waits out a provider outage (a transient
+// fault that outlasts a call's own retries) for up to `llm.maxOutageMs`, calling again rather than
+// spending iterations on it, and stops the run when the same kind of fault comes back
+// `llm.maxConsecutiveFailures` times in a row: a run never "finishes" having done nothing.
 import type { EventLevel, RunStore } from "../store.ts";
 import type {
   ChatJsonRequest,
@@ -13,7 +15,7 @@ import type {
   OpenAiLlmClient,
 } from "./client.ts";
 import { isStructuredMode, type StructuredMode } from "./structured-output.ts";
-import type { TransportMonitor } from "./transport.ts";
+import { isTransient, sleep, type TransportMonitor } from "./transport.ts";
 
 /** The level a call belongs to, from its purpose ("preflight" and others: the run's own). */
 export function levelOfPurpose(purpose: string): EventLevel {
@@ -34,12 +36,23 @@ export interface LlmCallInfo {
 export interface LlmObserver {
   llmWaiting?(call: LlmCallInfo): void;
   llmRetry?(call: LlmCallInfo & { readonly reason: string; readonly waitMs: number }): void;
+  /** The provider has been failing for `downMs` (outage): the call is made again after `waitMs`. */
+  llmOutage?(call: {
+    readonly level: EventLevel;
+    readonly reason: string;
+    readonly downMs: number;
+    readonly waitMs: number;
+  }): void;
   llmSettled?(): void;
 }
 
 export interface RunLlmSettings {
-  /** Stop the run after this many calls in a row fail with the same error (0: never). */
+  /** Stop the run after this many calls in a row fail with the same kind of fault (0: never). */
   readonly maxConsecutiveFailures: number;
+  /** How long a provider outage is waited out (calls made again) before failures count; 0: not at all. */
+  readonly maxOutageMs: number;
+  /** The longest wait between two calls through an outage (llm.maxRetryWaitMs). */
+  readonly maxRetryWaitMs: number;
   /** Tokens (prompt + completion) the run may spend on the LLM; null: no limit. */
   readonly maxTokensPerRun: number | null;
   readonly onBudgetExhausted: "offline" | "stop";
@@ -65,6 +78,21 @@ export interface LlmStop {
 
 type Inner = LlmClient & Pick<OpenAiLlmClient, "onModeChange">;
 
+/** A duration in words: "45 s", "12 min". */
+function seconds(ms: number): string {
+  return ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`;
+}
+
+/** Why a streak of failures stops the run: the kind of fault, and its messages (the distinct ones). */
+function streakReason(streak: { key: string; count: number; messages: string[] }): string {
+  const distinct = [...new Set(streak.messages)];
+  const said =
+    distinct.length === 1
+      ? `the same error each time: ${distinct[0]}`
+      : `${distinct.length} different messages: ${distinct.slice(-3).join("; ")}`;
+  return `the LLM failed ${streak.count} times in a row with the same kind of fault (${streak.key}; ${said})`;
+}
+
 const tokensOf = (e: LlmExchange) => (e.promptTokens ?? 0) + (e.completionTokens ?? 0);
 const describe = (e: LlmError) => `${e.code}${e.status ? ` ${e.status}` : ""}: ${e.message}`;
 
@@ -73,7 +101,9 @@ export class RunLlm implements LlmClient {
   private readonly inner: Inner;
   private readonly d: RunLlmDeps;
   private used: number;
-  private streak: { key: string; count: number } | null = null;
+  private streak: { key: string; count: number; messages: string[] } | null = null;
+  /** Since when calls have failed with transient faults (an outage), and how often; null: none. */
+  private outage: { since: number; calls: number; level: EventLevel } | null = null;
   private attempted = 0;
   private succeeded = 0;
   private lastError: string | null = null;
@@ -137,17 +167,78 @@ export class RunLlm implements LlmClient {
       const why = this.stopped ? this.stopped.reason : "the run's LLM token budget is spent";
       return { ok: false, error: { code: "budget", message: why }, exchanges: [] };
     }
-    const result = await call({
-      monitor: this.monitorFor(request.purpose),
-      onExchange: (e) => {
-        this.used += tokensOf(e);
-        request.onExchange?.(e);
-      },
-      ...(this.d.signal ? { signal: this.d.signal } : {}),
+    for (let round = 1; ; round++) {
+      const result = await call({
+        monitor: this.monitorFor(request.purpose),
+        onExchange: (e) => {
+          this.used += tokensOf(e);
+          request.onExchange?.(e);
+        },
+        ...(this.d.signal ? { signal: this.d.signal } : {}),
+      });
+      const wait = this.outageWait(result, levelOfPurpose(request.purpose), round);
+      if (wait !== null && this.available) {
+        if (await sleep(wait, this.d.signal)) continue;
+        const message = "stopped while waiting out an LLM outage";
+        return { ok: false, error: { code: "aborted", message }, exchanges: result.exchanges };
+      }
+      this.track(result);
+      if (!this.available) this.noteBudget();
+      return result;
+    }
+  }
+
+  /**
+   * How long to wait before making a failed call again through a provider outage (a transient
+   * fault that outlasted the call's own retries), or null: the result stands. Backoff from 5 s up
+   * to llm.maxRetryWaitMs; once the outage has lasted llm.maxOutageMs, failures count as usual.
+   * The outage's start and end are events.
+   */
+  private outageWait(result: LlmResult<unknown>, level: EventLevel, round: number): number | null {
+    if (result.ok) {
+      this.outageOver("the LLM answers again");
+      return null;
+    }
+    const { error } = result;
+    const max = this.d.settings.maxOutageMs;
+    if (!isTransient(error) || max <= 0 || this.d.signal?.aborted) return null;
+    const now = Date.now();
+    if (!this.outage) {
+      this.outage = { since: now, calls: 0, level };
+      this.record(
+        level,
+        "llm-outage",
+        `the LLM is failing (${describe(error)}): the run waits, calling again, for up to ${seconds(max)} (llm.maxOutageMs)`,
+      );
+    }
+    this.outage.calls++;
+    const down = now - this.outage.since;
+    if (down >= max) return null;
+    const wait = Math.min(max - down, this.d.settings.maxRetryWaitMs, 5000 * 2 ** Math.min(round - 1, 10));
+    this.d.observer?.llmOutage?.({
+      level,
+      reason: describe(error).slice(0, 200),
+      downMs: down,
+      waitMs: wait,
     });
-    this.track(result);
-    if (!this.available) this.noteBudget();
-    return result;
+    return wait;
+  }
+
+  /** The end of an outage, as an event with its length. */
+  private outageOver(how: string): void {
+    if (!this.outage) return;
+    const { since, calls, level } = this.outage;
+    this.outage = null;
+    this.record(
+      level,
+      "llm-outage-over",
+      `${how} after ${seconds(Date.now() - since)} of failures (${calls} calls failed)`,
+    );
+  }
+
+  private record(level: EventLevel, kind: string, message: string): void {
+    this.d.store.addEvent(this.d.store.completedIterations(), level, kind, message);
+    this.d.emit(level, message);
   }
 
   private monitorFor(purpose: string): TransportMonitor {
@@ -173,12 +264,17 @@ export class RunLlm implements LlmClient {
     if (error.code === "aborted" || error.code === "budget") return;
     this.attempted++;
     this.lastError = describe(error);
-    const key = `${error.code}:${error.status ?? ""}`;
-    this.streak = { key, count: this.streak?.key === key ? this.streak.count + 1 : 1 };
+    const key = `${error.code}${error.status ? ` ${error.status}` : ""}`;
+    const same = this.streak?.key === key ? this.streak : null;
+    this.streak = {
+      key,
+      count: (same?.count ?? 0) + 1,
+      messages: [...(same?.messages ?? []), this.lastError],
+    };
     const max = this.d.settings.maxConsecutiveFailures;
     if (max > 0 && this.streak.count >= max && !this.stopped) {
-      const reason = `the LLM failed ${this.streak.count} times in a row with the same error (${this.lastError})`;
-      this.end({ kind: "failed", reason }, "llm-failed");
+      const outage = this.outage ? `, after ${seconds(Date.now() - this.outage.since)} of failures` : "";
+      this.end({ kind: "failed", reason: `${streakReason(this.streak)}${outage}` }, "llm-failed");
     }
   }
 

@@ -125,6 +125,8 @@ export function startRunLlm(
     store,
     settings: {
       maxConsecutiveFailures: config.llm.maxConsecutiveFailures,
+      maxOutageMs: config.llm.maxOutageMs,
+      maxRetryWaitMs: config.llm.maxRetryWaitMs,
       maxTokensPerRun: config.llm.maxTokensPerRun,
       onBudgetExhausted: config.llm.onBudgetExhausted,
     },

@@ -101,6 +101,17 @@ function connectionCause(error: APIConnectionError): string {
   return typeof code === "string" ? code : cause.message;
 }
 
+/** The socket error's words when `error` is a body read cut by the connection closing; else null. */
+function cutConnection(error: unknown): string | null {
+  // By shape, not instanceof: the error may come from another realm (jest's vm contexts).
+  const e = asRecord(error);
+  if (e?.name !== "TypeError" || e.message !== "terminated") return null;
+  const cause = asRecord(e.cause);
+  const code = cause?.code;
+  if (typeof code !== "string" || !code.startsWith("UND_ERR")) return null;
+  return typeof cause?.message === "string" ? cause.message : code;
+}
+
 /** An SDK error as the client's LlmError; connection errors name the URL. */
 export function classify(error: unknown, timeoutMs: number, elapsedMs: number, url: string): LlmError {
   // Under some runtimes (e.g. jest's vm realms) the SDK cannot recognise its own abort and
@@ -124,6 +135,15 @@ export function classify(error: unknown, timeoutMs: number, elapsedMs: number, u
       ...(typeof error.param === "string" ? { param: error.param } : {}),
       ...(typeof error.code === "string" ? { providerCode: error.code } : {}),
       ...(retryAfter !== null ? { retryAfterMs: retryAfter } : {}),
+    };
+  }
+  // The connection closed while the body was being read (headers already in): undici's
+  // TypeError "terminated" with the socket error as its cause. A transport fault, not a reply.
+  const cut = cutConnection(error);
+  if (cut !== null) {
+    return {
+      code: "connection",
+      message: `the connection to ${url} closed before the reply was complete (${cut})`,
     };
   }
   // The SDK parses an application/json body itself; garbage there surfaces as a SyntaxError.

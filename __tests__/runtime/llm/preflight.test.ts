@@ -94,6 +94,21 @@ test("a failing endpoint (5xx after retries) and a payment refusal are fatal, no
   expect(broke.problem).toContain("refused the request for payment (402 Insufficient Balance)");
 });
 
+test("connections closed mid-reply: the endpoint is failing, said as a transport fault; no other mode is tried", async () => {
+  const client = await clientFor(() => ({ cutBody: '{"id": "x", "choices": [' }), {
+    models: ["gpt-4o-mini"],
+  });
+  const report = await run(client);
+  expect(report.ok).toBe(false);
+  expect(report.problem).toBe(
+    `the LLM endpoint is failing: the connection to ${mock?.baseURL} closed before the reply was complete (other side closed)`,
+  );
+  expect(report.exchanges.map((e) => [e.mode, e.errorCode])).toEqual([
+    ["json_schema", "connection"],
+    ["json_schema", "connection"],
+  ]);
+});
+
 test("a resumed run's stored mode is tried first; a run stops at the first mode that works", async () => {
   const client = await clientFor(() => OK);
   const report = await run(client, { startMode: "tools" });

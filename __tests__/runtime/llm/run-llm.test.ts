@@ -1,6 +1,7 @@
-// The run's LLM guard with a scripted inner client: the same error N times in a row stops the
-// run (recorded, once); other errors, successes, aborts and budget refusals do not count toward
-// it; the token budget; a mode change mid-run is stored and announced; the console's monitor.
+// The run's LLM guard with a scripted inner client: the same kind of fault N times in a row stops
+// the run (recorded, once); other errors, successes, aborts and budget refusals do not count toward
+// it; a provider outage is waited out (calls made again) up to llm.maxOutageMs; the token budget; a
+// mode change mid-run is stored and announced; the console's monitor.
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -57,22 +58,40 @@ function inner(outcomes: Outcome[], tokens = 10) {
   };
 }
 
-function setup(outcomes: Outcome[], settings: Partial<RunLlmSettings> = {}, tokens = 10) {
+const SETTINGS: RunLlmSettings = {
+  maxConsecutiveFailures: 3,
+  maxOutageMs: 0,
+  maxRetryWaitMs: 60_000,
+  maxTokensPerRun: null,
+  onBudgetExhausted: "offline",
+};
+
+function setup(
+  outcomes: Outcome[],
+  settings: Partial<RunLlmSettings> = {},
+  tokens = 10,
+  signal?: AbortSignal,
+) {
   const store = RunStore.open(mkdtempSync(path.join(tmpdir(), "bilevel-run-llm-")));
   const fake = inner(outcomes, tokens);
   const lines: string[] = [];
   const waits: string[] = [];
+  const outages: { downMs: number; waitMs: number; reason: string }[] = [];
   let stops = 0;
   const llm = new RunLlm(fake.client, {
     store,
-    settings: { maxConsecutiveFailures: 3, maxTokensPerRun: null, onBudgetExhausted: "offline", ...settings },
+    settings: { ...SETTINGS, ...settings },
     emit: (_level, message) => lines.push(message),
     stop: () => stops++,
-    observer: { llmWaiting: (c) => waits.push(`${c.level} ${c.purpose} ${c.attempt}/${c.of}`) },
+    observer: {
+      llmWaiting: (c) => waits.push(`${c.level} ${c.purpose} ${c.attempt}/${c.of}`),
+      llmOutage: (o) => outages.push(o),
+    },
+    ...(signal ? { signal } : {}),
   });
   const call = (purpose = "propose") =>
     llm.chatJson({ purpose, messages: [], schema: {}, schemaName: "x", onExchange: () => undefined });
-  return { store, llm, fake, lines, waits, call, stops: () => stops };
+  return { store, llm, fake, lines, waits, outages, call, stops: () => stops };
 }
 
 const http = (status: number): LlmError => ({ code: "http", status, message: `${status} nope` });
@@ -81,7 +100,8 @@ test("the same error N times in a row stops the run once, recorded with the reas
   const { store, llm, call, lines, stops } = setup([http(422), http(422), http(422), http(422)]);
   for (let i = 0; i < 3; i++) await call();
   expect(stops()).toBe(1);
-  const reason = "the LLM failed 3 times in a row with the same error (http 422: 422 nope)";
+  const reason =
+    "the LLM failed 3 times in a row with the same kind of fault (http 422; the same error each time: http 422: 422 nope)";
   expect(lines).toEqual([reason]);
   expect(store.getMeta("stop_reason")).toBe(reason);
   expect(store.events().at(-1)).toMatchObject({ level: "run", kind: "llm-failed", message: reason });
@@ -163,7 +183,7 @@ test("a resumed run's budget counts what it spent before", () => {
   });
   const llm = new RunLlm(inner([]).client, {
     store,
-    settings: { maxConsecutiveFailures: 3, maxTokensPerRun: 30, onBudgetExhausted: "offline" },
+    settings: { ...SETTINGS, maxTokensPerRun: 30 },
     emit: () => undefined,
     stop: () => undefined,
   });
@@ -192,5 +212,96 @@ test("the console's monitor knows each call's level and purpose", async () => {
   await call("level2.explore");
   expect(waits).toEqual(["1 propose 1/1", "1.5 level15 1/1", "2 level2.explore 1/1"]);
   expect(["preflight", "other"].map(levelOfPurpose)).toEqual(["run", "run"]);
+  store.close();
+});
+
+const unavailable: LlmError = { code: "http", status: 503, message: "503 Service Unavailable" };
+
+describe("a provider outage (a transient fault outlasting a call's retries)", () => {
+  test("is waited out: the call is made again until it succeeds, nothing counts, both ends are events", async () => {
+    const { store, call, stops, fake, outages, llm } = setup(
+      [unavailable, unavailable, { code: "connection", message: "cannot reach x: ECONNREFUSED" }, "ok"],
+      { maxOutageMs: 60_000, maxRetryWaitMs: 5 },
+    );
+    const result = await call();
+    expect(result.ok).toBe(true);
+    expect(fake.seen).toHaveLength(4);
+    expect(outages.map((o) => o.waitMs)).toEqual([5, 5, 5]);
+    expect(outages[2]?.reason).toBe("connection: cannot reach x: ECONNREFUSED");
+    expect(stops()).toBe(0);
+    const kinds = store.events().map((e) => [e.kind, e.message]);
+    expect(kinds[0]).toEqual([
+      "llm-outage",
+      "the LLM is failing (http 503: 503 Service Unavailable): the run waits, calling again, for up to 60 s (llm.maxOutageMs)",
+    ]);
+    expect(kinds[1]?.[0]).toBe("llm-outage-over");
+    expect(kinds[1]?.[1]).toMatch(/^the LLM answers again after \d+ s of failures \(3 calls failed\)$/);
+    expect(llm.finalStop(false)).toBeNull();
+    store.close();
+  });
+
+  test("longer than llm.maxOutageMs, failures count again and the run stops, saying how long it waited", async () => {
+    const { store, call, stops, fake } = setup(Array(40).fill(unavailable), {
+      maxOutageMs: 40,
+      maxRetryWaitMs: 5,
+    });
+    const first = await call();
+    expect(first.ok).toBe(false);
+    const waited = fake.seen.length;
+    expect(waited).toBeGreaterThan(2);
+    expect(stops()).toBe(0);
+    await call();
+    await call();
+    expect(fake.seen.length).toBe(waited + 2); // past the limit: no more waiting
+    expect(stops()).toBe(1);
+    expect(store.getMeta("stop_reason")).toMatch(
+      /^the LLM failed 3 times in a row with the same kind of fault \(http 503; the same error each time: http 503: 503 Service Unavailable\), after 0 s of failures$/,
+    );
+    store.close();
+  });
+
+  test("a fault that is not transient (a refused key) is not waited on", async () => {
+    const { store, call, fake, outages } = setup([http(401), "ok"], {
+      maxOutageMs: 60_000,
+      maxRetryWaitMs: 5,
+    });
+    expect((await call()).ok).toBe(false);
+    expect(fake.seen).toHaveLength(1);
+    expect(outages).toEqual([]);
+    expect(store.events()).toEqual([]);
+    store.close();
+  });
+
+  test("Ctrl-C during the wait ends the call as aborted, counting nothing", async () => {
+    const stop = new AbortController();
+    const { store, call, stops, fake } = setup(
+      Array(5).fill(unavailable),
+      { maxOutageMs: 600_000, maxRetryWaitMs: 600_000 },
+      10,
+      stop.signal,
+    );
+    const pending = call();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    stop.abort();
+    const result = await pending;
+    expect(result.ok).toBe(false);
+    expect(result.ok ? null : result.error.code).toBe("aborted");
+    expect(fake.seen).toHaveLength(1);
+    expect(stops()).toBe(0);
+    store.close();
+  });
+});
+
+test("a streak of one kind of fault with different messages says so, quoting them", async () => {
+  const schema = (path: string): LlmError => ({ code: "schema", message: `${path}: must be number` });
+  const { store, call } = setup([
+    schema("/changes/0/param"),
+    schema("/changes/1/value"),
+    schema("/freeze/0"),
+  ]);
+  for (let i = 0; i < 3; i++) await call();
+  expect(store.getMeta("stop_reason")).toBe(
+    "the LLM failed 3 times in a row with the same kind of fault (schema; 3 different messages: schema: /changes/0/param: must be number; schema: /changes/1/value: must be number; schema: /freeze/0: must be number)",
+  );
   store.close();
 });

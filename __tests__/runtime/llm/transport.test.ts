@@ -104,6 +104,16 @@ describe("transient faults are retried with backoff", () => {
     expect(r.exchanges[2]?.error).toContain("an error body: provider returned error");
   });
 
+  test("a connection closed mid-body is a connection fault naming the URL, retried", async () => {
+    const llm = await setup([{ cutBody: '{"id": "x", "choices": [{"message": {"content": "{\\"n' }, OK]);
+    const r = await ask(llm);
+    expect(r).toMatchObject({ ok: true, value: { n: 1 } });
+    expect(r.exchanges.map((e) => e.errorCode)).toEqual(["connection", null]);
+    expect(r.exchanges[0]?.error).toBe(
+      `connection: the connection to ${mock?.baseURL} closed before the reply was complete (other side closed)`,
+    );
+  });
+
   test("after maxRetries the last fault is the result", async () => {
     const llm = await setup(() => ({ status: 500 }), { maxRetries: 2 });
     const r = await ask(llm);
