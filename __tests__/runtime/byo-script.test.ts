@@ -283,7 +283,7 @@ test("program.md is the user's brief for the LLM at Level 1 and Level 2", async 
     const preflight = preflightReply(request);
     if (preflight) return preflight;
     const system = systemPrompt(request);
-    if (system.includes("[level2:")) return { status: 599, body: "no research in this test" };
+    if (system.includes("[level2:")) return { status: 400, body: "no research in this test" };
     if (request.body?.response_format?.json_schema?.name === "strategy")
       return {
         content: JSON.stringify({

@@ -1,6 +1,6 @@
 // A full bilevel run against a real local OpenAI-compatible server (scripted replies) and the
-// real sandbox: the LLM proposes, an HTTP 500 is recorded as an invalid proposal and the run
-// goes on, Level 1.5 asks the LLM, Level 2 generates a mechanism that is validated, activated
+// real sandbox: the LLM proposes, a refused call (HTTP 400) is recorded as a failed LLM call and
+// the run goes on, an HTTP 500 is waited out (the call made again), Level 1.5 asks the LLM, Level 2 generates a mechanism that is validated, activated
 // and shown by the ledger to have fired and changed proposals. Secrets stay out of the store.
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -35,7 +35,7 @@ function script() {
     if (preflight) return preflight;
     const system = systemPrompt(request);
     for (const [marker, steps] of Object.entries(level2)) {
-      if (system.includes(marker)) return steps.shift() ?? { status: 599, body: "script exhausted" };
+      if (system.includes(marker)) return steps.shift() ?? { status: 400, body: "script exhausted" };
     }
     if (request.body?.response_format?.json_schema?.name === "strategy") {
       return {
@@ -49,7 +49,8 @@ function script() {
       };
     }
     proposals++;
-    if (proposals === 1) return { status: 500, body: { error: { message: "upstream overloaded" } } };
+    if (proposals === 1) return { status: 400, body: { error: { message: "context too long" } } };
+    if (proposals === 2) return { status: 500, body: { error: { message: "upstream overloaded" } } };
     // Always the same (worse) change: once discarded, the generated repeat-guard rejects repeats of it.
     return {
       content: JSON.stringify({
@@ -61,7 +62,7 @@ function script() {
   };
 }
 
-test("online run with a scripted LLM: invalid proposals recorded, Level 1.5 by the LLM, a generated mechanism fires", async () => {
+test("online run with a scripted LLM: failed calls recorded, an outage waited out, Level 1.5 by the LLM, a generated mechanism fires", async () => {
   const mock = await startMockLlm(script());
   const dir = mkdtempSync(path.join(tmpdir(), "bilevel-online-"));
   try {
@@ -69,7 +70,13 @@ test("online run with a scripted LLM: invalid proposals recorded, Level 1.5 by t
       name: "online",
       iterations: 6,
       trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },
-      llm: { baseURL: mock.baseURL, model: "scripted", maxRetries: 0, timeoutMs: NEVER_MS },
+      llm: {
+        baseURL: mock.baseURL,
+        model: "scripted",
+        maxRetries: 0,
+        timeoutMs: NEVER_MS,
+        maxRetryWaitMs: 20,
+      },
       acceptance: { baselineRepeats: 2 },
       level15: { every: 2, minActive: 6 },
       level2: { everyCycles: 1, retireWindow: 0 },
@@ -86,11 +93,20 @@ test("online run with a scripted LLM: invalid proposals recorded, Level 1.5 by t
 
     const store = RunStore.open(dir);
     expect(store.getMeta("mode")).toBe("online");
-    // The 500 became an invalid proposal of iteration 1, and iteration 1 trained nothing.
-    const invalid = store.proposals().filter((p) => p.status === "invalid");
-    expect(invalid[0]).toMatchObject({ iteration: 1 });
-    expect(invalid[0]?.reason).toMatch(/http/i);
+    // The 400 is a failed LLM call of iteration 1 (not an invalid proposal): it trained nothing.
+    const failed = store.proposals().filter((p) => p.status === "llm-failed");
+    expect(failed).toEqual([expect.objectContaining({ iteration: 1 })]);
+    expect(failed[0]?.reason).toBe("LLM http: 400 context too long");
+    expect(store.proposals().filter((p) => p.status === "invalid")).toEqual([]);
+    expect(store.events().find((e) => e.kind === "llm-call-failed")?.message).toBe(
+      "no proposal: the LLM call failed (LLM http: 400 context too long)",
+    );
     expect(store.trials().some((t) => t.kind === "search" && t.iteration === 1)).toBe(false);
+    // The 500 of iteration 2 was waited out: the call was made again and iteration 2 trained.
+    expect(store.events().map((e) => e.kind)).toEqual(
+      expect.arrayContaining(["llm-outage", "llm-outage-over"]),
+    );
+    expect(store.trials().some((t) => t.kind === "search" && t.iteration === 2)).toBe(true);
     expect(store.trials().filter((t) => t.kind === "search").length).toBeGreaterThanOrEqual(3);
 
     // Level 1.5 by the LLM: DEPTH frozen.
@@ -144,7 +160,13 @@ test("policy allowCodeGeneration=false: online, but Level 2 only uses the built-
       name: "online-nogen",
       iterations: 2,
       trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },
-      llm: { baseURL: mock.baseURL, model: "scripted", maxRetries: 0, timeoutMs: NEVER_MS },
+      llm: {
+        baseURL: mock.baseURL,
+        model: "scripted",
+        maxRetries: 0,
+        timeoutMs: NEVER_MS,
+        maxRetryWaitMs: 20,
+      },
       acceptance: { baselineRepeats: 2 },
       level15: { every: 2, minActive: 6 },
       level2: { everyCycles: 1 },

@@ -91,7 +91,8 @@ export function promptText(request: RecordedRequest): string {
 /**
  * Route requests to separate queues by a marker found in the system prompt, so a
  * multi-call session can be scripted per step. The first matching route wins; a request
- * that matches none, or whose queue is empty, gets an HTTP 599 naming the problem.
+ * that matches none, or whose queue is empty, gets an HTTP 400 naming the problem (not a
+ * transient fault: a run does not wait it out as a provider outage, and the test fails fast).
  */
 export function routeByMarker(
   routes: readonly { readonly marker: string; readonly steps: readonly MockStep[] }[],
@@ -102,10 +103,10 @@ export function routeByMarker(
     const system = systemPrompt(request);
     const route = queues.find((r) => system.includes(r.marker));
     if (!route)
-      return { status: 599, body: { error: { message: "mock-llm: no route matches this request" } } };
+      return { status: 400, body: { error: { message: "mock-llm: no route matches this request" } } };
     const step = route.steps.shift();
     return (
-      step ?? { status: 599, body: { error: { message: `mock-llm: route "${route.marker}" exhausted` } } }
+      step ?? { status: 400, body: { error: { message: `mock-llm: route "${route.marker}" exhausted` } } }
     );
   };
 }
@@ -242,7 +243,7 @@ export interface MockOptions {
   readonly models?: readonly string[] | ((request: RecordedRequest) => MockStep);
 }
 
-/** The script as a function of the request (a list is served in order, then 599s). */
+/** The script as a function of the request (a list is served in order, then 400s naming that). */
 function scriptRunner(script: MockScript): (request: RecordedRequest, index: number) => MockStep {
   if (typeof script === "function") return script;
   let served = 0;
@@ -250,7 +251,7 @@ function scriptRunner(script: MockScript): (request: RecordedRequest, index: num
     const step = script[served];
     if (step === undefined) {
       return {
-        status: 599,
+        status: 400,
         body: { error: { message: `mock-llm: script exhausted after ${script.length} steps` } },
       };
     }
@@ -288,7 +289,7 @@ export async function startMockLlm(script: MockScript, options: MockOptions = {}
     try {
       step = stepFor(req, request, index);
     } catch (error) {
-      send(res, 599, JSON.stringify({ error: { message: `mock-llm: script threw: ${String(error)}` } }));
+      send(res, 400, JSON.stringify({ error: { message: `mock-llm: script threw: ${String(error)}` } }));
       return;
     }
     if (step === null) {

@@ -39,7 +39,8 @@ export interface ProposalRecord {
   readonly changes: readonly Change[];
   readonly rationale: string;
   readonly config: Config | null;
-  readonly status: "accepted" | "rejected" | "invalid";
+  /** llm-failed: the LLM call failed (an endpoint, network or key fault), so no proposal came. */
+  readonly status: "accepted" | "rejected" | "invalid" | "llm-failed";
   readonly reason: string | null;
 }
 
@@ -261,6 +262,7 @@ async function fromProposer(
     attempt,
   });
   if (!result.ok) {
+    const callFailed = result.fault === "call";
     rec.proposals.push({
       attempt,
       source: proposer.kind,
@@ -268,10 +270,11 @@ async function fromProposer(
       changes: [],
       rationale: "",
       config: null,
-      status: "invalid",
+      status: callFailed ? "llm-failed" : "invalid",
       reason: result.reason,
     });
-    rec.event("invalid-proposal", `invalid proposal: ${result.reason}`);
+    if (callFailed) rec.event("llm-call-failed", `no proposal: the LLM call failed (${result.reason})`);
+    else rec.event("invalid-proposal", `invalid proposal: ${result.reason}`);
     return null;
   }
   return {

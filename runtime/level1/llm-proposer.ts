@@ -35,7 +35,8 @@ export class LlmProposer extends LlmBacked implements Proposer {
       check: (value) => checkProposal(value, input),
       maxRepairs: this.maxRepairs,
     });
-    if (!reply.ok) return { ok: false, reason: reply.reason };
+    if (!reply.ok)
+      return { ok: false, reason: reply.reason, ...(reply.fault === "call" ? { fault: "call" } : {}) };
     return {
       ok: true,
       changes: reply.value.changes.filter((c) => input.incumbent.config[c.param] !== c.value),

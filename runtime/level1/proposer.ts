@@ -33,7 +33,8 @@ export interface PendingTrial {
 
 export type ProposerResult =
   | { readonly ok: true; readonly changes: readonly Change[]; readonly rationale: string }
-  | { readonly ok: false; readonly reason: string };
+  /** `call`: the LLM call itself failed (no reply to judge); otherwise no usable proposal came. */
+  | { readonly ok: false; readonly reason: string; readonly fault?: "call" };
 
 export interface Proposer {
   readonly kind: "llm" | "offline";

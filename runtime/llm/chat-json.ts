@@ -1,7 +1,7 @@
 // Structured LLM requests for the loop's deciders: `ChatJson` over the run's LLM client, with every
 // exchange stored as soon as it completes, and the base class of LLM-backed deciders.
 import type { RunStore } from "../store.ts";
-import type { LlmClient, LlmExchange } from "./client.ts";
+import type { LlmClient, LlmErrorCode, LlmExchange } from "./client.ts";
 
 /**
  * One structured LLM request: the reply must match `schema` and pass `check`; invalid replies are
@@ -17,7 +17,25 @@ export type ChatJson = <T>(request: {
   readonly schemaName: string;
   readonly check?: (value: T) => string[];
   readonly maxRepairs: number;
-}) => Promise<{ ok: true; value: T } | { ok: false; reason: string }>;
+}) => Promise<{ ok: true; value: T } | { ok: false; reason: string; fault: ChatFault }>;
+
+/**
+ * Why a structured request failed: the call itself (the endpoint, the network, the key, the budget:
+ * no reply to judge) or the reply (it came, but was not usable after its repairs).
+ */
+export type ChatFault = "call" | "reply";
+
+/** The fault class of an LLM error code. */
+export function faultOf(code: LlmErrorCode): ChatFault {
+  return code === "http" ||
+    code === "timeout" ||
+    code === "connection" ||
+    code === "bad-response" ||
+    code === "aborted" ||
+    code === "budget"
+    ? "call"
+    : "reply";
+}
 
 /** Store one LLM exchange (called as soon as it completes, so a killed run keeps it). */
 export function storeExchange(store: RunStore, iteration: number, e: LlmExchange): void {
@@ -64,7 +82,11 @@ export class ChatJsonAdapter {
     });
     return result.ok
       ? { ok: true, value: result.value }
-      : { ok: false, reason: `LLM ${result.error.code}: ${result.error.message}` };
+      : {
+          ok: false,
+          reason: `LLM ${result.error.code}: ${result.error.message}`,
+          fault: faultOf(result.error.code),
+        };
   };
 }
 

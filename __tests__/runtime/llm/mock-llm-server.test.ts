@@ -58,10 +58,10 @@ describe("mock LLM server", () => {
     expect(mock.requests[0]?.method).toBe("POST");
   });
 
-  test("answers 599 with a clear message once the script is exhausted", async () => {
+  test("answers 400 (not a transient fault) with a clear message once the script is exhausted", async () => {
     mock = await startMockLlm([]);
     const r = await chat(mock.baseURL, request("s"));
-    expect(r.status).toBe(599);
+    expect(r.status).toBe(400);
     expect(await r.text()).toContain("script exhausted after 0 steps");
     expect(mock.requests).toHaveLength(1);
   });
@@ -144,16 +144,16 @@ describe("mock LLM server", () => {
     expect(await text("step [B]")).toContain("b1");
     expect(await text("step [A]")).toContain("a1");
     expect(await text("step [A]")).toContain("a2");
-    expect(await text("step [A]")).toMatch(/^599 .*route "\[A\]" exhausted/);
-    expect(await text("step [C]")).toMatch(/^599 .*no route matches/);
+    expect(await text("step [A]")).toMatch(/^400 .*route "\[A\]" exhausted/);
+    expect(await text("step [C]")).toMatch(/^400 .*no route matches/);
   });
 
-  test("a throwing script function becomes a 599, not a crashed server", async () => {
+  test("a throwing script function becomes a 400, not a crashed server", async () => {
     mock = await startMockLlm(() => {
       throw new Error("boom");
     });
     const r = await chat(mock.baseURL, request("s"));
-    expect(r.status).toBe(599);
+    expect(r.status).toBe(400);
     expect(await r.text()).toContain("script threw: Error: boom");
   });
 

@@ -8,7 +8,7 @@ import { LlmProposer } from "../../../runtime/level1/llm-proposer.ts";
 import { proposalSchema } from "../../../runtime/level1/proposer.ts";
 import { LlmStrategist } from "../../../runtime/level15/strategists.ts";
 import { strategySchema } from "../../../runtime/level15/strategy.ts";
-import type { ChatJson } from "../../../runtime/llm/chat-json.ts";
+import { type ChatJson, faultOf } from "../../../runtime/llm/chat-json.ts";
 import { createLlmClient, strictSchemaProblems } from "../../../runtime/llm/client.ts";
 import { validatorFor } from "../../../runtime/llm/schema.ts";
 import { type MockLlm, startMockLlm } from "../../support/mock-llm-server.ts";
@@ -116,7 +116,9 @@ async function chatJson(replies: string[]): Promise<{ chat: ChatJson; mock: Mock
       maxRepairs: request.maxRepairs,
       ...(request.check ? { check: request.check } : {}),
     });
-    return r.ok ? { ok: true, value: r.value } : { ok: false, reason: r.error.message };
+    return r.ok
+      ? { ok: true, value: r.value }
+      : { ok: false, reason: r.error.message, fault: faultOf(r.error.code) };
   };
   return { chat, mock };
 }
