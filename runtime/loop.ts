@@ -455,10 +455,19 @@ export class BilevelLoop {
     const { store } = this.d;
     const best = this.best();
     const iterations = this.d.store.completedIterations();
+    // What stopped it, when the stop says (the run command aborts with e.g. "stopped by SIGTERM").
+    const reason = this.d.signal?.reason;
+    const cause = typeof reason === "string" ? reason : null;
     store.transaction(() => {
       store.setMeta("status", stopped ? "stopped" : "finished");
       if (stopped) {
-        store.addEvent(iterations, "run", "stop", `run stopped after iteration ${iterations}`);
+        store.addEvent(
+          iterations,
+          "run",
+          "stop",
+          `run stopped after iteration ${iterations}${cause ? `: ${cause}` : ""}`,
+        );
+        if (cause && !store.getMeta("stop_reason")) store.setMeta("stop_reason", cause);
       } else {
         store.addEvent(
           iterations,
