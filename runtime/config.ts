@@ -16,6 +16,7 @@ import { dataProblems } from "../trainer/data-sizes.ts";
 import { cudaAvailable } from "../trainer/python.ts";
 import type { ParamDeclaration } from "../trainer/script-space.ts";
 import { checkValue, defaultEvalBytes, loadSearchSpace } from "../trainer/search-space.ts";
+import { closestName } from "./closest.ts";
 import { UserError } from "./errors.ts";
 import { type ResearchBrief, resolveExternal } from "./external-script.ts";
 import { jsonInputProblem } from "./json-input.ts";
@@ -403,15 +404,33 @@ const RENAMED: Readonly<Record<string, string>> = {
   "policy.capabilities": "policy.grantedCapabilities",
 };
 
-function describe(errors: readonly ErrorObject[]): string {
+/** The keys the object schema at `schemaPath` (an additionalProperties error's, under `root`) knows. */
+function knownKeys(root: unknown, schemaPath: string): string[] {
+  let node: unknown = root;
+  for (const segment of schemaPath.replace(/^#\//, "").split("/").slice(0, -1)) {
+    node =
+      isPlainObject(node) || Array.isArray(node) ? (node as Record<string, unknown>)[segment] : undefined;
+  }
+  return isPlainObject(node) && isPlainObject(node.properties) ? Object.keys(node.properties) : [];
+}
+
+/** An unknown field's line: what it was renamed to, else the closest known key ("did you mean"). */
+function unknownField(name: string, extra: string, known: readonly string[]): string {
+  const renamed = RENAMED[name];
+  if (renamed) return `${name}: unknown field (renamed to ${renamed})`;
+  const near = closestName(extra, known);
+  return `${name}: unknown field${near ? ` (did you mean ${near}?)` : ""}`;
+}
+
+/** One line per problem; `root`: the schema the errors' schemaPaths point into. */
+function describe(errors: readonly ErrorObject[], root: unknown = RUN_CONFIG_SCHEMA): string {
   const lines = errors
     .filter((e) => e.keyword !== "oneOf" && e.keyword !== "anyOf" && e.keyword !== "const")
     .map((e) => {
       const field = e.instancePath === "" ? "" : e.instancePath.slice(1).replaceAll("/", ".");
       if (e.keyword === "additionalProperties") {
         const extra = (e.params as { additionalProperty: string }).additionalProperty;
-        const name = field === "" ? extra : `${field}.${extra}`;
-        return `${name}: unknown field${RENAMED[name] ? ` (renamed to ${RENAMED[name]})` : ""}`;
+        return unknownField(field === "" ? extra : `${field}.${extra}`, extra, knownKeys(root, e.schemaPath));
       }
       if (e.keyword === "enum") {
         return `${field}: must be one of ${JSON.stringify((e.params as { allowedValues: unknown }).allowedValues)}`;
@@ -428,33 +447,42 @@ function describe(errors: readonly ErrorObject[]): string {
 const KIND_SECTIONS = Object.fromEntries(
   (["trainer", "executor"] as const).map((section) => [
     section,
-    new Map<string, ValidateFunction>(
+    new Map<string, { validate: ValidateFunction; schema: unknown }>(
       RUN_CONFIG_SCHEMA.properties[section].oneOf.map((branch) => [
         branch.properties.kind.const,
-        ajv.lazy(branch),
+        { validate: ajv.lazy(branch), schema: branch },
       ]),
     ),
   ]),
-) as Record<"trainer" | "executor", Map<string, ValidateFunction>>;
+) as Record<"trainer" | "executor", Map<string, { validate: ValidateFunction; schema: unknown }>>;
 
 /** The errors of a section with kinds (trainer, executor) against the branch its `kind` names. */
 function describeKinded(section: keyof typeof KIND_SECTIONS, value: unknown): string[] {
   const branches = KIND_SECTIONS[section];
   const kind = isPlainObject(value) ? value.kind : undefined;
-  const validate = typeof kind === "string" ? branches.get(kind) : undefined;
-  if (!validate) return [`${section}.kind: must be one of ${JSON.stringify([...branches.keys()])}`];
+  const branch = typeof kind === "string" ? branches.get(kind) : undefined;
+  if (!branch) return [`${section}.kind: must be one of ${JSON.stringify([...branches.keys()])}`];
+  const { validate, schema } = branch;
   validate(value);
   return (validate.errors ?? []).map((e) => {
-    const inner = describe([{ ...e, instancePath: `/${section}${e.instancePath}` }]);
+    const inner = describe([{ ...e, instancePath: `/${section}${e.instancePath}` }], schema);
     return e.keyword === "required" ? `${section}: ${e.message ?? "is invalid"} (kind ${kind})` : inner;
   });
 }
 
-/** Merge a user's partial config over the defaults and validate it; throws ConfigError naming the field. */
-export function mergeRunConfig(partial: unknown, overrides: DeepPartial<RunConfig> = {}): RunConfig {
-  if (!isPlainObject(partial)) throw new ConfigError("the run config must be a JSON object");
+/**
+ * Merge a user's partial config over the defaults and validate it; throws ConfigError naming the
+ * field (and `label`, where the config came from: its file).
+ */
+export function mergeRunConfig(
+  partial: unknown,
+  overrides: DeepPartial<RunConfig> = {},
+  label?: string,
+): RunConfig {
+  const invalid = `invalid run config${label === undefined ? "" : ` (${label})`}`;
+  if (!isPlainObject(partial)) throw new ConfigError(`${invalid}: the run config must be a JSON object`);
   const problem = jsonInputProblem(partial);
-  if (problem !== null) throw new ConfigError(`invalid run config:\n${problem}`);
+  if (problem !== null) throw new ConfigError(`${invalid}:\n${problem}`);
   const { $schema: _schema, ...rest } = partial;
   const merged = merge(merge(DEFAULT_RUN_CONFIG, rest), overrides);
   if (!validateRunConfig(merged)) {
@@ -469,7 +497,7 @@ export function mergeRunConfig(partial: unknown, overrides: DeepPartial<RunConfi
       rest = rest.filter((e) => !inSection(e));
     }
     if (rest.length > 0) lines.push(describe(rest));
-    throw new ConfigError(`invalid run config:\n${lines.join("\n")}`);
+    throw new ConfigError(`${invalid}:\n${lines.join("\n")}`);
   }
   return merged;
 }
@@ -480,7 +508,7 @@ export function resolveRunConfig(
   source: ConfigSource,
   options: ResolveOptions = {},
 ): ResolvedRunConfig {
-  const config = mergeRunConfig(partial, options.overrides);
+  const config = mergeRunConfig(partial, options.overrides, source.label);
   const problems: string[] = [];
   const at = (p: string) => path.resolve(source.baseDir, p);
   const dataDir = config.dataDir === null ? null : at(config.dataDir);
@@ -603,9 +631,10 @@ export function readConfigFile(file: string): unknown {
     text = readFileSync(file, "utf8");
   } catch (error) {
     if (error instanceof ConfigError) throw error;
-    throw new ConfigError(
-      `cannot read config ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
-    );
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new ConfigError(`no such file: ${file}`);
+    if (code === "EISDIR") throw new ConfigError(`config ${file} is a folder, not a file`);
+    throw new ConfigError(`cannot read config ${file}: ${code ?? String(error)}`);
   }
   try {
     return JSON.parse(text);

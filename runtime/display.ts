@@ -30,6 +30,8 @@ export class RunDisplay implements LoopObserver, LlmObserver {
   private waitTimer: NodeJS.Timeout | null = null;
   /** Whether the TTY's waiting line is on screen (to be erased before the next line). */
   private waitShown = false;
+  /** Trials started and not yet ended (what a Ctrl-C would kill). */
+  private readonly inFlight = new Set<number>();
 
   constructor(out: NodeJS.WriteStream = process.stderr, timing: WaitTiming = WAIT_TIMING) {
     this.out = out;
@@ -58,7 +60,13 @@ export class RunDisplay implements LoopObserver, LlmObserver {
     );
   }
 
+  /** The ids of the trials in flight now, in start order. */
+  trialsInFlight(): number[] {
+    return [...this.inFlight];
+  }
+
   trialStart(trialId: number, description: string, budgetSeconds: number): void {
+    this.inFlight.add(trialId);
     this.line(`[L1 ] training #${trialId}: ${description} (budget ${budgetSeconds}s)`);
   }
 
@@ -81,6 +89,7 @@ export class RunDisplay implements LoopObserver, LlmObserver {
   }
 
   trialEnd(trial: TrialRow, best: number | null): void {
+    this.inFlight.delete(trial.id);
     const score = trial.valBpb === null ? trial.status.toUpperCase() : `val_bpb ${trial.valBpb.toFixed(4)}`;
     const why = trial.status === "ok" ? "" : ` (${trial.message})`;
     const verdict = `${trial.kind === "baseline" ? "baseline" : trial.kept ? "KEPT" : "discarded"}${why}`;

@@ -33,9 +33,20 @@ export interface ExecuteOptions {
   readonly hookBatching?: boolean;
 }
 
-export async function executeRun(
-  options: ExecuteOptions,
-): Promise<RunSummary & { report: RunReport; llmStop: LlmStop | null }> {
+type RunResult = RunSummary & { report: RunReport; llmStop: LlmStop | null };
+
+export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
+  // A resume takes the folder's lock before anything costly (the LLM check is a paid request), so
+  // a live run or a concurrent resume is refused first; a new run's folder does not exist yet.
+  const held = options.resume === true ? acquireRunLock(options.dir) : null;
+  try {
+    return await executeLocked(options, held);
+  } finally {
+    held?.();
+  }
+}
+
+async function executeLocked(options: ExecuteOptions, held: (() => void) | null): Promise<RunResult> {
   const { config, dir } = options;
   const env = options.env ?? process.env;
   const client = options.offline ? null : createLlmClient(config.llm, env);
@@ -63,7 +74,7 @@ export async function executeRun(
     : null;
   // The child runs a proposal's filter chain with the loop's own rule (runtime/level1/filter-chain.ts).
   const sandbox = await Sandbox.start(sandboxPolicy(config.policy), { chainRule: FILTER_CHAIN_RULE });
-  const { store, unlock } = await openLocked(dir, sandbox);
+  const { store, unlock } = await openLocked(dir, sandbox, held);
   // The run's LLM ends the run (after the current phase) on a persistent fault or a spent budget.
   const llmStopper = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, llmStopper.signal]) : llmStopper.signal;
@@ -109,12 +120,16 @@ export async function executeRun(
   }
 }
 
-/** The run folder's store, under its lock; on failure nothing stays open (the sandbox is closed too). */
-async function openLocked(dir: string, sandbox: Sandbox): Promise<{ store: RunStore; unlock: () => void }> {
+/** The run folder's store, under its lock (`held`: taken already); on failure nothing stays open (the sandbox is closed too). */
+async function openLocked(
+  dir: string,
+  sandbox: Sandbox,
+  held: (() => void) | null,
+): Promise<{ store: RunStore; unlock: () => void }> {
   let store: RunStore | null = null;
   try {
     store = RunStore.open(dir);
-    return { store, unlock: acquireRunLock(dir) };
+    return { store, unlock: held ?? acquireRunLock(dir) };
   } catch (error) {
     store?.close();
     await sandbox.close();

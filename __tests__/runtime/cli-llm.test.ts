@@ -125,12 +125,16 @@ describe("a run whose every LLM call fails persistently", () => {
 
   test("exits 1 naming the error; status says why; the run resumes once the cause is fixed", async () => {
     const file = config("persistent", { baseURL: server.baseURL, maxConsecutiveFailures: 3 });
-    const r = await cliAsync(["run", "--config", file, "--out", dir], { env: env() });
+    const r = await cliAsync(["run", "--config", file, "--out", dir], {
+      env: { ...env(), BILEVEL_LAUNCHER: "/opt/tools/bilevel" },
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain(
       "bilevel: the LLM failed 3 times in a row with the same kind of fault (http 422; the same error each time: http 422: 422 Invalid Parameters)",
     );
-    expect(r.stderr).toContain(`the run can be resumed: ./bilevel run --resume ${dir}`);
+    // The path the tool was invoked as, like the lines around it.
+    expect(r.stderr).toContain(`the run can be resumed: /opt/tools/bilevel run --resume ${dir}`);
+    expect(r.stderr).toContain(`look again with: /opt/tools/bilevel status ${dir}`);
 
     const status = await cliAsync(["status", dir]);
     expect(status.status).toBe(0);

@@ -31,9 +31,9 @@ const base = {
 test.each([
   [["run", "--iterations", "abc"], /--iterations.*expected a positive integer, got "abc"/],
   [["run", "--budget", "-3"], /--budget.*expected a positive number/],
-  [["run", "--config", "missing.json"], /cannot read config missing\.json: ENOENT/],
-  [["run", "--resume", "nowhere"], /--resume nowhere: no run database/],
-  [["status", "nowhere"], /nowhere: no run database/],
+  [["run", "--config", "missing.json"], /no such file: missing\.json/],
+  [["run", "--resume", "nowhere"], /--resume nowhere: no such folder/],
+  [["status", "nowhere"], /nowhere: no such folder/],
   [["export", "nowhere", "--format", "xml"], /argument 'xml' is invalid/],
   [["mechanism", "approve", "nowhere", "m1"], /nowhere: no run database/],
 ])("%j is a clear usage error (exit 2)", (args, message) => {

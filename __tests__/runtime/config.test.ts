@@ -96,12 +96,12 @@ test.each([
   [{ parallel: 1.5 }, /parallel: must be integer/],
   [
     { executor: { kind: "pbs" } },
-    /^invalid run config:\nexecutor\.kind: must be one of \["local","slurm"\]$/,
+    /^invalid run config \(test config\):\nexecutor\.kind: must be one of \["local","slurm"\]$/,
   ],
   [{ executor: "slurm" }, /executor\.kind: must be one of \["local","slurm"\]/],
   [
     { executor: { kind: "slurm", partiton: "gpu" } },
-    /^invalid run config:\nexecutor\.partiton: unknown field$/,
+    /^invalid run config \(test config\):\nexecutor\.partiton: unknown field \(did you mean partition\?\)$/,
   ],
   [
     { executor: { kind: "slurm", partition: "" } },
@@ -117,13 +117,19 @@ test.each([
     { policy: { capabilities: ["tabu"] } },
     /policy\.capabilities: unknown field \(renamed to policy\.grantedCapabilities\)/,
   ],
-  [{ bogus: true }, /bogus: unknown field/],
-  [{ level15: { evry: 3 } }, /level15\.evry: unknown field/],
+  [{ bogus: true }, /bogus: unknown field$/],
+  [{ itrations: 3 }, /^itrations: unknown field \(did you mean iterations\?\)$/m],
+  [{ BudgetSecond: 3 }, /^BudgetSecond: unknown field \(did you mean budgetSeconds\?\)$/m],
+  [{ level15: { evry: 3 } }, /level15\.evry: unknown field \(did you mean every\?\)/],
+  [
+    { trainer: { kind: "synthetic", delayMs: 0, noise: 0, nosie: 1 } },
+    /trainer\.nosie: unknown field \(did you mean noise\?\)/,
+  ],
   [{ llm: { baseURL: "ftp://x" } }, /llm\.baseURL: must match pattern/],
   [{ trainer: { kind: "external" } }, /trainer: must have required property 'script' \(kind external\)/],
   [
     { trainer: { kind: "synthetic" } },
-    /^invalid run config:\ntrainer: must have required property 'delayMs' \(kind synthetic\)\ntrainer: must have required property 'noise' \(kind synthetic\)$/,
+    /^invalid run config \(test config\):\ntrainer: must have required property 'delayMs' \(kind synthetic\)\ntrainer: must have required property 'noise' \(kind synthetic\)$/,
   ],
   [
     { trainer: { kind: "pyth" } },
@@ -162,7 +168,15 @@ test("non-object configs are rejected", () => {
 });
 
 test("config files: missing, not JSON, valid; paths in them resolve against the file's folder", () => {
-  expect(() => loadRunConfig(path.join(tmp, "nope.json"))).toThrow(/cannot read config .*ENOENT/);
+  expect(() => loadRunConfig(path.join(tmp, "nope.json"))).toThrow(
+    `no such file: ${path.join(tmp, "nope.json")}`,
+  );
+  expect(() => loadRunConfig(tmp)).toThrow(`config ${tmp} is a folder, not a file`);
+  // Type and unknown-key errors name the file like the others.
+  const typo = file("typo.json", JSON.stringify({ itrations: 3, seed: "x" }));
+  expect(() => loadRunConfig(typo)).toThrow(
+    `invalid run config (${typo}):\nitrations: unknown field (did you mean iterations?)\nseed: must be integer`,
+  );
   expect(() => loadRunConfig(file("bad.json", "{ iterations: 3"))).toThrow(/is not valid JSON/);
   file("proj/mech/m.ts", "export default {};\n");
   mkdirSync(path.join(tmp, "proj/data"), { recursive: true });

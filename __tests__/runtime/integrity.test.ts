@@ -400,8 +400,25 @@ test("a resume refuses changes to what the trials were measured with, naming the
       ...config,
       llm: { ...config.llm, model: "x" },
       policy: { ...config.policy, hookTimeoutMs: 50 },
+      parallel: 4,
     }),
   ).not.toThrow();
+  // Each refused field with its own reason: a name is not about what the trials measured.
+  let message = "";
+  try {
+    checkResumable(config, { ...config, name: "renamed", seed: config.seed + 1 });
+  } catch (error) {
+    message = (error as Error).message;
+  }
+  const lines = message.split("\n");
+  expect(lines.find((l) => l.includes("different name"))).toMatch(
+    /^cannot resume with a different name: the name is the run's identity/,
+  );
+  expect(lines.find((l) => l.includes("different name"))).not.toMatch(/baselines/);
+  expect(lines.find((l) => l.includes("different seed"))).toMatch(/the baselines \(σ\) and every trial/);
+  expect(lines.at(-1)).toBe(
+    "a resume may change only iterations, parallel, llm, proposer, level15, level2, policy, program (start a new run instead)",
+  );
 });
 
 test("the same mechanism under two file names is refused as a start mechanism; two approved copies activate once", async () => {

@@ -31,7 +31,9 @@ function clientFor(options: CheckOptions): {
   keyEnv: string;
   warning: string | null;
 } {
-  const config = mergeRunConfig(options.config ? readConfigFile(options.config) : {});
+  const config = options.config
+    ? mergeRunConfig(readConfigFile(options.config), {}, options.config)
+    : mergeRunConfig({});
   let client: OpenAiLlmClient | null;
   try {
     client = createLlmClient(config.llm, process.env);

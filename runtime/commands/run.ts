@@ -16,9 +16,11 @@ import {
   type RunConfig,
   resolveRunConfig,
 } from "../config.ts";
+import { RunDisplay } from "../display.ts";
 import { UserError } from "../errors.ts";
 import { defaultRunDir, launcherCommand, REPO_ROOT } from "../paths.ts";
 import { buildReport, formatReport } from "../report.ts";
+import { runLockHolder } from "../run-lock.ts";
 import { RunStore } from "../store.ts";
 import { recordedByStudy, studyParent } from "../study/runner.ts";
 import { DEFAULT_SURROGATE_FILE } from "../surrogate/data.ts";
@@ -119,46 +121,95 @@ function newRunConfig(base: unknown, options: RunOptions): ResolvedRunConfig {
     : resolveRunConfig(base, { baseDir: REPO_ROOT, label: "built-in config" }, { overrides });
 }
 
-/** The stored config of a run, with the changes a resume allows; any other change is refused, naming the field. */
-function resumedConfig(dir: string, options: RunOptions): ResolvedRunConfig {
-  if (!RunStore.exists(dir)) throw new UserError(`--resume ${dir}: no run database (run.db) there`, 2);
+/** What a resume starts from: the stored config, the iterations done, and whether the run finished. */
+interface StoredRun {
+  readonly config: ResolvedRunConfig;
+  readonly done: number;
+  readonly finished: boolean;
+}
+
+/** The run in `dir` for a resume: refused (before anything costly) when it is missing, unreadable or in use. */
+function storedRun(dir: string, options: RunOptions): StoredRun {
+  const label = `--resume ${options.resume ?? dir}`;
   if (options.out !== undefined)
     throw new UserError("--out cannot be used with --resume (the run stays in its folder)", 2);
-  let stored: ResolvedRunConfig | null;
-  let done: number;
+  const store = openExisting(dir, label);
+  let stored: StoredRun | null;
   try {
-    const store = RunStore.open(dir, { readOnly: true });
-    stored = store.runConfig();
-    done = store.completedIterations();
-    store.close();
+    const config = store.runConfig();
+    stored = config && {
+      config,
+      done: store.completedIterations(),
+      finished: store.getMeta("status") === "finished",
+    };
   } catch (error) {
-    throw new UserError(`--resume ${dir}: cannot read the run database: ${(error as Error).message}`, 2);
+    throw unreadable(dir, label, error);
+  } finally {
+    store.close();
   }
-  if (!stored)
-    throw new UserError(`--resume ${dir}: the run database has no config (the run never started)`, 2);
+  const holder = runLockHolder(dir);
+  if (holder !== null && holder !== process.pid)
+    throw new UserError(
+      `${label}: the run is in use by process ${holder} (it is running or being resumed); wait for it to end or stop it first`,
+      2,
+    );
+  if (!stored) throw new UserError(`${label}: the run database has no config (the run never started)`, 2);
+  return stored;
+}
+
+/** The stored config with the changes a resume allows; any other change is refused, naming the field. */
+function resumedConfig(stored: StoredRun, dir: string, options: RunOptions): ResolvedRunConfig {
   const next: ResolvedRunConfig = options.config
     ? loadRunConfig(options.config, { overrides: pick(options) })
-    : { ...stored, ...pickResolved(options) };
-  checkResumable(stored, next);
-  if (next.iterations < done) {
+    : { ...stored.config, ...pickResolved(options) };
+  checkResumable(stored.config, next);
+  if (next.iterations < stored.done) {
     throw new UserError(
-      `--resume ${dir}: iterations ${next.iterations} is fewer than the ${done} already done`,
+      `--resume ${dir}: iterations ${next.iterations} is fewer than the ${stored.done} already done`,
       2,
     );
   }
   return next;
 }
 
-/** Throws a ConfigError naming every field a resume may not change. */
+/** Why a field a resume may not change is fixed (by its top-level section); others: MEASURED. */
+const MEASURED = "the baselines (σ) and every trial so far were measured with the stored values";
+const WHY_FIXED: Readonly<Record<string, string>> = {
+  name: "the name is the run's identity: its records, and the git branch of a train.py under git, carry the stored one",
+  executor:
+    "the trials so far ran where the stored executor sent them, and its jobs in flight are reattached",
+  mechanisms: "the start mechanisms are the stored ones (Level 2 and `mechanism approve` change a run's set)",
+  level1: "the search so far was cut into cycles by the stored restart cadence",
+};
+
+/** Throws a ConfigError naming every field a resume may not change, with the reason for each. */
 export function checkResumable(before: ResolvedRunConfig, after: ResolvedRunConfig): void {
-  const refused = configDiff(before, after).filter(
-    (field) => !(CHANGEABLE_ON_RESUME as readonly string[]).includes(field.split(".")[0] ?? ""),
-  );
-  if (refused.length > 0) {
-    throw new ConfigError(
-      `cannot resume with a different ${refused.join(", ")}: the baselines (σ) and every trial so far were measured with the stored values; a resume may change only ${CHANGEABLE_ON_RESUME.join(", ")} (start a new run instead)`,
-    );
+  const byReason = new Map<string, string[]>();
+  for (const field of configDiff(before, after)) {
+    const section = field.split(".")[0] ?? "";
+    if ((CHANGEABLE_ON_RESUME as readonly string[]).includes(section)) continue;
+    const why = WHY_FIXED[section] ?? MEASURED;
+    byReason.set(why, [...(byReason.get(why) ?? []), field]);
   }
+  if (byReason.size === 0) return;
+  const lines = [...byReason].map(
+    ([why, fields]) => `cannot resume with a different ${fields.join(", ")}: ${why}`,
+  );
+  throw new ConfigError(
+    `${lines.join("\n")}\na resume may change only ${CHANGEABLE_ON_RESUME.join(", ")} (start a new run instead)`,
+  );
+}
+
+/** A resume of a finished run with nothing added: says so, and how to extend it. */
+function alreadyFinished(dir: string, stored: StoredRun, config: ResolvedRunConfig): boolean {
+  if (!stored.finished || config.iterations > stored.done) return false;
+  process.stderr.write(
+    `${dir}: the run is already finished (${stored.done}/${stored.config.iterations} iterations); nothing to do
+` +
+      `to extend it: ${launcherCommand()} run --resume ${dir} --iterations N (N more than ${stored.done})
+`,
+  );
+  return true;
 }
 
 async function startRun(base: unknown, options: RunOptions): Promise<void> {
@@ -170,34 +221,16 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
     dir = path.resolve(options.out ?? defaultRunDir(fresh.name));
   }
   if (!(await studyRecorded(dir))) return;
-  const config = fresh ?? resumedConfig(options.resume ?? dir, options);
-  if (fresh && RunStore.exists(dir))
-    throw new UserError(`${dir} already holds a run: use --resume ${dir} to continue it`, 2);
-  const controller = new AbortController();
-  const stop = () => {
-    if (controller.signal.aborted) process.exit(130);
-    process.stderr.write(
-      "\nstopping: the running trial is killed; resume with --resume (Ctrl-C again to quit now)\n",
-    );
-    controller.abort();
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
-  const watch = watchStudyParent(controller);
-  let summary: Awaited<ReturnType<typeof executeRun>>;
-  try {
-    summary = await executeRun({
-      dir,
-      config,
-      offline: options.offline ?? false,
-      resume: Boolean(options.resume),
-      signal: controller.signal,
-    });
-  } finally {
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
-    if (watch) clearInterval(watch);
+  let config: ResolvedRunConfig;
+  if (fresh) {
+    refuseHeldFolder(dir);
+    config = fresh;
+  } else {
+    const stored = storedRun(dir, options);
+    config = resumedConfig(stored, dir, options);
+    if (alreadyFinished(dir, stored, config)) return;
   }
+  const summary = await runStoppable(dir, config, options);
   process.stderr.write(`\n${formatReport(summary.report)}\n`);
   process.stderr.write(
     `\nresults: ${path.join(dir, "run.db")} (SQLite), ${path.join(dir, "results.tsv")}; trial logs in ${path.join(dir, "trials")}\n` +
@@ -206,12 +239,64 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
   // A run its LLM could not serve did not do its work: exit 1, resumable once the cause is fixed.
   if (summary.llmStop?.kind === "failed") {
     throw new UserError(
-      `${summary.llmStop.reason}\nthe run can be resumed: ./bilevel run --resume ${dir}`,
+      `${summary.llmStop.reason}\nthe run can be resumed: ${launcherCommand()} run --resume ${dir}`,
       1,
     );
   }
   // A spent token budget with onBudgetExhausted "stop" is a stop asked for: exit 0, said so above.
   if (summary.stopped && !summary.llmStop) process.exitCode = 130;
+}
+
+/** A new run's folder must not hold a run; the advice depends on whether that run is live. */
+function refuseHeldFolder(dir: string): void {
+  if (!RunStore.exists(dir)) return;
+  const holder = runLockHolder(dir);
+  if (holder !== null)
+    throw new UserError(
+      `${dir} already holds a run, in use by process ${holder} (running or being resumed): choose another --out`,
+      2,
+    );
+  throw new UserError(`${dir} already holds a run: use --resume ${dir} to continue it`, 2);
+}
+
+/** The run under Ctrl-C / SIGTERM handling: the first stops it cleanly (exit 130), a second quits. */
+async function runStoppable(
+  dir: string,
+  config: ResolvedRunConfig,
+  options: RunOptions,
+): Promise<Awaited<ReturnType<typeof executeRun>>> {
+  const controller = new AbortController();
+  const display = new RunDisplay();
+  const stop = () => {
+    if (controller.signal.aborted) process.exit(130);
+    const inFlight = display.trialsInFlight().map((id) => `#${id}`);
+    // Said as it is: a stop during an LLM wait or a Level 2 session kills no trial.
+    const what =
+      inFlight.length === 0
+        ? "no trial is running"
+        : `the trial${inFlight.length > 1 ? "s" : ""} in flight (${inFlight.join(", ")}) ${inFlight.length > 1 ? "are" : "is"} killed`;
+    process.stderr.write(
+      `\nstopping: ${what}; resume with: ${launcherCommand()} run --resume ${dir} (Ctrl-C again to quit now)\n`,
+    );
+    controller.abort();
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  const watch = watchStudyParent(controller);
+  try {
+    return await executeRun({
+      dir,
+      config,
+      offline: options.offline ?? false,
+      resume: Boolean(options.resume),
+      signal: controller.signal,
+      observer: display,
+    });
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+    if (watch) clearInterval(watch);
+  }
 }
 
 /**
@@ -276,13 +361,25 @@ function pickResolved(o: RunOptions): Partial<ResolvedRunConfig> {
   };
 }
 
-function openExisting(dir: string): RunStore {
-  if (!RunStore.exists(dir)) throw new UserError(`${dir}: no run database (run.db) there`, 2);
+/**
+ * A run folder's store, read-only. A missing folder or run.db is a usage error (exit 2); a store
+ * that cannot be read (damaged, from a newer bilevel) exits 1 from every command (README).
+ */
+function openExisting(dir: string, label = dir): RunStore {
+  if (!existsSync(dir)) throw new UserError(`${label}: no such folder`, 2);
+  if (!RunStore.exists(dir)) throw new UserError(`${label}: no run database (run.db) there`, 2);
   try {
     return RunStore.open(dir, { readOnly: true });
   } catch (error) {
-    throw new UserError(`${dir}: cannot read the run database: ${(error as Error).message}`, 1);
+    throw unreadable(dir, label, error);
   }
+}
+
+function unreadable(dir: string, label: string, error: unknown): UserError {
+  return new UserError(
+    `${label}: cannot read the run database ${RunStore.dbPath(dir)}: ${(error as Error).message}`,
+    1,
+  );
 }
 
 export function registerRunCommands(program: Command): void {

@@ -212,7 +212,7 @@ export function resolveStudy(
   const baseDir = file ? path.dirname(path.resolve(file)) : REPO_ROOT;
   const base = study.run ?? {};
   // Defaults the run config would use (iterations, budget, Level 1.5 cadence) come from it.
-  const merged = mergeRunConfig(base);
+  const merged = mergeRunConfig(base, {}, file === undefined ? undefined : `${file}, its run section`);
   const restartEvery = study.restartEvery ?? merged.level15.every;
   const names = flags.groups ?? study.groups ?? [...DEFAULT_GROUPS];
   const objective = resolveObjective(
