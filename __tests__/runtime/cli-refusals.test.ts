@@ -146,10 +146,11 @@ test("a finished run: its resume says so and how to extend it (exit 0, no reques
   expect(JSON.parse(status.stdout)).toMatchObject({ status: "finished", iterationsDone: 2 });
 }, 180_000);
 
-/** Start `run`, send SIGINT once `ready` shows in its stderr, and collect the rest. */
+/** Start `run`, send `signal` once `ready` shows in its stderr, and collect the rest. */
 async function interrupted(
   args: readonly string[],
   ready: RegExp,
+  signal: NodeJS.Signals = "SIGINT",
 ): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, cliArgv(...args), { env, stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
@@ -158,7 +159,7 @@ async function interrupted(
   });
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   await waitFor(() => ready.test(stderr));
-  child.kill("SIGINT");
+  child.kill(signal);
   const code = await exited;
   return { code, stderr };
 }
@@ -167,7 +168,7 @@ test("Ctrl-C says what it stops: no trial during an LLM retry wait, the trial in
   const waiting = path.join(tmp, "ctrl-c-wait");
   const wait = await interrupted(["run", "--config", config("wait"), "--out", waiting], /retrying in 30\.0s/);
   expect(wait.stderr).toContain(
-    `stopping: no trial is running; resume with: ${LAUNCHER} run --resume ${waiting} (Ctrl-C again to quit now)`,
+    `stopping (SIGINT): no trial is running; resume with: ${LAUNCHER} run --resume ${waiting} (Ctrl-C again to quit now)`,
   );
   expect(wait.stderr).not.toMatch(/killed/);
   expect(wait.code).toBe(130);
@@ -175,8 +176,28 @@ test("Ctrl-C says what it stops: no trial during an LLM retry wait, the trial in
   const training = path.join(tmp, "ctrl-c-train");
   const slow = config("slow", { trainer: { kind: "synthetic", delayMs: 60_000, noise: 0.002 } });
   const train = await interrupted(["run", "--config", slow, "--out", training, "--offline"], /training #1/);
-  expect(train.stderr).toContain("stopping: the trial in flight (#1) is killed; resume with:");
+  expect(train.stderr).toContain("stopping (SIGINT): the trial in flight (#1) is killed; resume with:");
   expect(train.code).toBe(130);
+}, 180_000);
+
+test("SIGTERM and SIGHUP (a closed terminal) stop a run cleanly too: exit 143 / 129, the record says which", async () => {
+  const slow = config("slow-signals", { trainer: { kind: "synthetic", delayMs: 60_000, noise: 0.002 } });
+  for (const [signal, code, said] of [
+    ["SIGTERM", 143, "stopped by SIGTERM"],
+    ["SIGHUP", 129, "stopped by SIGHUP (its terminal closed)"],
+  ] as const) {
+    const dir = path.join(tmp, `signal-${signal}`);
+    const r = await interrupted(["run", "--config", slow, "--out", dir, "--offline"], /training #1/, signal);
+    expect(r.code).toBe(code);
+    const status = JSON.parse((await cliAsync(["status", dir, "--json"])).stdout) as Record<string, unknown>;
+    expect(status).toMatchObject({ status: "stopped", statusReason: said });
+    const store = RunStore.open(dir, { readOnly: true });
+    expect(store.events().at(-1)).toMatchObject({
+      kind: "stop",
+      message: `run stopped after iteration 0: ${said}`,
+    });
+    store.close();
+  }
 }, 180_000);
 
 test("config and folder errors name what is wrong: the file, the closest key, a missing file or folder", async () => {

@@ -1,6 +1,7 @@
 // `bilevel run | demo | status | export | schema | config show`: start or resume a run, look at one,
 // export it, or see the resolved config a run would use.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { formatRange } from "../../trainer/script-space.ts";
@@ -244,7 +245,7 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
     );
   }
   // A spent token budget with onBudgetExhausted "stop" is a stop asked for: exit 0, said so above.
-  if (summary.stopped && !summary.llmStop) process.exitCode = 130;
+  if (summary.stopped && !summary.llmStop) process.exitCode = summary.exitCode;
 }
 
 /** A new run's folder must not hold a run; the advice depends on whether that run is live. */
@@ -259,16 +260,39 @@ function refuseHeldFolder(dir: string): void {
   throw new UserError(`${dir} already holds a run: use --resume ${dir} to continue it`, 2);
 }
 
-/** The run under Ctrl-C / SIGTERM handling: the first stops it cleanly (exit 130), a second quits. */
+/**
+ * The signals that stop a run cleanly (the trial in flight killed, the store consistent, `--resume`
+ * continues), with how the record names them. SIGHUP is among them: Node undoes nohup's ignoring
+ * of it, so a closed terminal would otherwise kill the run outright.
+ */
+const STOP_SIGNALS = {
+  SIGINT: "Ctrl-C (SIGINT)",
+  SIGTERM: "SIGTERM",
+  SIGHUP: "SIGHUP (its terminal closed)",
+} as const;
+type StopSignal = keyof typeof STOP_SIGNALS;
+
+/** The exit status of a process stopped by `signal`: 128 + its number (130, 143, 129). */
+function signalExit(signal: StopSignal): number {
+  return 128 + os.constants.signals[signal];
+}
+
+/**
+ * The run under SIGINT / SIGTERM / SIGHUP: the first stops it cleanly, recorded as stopped by that
+ * signal (exit 128 + its number), a second quits at once.
+ */
 async function runStoppable(
   dir: string,
   config: ResolvedRunConfig,
   options: RunOptions,
-): Promise<Awaited<ReturnType<typeof executeRun>>> {
+): Promise<Awaited<ReturnType<typeof executeRun>> & { readonly exitCode: number }> {
   const controller = new AbortController();
   const display = new RunDisplay();
-  const stop = () => {
-    if (controller.signal.aborted) process.exit(130);
+  let exitCode = 130; // a stop without a signal: the study that started the run is gone
+  const stop = (signal: StopSignal) => {
+    if (controller.signal.aborted) process.exit(signalExit(signal));
+    exitCode = signalExit(signal);
+    if (signal === "SIGHUP") quietOutput();
     const inFlight = display.trialsInFlight().map((id) => `#${id}`);
     // Said as it is: a stop during an LLM wait or a Level 2 session kills no trial.
     const what =
@@ -276,15 +300,15 @@ async function runStoppable(
         ? "no trial is running"
         : `the trial${inFlight.length > 1 ? "s" : ""} in flight (${inFlight.join(", ")}) ${inFlight.length > 1 ? "are" : "is"} killed`;
     process.stderr.write(
-      `\nstopping: ${what}; resume with: ${launcherCommand()} run --resume ${dir} (Ctrl-C again to quit now)\n`,
+      `\nstopping (${signal}): ${what}; resume with: ${launcherCommand()} run --resume ${dir} (Ctrl-C again to quit now)\n`,
     );
-    controller.abort();
+    controller.abort(`stopped by ${STOP_SIGNALS[signal]}`);
   };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  const signals = Object.keys(STOP_SIGNALS) as StopSignal[];
+  for (const signal of signals) process.on(signal, stop);
   const watch = watchStudyParent(controller);
   try {
-    return await executeRun({
+    const summary = await executeRun({
       dir,
       config,
       offline: options.offline ?? false,
@@ -292,11 +316,16 @@ async function runStoppable(
       signal: controller.signal,
       observer: display,
     });
+    return { ...summary, exitCode };
   } finally {
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
+    for (const signal of signals) process.off(signal, stop);
     if (watch) clearInterval(watch);
   }
+}
+
+/** After a hang-up the terminal is gone: writes to it fail (EIO), and must not end the run's clean stop. */
+function quietOutput(): void {
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", () => undefined);
 }
 
 /**
@@ -321,7 +350,8 @@ function watchStudyParent(controller: AbortController): NodeJS.Timeout | undefin
   const parent = studyParent();
   if (parent === undefined) return undefined;
   const timer = setInterval(() => {
-    if (process.ppid !== parent && !controller.signal.aborted) controller.abort();
+    if (process.ppid !== parent && !controller.signal.aborted)
+      controller.abort(`stopped: the study that started it (process ${parent}) is gone`);
   }, 250);
   timer.unref();
   return timer;
