@@ -771,9 +771,11 @@ export class RunStore {
     return Number(row.used);
   }
 
-  exchanges(): (ExchangeInput & { id: number })[] {
+  /** Every exchange; `createdAt` is when it was stored, as it ended. */
+  exchanges(): (ExchangeInput & { id: number; createdAt: string })[] {
     return (this.db.prepare("SELECT * FROM llm_exchanges ORDER BY id").all() as Row[]).map((r) => ({
       id: Number(r.id),
+      createdAt: String(r.created_at),
       iteration: Number(r.iteration),
       purpose: String(r.purpose),
       model: String(r.model),
