@@ -80,7 +80,11 @@ export function runHistory(store: RunStore, live: boolean): RunHistory {
   const unfinished = jobs.filter((j) => j.state === "submitted" || j.state === "running");
   const stamps = [
     ...events.map((e) => Date.parse(e.createdAt)),
-    ...store.exchanges().map((e) => Date.parse(e.createdAt)),
+    // A resume's preflight is stored just before the event that opens its session: it belongs there.
+    ...store
+      .exchanges()
+      .filter((e) => e.purpose !== "preflight")
+      .map((e) => Date.parse(e.createdAt)),
     ...jobs.flatMap((j) => [j.submittedMs, j.startedMs, j.endedMs, j.recordedMs]),
     ...unfinished.map((j) => newestFileMs(j.workDir)),
   ].filter((t): t is number => t !== null && Number.isFinite(t));
