@@ -170,6 +170,9 @@ test("a failed Level 2 session is in status and on the page; a Retry-After wait 
   const page = await pageText(dir);
   expect(page).toContain("Level 2 research sessions (");
   expect(page).toMatch(
+    /No mechanism was loaded, generated or picked in this run \([12] Level 2 research session\(s\): see Run history \)/,
+  );
+  expect(page).toMatch(
     /2 failed \d{4}-\d\d-\d\d [\d:]+ UTC Level 2 produced no mechanism: research session stopped/,
   );
   // The server asked for a second's wait before the retry.

@@ -82,7 +82,7 @@ export function runHistory(store: RunStore, live: boolean): RunHistory {
     ...events.map((e) => Date.parse(e.createdAt)),
     // A resume's preflight is stored just before the event that opens its session: it belongs there.
     ...store
-      .exchanges()
+      .exchangeTimes()
       .filter((e) => e.purpose !== "preflight")
       .map((e) => Date.parse(e.createdAt)),
     ...jobs.flatMap((j) => [j.submittedMs, j.startedMs, j.endedMs, j.recordedMs]),

@@ -26,7 +26,7 @@ export async function runBody(d: RunPageData): Promise<Html> {
       h("figure", { class: "chart", "data-points": d.trials.length }, raw(svg)),
     ),
     historySection(d),
-    mechanismsSection(d.mechanisms),
+    mechanismsSection(d.mechanisms, d.history.level2.length),
     level15Section(d.searchConfigs),
     trialsSection(d.trials),
     llmSection(d.llm),
@@ -189,13 +189,25 @@ function level2Block(list: RunPageData["history"]["level2"]): Html | null {
   );
 }
 
-function mechanismsSection(list: readonly MechanismView[]): Html {
+function mechanismsSection(list: readonly MechanismView[], level2Sessions: number): Html {
   if (list.length === 0)
     return h(
       "section",
       { id: "mechanisms" },
       h("h2", null, "Mechanisms"),
-      h("p", { class: "note" }, "No mechanism was loaded, generated or picked in this run."),
+      h(
+        "p",
+        { class: "note" },
+        "No mechanism was loaded, generated or picked in this run",
+        level2Sessions > 0
+          ? frag(
+              ` (${level2Sessions} Level 2 research session(s): see `,
+              h("a", { href: "#history" }, "Run history"),
+              ")",
+            )
+          : null,
+        ".",
+      ),
     );
   const rows = list.map((m) => [
     h("a", { href: `#mech-${anchor(m.id)}` }, m.name),
