@@ -2,7 +2,7 @@
 // (a start or resume to its last record) and how it ended, the gaps when no process ran it, the
 // iterations that ended without a trial and why, each Level 2 session's outcome, the trial in flight.
 // `status`, the report page and "where the time went" all read it, so they tell one story.
-import { readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import type { JobRow, RunStore } from "../store.ts";
 
@@ -86,7 +86,7 @@ export function runHistory(store: RunStore, live: boolean): RunHistory {
       .filter((e) => e.purpose !== "preflight")
       .map((e) => Date.parse(e.createdAt)),
     ...jobs.flatMap((j) => [j.submittedMs, j.startedMs, j.endedMs, j.recordedMs]),
-    ...unfinished.map((j) => newestFileMs(j.workDir)),
+    ...unfinished.map((j) => newestFileMs(trialFolder(store.dir, j.workDir))),
   ].filter((t): t is number => t !== null && Number.isFinite(t));
   const sessions = splitSessions(events, stamps, live);
   const created = Date.parse(store.getMeta("created_at") ?? "");
@@ -143,6 +143,14 @@ function splitSessions(
 }
 
 const isPreflight = (e: StoredEvent) => e.level === "run" && (e.kind === "llm-check" || e.kind === "warning");
+
+/**
+ * Where a trial ran, or its folder in this run folder when that is gone (a moved run keeps its
+ * files' times; a plain copy's are new, so the original is read while it exists).
+ */
+function trialFolder(runDir: string, workDir: string): string {
+  return existsSync(workDir) ? workDir : path.join(runDir, "trials", path.basename(workDir));
+}
 
 /** The newest file in a trial's folder (its trainer log grows while it trains), or null. */
 function newestFileMs(dir: string): number | null {
