@@ -4,6 +4,8 @@ import { plot } from "asciichart";
 import type { Config } from "../mechanism-api/index.d.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 import { levelOfPurpose } from "./llm/run-llm.ts";
+import { clock, type RunHistory, runHistory } from "./report/history.ts";
+import { duration } from "./report/html.ts";
 import { runLockHolder } from "./run-lock.ts";
 import type { EventLevel, LlmUsageRow, MechanismStatus, RunStore, SearchConfig } from "./store.ts";
 import { safeText } from "./terminal-text.ts";
@@ -70,6 +72,8 @@ export interface RunReport {
   readonly llm: LlmReport | null;
   /** Why the run stopped or failed, when it did not finish (e.g. the LLM failed persistently). */
   readonly events: { readonly level15: number; readonly level2: number };
+  /** Sessions, downtime, iterations without a trial, Level 2 sessions, the trial in flight. */
+  readonly history: RunHistory;
   /** Search trials in order: val_bpb (null when failed) and the best so far (baselines included). */
   readonly curve: readonly {
     readonly iteration: number;
@@ -167,6 +171,7 @@ export function buildReport(store: RunStore): RunReport {
   });
   const events = store.events();
   const noise = store.getMeta("noise");
+  const status = runStatus(store, events);
   let bestSoFar: number | null = null;
   const curve: RunReport["curve"][number][] = [];
   for (const t of trials) {
@@ -177,7 +182,7 @@ export function buildReport(store: RunStore): RunReport {
   return {
     dir: store.dir,
     name: config?.name ?? "?",
-    ...runStatus(store, events),
+    ...status,
     mode: store.getMeta("mode") ?? "unknown",
     iterationsPlanned: config?.iterations ?? 0,
     iterationsDone: store.completedIterations(),
@@ -199,6 +204,7 @@ export function buildReport(store: RunStore): RunReport {
       level15: events.filter((e) => e.level === "1.5").length,
       level2: events.filter((e) => e.level === "2").length,
     },
+    history: runHistory(store, status.status === "running"),
     curve,
   };
 }
@@ -259,11 +265,17 @@ export function formatReport(r: RunReport): string {
     ...(r.statusReason && r.status !== "finished" && r.status !== "running"
       ? [`  why: ${r.statusReason}`]
       : []),
-    `  iterations ${r.iterationsDone}/${r.iterationsPlanned}, trials ${r.trials} (kept ${r.kept}, failed ${r.failed})`,
+    ...timeLines(r),
+    `  iterations ${r.iterationsDone}/${r.iterationsPlanned}${noTrialNote(r.history)}, trials ${r.trials} (kept ${r.kept}, failed ${r.failed})`,
+    ...trialInFlight(r),
     `  baseline ${r.baseline ? `${r.baseline.mean.toFixed(4)} ± σ ${r.baseline.sigma.toFixed(4)} (n=${r.baseline.n})` : "n/a"}`,
     `  best ${r.best ? `${r.best.valBpb.toFixed(4)} (trial ${r.best.trialId})` : "n/a"}`,
     `  search config: ${r.searchConfig ? `${r.searchConfig.strategy}, frozen ${r.searchConfig.frozen.join(", ") || "none"}` : "n/a"} (${r.searchConfigChanges} Level 1.5 updates)`,
     ...formatLlm(r.llm),
+    ...r.history.level2.map(
+      (l) =>
+        `  Level 2 session after iteration ${l.iteration}: ${l.outcome} at ${clock(l.atMs)}: ${l.message}`,
+    ),
     `  mechanisms (${r.mechanisms.length}):`,
   ];
   if (r.mechanisms.length === 0) lines.push("    none");
@@ -283,6 +295,49 @@ export function formatReport(r: RunReport): string {
   // Mechanism ids, names and reasons (thrown messages, LLM text) are foreign: each line is
   // neutralised whole, before the chart, which is the project's own.
   return [...lines.map((l) => safeText(l)), ...chart(r.curve)].join("\n");
+}
+
+/** When the run started, how and when it ended (or since when it runs), each session when resumed. */
+function timeLines(r: RunReport): string[] {
+  const h = r.history;
+  const last = h.sessions.at(-1);
+  if (h.startedMs === null || h.lastActivityMs === null || !last) return [];
+  const lines = [`  started ${clock(h.startedMs)}, last activity ${clock(h.lastActivityMs)}`];
+  if (r.status === "running") lines.push(`  running since ${clock(last.startMs)}`);
+  else if (r.status === "interrupted" || last.end === "killed")
+    lines.push(`  interrupted: killed; its last record is from ${clock(h.lastActivityMs)}`);
+  else lines.push(`  ${r.status} at ${clock(last.endMs)}`);
+  if (h.sessions.length > 1) {
+    lines.push(
+      `  sessions ${h.sessions.length} (resumed ${h.sessions.length - 1}×; no process ran it for ${duration(h.downtimeMs)} between them):`,
+      ...h.sessions.map(
+        (x, i) =>
+          `    ${i + 1}. ${clock(x.startMs)} to ${clock(x.endMs)}: ${x.end}${x.reason ? ` (${x.reason})` : ""}`,
+      ),
+    );
+  }
+  return lines;
+}
+
+/** ", 2 without a trial: LLM failed (401) ×2 (iterations 1, 2; not redone on resume)", or "". */
+export function noTrialNote(h: RunHistory): string {
+  if (h.noTrial.length === 0) return "";
+  const causes = new Map<string, number>();
+  for (const n of h.noTrial) causes.set(n.cause, (causes.get(n.cause) ?? 0) + 1);
+  const why = [...causes].map(([cause, n]) => `${cause} ×${n}`).join(", ");
+  const which = h.noTrial.map((n) => n.iteration).join(", ");
+  return `, ${h.noTrial.length} without a trial: ${why} (iterations ${which}; not redone on resume)`;
+}
+
+/** The trial a live run is training (or that a kill cut off), with since when. */
+function trialInFlight(r: RunReport): string[] {
+  const now = Date.now();
+  return r.history.unfinishedTrials.map((t) => {
+    const what = `trial #${t.trialId} (iteration ${t.iteration}, ${t.kind}: ${t.description})`;
+    return r.status === "running"
+      ? `  in flight: ${what} since ${clock(t.sinceMs)} (${duration(now - t.sinceMs)})`
+      : `  cut off when the run was stopped: ${what}, started ${clock(t.sinceMs)}`;
+  });
 }
 
 /** Whether a mechanism's hooks ran, and whether what they returned changed anything. */

@@ -771,9 +771,31 @@ export class RunStore {
     return Number(row.used);
   }
 
-  exchanges(): (ExchangeInput & { id: number })[] {
+  /** When each exchange ended, what for and whether it failed, without its messages (cheap). */
+  exchangeTimes(): {
+    iteration: number;
+    purpose: string;
+    latencyMs: number;
+    createdAt: string;
+    error: string | null;
+  }[] {
+    const rows = this.db
+      .prepare("SELECT iteration, purpose, latency_ms, created_at, error FROM llm_exchanges ORDER BY id")
+      .all() as Row[];
+    return rows.map((r) => ({
+      iteration: Number(r.iteration),
+      purpose: String(r.purpose),
+      latencyMs: Number(r.latency_ms),
+      createdAt: String(r.created_at),
+      error: r.error === null ? null : String(r.error),
+    }));
+  }
+
+  /** Every exchange; `createdAt` is when it was stored, as it ended. */
+  exchanges(): (ExchangeInput & { id: number; createdAt: string })[] {
     return (this.db.prepare("SELECT * FROM llm_exchanges ORDER BY id").all() as Row[]).map((r) => ({
       id: Number(r.id),
+      createdAt: String(r.created_at),
       iteration: Number(r.iteration),
       purpose: String(r.purpose),
       model: String(r.model),

@@ -1,7 +1,7 @@
 // The trainer a run uses, from its config: the built-in Python trainer, a user's Karpathy-style
 // train.py, the synthetic objective (mechanism development, tests, benchmarks), or the surrogate
 // of recorded training (runtime/surrogate/; studies and benchmarks).
-import { mkdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { ParamSpec } from "../mechanism-api/index.d.ts";
 import { ExternalTrainer } from "../trainer/external.ts";
@@ -34,6 +34,8 @@ export class SyntheticTrainer implements Trainer {
       for (let i = 1; i <= steps; i++) {
         if (request.signal?.aborted) break;
         await new Promise((resolve) => setTimeout(resolve, this.delayMs / steps));
+        // The log grows while it trains, as a real trainer's does: a killed run's last sign of life.
+        appendFileSync(logPath, `step ${i}/${steps}\n`);
         request.onProgress?.({
           step: i,
           loss: 3 - i * 0.1,

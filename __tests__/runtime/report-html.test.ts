@@ -81,19 +81,33 @@ test("esc writes control and bidi characters visibly and the five specials as en
   expect(esc(null)).toBe("");
 });
 
-test("the time split sums a run's sessions, not the idle hours before a resume", () => {
-  const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
-  const events = [
-    { level: "run", kind: "start", createdAt: at(0) },
-    { level: "1", kind: "kept", createdAt: at(10) },
-    { level: "run", kind: "resume", createdAt: at(1000) },
-    { level: "run", kind: "finish", createdAt: at(1005) },
-  ];
-  expect(timeSplit(events, [{ durationMs: 8000 }], [{ latencyMs: 3000 }])).toEqual({
-    wallMs: 15000,
+test("the time split: sessions are wall time, the gap between them downtime, retry waits their own share", () => {
+  const at = (s: number) => Date.UTC(2026, 0, 1, 0, 0, s);
+  const history = {
+    sessions: [
+      { startMs: at(0), endMs: at(10), end: "stopped" as const, reason: null },
+      { startMs: at(1000), endMs: at(1030), end: "finished" as const, reason: null },
+    ],
+    downtimeMs: 990_000,
+    unfinishedTrials: [],
+  };
+  const exchange = (s: number, latencyMs: number, error: string | null) => ({
+    iteration: 2,
+    purpose: "propose",
+    latencyMs,
+    createdAt: new Date(at(s)).toISOString(),
+    error,
+  });
+  // A 429 at 1002 s, its retry starting 5 s later (Retry-After), then one that succeeds.
+  const exchanges = [exchange(1002, 1000, "http: 429"), exchange(1008, 1000, null)];
+  expect(timeSplit(history, [{ durationMs: 8000 }], exchanges)).toEqual({
+    wallMs: 40_000,
     trainingMs: 8000,
-    llmMs: 3000,
-    overheadMs: 4000,
+    llmMs: 2000,
+    retryWaitMs: 5000,
+    overheadMs: 25_000,
+    downtimeMs: 990_000,
+    sessions: 2,
   });
 });
 

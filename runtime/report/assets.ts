@@ -12,6 +12,8 @@ header .name { color:var(--accent); }
 .dir { margin:0 0 16px; color:var(--muted); font:13px ui-monospace,SFMono-Regular,Menlo,monospace; word-break:break-all; }
 h2 { font-size:19px; margin:34px 0 8px; padding-bottom:4px; border-bottom:1px solid var(--line); }
 h3 { font-size:16px; margin:18px 0 6px; }
+.when { margin:-8px 0 16px; color:var(--muted); font-size:13.5px; }
+ul.time-lines { padding-left:18px; }
 .note { color:var(--muted); font-size:13.5px; margin:4px 0 10px; max-width:95ch; }
 .sub { color:var(--muted); font-size:12.5px; font-weight:400; }
 .warn { color:var(--warn); font-weight:600; }
@@ -60,7 +62,7 @@ details.exchange { margin:6px 0 6px 12px; }
 .filter { margin:6px 0; font-size:13.5px; }
 .bars { display:flex; height:30px; border-radius:6px; overflow:hidden; border:1px solid var(--line); font-size:12.5px; }
 .bar { display:flex; align-items:center; padding:0 8px; white-space:nowrap; overflow:hidden; }
-.bar.train { background:#cfe0f5; } .bar.llm { background:repeating-linear-gradient(45deg,#f6dcc6,#f6dcc6 6px,#fbeee2 6px,#fbeee2 12px); } .bar.over { background:#e6e6e6; }
+.bar.train { background:#cfe0f5; } .bar.llm { background:repeating-linear-gradient(45deg,#f6dcc6,#f6dcc6 6px,#fbeee2 6px,#fbeee2 12px); } .bar.over { background:#e6e6e6; } .bar.wait { background:#f3e3a6; }
 .tip { position:fixed; pointer-events:none; background:#222; color:#fff; padding:5px 8px; border-radius:4px; font-size:12.5px; max-width:520px; z-index:10; }
 .live { position:fixed; top:10px; right:14px; background:#e8f3e8; color:#1e5b1e; border:1px solid #b8d8b8; border-radius:14px; padding:3px 12px; font-size:12.5px; z-index:5; }
 .live.off { background:#f8e5e3; color:var(--warn); border-color:#e8b9b4; }

@@ -5,6 +5,7 @@
 import type { HookName, Json } from "../../mechanism-api/index.d.ts";
 import { ACTING_OUTCOMES, buildReport, type RunReport } from "../report.ts";
 import type { LedgerRow, MechanismRow, RunStore, SearchConfigRow, TrialRow } from "../store.ts";
+import type { RunHistory } from "./history.ts";
 
 export type Outcome = "baseline" | "kept" | "discarded" | "failed";
 
@@ -95,12 +96,18 @@ export interface LlmUse {
 }
 
 export interface TimeSplit {
-  /** Wall time the run was going: the sum of its sessions (start or resume to its last record). */
+  /** Wall time a process was running the run: the sum of its sessions (start or resume to its last record). */
   readonly wallMs: number;
+  /** Trial durations, and the time a trial cut off by a kill (or still training) ran. */
   readonly trainingMs: number;
   readonly llmMs: number;
+  /** Waits between a failed LLM request and its retry (backoff, Retry-After). */
+  readonly retryWaitMs: number;
   /** The rest: sandbox, bookkeeping, process start-up. Never negative. */
   readonly overheadMs: number;
+  /** Between sessions, when no process ran the run (a stop or kill to the resume): not in wallMs. */
+  readonly downtimeMs: number;
+  readonly sessions: number;
 }
 
 export interface RunPageData {
@@ -111,6 +118,9 @@ export interface RunPageData {
   readonly searchConfigs: readonly SearchConfigRow[];
   readonly llm: readonly LlmUse[];
   readonly time: TimeSplit;
+  readonly history: RunHistory;
+  /** When the page's data was read (the page says it was written then). */
+  readonly writtenMs: number;
 }
 
 const ACTING = new Set(ACTING_OUTCOMES);
@@ -126,15 +136,19 @@ export function loadRunPageData(store: RunStore): RunPageData {
   const trials = store.trials();
   const ledger = store.ledger();
   const events = store.events();
-  const exchanges = store.exchanges().map(exchangeView);
+  const stored = store.exchanges();
+  const exchanges = stored.map(exchangeView);
+  const report = buildReport(store);
   return {
-    report: buildReport(store),
+    report,
     trials: trialViews(trials, store, ledger),
     markers: markers(events),
     mechanisms: store.mechanisms().map((m) => mechanismView(m, ledger, trials, exchanges, events)),
     searchConfigs: store.searchConfigs(),
     llm: llmUse(exchanges),
-    time: timeSplit(events, trials, exchanges),
+    time: timeSplit(report.history, trials, stored),
+    history: report.history,
+    writtenMs: Date.now(),
   };
 }
 
@@ -296,30 +310,54 @@ function llmUse(exchanges: readonly ExchangeView[]): LlmUse[] {
   });
 }
 
+/** What timeSplit reads of an exchange: when it ended, how long it took, what for, whether it failed. */
+export interface TimedExchange {
+  readonly iteration: number;
+  readonly purpose: string;
+  readonly latencyMs: number;
+  readonly createdAt: string;
+  readonly error: string | null;
+}
+
 /**
- * Wall time is summed over the run's sessions (a start or resume event to the last record before the
- * next one), so the hours a stopped run sat idle before its resume count for nothing.
+ * Wall time is summed over the run's sessions (history.ts), so the hours a stopped run sat idle
+ * before its resume are downtime, not overhead. A trial cut off by a kill (or still training)
+ * counts as training up to its session's end; the wait between a failed LLM request and its retry
+ * (backoff, Retry-After) is its own share.
  */
 export function timeSplit(
-  events: readonly { readonly kind: string; readonly level: string; readonly createdAt: string }[],
+  history: Pick<RunHistory, "sessions" | "downtimeMs" | "unfinishedTrials">,
   trials: readonly { readonly durationMs: number }[],
-  exchanges: readonly { readonly latencyMs: number }[],
+  exchanges: readonly TimedExchange[],
 ): TimeSplit {
-  let wallMs = 0;
-  let start: number | null = null;
-  let last: number | null = null;
-  for (const e of events) {
-    const at = Date.parse(e.createdAt);
-    if (!Number.isFinite(at)) continue;
-    if (e.level === "run" && (e.kind === "start" || e.kind === "resume")) {
-      if (start !== null && last !== null) wallMs += last - start;
-      start = at;
-    }
-    if (start === null) start = at;
-    last = at;
-  }
-  if (start !== null && last !== null) wallMs += last - start;
-  const trainingMs = trials.reduce((s, t) => s + t.durationMs, 0);
+  const { sessions } = history;
+  const wallMs = sessions.reduce((s, x) => s + (x.endMs - x.startMs), 0);
+  const lastEnd = sessions.at(-1)?.endMs ?? 0;
+  const cutOff = history.unfinishedTrials.reduce((s, t) => s + Math.max(0, lastEnd - t.sinceMs), 0);
+  const trainingMs = trials.reduce((s, t) => s + t.durationMs, 0) + cutOff;
   const llmMs = exchanges.reduce((s, e) => s + e.latencyMs, 0);
-  return { wallMs, trainingMs, llmMs, overheadMs: Math.max(0, wallMs - trainingMs - llmMs) };
+  const retryWaitMs = retryWaits(exchanges, sessions);
+  return {
+    wallMs,
+    trainingMs,
+    llmMs,
+    retryWaitMs,
+    overheadMs: Math.max(0, wallMs - trainingMs - llmMs - retryWaitMs),
+    downtimeMs: history.downtimeMs,
+    sessions: sessions.length,
+  };
+}
+
+/** Gaps between a failed exchange and the next one of the same purpose and iteration, in one session. */
+function retryWaits(exchanges: readonly TimedExchange[], sessions: RunHistory["sessions"]): number {
+  const sessionOf = (ms: number) => sessions.findLastIndex((x) => x.startMs <= ms);
+  let total = 0;
+  exchanges.forEach((e, i) => {
+    const prev = exchanges[i - 1];
+    if (!prev || prev.error === null || prev.purpose !== e.purpose || prev.iteration !== e.iteration) return;
+    const prevEnd = Date.parse(prev.createdAt);
+    const start = Date.parse(e.createdAt) - e.latencyMs;
+    if (start > prevEnd && sessionOf(start) === sessionOf(prevEnd)) total += start - prevEnd;
+  });
+  return total;
 }

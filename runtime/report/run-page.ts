@@ -3,6 +3,7 @@
 import type { Json } from "../../mechanism-api/index.d.ts";
 import type { SearchConfigRow } from "../store.ts";
 import { renderSvg, runChartSpec } from "./charts.ts";
+import { clock } from "./history.ts";
 import { duration, fmt, frag, type Html, h, longText, raw, table } from "./html.ts";
 import type { ExchangeView, LlmUse, MechanismView, RunPageData, TimeSplit, TrialView } from "./run-data.ts";
 
@@ -24,7 +25,8 @@ export async function runBody(d: RunPageData): Promise<Html> {
       ),
       h("figure", { class: "chart", "data-points": d.trials.length }, raw(svg)),
     ),
-    mechanismsSection(d.mechanisms),
+    historySection(d),
+    mechanismsSection(d.mechanisms, d.history.level2.length),
     level15Section(d.searchConfigs),
     trialsSection(d.trials),
     llmSection(d.llm),
@@ -50,11 +52,14 @@ function header(d: RunPageData): Html {
       null,
       h("h1", null, "Run ", h("span", { class: "name" }, r.name)),
       h("p", { class: "dir" }, r.dir),
+      h("p", { class: "when" }, whenLine(d)),
     ),
     h(
       "div",
       { class: "cards" },
-      card("status", r.status, r.status !== "finished" ? (r.statusReason ?? r.mode) : r.mode),
+      r.status === "running"
+        ? card("status", "running", `when this page was written at ${clock(d.writtenMs)}`)
+        : card("status", r.status, r.status !== "finished" ? (r.statusReason ?? r.mode) : r.mode),
       card("iterations", `${r.iterationsDone} / ${r.iterationsPlanned}`),
       card("trials", String(r.trials), `${r.kept} kept · ${r.failed} failed`),
       card(
@@ -86,15 +91,123 @@ function header(d: RunPageData): Html {
 const pct = (part: number, whole: number) => (whole > 0 ? `${Math.round((100 * part) / whole)}%` : "–");
 
 /** What the split's shares are of: the wall time, or more when clock stamps undercount it. */
-const splitTotal = (t: TimeSplit) => Math.max(t.wallMs, t.trainingMs + t.llmMs + t.overheadMs);
+const splitTotal = (t: TimeSplit) =>
+  Math.max(t.wallMs, t.trainingMs + t.llmMs + t.retryWaitMs + t.overheadMs);
 
-function mechanismsSection(list: readonly MechanismView[]): Html {
+/** When the page was written, when the run started, its last record, how and when it ended. */
+function whenLine(d: RunPageData): string {
+  const { history: h, report: r } = d;
+  const written = `Page written ${clock(d.writtenMs)}.`;
+  if (h.startedMs === null || h.lastActivityMs === null)
+    return `${written} The run has recorded nothing yet.`;
+  const last = h.sessions.at(-1);
+  const end =
+    r.status === "running"
+      ? `Running when this page was written at ${clock(d.writtenMs)}.`
+      : r.status === "interrupted" || last?.end === "killed"
+        ? `Interrupted: killed after its last record (${clock(h.lastActivityMs)}).`
+        : `${r.status[0]?.toUpperCase()}${r.status.slice(1)} at ${clock(last?.endMs ?? h.lastActivityMs)}.`;
+  return `${written} Run started ${clock(h.startedMs)}; last activity ${clock(h.lastActivityMs)}. ${end}`;
+}
+
+const SESSION_END_TEXT: Readonly<Record<string, string>> = {
+  finished: "finished",
+  stopped: "stopped",
+  failed: "failed",
+  killed: "killed (no record of its end)",
+  running: "running",
+};
+
+/** Sessions (each start or resume), the iterations that ended without a trial, Level 2 sessions. */
+function historySection(d: RunPageData): Html {
+  const h0 = d.history;
+  const sessions = h0.sessions.map((x, i) => [
+    String(i + 1),
+    clock(x.startMs),
+    clock(x.endMs),
+    [{ class: `status s-${anchor(x.end)}` }, SESSION_END_TEXT[x.end] ?? x.end] as const,
+    x.reason === null ? "–" : longText(x.reason, 160),
+  ]);
+  const live = d.report.status === "running";
+  return h(
+    "section",
+    { id: "history" },
+    h("h2", null, "Run history"),
+    h(
+      "p",
+      { class: "note" },
+      h0.sessions.length > 1
+        ? `${h0.sessions.length} sessions (a start, then each resume); no process ran the run for ${duration(h0.downtimeMs)} between them.`
+        : "One session: the run was not resumed.",
+    ),
+    table({ class: "grid sessions" }, ["session", "from", "to (last record)", "ended", "why"], sessions),
+    h0.unfinishedTrials.map((t) =>
+      h(
+        "p",
+        { class: live ? "note" : "note warn" },
+        `${live ? "In flight" : "Cut off when the run was stopped"}: trial #${t.trialId} (iteration ${t.iteration}, ${t.kind}: ${t.description}), started ${clock(t.sinceMs)}.`,
+      ),
+    ),
+    noTrialBlock(h0.noTrial),
+    level2Block(h0.level2),
+  );
+}
+
+function noTrialBlock(list: RunPageData["history"]["noTrial"]): Html | null {
+  if (list.length === 0) return null;
+  return frag(
+    h("h3", null, `Iterations without a trial (${list.length})`),
+    h(
+      "p",
+      { class: "note" },
+      "These iterations are spent: a resume does not redo them, so the run has fewer search trials than iterations.",
+    ),
+    table(
+      { class: "grid no-trial" },
+      ["iteration", "cause", "what the run recorded"],
+      list.map((n) => [String(n.iteration), h("span", { class: "warn" }, n.cause), longText(n.detail, 160)]),
+    ),
+  );
+}
+
+function level2Block(list: RunPageData["history"]["level2"]): Html | null {
+  if (list.length === 0) return null;
+  return frag(
+    h("h3", null, `Level 2 research sessions (${list.length})`),
+    table(
+      { class: "grid level2-sessions" },
+      ["after iteration", "outcome", "at", "what the run recorded"],
+      list.map((l) => [
+        String(l.iteration),
+        l.outcome === "failed" || l.outcome === "unfinished"
+          ? h("span", { class: "warn" }, l.outcome)
+          : l.outcome,
+        clock(l.atMs),
+        longText(l.message, 160),
+      ]),
+    ),
+  );
+}
+
+function mechanismsSection(list: readonly MechanismView[], level2Sessions: number): Html {
   if (list.length === 0)
     return h(
       "section",
       { id: "mechanisms" },
       h("h2", null, "Mechanisms"),
-      h("p", { class: "note" }, "No mechanism was loaded, generated or picked in this run."),
+      h(
+        "p",
+        { class: "note" },
+        "No mechanism was loaded, generated or picked in this run",
+        level2Sessions > 0
+          ? frag(
+              ` (${level2Sessions} Level 2 research session(s): see `,
+              h("a", { href: "#history" }, "Run history"),
+              ")",
+            )
+          : null,
+        ".",
+      ),
     );
   const rows = list.map((m) => [
     h("a", { href: `#mech-${anchor(m.id)}` }, m.name),
@@ -441,12 +554,30 @@ function timeSection(t: TimeSplit): Html {
       { class: "bars" },
       part("train", "training", t.trainingMs),
       part("llm", "LLM", t.llmMs),
+      part("wait", "LLM retry waits", t.retryWaitMs),
       part("over", "overhead", t.overheadMs),
     ),
     h(
-      "p",
-      { class: "note" },
-      `wall ${duration(t.wallMs)} · training ${duration(t.trainingMs)} (trial durations) · LLM ${duration(t.llmMs)} (exchange latencies) · overhead ${duration(t.overheadMs)} (the rest: sandbox, bookkeeping, process start-up)`,
+      "ul",
+      { class: "note time-lines" },
+      h("li", null, `wall ${duration(t.wallMs)}: while a process ran the run (${t.sessions} session(s))`),
+      h(
+        "li",
+        null,
+        `training ${duration(t.trainingMs)} (trial durations; a trial cut off counts to its session's end)`,
+      ),
+      h("li", null, `LLM ${duration(t.llmMs)} (exchange latencies)`),
+      h(
+        "li",
+        null,
+        `LLM retry waits ${duration(t.retryWaitMs)} (backoff and Retry-After between a failed request and its retry)`,
+      ),
+      h("li", null, `overhead ${duration(t.overheadMs)} (the rest: sandbox, bookkeeping, process start-up)`),
+      h(
+        "li",
+        null,
+        `no process running ${duration(t.downtimeMs)} (between a stop or kill and the resume; not in the wall time)`,
+      ),
     ),
   );
 }

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { UserError } from "../errors.ts";
 import { RunStore, type TrialRow } from "../store.ts";
+import { runHistory } from "./history.ts";
 import { median, timeSplit } from "./run-data.ts";
 
 /** The marker of a study folder. */
@@ -252,7 +253,7 @@ function loadStudyRun(root: string, r: StudyFile["runs"][number], index: number)
         known.length === 0
           ? null
           : known.reduce((s, e) => s + (e.promptTokens ?? 0) + (e.completionTokens ?? 0), 0),
-      time: timeSplit(store.events(), trials, exchanges),
+      time: timeSplit(runHistory(store, false), trials, exchanges),
       trialsToTarget: (target) => {
         const at = trials.findIndex((t) => t.status === "ok" && t.valBpb !== null && t.valBpb <= target);
         return at < 0 ? null : at + 1;
