@@ -502,6 +502,22 @@ export function mergeRunConfig(
   return merged;
 }
 
+/**
+ * A stored run config with the fields added since it was stored (a run made by an older bilevel,
+ * resumed by this one) at their defaults; a section's present fields, and kinded sections (trainer,
+ * executor) whole, stay as stored.
+ */
+export function withNewDefaults(stored: ResolvedRunConfig): ResolvedRunConfig {
+  const out: Record<string, unknown> = { ...stored };
+  for (const [key, value] of Object.entries(DEFAULT_RUN_CONFIG)) {
+    const have = out[key];
+    if (have === undefined) out[key] = value;
+    else if (key !== "trainer" && key !== "executor" && isPlainObject(value) && isPlainObject(have))
+      out[key] = { ...value, ...have };
+  }
+  return out as unknown as ResolvedRunConfig;
+}
+
 /** Merge, validate and resolve: device, paths, policy, search space, starting config. */
 export function resolveRunConfig(
   partial: unknown,

@@ -6,6 +6,7 @@ import { SingleBar } from "cli-progress";
 import type { TrainerProgress } from "../trainer/types.ts";
 import type { LlmCallInfo, LlmObserver } from "./llm/run-llm.ts";
 import type { IterationStatus, LoopObserver } from "./loop.ts";
+import { duration } from "./report/html.ts";
 import type { EventLevel, TrialRow } from "./store.ts";
 import { canStyle, safeText } from "./terminal-text.ts";
 
@@ -137,7 +138,7 @@ export class RunDisplay implements LoopObserver, LlmObserver {
   }): void {
     this.llmSettled();
     this.line(
-      `[${LEVEL_TAG[o.level]}] the LLM has been failing for ${Math.round(o.downMs / 1000)}s (${o.reason}); calling again in ${(o.waitMs / 1000).toFixed(1)}s`,
+      `[${LEVEL_TAG[o.level]}] the LLM has been failing for ${duration(o.downMs)} (${o.reason}); calling again in ${duration(o.waitMs)}`,
     );
   }
 

@@ -14,7 +14,7 @@ import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import type { Change, Config, HookName, Json, Manifest, TrialStatus } from "../mechanism-api/index.d.ts";
 import { EMPTY_CAPABILITIES } from "../sandbox/capabilities/state.ts";
 import type { CapabilityState, ValidationReport } from "../sandbox/types.ts";
-import type { ResolvedRunConfig } from "./config.ts";
+import { type ResolvedRunConfig, withNewDefaults } from "./config.ts";
 import { UserError } from "./errors.ts";
 
 // 2: the resolved run config; mechanisms.design_name.
@@ -470,9 +470,10 @@ export class RunStore {
       .run(key, value);
   }
 
+  /** The run's config, with fields added to bilevel since it was stored at their defaults. */
   runConfig(): ResolvedRunConfig | null {
     const text = this.getMeta("run_config");
-    return text === null ? null : (JSON.parse(text) as ResolvedRunConfig);
+    return text === null ? null : withNewDefaults(JSON.parse(text) as ResolvedRunConfig);
   }
 
   hasCheckpoint(name: string): boolean {

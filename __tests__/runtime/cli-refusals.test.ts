@@ -146,11 +146,11 @@ test("a finished run: its resume says so and how to extend it (exit 0, no reques
   expect(JSON.parse(status.stdout)).toMatchObject({ status: "finished", iterationsDone: 2 });
 }, 180_000);
 
-/** Start `run`, send `signal` once `ready` shows in its stderr, and collect the rest. */
+/** Start `run`, send `signals` (one after the other) once `ready` shows in its stderr, and collect the rest. */
 async function interrupted(
   args: readonly string[],
   ready: RegExp,
-  signal: NodeJS.Signals = "SIGINT",
+  ...signals: NodeJS.Signals[]
 ): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, cliArgv(...args), { env, stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
@@ -159,7 +159,7 @@ async function interrupted(
   });
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   await waitFor(() => ready.test(stderr));
-  child.kill(signal);
+  for (const signal of signals.length > 0 ? signals : (["SIGINT"] as const)) child.kill(signal);
   const code = await exited;
   return { code, stderr };
 }
@@ -184,7 +184,7 @@ test("SIGTERM and SIGHUP (a closed terminal) stop a run cleanly too: exit 143 / 
   const slow = config("slow-signals", { trainer: { kind: "synthetic", delayMs: 60_000, noise: 0.002 } });
   for (const [signal, code, said] of [
     ["SIGTERM", 143, "stopped by SIGTERM"],
-    ["SIGHUP", 129, "stopped by SIGHUP (its terminal closed)"],
+    ["SIGHUP", 129, "stopped by SIGHUP (hang-up: e.g. its terminal closed)"],
   ] as const) {
     const dir = path.join(tmp, `signal-${signal}`);
     const r = await interrupted(["run", "--config", slow, "--out", dir, "--offline"], /training #1/, signal);
@@ -198,6 +198,18 @@ test("SIGTERM and SIGHUP (a closed terminal) stop a run cleanly too: exit 143 / 
     });
     store.close();
   }
+  // A study's Ctrl-C reaches its runs twice: SIGINT from the terminal, then SIGTERM from the study.
+  // The second is not a second Ctrl-C: the run still stops cleanly, as stopped by the first.
+  const dir = path.join(tmp, "signal-twice");
+  const twice = await interrupted(
+    ["run", "--config", slow, "--out", dir, "--offline"],
+    /training #1/,
+    "SIGINT",
+    "SIGTERM",
+  );
+  expect(twice.code).toBe(130);
+  const status = JSON.parse((await cliAsync(["status", dir, "--json"])).stdout) as Record<string, unknown>;
+  expect(status).toMatchObject({ status: "stopped", statusReason: "stopped by Ctrl-C (SIGINT)" });
 }, 180_000);
 
 test("config and folder errors name what is wrong: the file, the closest key, a missing file or folder", async () => {

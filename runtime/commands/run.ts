@@ -268,7 +268,7 @@ function refuseHeldFolder(dir: string): void {
 const STOP_SIGNALS = {
   SIGINT: "Ctrl-C (SIGINT)",
   SIGTERM: "SIGTERM",
-  SIGHUP: "SIGHUP (its terminal closed)",
+  SIGHUP: "SIGHUP (hang-up: e.g. its terminal closed)",
 } as const;
 type StopSignal = keyof typeof STOP_SIGNALS;
 
@@ -279,7 +279,9 @@ function signalExit(signal: StopSignal): number {
 
 /**
  * The run under SIGINT / SIGTERM / SIGHUP: the first stops it cleanly, recorded as stopped by that
- * signal (exit 128 + its number), a second quits at once.
+ * signal (exit 128 + its number); a second Ctrl-C quits at once. Another SIGTERM or SIGHUP during
+ * the stop does not: a study's Ctrl-C reaches its runs both from the terminal (SIGINT, their
+ * process group) and from the study (SIGTERM), and a hang-up likewise.
  */
 async function runStoppable(
   dir: string,
@@ -290,7 +292,10 @@ async function runStoppable(
   const display = new RunDisplay();
   let exitCode = 130; // a stop without a signal: the study that started the run is gone
   const stop = (signal: StopSignal) => {
-    if (controller.signal.aborted) process.exit(signalExit(signal));
+    if (controller.signal.aborted) {
+      if (signal === "SIGINT") process.exit(signalExit(signal));
+      return;
+    }
     exitCode = signalExit(signal);
     if (signal === "SIGHUP") quietOutput();
     const inFlight = display.trialsInFlight().map((id) => `#${id}`);

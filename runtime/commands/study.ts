@@ -1,6 +1,7 @@
 // `bilevel study`: groups × repeats of ordinary runs in one folder, resumable as a whole, then
 // the statistics table (runtime/study/). docs/studies.md explains the groups and the numbers.
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
 import { configDiff } from "../config.ts";
@@ -145,24 +146,28 @@ async function study(options: StudyOptions): Promise<number> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   log(`study ${file.spec.name}: ${file.runs.length} runs in ${dir} (${options.jobs} at a time)`);
   const controller = new AbortController();
-  const stop = () => {
-    log("stopping: the runs stop and keep their progress; continue with the same command");
+  let stoppedBy: NodeJS.Signals | null = null;
+  // A hang-up (the terminal closed) stops the study cleanly too, like Ctrl-C; its log then goes nowhere.
+  const stop = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) return;
+    stoppedBy = signal;
+    if (signal === "SIGHUP") for (const s of [process.stdout, process.stderr]) s.on("error", () => undefined);
+    log(`stopping (${signal}): the runs stop and keep their progress; continue with the same command`);
     controller.abort();
   };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const signal of signals) process.on(signal, stop);
   let summary: Awaited<ReturnType<typeof runStudy>>;
   try {
     summary = await runStudy(dir, file, { jobs: options.jobs, log, signal: controller.signal });
   } finally {
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
+    for (const signal of signals) process.off(signal, stop);
   }
   const results = loadStudy(dir, options.target !== undefined ? { target: options.target } : {});
   writeFileSync(resultsPath(dir), `${JSON.stringify(results, null, 2)}\n`);
   process.stdout.write(options.json ? `${jsonForTerminal(results)}\n` : formatStudy(results));
   log(`study folder: ${dir} (results.json; each run under runs/)`);
-  if (controller.signal.aborted) return 130;
+  if (controller.signal.aborted) return 128 + os.constants.signals[stoppedBy ?? "SIGINT"];
   if (summary.failed.length > 0) {
     log(
       `${summary.failed.length} run(s) did not finish: ${summary.failed.join(", ")}; run the same command again to continue them`,

@@ -4,6 +4,7 @@
 // fault that outlasts a call's own retries) for up to `llm.maxOutageMs`, calling again rather than
 // spending iterations on it, and stops the run when the same kind of fault comes back
 // `llm.maxConsecutiveFailures` times in a row: a run never "finishes" having done nothing.
+import { duration } from "../report/html.ts";
 import type { EventLevel, RunStore } from "../store.ts";
 import type {
   ChatJsonRequest,
@@ -78,10 +79,10 @@ export interface LlmStop {
 
 type Inner = LlmClient & Pick<OpenAiLlmClient, "onModeChange">;
 
-/** A duration in words: "45 s", "12 min". */
-function seconds(ms: number): string {
-  return ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`;
-}
+/** The shortest wait between two calls through an outage. */
+const OUTAGE_MIN_WAIT_MS = 1000;
+/** The messages of a failure streak kept for its reason (the last ones). */
+const STREAK_MESSAGES = 3;
 
 /** Why a streak of failures stops the run: the kind of fault, and its messages (the distinct ones). */
 function streakReason(streak: { key: string; count: number; messages: string[] }): string {
@@ -89,7 +90,7 @@ function streakReason(streak: { key: string; count: number; messages: string[] }
   const said =
     distinct.length === 1
       ? `the same error each time: ${distinct[0]}`
-      : `${distinct.length} different messages: ${distinct.slice(-3).join("; ")}`;
+      : `different messages, the last ${distinct.length}: ${distinct.join("; ")}`;
   return `the LLM failed ${streak.count} times in a row with the same kind of fault (${streak.key}; ${said})`;
 }
 
@@ -179,6 +180,7 @@ export class RunLlm implements LlmClient {
       const wait = this.outageWait(result, levelOfPurpose(request.purpose), round);
       if (wait !== null && this.available) {
         if (await sleep(wait, this.d.signal)) continue;
+        this.outageOver("the run stopped while waiting");
         const message = "stopped while waiting out an LLM outage";
         return { ok: false, error: { code: "aborted", message }, exchanges: result.exchanges };
       }
@@ -201,20 +203,23 @@ export class RunLlm implements LlmClient {
     }
     const { error } = result;
     const max = this.d.settings.maxOutageMs;
-    if (!isTransient(error) || max <= 0 || this.d.signal?.aborted) return null;
+    if (!isTransient(error) || !(max > 0) || this.d.signal?.aborted) return null;
     const now = Date.now();
     if (!this.outage) {
       this.outage = { since: now, calls: 0, level };
       this.record(
         level,
         "llm-outage",
-        `the LLM is failing (${describe(error)}): the run waits, calling again, for up to ${seconds(max)} (llm.maxOutageMs)`,
+        `the LLM is failing (${describe(error)}): the run waits, calling again, for up to ${duration(max)} (llm.maxOutageMs)`,
       );
     }
     this.outage.calls++;
     const down = now - this.outage.since;
     if (down >= max) return null;
-    const wait = Math.min(max - down, this.d.settings.maxRetryWaitMs, 5000 * 2 ** Math.min(round - 1, 10));
+    // Backoff capped by llm.maxRetryWaitMs, never under a second (no tight loop, even with a cap
+    // of 0), the server's Retry-After honoured; the last wait ends when the outage's time is up.
+    const backoff = Math.min(this.d.settings.maxRetryWaitMs, 5000 * 2 ** Math.min(round - 1, 10));
+    const wait = Math.min(max - down, Math.max(OUTAGE_MIN_WAIT_MS, backoff, error.retryAfterMs ?? 0));
     this.d.observer?.llmOutage?.({
       level,
       reason: describe(error).slice(0, 200),
@@ -232,7 +237,7 @@ export class RunLlm implements LlmClient {
     this.record(
       level,
       "llm-outage-over",
-      `${how} after ${seconds(Date.now() - since)} of failures (${calls} calls failed)`,
+      `${how} after ${duration(Date.now() - since)} of failures (${calls} calls failed)`,
     );
   }
 
@@ -269,11 +274,11 @@ export class RunLlm implements LlmClient {
     this.streak = {
       key,
       count: (same?.count ?? 0) + 1,
-      messages: [...(same?.messages ?? []), this.lastError],
+      messages: [...(same?.messages ?? []), this.lastError].slice(-STREAK_MESSAGES),
     };
     const max = this.d.settings.maxConsecutiveFailures;
     if (max > 0 && this.streak.count >= max && !this.stopped) {
-      const outage = this.outage ? `, after ${seconds(Date.now() - this.outage.since)} of failures` : "";
+      const outage = this.outage ? `, after ${duration(Date.now() - this.outage.since)} of failures` : "";
       this.end({ kind: "failed", reason: `${streakReason(this.streak)}${outage}` }, "llm-failed");
     }
   }

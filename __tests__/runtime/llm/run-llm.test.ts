@@ -5,6 +5,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { DEFAULT_RUN_CONFIG } from "../../../runtime/config.ts";
 import type { ChatJsonRequest, LlmError, LlmExchange, LlmResult } from "../../../runtime/llm/client.ts";
 import { levelOfPurpose, RunLlm, type RunLlmSettings, storedMode } from "../../../runtime/llm/run-llm.ts";
 import type { StructuredMode } from "../../../runtime/llm/structured-output.ts";
@@ -226,16 +227,17 @@ describe("a provider outage (a transient fault outlasting a call's retries)", ()
     const result = await call();
     expect(result.ok).toBe(true);
     expect(fake.seen).toHaveLength(4);
-    expect(outages.map((o) => o.waitMs)).toEqual([5, 5, 5]);
+    // Never under a second between calls (here the 5 ms cap of llm.maxRetryWaitMs is below that).
+    expect(outages.map((o) => o.waitMs)).toEqual([1000, 1000, 1000]);
     expect(outages[2]?.reason).toBe("connection: cannot reach x: ECONNREFUSED");
     expect(stops()).toBe(0);
     const kinds = store.events().map((e) => [e.kind, e.message]);
     expect(kinds[0]).toEqual([
       "llm-outage",
-      "the LLM is failing (http 503: 503 Service Unavailable): the run waits, calling again, for up to 60 s (llm.maxOutageMs)",
+      "the LLM is failing (http 503: 503 Service Unavailable): the run waits, calling again, for up to 1 min 00 s (llm.maxOutageMs)",
     ]);
     expect(kinds[1]?.[0]).toBe("llm-outage-over");
-    expect(kinds[1]?.[1]).toMatch(/^the LLM answers again after \d+ s of failures \(3 calls failed\)$/);
+    expect(kinds[1]?.[1]).toMatch(/^the LLM answers again after \d+\.\d s of failures \(3 calls failed\)$/);
     expect(llm.finalStop(false)).toBeNull();
     store.close();
   });
@@ -248,14 +250,14 @@ describe("a provider outage (a transient fault outlasting a call's retries)", ()
     const first = await call();
     expect(first.ok).toBe(false);
     const waited = fake.seen.length;
-    expect(waited).toBeGreaterThan(2);
+    expect(waited).toBeGreaterThanOrEqual(2); // it waited and called again at least once
     expect(stops()).toBe(0);
     await call();
     await call();
     expect(fake.seen.length).toBe(waited + 2); // past the limit: no more waiting
     expect(stops()).toBe(1);
     expect(store.getMeta("stop_reason")).toMatch(
-      /^the LLM failed 3 times in a row with the same kind of fault \(http 503; the same error each time: http 503: 503 Service Unavailable\), after 0 s of failures$/,
+      /^the LLM failed 3 times in a row with the same kind of fault \(http 503; the same error each time: http 503: 503 Service Unavailable\), after [\d.]+ m?s of failures$/,
     );
     store.close();
   });
@@ -288,7 +290,33 @@ describe("a provider outage (a transient fault outlasting a call's retries)", ()
     expect(result.ok ? null : result.error.code).toBe("aborted");
     expect(fake.seen).toHaveLength(1);
     expect(stops()).toBe(0);
+    // The record's outage has its end too.
+    expect(store.events().map((e) => e.kind)).toEqual(["llm-outage", "llm-outage-over"]);
+    expect(store.events()[1]?.message).toMatch(
+      /^the run stopped while waiting after .* of failures \(1 calls failed\)$/,
+    );
     store.close();
+  });
+
+  test("a run stored before llm.maxOutageMs existed gets its default on resume; a missing value never loops", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "bilevel-run-llm-"));
+    const store = RunStore.open(dir);
+    const { maxOutageMs: _new, ...oldLlm } = DEFAULT_RUN_CONFIG.llm;
+    store.setMeta("run_config", JSON.stringify({ ...DEFAULT_RUN_CONFIG, llm: oldLlm, proposer: undefined }));
+    expect(store.runConfig()?.llm.maxOutageMs).toBe(1_800_000);
+    expect(store.runConfig()?.proposer).toEqual(DEFAULT_RUN_CONFIG.proposer);
+    store.close();
+    const {
+      store: s2,
+      call,
+      fake,
+    } = setup([unavailable, "ok"], {
+      maxOutageMs: undefined as unknown as number,
+      maxRetryWaitMs: 5,
+    });
+    expect((await call()).ok).toBe(false);
+    expect(fake.seen).toHaveLength(1);
+    s2.close();
   });
 });
 
@@ -301,7 +329,7 @@ test("a streak of one kind of fault with different messages says so, quoting the
   ]);
   for (let i = 0; i < 3; i++) await call();
   expect(store.getMeta("stop_reason")).toBe(
-    "the LLM failed 3 times in a row with the same kind of fault (schema; 3 different messages: schema: /changes/0/param: must be number; schema: /changes/1/value: must be number; schema: /freeze/0: must be number)",
+    "the LLM failed 3 times in a row with the same kind of fault (schema; different messages, the last 3: schema: /changes/0/param: must be number; schema: /changes/1/value: must be number; schema: /freeze/0: must be number)",
   );
   store.close();
 });
