@@ -22,6 +22,11 @@ const SECRET = "sk-test-0123456789abcdef0123456789";
 /** The LLM timeout: the local mock answers at once, so a loaded machine must not turn that into a timeout. */
 const NEVER_MS = 600_000;
 
+/** The run's LLM section: the scripted server, no retries, an outage waited out briefly. */
+function scriptedLlm(baseURL: string) {
+  return { baseURL, model: "scripted", maxRetries: 0, timeoutMs: NEVER_MS, maxRetryWaitMs: 20 };
+}
+
 function script() {
   let proposals = 0;
   const level2: Record<string, MockStep[]> = {
@@ -70,13 +75,7 @@ test("online run with a scripted LLM: failed calls recorded, an outage waited ou
       name: "online",
       iterations: 6,
       trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },
-      llm: {
-        baseURL: mock.baseURL,
-        model: "scripted",
-        maxRetries: 0,
-        timeoutMs: NEVER_MS,
-        maxRetryWaitMs: 20,
-      },
+      llm: scriptedLlm(mock.baseURL),
       acceptance: { baselineRepeats: 2 },
       level15: { every: 2, minActive: 6 },
       level2: { everyCycles: 1, retireWindow: 0 },
@@ -160,13 +159,7 @@ test("policy allowCodeGeneration=false: online, but Level 2 only uses the built-
       name: "online-nogen",
       iterations: 2,
       trainer: { kind: "synthetic", delayMs: 0, noise: 0.002 },
-      llm: {
-        baseURL: mock.baseURL,
-        model: "scripted",
-        maxRetries: 0,
-        timeoutMs: NEVER_MS,
-        maxRetryWaitMs: 20,
-      },
+      llm: scriptedLlm(mock.baseURL),
       acceptance: { baselineRepeats: 2 },
       level15: { every: 2, minActive: 6 },
       level2: { everyCycles: 1 },
