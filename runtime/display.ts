@@ -138,7 +138,7 @@ export class RunDisplay implements LoopObserver, LlmObserver {
   }): void {
     this.llmSettled();
     this.line(
-      `[${LEVEL_TAG[o.level]}] the LLM has been failing for ${duration(o.downMs)} (${o.reason}); calling again in ${duration(o.waitMs)}`,
+      `[${LEVEL_TAG[o.level]}] the LLM ${o.downMs < 1000 ? "is failing" : `has been failing for ${duration(o.downMs)}`} (${o.reason}); calling again in ${duration(o.waitMs)}`,
     );
   }
 

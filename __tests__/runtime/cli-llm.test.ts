@@ -206,6 +206,9 @@ describe("a provider outage mid-run (503 for a while, as DeepSeek answers when o
     expect(r.stderr).toMatch(
       /the LLM has been failing for [\d.]+ m?s \(http 503: 503 Server overloaded\); calling again in 1\.0 s/,
     );
+    expect(r.stderr).toContain(
+      "the LLM is failing (http 503: 503 Server overloaded); calling again in 1.0 s",
+    );
     expect(r.status).toBe(0);
     expect(failing).toBe(0);
     const store = RunStore.open(dir, { readOnly: true });
