@@ -254,7 +254,7 @@ test("a damaged run.db exits 1 from run --resume, status, export and report alik
     const r = await cliAsync(args, { env });
     expect({ args, status: r.status }).toEqual({ args, status: 1 });
     expect(r.stderr).toContain("cannot read the run database");
-    if (args[0] !== "report") expect(r.stderr).toContain(path.join(dir, "run.db"));
+    expect(r.stderr).toContain(path.join(dir, "run.db"));
   }
   expect(mock.requests.length).toBe(before);
   expect(readFileSync(path.join(dir, "run.db"), "utf8")).toMatch(/^this is not a SQLite database/);

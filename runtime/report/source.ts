@@ -35,7 +35,10 @@ export function openReportSource(
   try {
     store = RunStore.open(root, { readOnly: true });
   } catch (error) {
-    throw new UserError(`${root}: cannot read the run database: ${(error as Error).message}`, 1);
+    throw new UserError(
+      `${root}: cannot read the run database ${RunStore.dbPath(root)}: ${(error as Error).message}`,
+      1,
+    );
   }
   return {
     kind: "run",
