@@ -10,6 +10,12 @@ import { loadRunPageData } from "./run-data.ts";
 import { runBody } from "./run-page.ts";
 import { isStudyFolder, loadStudyData, STUDY_FILE, type StudyData } from "./study-data.ts";
 import { studyBody } from "./study-page.ts";
+import { isBilevelStudy, studyResultsData } from "./study-results.ts";
+
+/** A study folder's page data: `bilevel study`'s own results, or the fallback reader for others. */
+function studyPageData(dir: string): StudyData {
+  return isBilevelStudy(dir) ? studyResultsData(dir) : loadStudyData(dir);
+}
 
 export interface ReportSource {
   readonly kind: "run" | "study";
@@ -24,7 +30,7 @@ export interface ReportSource {
 /** A study folder when it holds study.json, else a run folder (which must hold run.db). */
 export function openReportSource(
   dir: string,
-  loadStudy: (dir: string) => StudyData = loadStudyData,
+  loadStudy: (dir: string) => StudyData = studyPageData,
 ): ReportSource {
   const root = path.resolve(dir);
   if (!existsSync(root)) throw new UserError(`${root}: no such folder`, 2);

@@ -11,7 +11,7 @@ import { RunStore } from "../../../runtime/store.ts";
 import { readAttempts } from "../../../runtime/study/layout.ts";
 import { loadStudy } from "../../../runtime/study/results.ts";
 import { STUDY_PARENT_ENV } from "../../../runtime/study/runner.ts";
-import { cliArgv } from "../../support/cli.ts";
+import { cliArgv, cliAsync } from "../../support/cli.ts";
 import { running, waitFor } from "../../support/wait.ts";
 
 const SURROGATE = path.resolve(import.meta.dirname, "../../../data/surrogate/cpu.jsonl");
@@ -168,5 +168,20 @@ test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, r
   const killed = orphans.map((o) => o.id).filter((id) => !finishedBefore.includes(id));
   expect(killed.length).toBeGreaterThan(0);
   expect(results.groups.map((g) => g.improvement.n)).toEqual([3, 3, 3, 3, 3]);
+
+  // Its page says what the tables say: the same groups, statistics and verdicts (results.json's).
+  const pageFile = path.join(dir, "page.html");
+  const report = await cliAsync(["report", dir, "--out", pageFile]);
+  expect(report.stderr).toBe("");
+  expect(report.status).toBe(0);
+  const page = readFileSync(pageFile, "utf8");
+  expect(page).toContain("15 / 15 finished");
+  for (const g of results.groups) {
+    const { mean, sd, median } = g.improvement;
+    expect(page).toContain(`${mean?.toFixed(4)} ± ${sd?.toFixed(4)}`);
+    expect(page).toContain(median?.toFixed(4));
+    if (g.vsA)
+      expect(page).toContain(`permutation test (${g.vsA.exact ? "exact" : "Monte Carlo"}): ${g.vsA.verdict}`);
+  }
   // 15 runs as separate processes: ~20 s on an idle 2-core machine, several times that on a loaded one.
 }, 300_000);
