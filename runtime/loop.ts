@@ -810,7 +810,9 @@ export class BilevelLoop {
     if (it % config.level15.every !== 0) return;
     const level15 = `iter:${it}:level15`;
     const cycle = store.countCheckpoints("iter:%:level15") + (store.hasCheckpoint(level15) ? 0 : 1);
-    // enabled false (groups A, D, R of a study): no Level 1.5 step; Level 2 keeps its cadence.
+    // enabled false (groups A, D, R of a study): no Level 1.5 step, but its checkpoint still marks
+    // the cycle, so Level 2 keeps its cadence (group D: every level2.everyCycles cycles, as C).
+    if (config.level15.enabled === false && !store.hasCheckpoint(level15)) store.checkpoint(level15);
     if (config.level15.enabled !== false && !store.hasCheckpoint(level15)) {
       this.search = await runLevel15({
         store,

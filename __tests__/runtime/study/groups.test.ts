@@ -57,3 +57,22 @@ test("the built-in groups differ only in the levels they switch on", () => {
   expect(g.C?.run).toEqual({});
   expect(g.R?.run).toMatchObject({ level1: { restartEvery: 10 } });
 });
+
+test("group D's shape (Level 1.5 off, Level 2 on): Level 2 keeps its cadence of cycles, as in C", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "bilevel-group-d-"));
+  const config = testConfig({
+    ...RUN,
+    level1: { restartEvery: 0 },
+    level15: { every: 2, enabled: false },
+    level2: { everyCycles: 2 },
+  });
+  await executeRun({ dir, config: { ...config, iterations: 8 }, offline: true, observer: {} });
+  const store = RunStore.open(dir, { readOnly: true });
+  const events = store.events();
+  store.close();
+  // Cycles end at iterations 2, 4, 6, 8; every second one holds a Level 2 session.
+  expect(events.filter((e) => e.level === "2" && e.kind === "session").map((e) => e.iteration)).toEqual([
+    4, 8,
+  ]);
+  expect(events.filter((e) => e.level === "1.5")).toEqual([]);
+});
