@@ -6,6 +6,7 @@
 // Up to `parallel` trials are in flight at once (an executor runs them: runtime/executors/); the
 // next proposal is made while they train, and each is judged when it finishes. In-flight trials
 // are drained at a cycle boundary, before Level 1.5 and Level 2 act.
+import { setImmediate } from "node:timers/promises";
 import type { Change, Config, Json, ParamSpec, PendingTrial, Trial } from "../mechanism-api/index.d.ts";
 import type { DryRunTrace, HookContextData } from "../sandbox/types.ts";
 import { checkConstraints } from "../trainer/constraints.ts";
@@ -308,6 +309,10 @@ export class BilevelLoop {
 
   /** Before iteration `it`: a free slot (a drained pool at a boundary), then the after-steps due. false: stopped. */
   private async makeRoom(it: number): Promise<boolean> {
+    // One turn of the event loop per iteration: with a trainer that answers at once (the surrogate,
+    // a synthetic one without delay) nothing else would let a signal or a timer (a study's
+    // parent watch) run before the last iteration.
+    await setImmediate();
     if (this.boundary(it - 1)) await this.drain();
     else while (this.pool.freeSlot() === null && !this.aborted()) await this.takeNext();
     if (this.aborted()) return false;

@@ -212,6 +212,22 @@ test("SIGTERM and SIGHUP (a closed terminal) stop a run cleanly too: exit 143 / 
   expect(status).toMatchObject({ status: "stopped", statusReason: "stopped by Ctrl-C (SIGINT)" });
 }, 180_000);
 
+test("a run whose trainer answers at once (the surrogate) still stops on Ctrl-C, not after its last iteration", async () => {
+  const dir = path.join(tmp, "surrogate-ctrl-c");
+  const file = config("fast", { iterations: 100_000, level2: { everyCycles: 0 } });
+  const r = await interrupted(
+    ["run", "--config", file, "--out", dir, "--offline", "--objective", "surrogate"],
+    /\[L1 \] #\d+ /,
+  );
+  expect(r.code).toBe(130);
+  const status = JSON.parse((await cliAsync(["status", dir, "--json"])).stdout) as {
+    status: string;
+    iterationsDone: number;
+  };
+  expect(status.status).toBe("stopped");
+  expect(status.iterationsDone).toBeLessThan(100_000);
+}, 120_000);
+
 test("config and folder errors name what is wrong: the file, the closest key, a missing file or folder", async () => {
   const typo = path.join(tmp, "typo.json");
   writeFileSync(typo, JSON.stringify({ itrations: 3, seed: "seven" }));
