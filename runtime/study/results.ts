@@ -102,7 +102,7 @@ export interface StudyResults {
   readonly spec: StudySpec;
   readonly target: {
     readonly value: number | null;
-    readonly source: "spec" | "median best of all finished runs";
+    readonly source: "spec" | "--target" | "median best of all finished runs";
   };
   readonly runs: readonly RunResult[];
   readonly groups: readonly GroupResult[];
@@ -197,14 +197,15 @@ export function loadStudy(dir: string, options: { target?: number } = {}): Study
   const attempts = readAttempts(dir);
   const partial = runs.map((r) => readRun(dir, r, attempts));
   const finishedBest = partial.flatMap((r) => (r.state === "finished" && r.best !== null ? [r.best] : []));
-  const given = options.target ?? spec.target;
   const target =
-    given !== null
-      ? { value: given, source: "spec" as const }
-      : {
-          value: finishedBest.length ? median(finishedBest) : null,
-          source: "median best of all finished runs" as const,
-        };
+    options.target !== undefined
+      ? { value: options.target, source: "--target" as const }
+      : spec.target !== null
+        ? { value: spec.target, source: "spec" as const }
+        : {
+            value: finishedBest.length ? median(finishedBest) : null,
+            source: "median best of all finished runs" as const,
+          };
   const results: RunResult[] = partial.map((r) => ({ ...r, reachedAt: reachedAt(r.curve, target.value) }));
   const groups = spec.groups.map((g) => groupResult(spec, g.name, g.description, results));
   return { dir, spec, target, runs: results, groups };

@@ -138,7 +138,8 @@ export function permutationTest(
   return { p: (share * RESAMPLES + 1) / (RESAMPLES + 1), exact: false };
 }
 
-export type Verdict = "better" | "worse" | "no detectable difference";
+/** "too few runs": fewer than two finished runs on a side, so nothing can be said either way. */
+export type Verdict = "better" | "worse" | "no detectable difference" | "too few runs";
 
 export interface Comparison {
   readonly against: string;
@@ -177,6 +178,6 @@ export function compare(
     ci,
     p: test?.p ?? null,
     exact: test?.exact ?? false,
-    verdict: verdict(ci, test?.p ?? null),
+    verdict: x.length < 2 || y.length < 2 ? "too few runs" : verdict(ci, test?.p ?? null),
   };
 }

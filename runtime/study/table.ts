@@ -86,8 +86,15 @@ export function formatStudy(results: StudyResults): string {
   );
   const notes = [
     `Δ = mean improvement of the group − that of A (or R); p: two-sided permutation test of the difference of means (~: Monte Carlo, else exact).`,
-    `A difference is called better/worse only when its 95% CI excludes 0 and p < ${ALPHA}; otherwise "no detectable difference".`,
+    `A difference is called better/worse only when its 95% CI excludes 0 and p < ${ALPHA}; otherwise "no detectable difference" ("too few runs": fewer than 2 finished on a side).`,
     `target val_bpb: ${target}.`,
   ];
+  const unfinished = results.runs.filter((r) => r.state !== "finished");
+  if (unfinished.length > 0) {
+    const states = [...new Set(unfinished.map((r) => r.state))].join(", ");
+    notes.unshift(
+      `NOT FINAL: ${unfinished.length} of ${results.runs.length} runs are not finished (${states}: ${unfinished.map((r) => r.id).join(", ")}); the statistics cover the finished runs only, so the groups may not share their seeds. Run the same command again to continue.`,
+    );
+  }
   return [...head, "", stats, "", tests, "", costs, "", ...notes, ""].join("\n");
 }

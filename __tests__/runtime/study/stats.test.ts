@@ -70,4 +70,8 @@ test("compare: separated groups are better with n stated; the difference CI is d
   expect(c.ci?.[0]).toBeGreaterThan(0);
   expect(bootstrapDiffCI(x, y, 7)).toEqual(c.ci);
   expect(compare("A", [0.1, 0.2, 0.3], [0.1, 0.2, 0.3], 7).verdict).toBe("no detectable difference");
+  // Fewer than two finished runs on a side (e.g. every run of a group failed): nothing to say.
+  expect(compare("A", [], [0.1, 0.2, 0.3], 7).verdict).toBe("too few runs");
+  expect(compare("A", [0.5], [0.1, 0.2, 0.3], 7).verdict).toBe("too few runs");
+  expect(compare("A", [0.5, 0.6], [0.1], 7).verdict).toBe("too few runs");
 });

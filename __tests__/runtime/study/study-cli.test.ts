@@ -11,6 +11,7 @@ import { RunStore } from "../../../runtime/store.ts";
 import { readAttempts } from "../../../runtime/study/layout.ts";
 import { loadStudy } from "../../../runtime/study/results.ts";
 import { STUDY_PARENT_ENV } from "../../../runtime/study/runner.ts";
+import { formatStudy } from "../../../runtime/study/table.ts";
 import { cliArgv, cliAsync } from "../../support/cli.ts";
 import { running, waitFor } from "../../support/wait.ts";
 
@@ -139,6 +140,12 @@ test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, r
   // Its run processes notice that the study is gone and stop on their own.
   await waitFor(() => orphans.every((o) => !running(o.pid)), { intervalMs: 50 });
 
+  // Tables computed now (runs missing) say they are not final, naming the unfinished runs.
+  expect(formatStudy(loadStudy(dir))).toMatch(
+    /^NOT FINAL: \d+ of 15 runs are not finished \(.*\); the statistics cover/m,
+  );
+  expect(loadStudy(dir, { target: 2.9 }).target).toEqual({ value: 2.9, source: "--target" });
+
   const second = await start(args).done;
   expect(second.stderr).toMatch(/already finished/);
   // Its stderr in place of the code, so that a failure says which run failed and why.
@@ -168,6 +175,7 @@ test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, r
   const killed = orphans.map((o) => o.id).filter((id) => !finishedBefore.includes(id));
   expect(killed.length).toBeGreaterThan(0);
   expect(results.groups.map((g) => g.improvement.n)).toEqual([3, 3, 3, 3, 3]);
+  expect(formatStudy(results)).not.toContain("NOT FINAL");
 
   // Its page says what the tables say: the same groups, statistics and verdicts (results.json's).
   const pageFile = path.join(dir, "page.html");
