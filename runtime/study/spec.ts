@@ -160,6 +160,12 @@ function deepMerge(base: unknown, over: unknown): unknown {
 function resolveGroups(names: readonly string[], file: StudyFile, restartEvery: number): StudyGroup[] {
   const builtin = builtinGroups(restartEvery);
   const custom = file.customGroups ?? {};
+  // Every "vs A" and "vs R" comparison means the built-in groups: a custom one may not take their names.
+  const taken = Object.keys(custom).filter((name) => builtin[name] !== undefined);
+  if (taken.length > 0)
+    throw new ConfigError(
+      `customGroups.${taken[0]}: ${taken.join(", ")} ${taken.length > 1 ? "are built-in groups" : "is a built-in group"} (A, B, C, D, R); give the custom group another name`,
+    );
   return names.map((name) => {
     const c = custom[name];
     if (c) {

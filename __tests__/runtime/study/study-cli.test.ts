@@ -68,8 +68,12 @@ test("bad input is exit 2 and creates nothing: unknown group, --repeats 0, a gar
   const dir = mkdtempSync(path.join(tmpdir(), "bilevel-study-bad-"));
   const garbage = path.join(dir, "garbage.jsonl");
   writeFileSync(garbage, "col1,col2\n1,2\n");
+  // A custom group may not take a built-in group's name: every "vs A" would then mean something else.
+  const shadow = path.join(dir, "shadow.json");
+  writeFileSync(shadow, JSON.stringify({ customGroups: { A: { extends: "C", description: "my A" } } }));
   const cases: [string[], RegExp][] = [
     [["--groups", "A,Z", "--objective", `surrogate:${SURROGATE}`], /unknown group "Z"/],
+    [["--config", shadow, "--objective", `surrogate:${SURROGATE}`], /customGroups\.A: A is a built-in group/],
     [["--repeats", "0"], /--repeats.*expected a positive integer/],
     [["--objective", `surrogate:${garbage}`], /garbage\.jsonl:1: not a JSON line/],
   ];
