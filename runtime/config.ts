@@ -422,8 +422,14 @@ function unknownField(name: string, extra: string, known: readonly string[]): st
   return `${name}: unknown field${near ? ` (did you mean ${near}?)` : ""}`;
 }
 
-/** One line per problem; `root`: the schema the errors' schemaPaths point into. */
-function describe(errors: readonly ErrorObject[], root: unknown = RUN_CONFIG_SCHEMA): string {
+/**
+ * One line per problem, naming the field (an unknown one with the closest known key); `root`: the
+ * schema the errors' schemaPaths point into (the run config's, or another file's, e.g. a study's).
+ */
+export function describeSchemaErrors(
+  errors: readonly ErrorObject[],
+  root: unknown = RUN_CONFIG_SCHEMA,
+): string {
   const lines = errors
     .filter((e) => e.keyword !== "oneOf" && e.keyword !== "anyOf" && e.keyword !== "const")
     .map((e) => {
@@ -465,7 +471,7 @@ function describeKinded(section: keyof typeof KIND_SECTIONS, value: unknown): st
   const { validate, schema } = branch;
   validate(value);
   return (validate.errors ?? []).map((e) => {
-    const inner = describe([{ ...e, instancePath: `/${section}${e.instancePath}` }], schema);
+    const inner = describeSchemaErrors([{ ...e, instancePath: `/${section}${e.instancePath}` }], schema);
     return e.keyword === "required" ? `${section}: ${e.message ?? "is invalid"} (kind ${kind})` : inner;
   });
 }
@@ -496,7 +502,7 @@ export function mergeRunConfig(
       lines.push(...describeKinded(section, isPlainObject(merged) ? merged[section] : undefined));
       rest = rest.filter((e) => !inSection(e));
     }
-    if (rest.length > 0) lines.push(describe(rest));
+    if (rest.length > 0) lines.push(describeSchemaErrors(rest));
     throw new ConfigError(`${invalid}:\n${lines.join("\n")}`);
   }
   return merged;

@@ -159,7 +159,11 @@ async function interrupted(
   });
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   await waitFor(() => ready.test(stderr));
-  for (const signal of signals.length > 0 ? signals : (["SIGINT"] as const)) child.kill(signal);
+  const [first = "SIGINT", ...later] = signals;
+  child.kill(first);
+  // Any later signal once the first is being handled (signals sent together may arrive in any order).
+  if (later.length > 0) await waitFor(() => /stopping \(/.test(stderr));
+  for (const signal of later) child.kill(signal);
   const code = await exited;
   return { code, stderr };
 }

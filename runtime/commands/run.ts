@@ -279,8 +279,8 @@ function signalExit(signal: StopSignal): number {
 
 /**
  * The run under SIGINT / SIGTERM / SIGHUP: the first stops it cleanly, recorded as stopped by that
- * signal (exit 128 + its number); a second Ctrl-C quits at once. Another SIGTERM or SIGHUP during
- * the stop does not: a study's Ctrl-C reaches its runs both from the terminal (SIGINT, their
+ * signal (exit 128 + its number); a second Ctrl-C after a Ctrl-C quits at once. Any other signal
+ * during the stop does not: a study's Ctrl-C reaches its runs both from the terminal (SIGINT, their
  * process group) and from the study (SIGTERM), and a hang-up likewise.
  */
 async function runStoppable(
@@ -291,11 +291,14 @@ async function runStoppable(
   const controller = new AbortController();
   const display = new RunDisplay();
   let exitCode = 130; // a stop without a signal: the study that started the run is gone
+  let stoppedBy: StopSignal | null = null;
   const stop = (signal: StopSignal) => {
     if (controller.signal.aborted) {
-      if (signal === "SIGINT") process.exit(signalExit(signal));
+      // Only a repeated Ctrl-C quits at once (signals sent together may arrive in either order).
+      if (signal === "SIGINT" && stoppedBy === "SIGINT") process.exit(signalExit(signal));
       return;
     }
+    stoppedBy = signal;
     exitCode = signalExit(signal);
     if (signal === "SIGHUP") quietOutput();
     const inFlight = display.trialsInFlight().map((id) => `#${id}`);

@@ -6,6 +6,7 @@ import path from "node:path";
 import { Ajv } from "ajv";
 import {
   ConfigError,
+  describeSchemaErrors,
   mergeRunConfig,
   type ResolvedRunConfig,
   readConfigFile,
@@ -130,10 +131,10 @@ export function readStudyFile(file: string): StudyFile {
   const raw = readConfigFile(file);
   const problem = jsonInputProblem(raw);
   if (problem !== null) throw new ConfigError(`invalid study config ${file}: ${problem}`);
-  if (!validateFile(raw)) {
-    const why = (validateFile.errors ?? []).map((e) => `${e.instancePath || "(top level)"} ${e.message}`);
-    throw new ConfigError(`invalid study config ${file}:\n${why.join("\n")}`);
-  }
+  if (!validateFile(raw))
+    throw new ConfigError(
+      `invalid study config ${file}:\n${describeSchemaErrors(validateFile.errors ?? [], fileSchema)}`,
+    );
   return raw;
 }
 

@@ -71,9 +71,15 @@ test("bad input is exit 2 and creates nothing: unknown group, --repeats 0, a gar
   // A custom group may not take a built-in group's name: every "vs A" would then mean something else.
   const shadow = path.join(dir, "shadow.json");
   writeFileSync(shadow, JSON.stringify({ customGroups: { A: { extends: "C", description: "my A" } } }));
+  const typo = path.join(dir, "typo.json");
+  writeFileSync(typo, JSON.stringify({ repeat: 3 }));
   const cases: [string[], RegExp][] = [
     [["--groups", "A,Z", "--objective", `surrogate:${SURROGATE}`], /unknown group "Z"/],
     [["--config", shadow, "--objective", `surrogate:${SURROGATE}`], /customGroups\.A: A is a built-in group/],
+    [
+      ["--config", typo, "--objective", `surrogate:${SURROGATE}`],
+      /repeat: unknown field \(did you mean repeats\?\)/,
+    ],
     [["--repeats", "0"], /--repeats.*expected a positive integer/],
     [["--objective", `surrogate:${garbage}`], /garbage\.jsonl:1: not a JSON line/],
   ];
