@@ -135,18 +135,26 @@ function peekJobs(dir: string): JobRow[] {
 test("a run killed with two trials in flight resumes: nothing completed lost or duplicated, the two rerun", async () => {
   const tmp = mkdtempSync(path.join(tmpdir(), "bilevel-parallel-kill-"));
   const configFile = path.join(tmp, "run.json");
-  writeFileSync(configFile, JSON.stringify(runConfig(1500, { iterations: 8, parallel: 2 })));
+  const delayMs = 2000;
+  writeFileSync(configFile, JSON.stringify(runConfig(delayMs, { iterations: 8, parallel: 2 })));
   const dir = path.join(tmp, "run");
   const child = spawn(process.execPath, cliArgv("run", "--config", configFile, "--out", dir, "--offline"), {
     stdio: ["ignore", "ignore", "pipe"],
   });
   const done = finished(child);
-  // Kill once a search trial is stored and two more are in flight.
+  // Kill once a search trial is stored and two more are in flight, each with at least half its
+  // time left, so neither can finish before the kill lands (on a loaded machine too).
   const inFlight = (jobs: JobRow[]) => jobs.filter((j) => j.kind === "search" && j.state !== "done");
+  const fresh = (j: JobRow) => Date.now() - (j.startedMs ?? j.submittedMs) < delayMs / 2;
   await waitFor(
     () => {
       const jobs = peekJobs(dir);
-      return jobs.some((j) => j.kind === "search" && j.state === "done") && inFlight(jobs).length === 2;
+      const flying = inFlight(jobs);
+      return (
+        jobs.some((j) => j.kind === "search" && j.state === "done") &&
+        flying.length === 2 &&
+        flying.every(fresh)
+      );
     },
     { intervalMs: 10 },
   );
