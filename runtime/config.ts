@@ -510,18 +510,11 @@ export function mergeRunConfig(
 
 /**
  * A stored run config with the fields added since it was stored (a run made by an older bilevel,
- * resumed by this one) at their defaults; a section's present fields, and kinded sections (trainer,
- * executor) whole, stay as stored.
+ * resumed by this one) at their defaults: the stored config merged over the defaults, as a user's
+ * file is (every stored field stays as it is).
  */
 export function withNewDefaults(stored: ResolvedRunConfig): ResolvedRunConfig {
-  const out: Record<string, unknown> = { ...stored };
-  for (const [key, value] of Object.entries(DEFAULT_RUN_CONFIG)) {
-    const have = out[key];
-    if (have === undefined) out[key] = value;
-    else if (key !== "trainer" && key !== "executor" && isPlainObject(value) && isPlainObject(have))
-      out[key] = { ...value, ...have };
-  }
-  return out as unknown as ResolvedRunConfig;
+  return merge(DEFAULT_RUN_CONFIG, stored) as ResolvedRunConfig;
 }
 
 /** Merge, validate and resolve: device, paths, policy, search space, starting config. */

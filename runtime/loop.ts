@@ -817,8 +817,8 @@ export class BilevelLoop {
     const cycle = store.countCheckpoints("iter:%:level15") + (store.hasCheckpoint(level15) ? 0 : 1);
     // enabled false (groups A, D, R of a study): no Level 1.5 step, but its checkpoint still marks
     // the cycle, so Level 2 keeps its cadence (group D: every level2.everyCycles cycles, as C).
-    if (config.level15.enabled === false && !store.hasCheckpoint(level15)) store.checkpoint(level15);
-    if (config.level15.enabled !== false && !store.hasCheckpoint(level15)) {
+    if (!store.hasCheckpoint(level15) && config.level15.enabled === false) store.checkpoint(level15);
+    else if (!store.hasCheckpoint(level15)) {
       this.search = await runLevel15({
         store,
         config,

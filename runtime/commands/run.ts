@@ -1,7 +1,6 @@
 // `bilevel run | demo | status | export | schema | config show`: start or resume a run, look at one,
 // export it, or see the resolved config a run would use.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { formatRange } from "../../trainer/script-space.ts";
@@ -22,6 +21,13 @@ import { UserError } from "../errors.ts";
 import { defaultRunDir, launcherCommand, REPO_ROOT } from "../paths.ts";
 import { buildReport, formatReport } from "../report.ts";
 import { runLockHolder } from "../run-lock.ts";
+import {
+  quietOutput,
+  STOP_SIGNAL_NAMES,
+  STOP_SIGNALS,
+  type StopSignal,
+  signalExit,
+} from "../stop-signals.ts";
 import { RunStore } from "../store.ts";
 import { recordedByStudy, studyParent } from "../study/runner.ts";
 import { DEFAULT_SURROGATE_FILE } from "../surrogate/data.ts";
@@ -261,23 +267,6 @@ function refuseHeldFolder(dir: string): void {
 }
 
 /**
- * The signals that stop a run cleanly (the trial in flight killed, the store consistent, `--resume`
- * continues), with how the record names them. SIGHUP is among them: Node undoes nohup's ignoring
- * of it, so a closed terminal would otherwise kill the run outright.
- */
-const STOP_SIGNALS = {
-  SIGINT: "Ctrl-C (SIGINT)",
-  SIGTERM: "SIGTERM",
-  SIGHUP: "SIGHUP (hang-up: e.g. its terminal closed)",
-} as const;
-type StopSignal = keyof typeof STOP_SIGNALS;
-
-/** The exit status of a process stopped by `signal`: 128 + its number (130, 143, 129). */
-function signalExit(signal: StopSignal): number {
-  return 128 + os.constants.signals[signal];
-}
-
-/**
  * The run under SIGINT / SIGTERM / SIGHUP: the first stops it cleanly, recorded as stopped by that
  * signal (exit 128 + its number); a second Ctrl-C after a Ctrl-C quits at once. Any other signal
  * during the stop does not: a study's Ctrl-C reaches its runs both from the terminal (SIGINT, their
@@ -312,8 +301,7 @@ async function runStoppable(
     );
     controller.abort(`stopped by ${STOP_SIGNALS[signal]}`);
   };
-  const signals = Object.keys(STOP_SIGNALS) as StopSignal[];
-  for (const signal of signals) process.on(signal, stop);
+  for (const signal of STOP_SIGNAL_NAMES) process.on(signal, stop);
   const watch = watchStudyParent(controller);
   try {
     const summary = await executeRun({
@@ -326,14 +314,9 @@ async function runStoppable(
     });
     return { ...summary, exitCode };
   } finally {
-    for (const signal of signals) process.off(signal, stop);
+    for (const signal of STOP_SIGNAL_NAMES) process.off(signal, stop);
     if (watch) clearInterval(watch);
   }
-}
-
-/** After a hang-up the terminal is gone: writes to it fail (EIO), and must not end the run's clean stop. */
-function quietOutput(): void {
-  for (const stream of [process.stdout, process.stderr]) stream.on("error", () => undefined);
 }
 
 /**

@@ -1,12 +1,12 @@
 // `bilevel study`: groups × repeats of ordinary runs in one folder, resumable as a whole, then
 // the statistics table (runtime/study/). docs/studies.md explains the groups and the numbers.
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
 import { configDiff } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { defaultRunDir } from "../paths.ts";
+import { quietOutput, STOP_SIGNAL_NAMES, type StopSignal, signalExit } from "../stop-signals.ts";
 import { isStudy, readStudyJson, resultsPath, type StudyFile, writeStudyJson } from "../study/layout.ts";
 import { loadStudy } from "../study/results.ts";
 import { runStudy } from "../study/runner.ts";
@@ -146,28 +146,27 @@ async function study(options: StudyOptions): Promise<number> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   log(`study ${file.spec.name}: ${file.runs.length} runs in ${dir} (${options.jobs} at a time)`);
   const controller = new AbortController();
-  let stoppedBy: NodeJS.Signals | null = null;
+  let stoppedBy: StopSignal | null = null;
   // A hang-up (the terminal closed) stops the study cleanly too, like Ctrl-C; its log then goes nowhere.
-  const stop = (signal: NodeJS.Signals) => {
+  const stop = (signal: StopSignal) => {
     if (controller.signal.aborted) return;
     stoppedBy = signal;
-    if (signal === "SIGHUP") for (const s of [process.stdout, process.stderr]) s.on("error", () => undefined);
+    if (signal === "SIGHUP") quietOutput();
     log(`stopping (${signal}): the runs stop and keep their progress; continue with the same command`);
     controller.abort();
   };
-  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-  for (const signal of signals) process.on(signal, stop);
+  for (const signal of STOP_SIGNAL_NAMES) process.on(signal, stop);
   let summary: Awaited<ReturnType<typeof runStudy>>;
   try {
     summary = await runStudy(dir, file, { jobs: options.jobs, log, signal: controller.signal });
   } finally {
-    for (const signal of signals) process.off(signal, stop);
+    for (const signal of STOP_SIGNAL_NAMES) process.off(signal, stop);
   }
   const results = loadStudy(dir, options.target !== undefined ? { target: options.target } : {});
   writeFileSync(resultsPath(dir), `${JSON.stringify(results, null, 2)}\n`);
   process.stdout.write(options.json ? `${jsonForTerminal(results)}\n` : formatStudy(results));
   log(`study folder: ${dir} (results.json; each run under runs/)`);
-  if (controller.signal.aborted) return 128 + os.constants.signals[stoppedBy ?? "SIGINT"];
+  if (controller.signal.aborted) return signalExit(stoppedBy ?? "SIGINT");
   if (summary.failed.length > 0) {
     log(
       `${summary.failed.length} run(s) did not finish: ${summary.failed.join(", ")}; run the same command again to continue them`,

@@ -296,8 +296,7 @@ export class RunLlm implements LlmClient {
       return;
     }
     const message = `${spent}: no more LLM calls; the offline proposer, rule-based Level 1.5 and the library Level 2 take over`;
-    this.d.store.addEvent(this.d.store.completedIterations(), "run", "llm-budget", message);
-    this.d.emit("run", message);
+    this.record("run", "llm-budget", message);
   }
 
   private end(stop: LlmStop, kind: string): void {
