@@ -1,22 +1,18 @@
 // The page of a folder made by `bilevel study`: its results (runtime/study/results.ts, what the
 // command prints and writes to results.json) as the page's data, so the page says what the tables
 // say — the same statistics, comparisons and verdicts, recomputed from the run stores.
-import { readFileSync } from "node:fs";
-import path from "node:path";
+import { readStudyJson } from "../study/layout.ts";
 import { loadStudy, type RunResult, type StudyResults } from "../study/results.ts";
-import { STUDY_FORMAT } from "../study/spec.ts";
 import type { Comparison, Summary as StudySummary } from "../study/stats.ts";
 import type { CurvePoint, StudyComparison, StudyData, StudyGroup, StudyRun, Summary } from "./study-data.ts";
 
 /** Whether `dir`'s study.json was written by `bilevel study` (else another tool's, read by the fallback). */
 export function isBilevelStudy(dir: string): boolean {
   try {
-    const parsed = JSON.parse(readFileSync(path.join(dir, "study.json"), "utf8")) as {
-      spec?: { format?: unknown };
-    };
-    return parsed.spec?.format === STUDY_FORMAT;
+    readStudyJson(dir); // refuses a study.json of another format, or none
+    return true;
   } catch {
-    return false; // unreadable: the fallback says why
+    return false; // the fallback reader says why
   }
 }
 
