@@ -1,6 +1,6 @@
 // `npm run bench:sandbox`: compile times (cold and warm), hook-call round trip host → child →
-// isolate (median, p99) next to a direct in-process call and a bare isolated-vm call on a
-// persistent context, the child's cold start, and the latency per hook at 1, 3 and 8 active
+// isolate (median, p99; also with the largest history a run sends) next to a direct in-process
+// call and a bare isolated-vm call on a persistent context, the child's cold start, and the latency per hook at 1, 3 and 8 active
 // mechanisms, batched (one round trip per phase) and one round trip per call, and where one call's
 // time goes (each stage timed on its own, in this process). A benchmark, not a test: it prints
 // figures, with the CPU and the load average (the machine may be shared).
@@ -8,11 +8,21 @@ import { spawnSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { Worker } from "node:worker_threads";
 import ivm from "isolated-vm";
+import type { Trial } from "../mechanism-api/index.d.ts";
 import { FILTER_CHAIN_RULE } from "../runtime/level1/filter-chain.ts";
 import { BOOTSTRAP_FILE, FIXED_NOW, GUEST_BOOTSTRAP, wrapMechanismJs } from "../sandbox/guest.ts";
 import { DEFAULT_POLICY, loadDefaultParams, Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import { MemoryWatchdog } from "../sandbox/memory-watchdog.ts";
-import { isRequest, isResponse, toWireCall, type WireCall } from "../sandbox/protocol.ts";
+import {
+  callTexts,
+  HeldTexts,
+  isRequest,
+  isResponse,
+  toWireCall,
+  type WireCall,
+  wireContext,
+  withTexts,
+} from "../sandbox/protocol.ts";
 import { guestArgs, Runner, warmInput } from "../sandbox/runner.ts";
 import type { CompiledMechanism, DryRunTrace, HookBatch, HookCall } from "../sandbox/types.ts";
 
@@ -108,14 +118,33 @@ async function roundTrip(sandbox: Sandbox, call: HookCall): Promise<{ rows: Row[
     await sandbox.call(call);
     burst.push(performance.now() - t);
   }
+  // The largest history a run sends (proposer.historyWindow is at most 200 trials).
+  const long = { ...call, context: { ...call.context, history: longHistory(call.context.history, 200) } };
+  const spacedLong: number[] = [];
+  for (let i = -20; i < CALLS / 4; i++) {
+    await sleep(GAP_MS);
+    const t = performance.now();
+    await sandbox.call(long);
+    if (i >= 0) spacedLong.push(performance.now() - t);
+  }
   const rt = stats(spaced);
   const rb = stats(burst);
+  const rl = stats(spacedLong);
   const rows: Row[] = [
     [`hook round trip, ${GAP_MS} ms apart (n=${CALLS}) median`, `${us(rt.median)} (goal ≤ 500 µs)`],
     ["hook round trip p99", `${us(rt.p99)} (goal ≤ 2000 µs)`],
     [`hook round trip back-to-back (n=${burst.length}) median / p99`, `${us(rb.median)} / ${us(rb.p99)}`],
+    [
+      `hook round trip, ${GAP_MS} ms apart, a 200-trial history (n=${spacedLong.length}) median / p99`,
+      `${us(rl.median)} / ${us(rl.p99)}`,
+    ],
   ];
   return { rows, medianUs: rt.median * 1000 };
+}
+
+/** `n` trials made of `trials` repeated, numbered 1..n. */
+function longHistory(trials: readonly Trial[], n: number): Trial[] {
+  return Array.from({ length: n }, (_, i) => ({ ...trials[i % trials.length]!, id: i + 1, iteration: i }));
 }
 
 /**
@@ -222,15 +251,28 @@ async function breakdown(call: HookCall, compiled: CompiledMechanism, roundTripU
   clearInterval(keepAlive);
   const error = await runner.load("stages", compiled);
   if (error) throw new Error(JSON.stringify(error));
-  const line = JSON.stringify({ op: "call", id: 1, ...toWireCall({ ...call, mechanismId: "stages" }) });
+  // As the round trip's calls go: the child holds the texts (the same search space and history).
+  const own = { ...call, mechanismId: "stages" };
+  const first = await runner.call(toWireCall(own));
+  if (!first.ok) throw new Error(JSON.stringify(first.error));
+  const held = new HeldTexts();
+  held.settle(callTexts(call.context), true);
+  const toLine = () => {
+    const { context, ...rest } = own;
+    const head = JSON.stringify({ op: "call", id: 1, ...rest, ...wireContext(context) });
+    return withTexts(head, held.leaveOut(callTexts(context)));
+  };
+  const line = toLine();
   const request = JSON.parse(line) as WireCall;
-  const answer = { id: 1, op: "call", outcome: await runner.call(request) };
+  const outcome = await runner.call(request);
+  if (!outcome.ok) throw new Error(JSON.stringify(outcome.error));
+  const answer = { id: 1, op: "call", outcome };
   const response = JSON.stringify(answer);
   const [n, gap] = [400, GAP_MS];
   // Each stage as often as the round trip's calls come (caches and JIT as cold as there).
   const stage = (fn: () => unknown) => timedStage(n, gap, fn);
   const stages: [string, number][] = [
-    ["host: the call to JSON", await stage(() => JSON.stringify({ op: "call", ...toWireCall(call) }))],
+    ["host: the call to JSON (texts the child holds left out)", await stage(toLine)],
     ["child: parse the line, validate it (ajv)", await stage(() => isRequest(JSON.parse(line)))],
     ["child: check the call's data", await stage(() => runner.checkCall(request))],
     [
@@ -306,7 +348,8 @@ async function offPath(compiled: CompiledMechanism, call: HookCall): Promise<Row
   const script = isolate.compileScriptSync(wrapMechanismJs(compiled.js), { filename: "mechanism.js" });
   const host = new ivm.Callback(() => '{"ok":true,"value":null}');
   const bootArgs = [host, FIXED_NOW, DEFAULT_POLICY.maxJsonBytes, 64];
-  const args = guestArgs(toWireCall(call));
+  const wire = toWireCall(call);
+  const args = guestArgs(wire, wire);
   const keys = ["create", "boot", "warm", "cold call", "warmed call", "second call"] as const;
   const t = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<
     (typeof keys)[number],

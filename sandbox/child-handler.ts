@@ -1,8 +1,8 @@
 // What the sandbox child answers to one validated request. Kept apart from child.ts (which owns
 // the process's pipes) so that the mapping of failures to answers can be tested on its own.
-import type { ParamSpec, Proposal, Trial } from "../mechanism-api/index.d.ts";
+import type { Proposal, Trial } from "../mechanism-api/index.d.ts";
 import { batchCall, InvalidRequest, type Request, type Response } from "./protocol.ts";
-import type { Runner } from "./runner.ts";
+import type { CheckedCall, Runner } from "./runner.ts";
 import { sanitize } from "./sanitize.ts";
 import type { ChainRuleModule } from "./types.ts";
 
@@ -67,7 +67,7 @@ export async function handleBatch(
   send: (response: Response) => void,
   chainRule?: () => Promise<ChainRuleModule>,
 ): Promise<Response> {
-  let params: ParamSpec[] = [];
+  let checked: CheckedCall | null = null;
   let chain: ChainRuleModule | null = null;
   try {
     if (request.chain && (request.hook !== "filter" || !isProposal(request.argument))) {
@@ -75,17 +75,19 @@ export async function handleBatch(
     }
     if (request.chain && !chainRule) throw new InvalidRequest("this sandbox has no filter-chain rule");
     for (let i = 0; i < request.calls.length; i++)
-      params = runner.checkCall(batchCall(request, i, request.argument));
+      checked = runner.checkCall(batchCall(request, i, request.argument));
     if (request.chain && chainRule) chain = await chainRule();
   } catch (e) {
     return failedRequest(request, e);
   }
   let argument = request.argument;
   let count = 0;
+  if (checked === null) return failedRequest(request, new InvalidRequest("a batch of no calls"));
+  const params = checked.params;
   try {
     for (let index = 0; index < request.calls.length; index++) {
       const t0 = performance.now();
-      const outcome = await runner.call(batchCall(request, index, argument), params);
+      const outcome = await runner.call(batchCall(request, index, argument), checked);
       send({ id: request.id, op: "item", index, ms: performance.now() - t0, outcome });
       count++;
       if (!chain || !request.chain || !isProposal(argument)) continue;

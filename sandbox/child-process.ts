@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { type Failure, LineProcess, lineProcessEnv, type Routed } from "./line-process.ts";
 import { MEMORY_KILL_MARK } from "./memory-watchdog.ts";
-import { isResponse, type Request, type Response } from "./protocol.ts";
+import { HeldTexts, isResponse, type Request, type Response } from "./protocol.ts";
 import type { SandboxPolicy } from "./types.ts";
 
 const CHILD_ENTRY = path.join(import.meta.dirname, "child.ts");
@@ -36,6 +36,8 @@ export function isFailure(reply: Reply): reply is Failure {
 
 export class SandboxChild extends LineProcess<Response> {
   private readonly watchdog: NodeJS.Timeout;
+  /** The call texts this child holds (a request leaves them out). */
+  readonly heldTexts = new HeldTexts();
 
   private constructor(options: ChildOptions) {
     super({

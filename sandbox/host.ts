@@ -17,7 +17,16 @@ import { compilerCacheDir } from "./compiler-blob.ts";
 import { Compiler } from "./compiler-process.ts";
 import { timeoutMessage } from "./fault-messages.ts";
 import { defaultPolicy } from "./policy.ts";
-import { type ChildCallOutcome, isResponse, MAX_LINE_CHARS, toWireBatch, toWireCall } from "./protocol.ts";
+import {
+  type CallTexts,
+  type ChildCallOutcome,
+  callTexts,
+  isResponse,
+  MAX_LINE_CHARS,
+  toWireBatch,
+  wireContext,
+  withTexts,
+} from "./protocol.ts";
 import { compiledMechanismSchema } from "./schemas.ts";
 import type {
   CapabilityState,
@@ -290,16 +299,17 @@ export class Sandbox {
     }
     if (!this.loaded.has(id))
       return failed({ stage, code: "crashed", message: `mechanism "${id}" is not loaded` });
-    let line: string;
+    let request: TextRequest;
     try {
-      line = JSON.stringify({ op: "call", ...toWireCall(call) });
+      const { context, ...rest } = call;
+      request = {
+        head: JSON.stringify({ op: "call", ...rest, ...wireContext(context) }),
+        texts: callTexts(context),
+      };
     } catch {
       return failed({ stage, code: "invalid-state", message: "the hook call's data is not JSON" });
     }
-    if (
-      line.length > this.policy.maxJsonBytes ||
-      Buffer.byteLength(line, "utf8") > this.policy.maxJsonBytes
-    ) {
+    if (requestBytes(request.head, request.texts) > this.policy.maxJsonBytes) {
       return failed({
         stage,
         code: "invalid-state",
@@ -309,7 +319,7 @@ export class Sandbox {
     return this.exclusive(async () => {
       if (!this.loaded.has(id))
         return failed({ stage, code: "crashed", message: `mechanism "${id}" is not loaded` });
-      const reply = await this.send(line, this.callDeadline());
+      const reply = await this.send(request, this.callDeadline());
       let error: SandboxError;
       if (isFailure(reply)) error = failureError(stage, reply, this.policy.hookTimeoutMs);
       else if (reply.op === "invalid") {
@@ -337,12 +347,12 @@ export class Sandbox {
    */
   async callBatch(batch: HookBatch): Promise<HookOutcome[] | null> {
     const t0 = performance.now();
-    const line = this.batchLine(batch);
-    if (line === null) return null;
+    const request = this.batchRequest(batch);
+    if (request === null) return null;
     return this.exclusive(async () => {
       if (!batch.calls.every((c) => this.loaded.has(c.mechanismId))) return null;
       const items: { item: Item; at: number }[] = [];
-      const reply = await this.send(line, this.callDeadline(), (item) =>
+      const reply = await this.send(request, this.callDeadline(), (item) =>
         items.push({ item, at: performance.now() }),
       );
       if (!isFailure(reply) && reply.op === "invalid" && items.length === 0) return null;
@@ -350,8 +360,8 @@ export class Sandbox {
     });
   }
 
-  /** The batch's request line, or null if the host refuses it before sending (as call() would refuse a call). */
-  private batchLine(batch: HookBatch): string | null {
+  /** The batch's request, or null if the host refuses it before sending (as call() would refuse a call). */
+  private batchRequest(batch: HookBatch): TextRequest | null {
     if (batch === null || typeof batch !== "object" || !Array.isArray(batch.calls)) return null;
     if (batch.calls.length === 0) return null;
     if (batch.chain !== undefined && (batch.hook !== "filter" || this.options.chainRule === "")) return null;
@@ -360,14 +370,17 @@ export class Sandbox {
       if (!this.loaded.has(c.mechanismId)) return null;
     }
     try {
-      const { calls, ...shared } = toWireBatch(batch);
+      const { calls, paramsJson, historyJson, ...shared } = toWireBatch(batch);
+      const texts = { paramsJson, historyJson };
       // Each call is measured as its own request would be: the shared part plus its own data.
       const head = JSON.stringify({ op: "batch", ...shared });
       const parts = calls.map((c) => JSON.stringify(c));
-      const headBytes = Buffer.byteLength(head, "utf8");
+      const headBytes = requestBytes(head, texts);
       if (parts.some((p) => headBytes + Buffer.byteLength(p, "utf8") > this.policy.maxJsonBytes)) return null;
-      const line = `${head.slice(0, -1)},"calls":[${parts.join(",")}]}`;
-      return line.length < MAX_LINE_CHARS - 64 ? line : null;
+      const withCalls = `${head.slice(0, -1)},"calls":[${parts.join(",")}]}`;
+      // The longest line it can become (both texts sent) must fit the child's line cap.
+      const longest = withCalls.length + 2 * (paramsJson.length + historyJson.length) + 64;
+      return longest < MAX_LINE_CHARS - 64 ? { head: withCalls, texts } : null;
     } catch {
       return null;
     }
@@ -538,7 +551,7 @@ export class Sandbox {
 
   /** Send to a live child, replacing a dead one first (and reloading the healthy mechanisms). */
   private async send(
-    body: RequestBody | string,
+    body: RequestBody | TextRequest,
     deadlineMs: number,
     onItem?: (item: Item) => void,
   ): Promise<Reply> {
@@ -554,7 +567,13 @@ export class Sandbox {
       }
     }
     const child = this.child!;
-    const reply = await child.request(body, deadlineMs, onItem);
+    let reply: Reply;
+    if ("texts" in body) {
+      // The texts this child holds already are left out; it keeps what it accepts.
+      const line = withTexts(body.head, child.heldTexts.leaveOut(body.texts));
+      reply = await child.request(line, deadlineMs, onItem);
+      child.heldTexts.settle(body.texts, !isFailure(reply) && reply.op !== "invalid");
+    } else reply = await child.request(body, deadlineMs, onItem);
     if (isFailure(reply)) await child.exited;
     return reply;
   }
@@ -623,6 +642,18 @@ export class Sandbox {
 }
 
 /** A loaded mechanism, and the mappings it was loaded with (undefined: none, the child makes them). */
+/** A call's or a batch's request: its JSON without the texts (`head`), and the texts. */
+interface TextRequest {
+  readonly head: string;
+  readonly texts: CallTexts;
+}
+
+/** A request's size with both texts sent (its data as the policy's maxJsonBytes counts it). */
+function requestBytes(head: string, texts: CallTexts): number {
+  const bytes = (s: string) => Buffer.byteLength(s, "utf8");
+  return bytes(head) + bytes(texts.paramsJson) + bytes(texts.historyJson);
+}
+
 interface Loaded {
   readonly mechanism: CompiledMechanism;
   readonly mappings: string | null | undefined;

@@ -58,6 +58,9 @@ export type Request =
 /**
  * A HookCall as it crosses to the child: the search space and the history travel as JSON strings,
  * which the child validates once per distinct string and hands to the isolate without re-encoding.
+ * Either is null when it is the text this child accepted with its last call (see HeldTexts): the
+ * search space never changes within a run and the history once per iteration, while hooks are
+ * called several times per iteration, so most calls carry neither.
  */
 export interface WireCall {
   readonly mechanismId: string;
@@ -71,12 +74,21 @@ export interface WireCall {
   readonly state: Json;
   readonly capabilities: CapabilityState;
   readonly argument?: Proposal | Trial;
+  readonly paramsJson: string | null;
+  readonly historyJson: string | null;
+}
+
+/** A call's search space and history as JSON texts: what WireCall may leave out (see HeldTexts). */
+export interface CallTexts {
   readonly paramsJson: string;
   readonly historyJson: string;
 }
 
-/** A call's context as it crosses: what a single call and a batch share. */
-function wireContext(context: HookContextData) {
+/** A WireCall with both texts in it (nothing left out). */
+export type FullWireCall = WireCall & CallTexts;
+
+/** A call's context as it crosses, but for its texts: what a single call and a batch share. */
+export function wireContext(context: HookContextData) {
   return {
     iteration: context.iteration,
     seed: context.seed,
@@ -84,15 +96,65 @@ function wireContext(context: HookContextData) {
     best: context.best,
     acceptance: context.acceptance,
     pending: context.pending ?? [],
-    paramsJson: JSON.stringify(context.params),
-    historyJson: JSON.stringify(context.history),
   };
 }
 
-/** The wire form of a hook call (throws if the call's data is not JSON-serialisable). */
-export function toWireCall(call: HookCall): WireCall {
+/** A context's search space and history as JSON texts (throws if either is not JSON-serialisable). */
+export function callTexts(context: HookContextData): CallTexts {
+  return {
+    paramsJson: jsonText(context.params, "params"),
+    historyJson: jsonText(context.history, "history"),
+  };
+}
+
+function jsonText(value: unknown, what: string): string {
+  const text: unknown = JSON.stringify(value);
+  if (typeof text !== "string") throw new TypeError(`the context's ${what} is not JSON`);
+  return text;
+}
+
+/** The wire form of a hook call, texts included (throws if the call's data is not JSON-serialisable). */
+export function toWireCall(call: HookCall): FullWireCall {
   const { context, ...rest } = call;
-  return { ...rest, ...wireContext(context) };
+  return { ...rest, ...wireContext(context), ...callTexts(context) };
+}
+
+/**
+ * A request line: `head` (a request's JSON without its texts) with the texts appended, each as
+ * null where the child holds it already (see HeldTexts.leaveOut).
+ */
+export function withTexts(
+  head: string,
+  texts: { paramsJson: string | null; historyJson: string | null },
+): string {
+  const params = texts.paramsJson === null ? "null" : JSON.stringify(texts.paramsJson);
+  const history = texts.historyJson === null ? "null" : JSON.stringify(texts.historyJson);
+  return `${head.slice(0, -1)},"paramsJson":${params},"historyJson":${history}}`;
+}
+
+/**
+ * What one sandbox child holds of the texts of the last call it accepted, as the host knows it:
+ * a text it holds is left out of the next request. A request it refused, or any failure, forgets
+ * both (the child may have kept either); a new child starts with none.
+ */
+export class HeldTexts {
+  private held: { paramsJson: string | null; historyJson: string | null } = {
+    paramsJson: null,
+    historyJson: null,
+  };
+
+  /** `texts` with each one the child holds already replaced by null. */
+  leaveOut(texts: CallTexts): { paramsJson: string | null; historyJson: string | null } {
+    return {
+      paramsJson: texts.paramsJson === this.held.paramsJson ? null : texts.paramsJson,
+      historyJson: texts.historyJson === this.held.historyJson ? null : texts.historyJson,
+    };
+  }
+
+  /** After the child answered a request with `texts`: whether it accepted them (checked them and kept them). */
+  settle(texts: CallTexts, accepted: boolean): void {
+    this.held = accepted ? { ...texts } : { paramsJson: null, historyJson: null };
+  }
 }
 
 /**
@@ -113,12 +175,13 @@ export interface WireBatchCall {
   readonly capabilities: CapabilityState;
 }
 
-/** The wire form of a batch (throws if its data is not JSON-serialisable). */
-export function toWireBatch(batch: HookBatch): WireBatch {
+/** The wire form of a batch, texts included (throws if its data is not JSON-serialisable). */
+export function toWireBatch(batch: HookBatch): WireBatch & CallTexts {
   const { context, calls, chain, argument, hook } = batch;
   return {
     hook,
     ...wireContext(context),
+    ...callTexts(context),
     ...(argument === undefined ? {} : { argument }),
     calls: calls.map(({ mechanismId, state, capabilities }) => ({ mechanismId, state, capabilities })),
     ...(chain === undefined ? {} : { chain: { base: chain.base, active: chain.active } }),
@@ -186,8 +249,8 @@ const sharedCallProperties = {
   acceptance: hookContextDataSchema.properties.acceptance,
   pending: hookContextDataSchema.properties.pending,
   argument: { anyOf: [proposalSchema, trialSchema] },
-  paramsJson: { type: "string" },
-  historyJson: { type: "string" },
+  paramsJson: { type: ["string", "null"] },
+  historyJson: { type: ["string", "null"] },
 } as const;
 
 const requestSchema = {

@@ -8,6 +8,7 @@ import { BOOTSTRAP_FILE, FIXED_NOW, GUEST_BOOTSTRAP, GUEST_FILE, wrapMechanismJs
 import { sha256 } from "./hash.ts";
 import { CALL_MEMORY_SLACK_MB, MemoryWatchdog } from "./memory-watchdog.ts";
 import {
+  type CallTexts,
   type ChildCallOutcome,
   InvalidRequest,
   isHistory,
@@ -67,6 +68,11 @@ interface Loaded {
   preparing: Promise<void> | null;
   /** Source-map mappings: from the host's compile, or computed on the first error that needs a position. */
   mappings?: string | null;
+}
+
+/** A call's data once checked (Runner.checkCall): its search space, and its texts as sent or held. */
+export interface CheckedCall extends CallTexts {
+  readonly params: ParamSpec[];
 }
 
 interface Active {
@@ -230,29 +236,39 @@ export class Runner {
     dispose(m);
   }
 
-  private params(json: string): ParamSpec[] {
-    if (this.paramsCache?.json === json) return this.paramsCache.value;
+  /** The search space the call names: its text (null: the last call's), checked once per text. */
+  private params(json: string | null): { json: string; value: ParamSpec[] } {
+    if (json === null || this.paramsCache?.json === json) {
+      if (this.paramsCache) return this.paramsCache;
+      throw new InvalidRequest("the call leaves out its search space, and no earlier call sent one");
+    }
     const value = parseJson(json);
     if (!isParamList(value)) throw new InvalidRequest(`invalid search space: ${isParamList.explain()}`);
     this.paramsCache = { json, value };
-    return value;
+    return this.paramsCache;
   }
 
-  private checkHistory(json: string): void {
-    if (this.historyCache === json) return;
+  /** The history text the call names (null: the last call's), checked once per text. */
+  private history(json: string | null): string {
+    if (json === null || this.historyCache === json) {
+      if (this.historyCache !== null) return this.historyCache;
+      throw new InvalidRequest("the call leaves out its history, and no earlier call sent one");
+    }
     const value = parseJson(json);
     if (!isHistory(value)) throw new InvalidRequest(`invalid history: ${isHistory.explain()}`);
     this.historyCache = json;
+    return json;
   }
 
   /**
    * Check the caller's data before any guest code runs: the only place a call throws InvalidRequest.
    * A batch checks every call's data first, so that no guest code runs for a batch that is refused.
+   * The call's texts left out (null) are the ones the last accepted call sent.
    */
-  checkCall(call: WireCall): ParamSpec[] {
+  checkCall(call: WireCall): CheckedCall {
     try {
       const params = this.params(call.paramsJson);
-      this.checkHistory(call.historyJson);
+      const historyJson = this.history(call.historyJson);
       // Depth first: stringifying a very deep value overflows the stack.
       if (jsonDepth(call.state, MAX_DEPTH) > MAX_DEPTH) {
         throw new InvalidRequest(`the state passed in nests deeper than ${MAX_DEPTH} levels`);
@@ -260,7 +276,7 @@ export class Runner {
       if (Buffer.byteLength(JSON.stringify(call.state), "utf8") > this.policy.maxStateBytes) {
         throw new InvalidRequest(`the state passed in exceeds ${this.policy.maxStateBytes} bytes`);
       }
-      return params;
+      return { params: params.value, paramsJson: params.json, historyJson };
     } catch (e) {
       if (e instanceof InvalidRequest) throw e;
       throw new InvalidRequest(`invalid call data: ${safeMessage(e)}`);
@@ -272,11 +288,11 @@ export class Runner {
    * other failure, including an unexpected exception here once guest code ran, is an outcome that
    * blames the mechanism (the host quarantines it).
    */
-  async call(call: WireCall, checked?: ParamSpec[]): Promise<ChildCallOutcome> {
+  async call(call: WireCall, checked?: CheckedCall): Promise<ChildCallOutcome> {
     const stage = call.hook;
-    const params = checked ?? this.checkCall(call);
+    const data = checked ?? this.checkCall(call);
     try {
-      return await this.run(call, params);
+      return await this.run(call, data);
     } catch (e) {
       return {
         ok: false,
@@ -289,7 +305,7 @@ export class Runner {
     }
   }
 
-  private async run(call: WireCall, params: ParamSpec[]): Promise<ChildCallOutcome> {
+  private async run(call: WireCall, data: CheckedCall): Promise<ChildCallOutcome> {
     const stage = call.hook;
     const m = this.loaded.get(call.mechanismId);
     if (!m || m.isolate.isDisposed)
@@ -299,8 +315,8 @@ export class Runner {
     }
     if (m.prepared.length === 0) await m.preparing;
     let fresh = m.prepared.shift() ?? null;
-    const active = newActive(call, params, m.compiled.manifest.capabilities, this.policy);
-    const args = guestArgs(call);
+    const active = newActive(call, data.params, m.compiled.manifest.capabilities, this.policy);
+    const args = guestArgs(call, data);
     m.warmArgs = warmInput(args);
     let raw: unknown;
     try {
@@ -433,7 +449,7 @@ export class Runner {
 }
 
 /** The guest entry point's arguments for a call: its head (see __bilevel_invoke), params, history, argument. */
-export function guestArgs(call: WireCall): [string, string, string, string | null] {
+export function guestArgs(call: WireCall, texts: CallTexts): [string, string, string, string | null] {
   const head = JSON.stringify({
     hook: call.hook,
     seed: callSeed(call.seed, call.mechanismId, call.iteration, call.hook, "guest"),
@@ -445,7 +461,7 @@ export function guestArgs(call: WireCall): [string, string, string, string | nul
     state: call.state,
   });
   const argument = call.argument === undefined ? null : JSON.stringify(call.argument);
-  return [head, call.paramsJson, call.historyJson, argument];
+  return [head, texts.paramsJson, texts.historyJson, argument];
 }
 
 /**
