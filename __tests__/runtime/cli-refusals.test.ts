@@ -256,7 +256,7 @@ test("config and folder errors name what is wrong: the file, the closest key, a 
   expect(noDb.stderr).toContain(`--resume ${empty}: no run database (run.db) there`);
 }, 120_000);
 
-test("a damaged run.db exits 1 from run --resume, status, export and report alike", async () => {
+test("a damaged run.db exits 1 from run --resume, status, export, report and mechanism approve alike", async () => {
   const dir = copyOfFinished("damaged");
   rmSync(path.join(dir, "run.db-wal"), { force: true });
   rmSync(path.join(dir, "run.db-shm"), { force: true });
@@ -270,6 +270,7 @@ test("a damaged run.db exits 1 from run --resume, status, export and report alik
     ["status", dir],
     ["export", dir],
     ["report", dir],
+    ["mechanism", "approve", dir, "m1"],
   ]) {
     const r = await cliAsync(args, { env });
     expect({ args, status: r.status }).toEqual({ args, status: 1 });

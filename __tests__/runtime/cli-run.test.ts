@@ -35,7 +35,8 @@ test.each([
   [["run", "--resume", "nowhere"], /--resume nowhere: no such folder/],
   [["status", "nowhere"], /nowhere: no such folder/],
   [["export", "nowhere", "--format", "xml"], /argument 'xml' is invalid/],
-  [["mechanism", "approve", "nowhere", "m1"], /nowhere: no run database/],
+  [["mechanism", "approve", "nowhere", "m1"], /nowhere: no such folder/],
+  [["mechanism", "approve", ".", "m1"], /\.: no run database \(run\.db\) there/],
 ])("%j is a clear usage error (exit 2)", (args, message) => {
   const r = cli(...args);
   expect(r.stderr).toMatch(message);

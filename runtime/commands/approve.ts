@@ -2,8 +2,8 @@
 // (policy.autoActivate = false) be activated by the running (or next resumed) run. Ids embed
 // mechanism names (a file mechanism's is its file name), so printed lines go through safeText.
 import type { Command } from "commander";
-import { RunStore } from "../store.ts";
 import { safeText } from "../terminal-text.ts";
+import { openExisting } from "./open-run.ts";
 
 export function registerApproveCommand(group: Command): void {
   group
@@ -14,12 +14,7 @@ export function registerApproveCommand(group: Command): void {
     .argument("<run-dir>", "run folder")
     .argument("<id>", "mechanism id, as `bilevel status` shows it")
     .action((dir: string, id: string) => {
-      if (!RunStore.exists(dir)) {
-        process.stderr.write(`bilevel: ${dir}: no run database (run.db) there\n`);
-        process.exitCode = 2;
-        return;
-      }
-      const store = RunStore.open(dir);
+      const store = openExisting(dir, dir, true);
       try {
         const row = store.mechanisms().find((m) => m.id === id);
         if (!row) {

@@ -33,6 +33,7 @@ import { recordedByStudy, studyParent } from "../study/runner.ts";
 import { DEFAULT_SURROGATE_FILE } from "../surrogate/data.ts";
 import { dataForStream, jsonForTerminal } from "../terminal-text.ts";
 import { executeRun } from "../wiring.ts";
+import { openExisting, unreadable } from "./open-run.ts";
 
 export function positiveInt(value: string): number {
   const n = Number(value);
@@ -380,27 +381,6 @@ function pickResolved(o: RunOptions): Partial<ResolvedRunConfig> {
     ...(o.parallel !== undefined ? { parallel: o.parallel } : {}),
     ...(o.device !== undefined && o.device !== "auto" ? { device: o.device } : {}),
   };
-}
-
-/**
- * A run folder's store, read-only. A missing folder or run.db is a usage error (exit 2); a store
- * that cannot be read (damaged, from a newer bilevel) exits 1 from every command (README).
- */
-function openExisting(dir: string, label = dir): RunStore {
-  if (!existsSync(dir)) throw new UserError(`${label}: no such folder`, 2);
-  if (!RunStore.exists(dir)) throw new UserError(`${label}: no run database (run.db) there`, 2);
-  try {
-    return RunStore.open(dir, { readOnly: true });
-  } catch (error) {
-    throw unreadable(dir, label, error);
-  }
-}
-
-function unreadable(dir: string, label: string, error: unknown): UserError {
-  return new UserError(
-    `${label}: cannot read the run database ${RunStore.dbPath(dir)}: ${(error as Error).message}`,
-    1,
-  );
 }
 
 export function registerRunCommands(program: Command): void {

@@ -1,0 +1,27 @@
+// Opening an existing run folder's store for a command, with the errors every command gives
+// alike: a missing folder or run.db is a usage error, an unreadable store exits 1.
+import { existsSync } from "node:fs";
+import { UserError } from "../errors.ts";
+import { RunStore } from "../store.ts";
+
+/**
+ * A run folder's store, read-only unless `writable`. A missing folder or run.db is a usage error
+ * (exit 2); a store that cannot be read (damaged, from a newer bilevel) exits 1 from every command
+ * (README).
+ */
+export function openExisting(dir: string, label = dir, writable = false): RunStore {
+  if (!existsSync(dir)) throw new UserError(`${label}: no such folder`, 2);
+  if (!RunStore.exists(dir)) throw new UserError(`${label}: no run database (run.db) there`, 2);
+  try {
+    return RunStore.open(dir, { readOnly: !writable });
+  } catch (error) {
+    throw unreadable(dir, label, error);
+  }
+}
+
+export function unreadable(dir: string, label: string, error: unknown): UserError {
+  return new UserError(
+    `${label}: cannot read the run database ${RunStore.dbPath(dir)}: ${(error as Error).message}`,
+    1,
+  );
+}
