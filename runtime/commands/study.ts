@@ -9,7 +9,7 @@ import { defaultRunDir } from "../paths.ts";
 import { quietOutput, STOP_SIGNAL_NAMES, type StopSignal, signalExit } from "../stop-signals.ts";
 import { isStudy, readStudyJson, resultsPath, type StudyFile, writeStudyJson } from "../study/layout.ts";
 import { loadStudy } from "../study/results.ts";
-import { runStudy } from "../study/runner.ts";
+import { type FailedRun, runStudy } from "../study/runner.ts";
 import { resolveStudy, type StudyFlags, studyRuns } from "../study/spec.ts";
 import { formatStudy } from "../study/table.ts";
 import { surrogateTrainer } from "../surrogate/trainer.ts";
@@ -136,6 +136,24 @@ function prepare(options: StudyOptions): { dir: string; file: StudyFile } {
   return { dir, file: { spec, runs, createdAt: new Date().toISOString() } };
 }
 
+/**
+ * Which runs did not finish and why. Running the command again continues them, but a run that
+ * failed the same way on its last attempts (a starting config that does not train, a refused key)
+ * will fail again until what its run.log says is fixed: say so rather than only "run it again".
+ */
+export function failureSummary(failed: readonly FailedRun[]): string {
+  const lines = failed.map((f) => {
+    const repeated = f.sameInARow > 1 ? `, the same on its last ${f.sameInARow} attempts` : "";
+    return `  ${f.id}: exit ${f.exitCode}${repeated}${f.reason ? ` — ${f.reason}` : ""}`;
+  });
+  const stuck = failed.filter((f) => f.sameInARow > 1).map((f) => f.id);
+  const advice =
+    stuck.length > 0
+      ? `Running the same command again continues them, but ${stuck.join(", ")} failed the same way more than once: fix what ${stuck.map((id) => `runs/${id}/run.log`).join(", ")} says first.`
+      : "Run the same command again to continue them.";
+  return `${failed.length} run(s) did not finish:\n${lines.join("\n")}\n${advice}`;
+}
+
 async function study(options: StudyOptions): Promise<number> {
   const { dir, file } = prepare(options);
   // Fit (and cache) the surrogate once here, instead of in every run process at once.
@@ -168,9 +186,7 @@ async function study(options: StudyOptions): Promise<number> {
   log(`study folder: ${dir} (results.json; each run under runs/)`);
   if (controller.signal.aborted) return signalExit(stoppedBy ?? "SIGINT");
   if (summary.failed.length > 0) {
-    log(
-      `${summary.failed.length} run(s) did not finish: ${summary.failed.join(", ")}; run the same command again to continue them`,
-    );
+    log(failureSummary(summary.failed));
     return 1;
   }
   return 0;

@@ -6,13 +6,25 @@
 // (run.pid) right after starting it, and the run touches its folder only once it is recorded (it
 // quits if the study is gone first): a resume therefore knows every process it must wait for.
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { UserError } from "../errors.ts";
+import { safeText } from "../terminal-text.ts";
 import {
   appendAttempt,
   type RunState,
+  readAttempts,
   readRunPid,
   runDir,
   runPidPath,
@@ -23,6 +35,8 @@ import { runPool, slotLaunch } from "./slots.ts";
 import type { StudyRunSpec } from "./spec.ts";
 
 const CLI = path.resolve(import.meta.dirname, "../cli.ts");
+/** How much of a failed run's log is read for its last error line. */
+const TAIL_BYTES = 64 * 1024;
 /** How a run process is started: this Node with the launcher's flags on runtime/cli.ts. */
 export const CLI_ARGV: readonly string[] = [
   process.execPath,
@@ -72,7 +86,16 @@ export interface RunnerSummary {
   /** Run processes started by this call. */
   readonly started: number;
   /** Runs whose process exited non-zero (they are continued by the next `bilevel study`). */
-  readonly failed: readonly string[];
+  readonly failed: readonly FailedRun[];
+}
+
+export interface FailedRun {
+  readonly id: string;
+  readonly exitCode: number;
+  /** Its run.log's last error line ("bilevel: …"), or its last line; null for an empty log. */
+  readonly reason: string | null;
+  /** How many of its attempts in a row, this one included, ended with this exit status. */
+  readonly sameInARow: number;
 }
 
 export async function runStudy(
@@ -83,7 +106,7 @@ export async function runStudy(
   const todo = study.runs.filter((r) => runState(runDir(dir, r.id)) !== "finished");
   const done = study.runs.length - todo.length;
   if (done > 0) options.log(`${done} of ${study.runs.length} runs already finished; ${todo.length} to go`);
-  const failed: string[] = [];
+  const failed: FailedRun[] = [];
   const live = new Set<number>();
   const onAbort = () => {
     for (const pid of live) signalPid(pid, "SIGTERM");
@@ -97,14 +120,51 @@ export async function runStudy(
       started++;
       const code = await launchRun(dir, study, run, slot, options.jobs, live);
       finished++;
-      const verdict = code === 0 ? "finished" : `exited ${code} (see runs/${run.id}/run.log)`;
-      if (code !== 0) failed.push(run.id);
+      let verdict = "finished";
+      if (code !== 0) {
+        const failure = failedRun(dir, run.id, code);
+        failed.push(failure);
+        verdict = `exited ${code} (see runs/${run.id}/run.log)${failure.reason ? `: ${failure.reason}` : ""}`;
+      }
       options.log(`[${finished}/${study.runs.length}] ${run.id} ${verdict}`);
     });
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
   }
   return { started, failed };
+}
+
+/** What a run that exited `code` said last, and how many of its attempts in a row ended so. */
+function failedRun(dir: string, id: string, code: number): FailedRun {
+  const attempts = readAttempts(dir).filter((a) => a.run === id);
+  let sameInARow = 0;
+  for (let i = attempts.length - 1; i >= 0 && (attempts[i]!.exitCode ?? 128) === code; i--) sameInARow++;
+  return { id, exitCode: code, reason: lastErrorLine(path.join(runDir(dir, id), "run.log")), sameInARow };
+}
+
+/** The last "bilevel: " line in the log's final 64 KiB (else its last line), made safe for a terminal. */
+export function lastErrorLine(file: string): string | null {
+  let text: string;
+  try {
+    const fd = openSync(file, "r");
+    try {
+      const size = fstatSync(fd).size;
+      const length = Math.min(size, TAIL_BYTES);
+      const buffer = Buffer.alloc(length);
+      readSync(fd, buffer, 0, length, size - length);
+      text = buffer.toString("utf8");
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "");
+  const line = lines.findLast((l) => l.startsWith("bilevel: ")) ?? lines.at(-1);
+  return line === undefined ? null : safeText(line, { maxLength: 300 });
 }
 
 /** One run process, from start to exit; returns its exit status (128 + n for signal n). */

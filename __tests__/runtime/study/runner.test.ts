@@ -6,10 +6,11 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { failureSummary } from "../../../runtime/commands/study.ts";
 import { UserError } from "../../../runtime/errors.ts";
 import { RunStore } from "../../../runtime/store.ts";
 import { readRunPid, runPidPath, runState } from "../../../runtime/study/layout.ts";
-import { recordedByStudy } from "../../../runtime/study/runner.ts";
+import { lastErrorLine, recordedByStudy } from "../../../runtime/study/runner.ts";
 
 const folder = () => mkdtempSync(path.join(tmpdir(), "bilevel-recorded-"));
 
@@ -51,6 +52,40 @@ test("readRunPid: a pid, or null for no file, an empty or half-written one, or g
   }
   writeFileSync(runPidPath(dir), "4045\n");
   expect(readRunPid(dir)).toBe(4045);
+});
+
+test("lastErrorLine: a failed run's last 'bilevel:' line, else its last line; null for no log", () => {
+  const dir = folder();
+  const log = path.join(dir, "run.log");
+  expect(lastErrorLine(log)).toBeNull();
+  writeFileSync(log, "");
+  expect(lastErrorLine(log)).toBeNull();
+  writeFileSync(
+    log,
+    "[run] started\nbilevel: first failure\n[run] resumed\nbilevel: the second\n  at a stack\n\n",
+  );
+  expect(lastErrorLine(log)).toBe("bilevel: the second");
+  writeFileSync(log, "Traceback (most recent call last):\nKeyError: 'x'\n");
+  expect(lastErrorLine(log)).toBe("KeyError: 'x'");
+  // Only the log's end is read: an error line 100 kB back does not count.
+  writeFileSync(log, `bilevel: long ago\n${"step 1 loss 2.0\n".repeat(7000)}the end\n`);
+  expect(lastErrorLine(log)).toBe("the end");
+  // What a run printed is made safe for the terminal the study's log goes to.
+  writeFileSync(log, "bilevel: \u001b[2Jcleared?\n");
+  expect(lastErrorLine(log)).not.toContain("\u001b");
+  expect(lastErrorLine(log)).toMatch(/^bilevel: .*cleared\?$/);
+});
+
+test("failureSummary: each run's exit and reason; 'run it again' only while no run failed the same way twice", () => {
+  const once = { id: "A-r1", exitCode: 1, reason: "bilevel: a blip", sameInARow: 1 };
+  const stuck = { id: "C-r2", exitCode: 2, reason: null, sameInARow: 3 };
+  expect(failureSummary([once])).toBe(
+    "1 run(s) did not finish:\n  A-r1: exit 1 — bilevel: a blip\nRun the same command again to continue them.",
+  );
+  expect(failureSummary([once, stuck])).toBe(
+    "2 run(s) did not finish:\n  A-r1: exit 1 — bilevel: a blip\n  C-r2: exit 2, the same on its last 3 attempts\n" +
+      "Running the same command again continues them, but C-r2 failed the same way more than once: fix what runs/C-r2/run.log says first.",
+  );
 });
 
 describe("runState: a store is taken for empty (deleted by the study, which starts the run afresh) only when it is", () => {

@@ -93,6 +93,45 @@ test("bad input is exit 2 and creates nothing: unknown group, --repeats 0, a gar
   });
 });
 
+test("a run that fails the same way each time: its reason, its attempts in a row, and advice other than 'run it again'", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "bilevel-study-fails-"));
+  // A train.py whose every run dies as an out-of-memory one does: the run's baselines all fail.
+  writeFileSync(
+    path.join(dir, "train.py"),
+    'LEARNING_RATE = 0.01\nDEPTH = 4\nimport sys\nprint("CUDA out of memory", file=sys.stderr)\nsys.exit(1)\n',
+  );
+  const trainer = {
+    kind: "external",
+    script: "train.py",
+    git: false,
+    params: { LEARNING_RATE: {}, DEPTH: {} },
+  };
+  const config = path.join(dir, "study.json");
+  writeFileSync(
+    config,
+    JSON.stringify({ groups: ["A"], repeats: 1, iterations: 2, budgetSeconds: 5, run: { trainer } }),
+  );
+  const args = ["--config", config, "--objective", "trainer", "--offline", "--out", path.join(dir, "out")];
+  const first = await start(args).done;
+  expect(first.code).toBe(1);
+  expect(first.stderr).toMatch(
+    /\[1\/1\] A-r1 exited 1 \(see runs\/A-r1\/run\.log\): bilevel: every baseline run failed/,
+  );
+  expect(first.stderr).toMatch(
+    /1 run\(s\) did not finish:\n {2}A-r1: exit 1 — bilevel: every baseline run failed/,
+  );
+  expect(first.stderr).toContain("Run the same command again to continue them.");
+  const second = await start(args).done;
+  expect(second.code).toBe(1);
+  expect(second.stderr).toMatch(
+    /A-r1: exit 1, the same on its last 2 attempts — bilevel: every baseline run failed/,
+  );
+  expect(second.stderr).toMatch(
+    /but A-r1 failed the same way more than once: fix what runs\/A-r1\/run\.log says first/,
+  );
+  expect(readAttempts(path.join(dir, "out")).map((a) => a.exitCode)).toEqual([1, 1]);
+}, 120_000);
+
 test("a run whose study is gone before it recorded the run's pid (killed while starting it) touches nothing", async () => {
   // A resume cannot see such a run (run.pid does not name it), so it would start the run afresh
   // beside it: the run must quit before touching its folder.
