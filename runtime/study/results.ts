@@ -88,7 +88,13 @@ export interface GroupResult {
   readonly target: { readonly reached: number; readonly n: number; readonly medianIteration: number | null };
   /** Mean over finished runs; tokens null when no run had an LLM exchange with counts (n/a). */
   readonly tokens: { readonly mean: number | null; readonly exchanges: number; readonly complete: boolean };
+  /**
+   * Means over the finished runs whose wall time is recorded (`runs` of them: a run's process that
+   * ended after its study died has no attempt line), all four over the same runs, so that wall =
+   * training + LLM + overhead holds for the means too.
+   */
   readonly seconds: {
+    readonly runs: number;
     readonly wall: number | null;
     readonly training: number | null;
     readonly llm: number | null;
@@ -224,6 +230,18 @@ function meanOf(values: readonly (number | null)[]): number | null {
   return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
 }
 
+/** The group's mean time split over its runs with a recorded wall time (GroupResult.seconds). */
+function timeSplit(runs: readonly RunResult[]): GroupResult["seconds"] {
+  const timed = runs.filter((r) => r.seconds.wall !== null);
+  return {
+    runs: timed.length,
+    wall: meanOf(timed.map((r) => r.seconds.wall)),
+    training: meanOf(timed.map((r) => r.seconds.training)),
+    llm: meanOf(timed.map((r) => r.seconds.llm)),
+    overhead: meanOf(timed.map((r) => r.seconds.overhead)),
+  };
+}
+
 function groupResult(
   spec: StudySpec,
   name: string,
@@ -256,12 +274,7 @@ function groupResult(
       exchanges: runs.reduce((s, r) => s + r.tokens.exchanges, 0),
       complete: runs.every((r) => r.tokens.complete),
     },
-    seconds: {
-      wall: meanOf(runs.map((r) => r.seconds.wall)),
-      training: meanOf(runs.map((r) => r.seconds.training)),
-      llm: meanOf(runs.map((r) => r.seconds.llm)),
-      overhead: meanOf(runs.map((r) => r.seconds.overhead)),
-    },
+    seconds: timeSplit(runs),
     meanCurve: meanCurve(runs, spec.iterations, seed),
   };
 }

@@ -78,7 +78,9 @@ export function formatStudy(results: StudyResults): string {
       `${g.target.reached}/${g.target.n}`,
       g.target.medianIteration === null ? "—" : String(g.target.medianIteration),
       tokens(g),
-      seconds(g.seconds.wall),
+      g.seconds.runs < g.target.n && g.seconds.wall !== null
+        ? `${seconds(g.seconds.wall)} (n=${g.seconds.runs})`
+        : seconds(g.seconds.wall),
       seconds(g.seconds.training),
       seconds(g.seconds.llm),
       seconds(g.seconds.overhead),
@@ -89,6 +91,10 @@ export function formatStudy(results: StudyResults): string {
     `A difference is called better/worse only when its 95% CI excludes 0 and p < ${ALPHA}; otherwise "no detectable difference" ("too few runs": fewer than 2 finished on a side).`,
     `target val_bpb: ${target}.`,
   ];
+  if (groups.some((g) => g.seconds.runs < g.target.n))
+    notes.push(
+      "wall s/run (n=…): over the finished runs whose wall time is recorded (attempts.jsonl); training, LLM and overhead over the same runs.",
+    );
   const unfinished = results.runs.filter((r) => r.state !== "finished");
   if (unfinished.length > 0) {
     const states = [...new Set(unfinished.map((r) => r.state))].join(", ");

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { RunStore } from "../../../runtime/store.ts";
-import { readAttempts } from "../../../runtime/study/layout.ts";
+import { attemptsPath, readAttempts } from "../../../runtime/study/layout.ts";
 import { loadStudy } from "../../../runtime/study/results.ts";
 import { STUDY_PARENT_ENV } from "../../../runtime/study/runner.ts";
 import { formatStudy } from "../../../runtime/study/table.ts";
@@ -181,11 +181,13 @@ test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, r
     intervalMs: 50,
   });
   const orphans = runsInProgress(dir);
+  first.child.kill("SIGKILL");
+  await first.done;
+  // Read once the study is dead: exactly the runs it recorded as finished (a run in progress that
+  // finished while the folders were scanned is among them, not among the killed).
   const finishedBefore = readAttempts(dir)
     .filter((a) => a.exitCode === 0)
     .map((a) => a.run);
-  first.child.kill("SIGKILL");
-  await first.done;
   // Its run processes notice that the study is gone and stop on their own.
   await waitFor(() => orphans.every((o) => !running(o.pid)), { intervalMs: 50 });
 
@@ -240,5 +242,30 @@ test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, r
     if (g.vsA)
       expect(page).toContain(`permutation test (${g.vsA.exact ? "exact" : "Monte Carlo"}): ${g.vsA.verdict}`);
   }
+
+  // A run whose wall time is not recorded (its attempt line missing, as for a run that ended after
+  // its study died): its group's time columns are over the other runs, all four the same ones.
+  const lines = readFileSync(attemptsPath(dir), "utf8").split("\n");
+  writeFileSync(attemptsPath(dir), lines.filter((l) => !l.includes('"run":"B-r2"')).join("\n"));
+  const untimed = loadStudy(dir);
+  const b = untimed.groups.find((g) => g.name === "B")!;
+  expect([b.seconds.runs, b.target.n]).toEqual([2, 3]);
+  const timed = untimed.runs.filter((r) => r.group === "B" && r.id !== "B-r2");
+  const mean = (f: (r: (typeof timed)[number]) => number | null) =>
+    timed.reduce((sum, r) => sum + (f(r) ?? Number.NaN), 0) / timed.length;
+  expect(b.seconds.training).toBeCloseTo(
+    mean((r) => r.seconds.training),
+    9,
+  );
+  expect(b.seconds.wall).toBeCloseTo(
+    mean((r) => r.seconds.wall),
+    9,
+  );
+  const { wall, training, llm, overhead } = b.seconds;
+  expect(wall).toBeCloseTo((training ?? 0) + (llm ?? 0) + (overhead ?? 0), 9);
+  expect(untimed.groups.find((g) => g.name === "A")!.seconds.runs).toBe(3);
+  const table = formatStudy(untimed);
+  expect(table).toMatch(new RegExp(`^B +\\d/3 .* ${b.seconds.wall!.toFixed(1)} \\(n=2\\) `, "m"));
+  expect(table).toMatch(/^wall s\/run \(n=…\): over the finished runs whose wall time is recorded/m);
   // 15 runs as separate processes: ~20 s on an idle 2-core machine, several times that on a loaded one.
 }, 300_000);
