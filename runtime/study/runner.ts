@@ -103,9 +103,16 @@ export async function runStudy(
   study: StudyFile,
   options: RunnerOptions,
 ): Promise<RunnerSummary> {
-  const todo = study.runs.filter((r) => runState(runDir(dir, r.id)) !== "finished");
+  const states = new Map(study.runs.map((r) => [r.id, runState(runDir(dir, r.id))]));
+  const todo = study.runs.filter((r) => states.get(r.id) !== "finished");
   const done = study.runs.length - todo.length;
-  if (done > 0) options.log(`${done} of ${study.runs.length} runs already finished; ${todo.length} to go`);
+  const begun = (state: RunState | undefined) => state !== "not started" && state !== "empty";
+  const resumed = todo.filter((r) => begun(states.get(r.id))).map((r) => r.id);
+  if (done > 0 || resumed.length > 0) {
+    const continuing =
+      resumed.length > 0 ? ` (${resumed.length} continue where they stopped: ${resumed.join(", ")})` : "";
+    options.log(`${done} of ${study.runs.length} runs already finished; ${todo.length} to go${continuing}`);
+  }
   const failed: FailedRun[] = [];
   const live = new Set<number>();
   const onAbort = () => {

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { RunStore } from "../../../runtime/store.ts";
-import { attemptsPath, readAttempts } from "../../../runtime/study/layout.ts";
+import { attemptsPath, readAttempts, runState } from "../../../runtime/study/layout.ts";
 import { loadStudy } from "../../../runtime/study/results.ts";
 import { STUDY_PARENT_ENV } from "../../../runtime/study/runner.ts";
 import { formatStudy } from "../../../runtime/study/table.ts";
@@ -43,7 +43,7 @@ function start(args: readonly string[]): {
   return { child, done };
 }
 
-/** Runs whose process is alive and whose store already holds a trial. */
+/** Runs whose process is alive and whose store already holds a trial and is not finished. */
 function runsInProgress(dir: string): { id: string; pid: number }[] {
   const runs = path.join(dir, "runs");
   if (!existsSync(runs)) return [];
@@ -52,15 +52,19 @@ function runsInProgress(dir: string): { id: string; pid: number }[] {
     const pidFile = path.join(folder, "run.pid");
     if (!existsSync(pidFile) || !RunStore.exists(folder)) return [];
     const pid = Number(readFileSync(pidFile, "utf8"));
+    // A run that has just ended keeps its run.pid until the study has recorded its exit.
+    if (!running(pid)) return [];
     let trials = 0;
+    let finished = false;
     try {
       const store = RunStore.open(folder, { readOnly: true });
       trials = store.trials().length;
+      finished = store.getMeta("status") === "finished";
       store.close();
     } catch {
       // The run is creating its database this very moment.
     }
-    return trials > 0 ? [{ id, pid }] : [];
+    return trials > 0 && !finished ? [{ id, pid }] : [];
   });
 }
 
@@ -123,6 +127,9 @@ test("a run that fails the same way each time: its reason, its attempts in a row
   expect(first.stderr).toContain("Run the same command again to continue them.");
   const second = await start(args).done;
   expect(second.code).toBe(1);
+  expect(second.stderr).toMatch(
+    /^0 of 1 runs already finished; 1 to go \(1 continue where they stopped: A-r1\)$/m,
+  );
   expect(second.stderr).toMatch(
     /A-r1: exit 1, the same on its last 2 attempts — bilevel: every baseline run failed/,
   );
@@ -197,8 +204,14 @@ test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, r
   );
   expect(loadStudy(dir, { target: 2.9 }).target).toEqual({ value: 2.9, source: "--target" });
 
+  const interrupted = orphans
+    .map((o) => o.id)
+    .filter((id) => !finishedBefore.includes(id) && runState(path.join(dir, "runs", id)) !== "finished");
   const second = await start(args).done;
   expect(second.stderr).toMatch(/already finished/);
+  // The resume names the runs it continues (their stores kept), apart from those it starts afresh.
+  const continuing = /continue where they stopped: (.*)\)$/m.exec(second.stderr)?.[1]?.split(", ") ?? [];
+  for (const id of interrupted) expect(continuing).toContain(id);
   // Its stderr in place of the code, so that a failure says which run failed and why.
   expect(second.code === 0 ? 0 : `exit ${second.code}:\n${second.stderr}`).toBe(0);
   for (const g of ["A", "B", "C", "D", "R"]) expect(second.stdout).toMatch(new RegExp(`^${g} +3 `, "m"));
