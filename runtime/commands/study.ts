@@ -100,6 +100,18 @@ function flagsOf(o: StudyOptions): StudyFlags {
   };
 }
 
+/** "spec.repeats (3 there, 5 here)": a differing field with both values when they are short. */
+function withValues(field: string, stored: unknown, wanted: unknown): string {
+  const at = (value: unknown): string | undefined => {
+    for (const key of field.split(".")) value = (value as Record<string, unknown> | undefined)?.[key];
+    return JSON.stringify(value);
+  };
+  const [there, here] = [at(stored), at(wanted)];
+  const short = (text: string | undefined) => text === undefined || text.length <= 40;
+  if (!short(there) || !short(here) || (there === undefined && here === undefined)) return field;
+  return `${field} (${there ?? "unset"} there, ${here ?? "unset"} here)`;
+}
+
 /** The study to run and its folder: a stored one (resume), or a new one checked in full before anything exists. */
 function prepare(options: StudyOptions): { dir: string; file: StudyFile } {
   if (options.resume !== undefined) {
@@ -122,10 +134,12 @@ function prepare(options: StudyOptions): { dir: string; file: StudyFile } {
   const dir = path.resolve(options.out ?? defaultRunDir(spec.name));
   if (isStudy(dir)) {
     const stored = readStudyJson(dir);
-    const differs = configDiff({ spec: stored.spec, runs: stored.runs }, { spec, runs });
+    const before = { spec: stored.spec, runs: stored.runs };
+    const differs = configDiff(before, { spec, runs });
     if (differs.length > 0) {
+      const shown = differs.slice(0, 5).map((field) => withValues(field, before, { spec, runs }));
       throw new UserError(
-        `${dir} holds another study (differs in ${differs.slice(0, 5).join(", ")}): continue it with --resume ${dir}, or choose another --out`,
+        `${dir} holds another study (differs in ${shown.join(", ")}): continue it with --resume ${dir}, or choose another --out`,
         2,
       );
     }

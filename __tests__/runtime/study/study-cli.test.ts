@@ -97,6 +97,21 @@ test("bad input is exit 2 and creates nothing: unknown group, --repeats 0, a gar
   });
 });
 
+test("the same --out with other settings is refused (exit 2) naming what differs, with both values, and changes nothing", async () => {
+  const out = path.join(mkdtempSync(path.join(tmpdir(), "bilevel-study-other-")), "s");
+  const args = ["--objective", `surrogate:${SURROGATE}`, "--groups", "A", "--iterations", "2", "--offline"];
+  const first = await start([...args, "--repeats", "1", "--out", out]).done;
+  expect(first.code).toBe(0);
+  const stored = readFileSync(path.join(out, "study.json"), "utf8");
+  const other = await start([...args, "--repeats", "2", "--out", out]).done;
+  expect(other.code).toBe(2);
+  expect(other.stderr).toMatch(
+    /holds another study \(differs in spec\.repeats \(1 there, 2 here\), runs\): continue it with --resume /,
+  );
+  expect(readFileSync(path.join(out, "study.json"), "utf8")).toBe(stored);
+  expect(readdirSync(path.join(out, "runs"))).toEqual(["A-r1"]);
+}, 120_000);
+
 test("a run that fails the same way each time: its reason, its attempts in a row, and advice other than 'run it again'", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "bilevel-study-fails-"));
   // A train.py whose every run dies as an out-of-memory one does: the run's baselines all fail.
