@@ -10,7 +10,7 @@ import { quietOutput, STOP_SIGNAL_NAMES, type StopSignal, signalExit } from "../
 import { isStudy, readStudyJson, resultsPath, type StudyFile, writeStudyJson } from "../study/layout.ts";
 import { loadStudy } from "../study/results.ts";
 import { type FailedRun, runStudy } from "../study/runner.ts";
-import { resolveStudy, type StudyFlags, studyRuns } from "../study/spec.ts";
+import { resolveStudy, type StudyFlags, studyRuns, withRepeats } from "../study/spec.ts";
 import { formatStudy } from "../study/table.ts";
 import { surrogateTrainer } from "../surrogate/trainer.ts";
 import { jsonForTerminal } from "../terminal-text.ts";
@@ -70,7 +70,10 @@ export function registerStudyCommand(program: Command): void {
       "--out <dir>",
       "study folder (default ./runs/NAME-TIMESTAMP); the same command on it again continues it",
     )
-    .option("--resume <dir>", "continue the study in this folder with its stored settings")
+    .option(
+      "--resume <dir>",
+      "continue the study in this folder with its stored settings (with --repeats N: add repeats up to N)",
+    )
     .option(
       "--jobs <n>",
       "runs at once (CPU runs pinned to a core each, CUDA runs to a device each)",
@@ -113,27 +116,38 @@ function withValues(field: string, stored: unknown, wanted: unknown): string {
 }
 
 /** The study to run and its folder: a stored one (resume), or a new one checked in full before anything exists. */
-function prepare(options: StudyOptions): { dir: string; file: StudyFile } {
+function prepare(options: StudyOptions): Prepared {
   if (options.resume !== undefined) {
-    const fixed = Object.keys(flagsOf(options)).concat(
-      options.config ? ["config"] : [],
-      options.out ? ["out"] : [],
-    );
+    const { repeats: _repeats, ...others } = flagsOf(options);
+    const fixed = Object.keys(others).concat(options.config ? ["config"] : [], options.out ? ["out"] : []);
     if (fixed.length > 0) {
       throw new UserError(
-        `--resume keeps the study's stored settings; drop --${fixed.join(", --")} (only --jobs, --target, --json apply)`,
+        `--resume keeps the study's stored settings; drop --${fixed.join(", --")} (only --repeats to add repeats, --jobs, --target and --json apply)`,
         2,
       );
     }
     const dir = path.resolve(options.resume);
     if (!isStudy(dir)) throw new UserError(`--resume ${dir}: no study.json there`, 2);
-    return { dir, file: readStudyJson(dir) };
+    const stored = readStudyJson(dir);
+    const repeats = options.repeats ?? stored.spec.repeats;
+    if (repeats < stored.spec.repeats) {
+      throw new UserError(
+        `--repeats ${repeats}: the study in ${dir} has ${stored.spec.repeats} repeats; it can gain repeats, not lose them`,
+        2,
+      );
+    }
+    return extended(dir, stored, repeats);
   }
   const { spec, base, baseDir } = resolveStudy(options.config, flagsOf(options));
   const runs = studyRuns(spec, base, baseDir);
   const dir = path.resolve(options.out ?? defaultRunDir(spec.name));
   if (isStudy(dir)) {
     const stored = readStudyJson(dir);
+    // The same study with more repeats: the stored one extended, its runs kept.
+    if (spec.repeats > stored.spec.repeats) {
+      const more = withRepeats(stored.spec, stored.runs, spec.repeats);
+      if (configDiff(more, { spec, runs }).length === 0) return extended(dir, stored, spec.repeats);
+    }
     const before = { spec: stored.spec, runs: stored.runs };
     const differs = configDiff(before, { spec, runs });
     if (differs.length > 0) {
@@ -143,11 +157,23 @@ function prepare(options: StudyOptions): { dir: string; file: StudyFile } {
         2,
       );
     }
-    return { dir, file: stored };
+    return { dir, file: stored, addedRepeats: 0 };
   }
   if (existsSync(dir) && readdirSync(dir).length > 0)
     throw new UserError(`${dir} exists and is not a study folder: choose another --out`, 2);
-  return { dir, file: { spec, runs, createdAt: new Date().toISOString() } };
+  return { dir, file: { spec, runs, createdAt: new Date().toISOString() }, addedRepeats: 0 };
+}
+
+interface Prepared {
+  readonly dir: string;
+  readonly file: StudyFile;
+  /** Repeats added to a stored study (its study.json is then written again). */
+  readonly addedRepeats: number;
+}
+
+function extended(dir: string, stored: StudyFile, repeats: number): Prepared {
+  const { spec, runs } = withRepeats(stored.spec, stored.runs, repeats);
+  return { dir, file: { ...stored, spec, runs }, addedRepeats: repeats - stored.spec.repeats };
 }
 
 /**
@@ -169,13 +195,17 @@ export function failureSummary(failed: readonly FailedRun[]): string {
 }
 
 async function study(options: StudyOptions): Promise<number> {
-  const { dir, file } = prepare(options);
+  const { dir, file, addedRepeats } = prepare(options);
   // Fit (and cache) the surrogate once here, instead of in every run process at once.
   if (file.spec.objective.startsWith("surrogate:"))
     surrogateTrainer(file.spec.objective.slice("surrogate:".length));
   mkdirSync(dir, { recursive: true });
-  if (!isStudy(dir)) writeStudyJson(dir, file);
+  if (!isStudy(dir) || addedRepeats > 0) writeStudyJson(dir, file);
   const log = (line: string) => process.stderr.write(`${line}\n`);
+  if (addedRepeats > 0)
+    log(
+      `study ${file.spec.name}: ${addedRepeats} repeat(s) added (now ${file.spec.repeats}): ${addedRepeats * file.spec.groups.length} new runs; the runs so far are kept`,
+    );
   log(`study ${file.spec.name}: ${file.runs.length} runs in ${dir} (${options.jobs} at a time)`);
   const controller = new AbortController();
   let stoppedBy: StopSignal | null = null;

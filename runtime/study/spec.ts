@@ -251,24 +251,55 @@ export function studyRuns(spec: StudySpec, base: Partial, baseDir: string): Stud
   const runs: StudyRunSpec[] = [];
   for (let r = 0; r < spec.repeats; r++) {
     for (const g of spec.groups) {
-      const seed = spec.seed + SEED_STRIDE * r;
-      const id = `${g.name}-r${r + 1}`;
       const trainer =
         spec.objective === "trainer"
           ? {}
           : { trainer: { kind: "surrogate", file: spec.objective.slice("surrogate:".length) } };
       const partial = deepMerge(deepMerge(base, g.run), {
-        name: `${spec.name}-${id}`,
-        seed,
+        ...repeatFields(spec, g.name, r + 1),
         iterations: spec.iterations,
         budgetSeconds: spec.budgetSeconds,
         ...trainer,
       }) as Partial;
       const resolved = resolveRunConfig(partial, { baseDir, label: `group ${g.name}` });
-      runs.push({ id, group: g.name, repeat: r + 1, seed, config: portable(partial, resolved) });
+      runs.push(repeatRun(spec, g.name, r + 1, portable(partial, resolved)));
     }
   }
   return runs;
+}
+
+/** What differs between the repeats of a group's run: its name and its seed. */
+function repeatFields(spec: StudySpec, group: string, repeat: number): { name: string; seed: number } {
+  return { name: `${spec.name}-${group}-r${repeat}`, seed: spec.seed + SEED_STRIDE * (repeat - 1) };
+}
+
+function repeatRun(spec: StudySpec, group: string, repeat: number, config: Partial): StudyRunSpec {
+  const seed = spec.seed + SEED_STRIDE * (repeat - 1);
+  return { id: `${group}-r${repeat}`, group, repeat, seed, config };
+}
+
+/**
+ * The study with `repeats` repeats (at least its own): each new repeat's run is its group's first
+ * run with the repeat's name and seed, which is all that differs between repeats (studyRuns), so
+ * the runs stored so far stay as they are and keep their results.
+ */
+export function withRepeats(
+  spec: StudySpec,
+  runs: readonly StudyRunSpec[],
+  repeats: number,
+): {
+  spec: StudySpec;
+  runs: StudyRunSpec[];
+} {
+  const more: StudyRunSpec[] = [];
+  for (let r = spec.repeats + 1; r <= repeats; r++) {
+    for (const g of spec.groups) {
+      const first = runs.find((run) => run.group === g.name && run.repeat === 1);
+      if (!first) throw new Error(`study.json has no first run of group ${g.name}`);
+      more.push(repeatRun(spec, g.name, r, { ...first.config, ...repeatFields(spec, g.name, r) }));
+    }
+  }
+  return { spec: { ...spec, repeats: Math.max(spec.repeats, repeats) }, runs: [...runs, ...more] };
 }
 
 /** The partial config with every path absolute and the device resolved, so it works from any folder. */

@@ -112,6 +112,36 @@ test("the same --out with other settings is refused (exit 2) naming what differs
   expect(readdirSync(path.join(out, "runs"))).toEqual(["A-r1"]);
 }, 120_000);
 
+test("more repeats, by the same command or --resume --repeats: the runs so far kept, the new ones as a fresh study's", async () => {
+  const root = mkdtempSync(path.join(tmpdir(), "bilevel-study-more-"));
+  const [grown, fresh] = [path.join(root, "grown"), path.join(root, "fresh")];
+  const args = ["--objective", `surrogate:${SURROGATE}`, "--groups", "A", "--iterations", "2", "--offline"];
+  expect((await start([...args, "--repeats", "1", "--out", grown]).done).code).toBe(0);
+  const more = await start([...args, "--repeats", "2", "--out", grown]).done;
+  expect(more.code).toBe(0);
+  expect(more.stderr).toMatch(/1 repeat\(s\) added \(now 2\): 1 new runs; the runs so far are kept/);
+  expect(more.stderr).toMatch(/1 of 2 runs already finished; 1 to go/);
+  const resumed = await start(["--resume", grown, "--repeats", "3"]).done;
+  expect(resumed.code).toBe(0);
+  expect((await start([...args, "--repeats", "3", "--out", fresh]).done).code).toBe(0);
+  const study = (dir: string) => JSON.parse(readFileSync(path.join(dir, "study.json"), "utf8"));
+  expect(study(grown).spec).toEqual(study(fresh).spec);
+  expect(study(grown).runs).toEqual(study(fresh).runs);
+  // Each run ran once; the same seeds give the same results as the fresh study's.
+  expect(readAttempts(grown).map((a) => a.run)).toEqual(["A-r1", "A-r2", "A-r3"]);
+  const best = (dir: string) => loadStudy(dir).runs.map((r) => r.best);
+  expect(best(grown)).toEqual(best(fresh));
+  const fewer = await start(["--resume", grown, "--repeats", "2"]).done;
+  expect(fewer.code).toBe(2);
+  expect(fewer.stderr).toMatch(
+    /--repeats 2: the study in .* has 3 repeats; it can gain repeats, not lose them/,
+  );
+  const other = await start(["--resume", grown, "--repeats", "4", "--iterations", "5"]).done;
+  expect(other.code).toBe(2);
+  expect(other.stderr).toMatch(/drop --iterations \(only --repeats to add repeats/);
+  expect(study(grown).spec.repeats).toBe(3);
+}, 180_000);
+
 test("a run that fails the same way each time: its reason, its attempts in a row, and advice other than 'run it again'", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "bilevel-study-fails-"));
   // A train.py whose every run dies as an out-of-memory one does: the run's baselines all fail.
