@@ -99,14 +99,14 @@ test("bad input is exit 2 and creates nothing: unknown group, --repeats 0, a gar
 
 test("the same --out with other settings is refused (exit 2) naming what differs, with both values, and changes nothing", async () => {
   const out = path.join(mkdtempSync(path.join(tmpdir(), "bilevel-study-other-")), "s");
-  const args = ["--objective", `surrogate:${SURROGATE}`, "--groups", "A", "--iterations", "2", "--offline"];
-  const first = await start([...args, "--repeats", "1", "--out", out]).done;
+  const args = ["--objective", `surrogate:${SURROGATE}`, "--groups", "A", "--repeats", "1", "--offline"];
+  const first = await start([...args, "--iterations", "2", "--out", out]).done;
   expect(first.code).toBe(0);
   const stored = readFileSync(path.join(out, "study.json"), "utf8");
-  const other = await start([...args, "--repeats", "2", "--out", out]).done;
+  const other = await start([...args, "--iterations", "3", "--out", out]).done;
   expect(other.code).toBe(2);
   expect(other.stderr).toMatch(
-    /holds another study \(differs in spec\.repeats \(1 there, 2 here\), runs\): continue it with --resume /,
+    /holds another study \(differs in spec\.iterations \(2 there, 3 here\), runs\): continue it with --resume /,
   );
   expect(readFileSync(path.join(out, "study.json"), "utf8")).toBe(stored);
   expect(readdirSync(path.join(out, "runs"))).toEqual(["A-r1"]);
