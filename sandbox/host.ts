@@ -22,6 +22,7 @@ import {
   type ChildCallOutcome,
   callTexts,
   isResponse,
+  longestLine,
   MAX_LINE_CHARS,
   toWireBatch,
   wireContext,
@@ -309,7 +310,10 @@ export class Sandbox {
     } catch {
       return failed({ stage, code: "invalid-state", message: "the hook call's data is not JSON" });
     }
-    if (requestBytes(request.head, request.texts) > this.policy.maxJsonBytes) {
+    if (
+      requestBytes(request.head, request.texts) > this.policy.maxJsonBytes ||
+      longestLine(request.head, request.texts) >= MAX_LINE_CHARS
+    ) {
       return failed({
         stage,
         code: "invalid-state",
@@ -378,9 +382,7 @@ export class Sandbox {
       const headBytes = requestBytes(head, texts);
       if (parts.some((p) => headBytes + Buffer.byteLength(p, "utf8") > this.policy.maxJsonBytes)) return null;
       const withCalls = `${head.slice(0, -1)},"calls":[${parts.join(",")}]}`;
-      // The longest line it can become (both texts sent) must fit the child's line cap.
-      const longest = withCalls.length + 2 * (paramsJson.length + historyJson.length) + 64;
-      return longest < MAX_LINE_CHARS - 64 ? { head: withCalls, texts } : null;
+      return longestLine(withCalls, texts) < MAX_LINE_CHARS ? { head: withCalls, texts } : null;
     } catch {
       return null;
     }
@@ -641,19 +643,19 @@ export class Sandbox {
   }
 }
 
-/** A loaded mechanism, and the mappings it was loaded with (undefined: none, the child makes them). */
 /** A call's or a batch's request: its JSON without the texts (`head`), and the texts. */
 interface TextRequest {
   readonly head: string;
   readonly texts: CallTexts;
 }
 
-/** A request's size with both texts sent (its data as the policy's maxJsonBytes counts it). */
+/** A request's data as the policy's maxJsonBytes counts it: its JSON and both texts, unescaped. */
 function requestBytes(head: string, texts: CallTexts): number {
   const bytes = (s: string) => Buffer.byteLength(s, "utf8");
   return bytes(head) + bytes(texts.paramsJson) + bytes(texts.historyJson);
 }
 
+/** A loaded mechanism, and the mappings it was loaded with (undefined: none, the child makes them). */
 interface Loaded {
   readonly mechanism: CompiledMechanism;
   readonly mappings: string | null | undefined;

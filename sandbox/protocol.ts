@@ -58,9 +58,10 @@ export type Request =
 /**
  * A HookCall as it crosses to the child: the search space and the history travel as JSON strings,
  * which the child validates once per distinct string and hands to the isolate without re-encoding.
- * Either is null when it is the text this child accepted with its last call (see HeldTexts): the
- * search space never changes within a run and the history once per iteration, while hooks are
- * called several times per iteration, so most calls carry neither.
+ * Either is a number, its length, when it is the text this child accepted with its last call (see
+ * HeldTexts): the search space never changes within a run and the history once per iteration,
+ * while hooks are called several times per iteration, so most calls carry neither. The child
+ * checks the length against the text it holds, so a host and child out of step fail loudly.
  */
 export interface WireCall {
   readonly mechanismId: string;
@@ -74,9 +75,12 @@ export interface WireCall {
   readonly state: Json;
   readonly capabilities: CapabilityState;
   readonly argument?: Proposal | Trial;
-  readonly paramsJson: string | null;
-  readonly historyJson: string | null;
+  readonly paramsJson: TextOrHeld;
+  readonly historyJson: TextOrHeld;
 }
+
+/** A call text as sent: the text itself, or the length of the one the child holds (see WireCall). */
+export type TextOrHeld = string | number;
 
 /** A call's search space and history as JSON texts: what WireCall may leave out (see HeldTexts). */
 export interface CallTexts {
@@ -119,17 +123,28 @@ export function toWireCall(call: HookCall): FullWireCall {
   return { ...rest, ...wireContext(context), ...callTexts(context) };
 }
 
+/** The texts of a request as sent (see WireCall): each the text, or the length of the one held. */
+export interface SentTexts {
+  readonly paramsJson: TextOrHeld;
+  readonly historyJson: TextOrHeld;
+}
+
 /**
  * A request line: `head` (a request's JSON without its texts) with the texts appended, each as
- * null where the child holds it already (see HeldTexts.leaveOut).
+ * its length where the child holds it already (see HeldTexts.leaveOut).
  */
-export function withTexts(
-  head: string,
-  texts: { paramsJson: string | null; historyJson: string | null },
-): string {
-  const params = texts.paramsJson === null ? "null" : JSON.stringify(texts.paramsJson);
-  const history = texts.historyJson === null ? "null" : JSON.stringify(texts.historyJson);
+export function withTexts(head: string, texts: SentTexts): string {
+  const params = JSON.stringify(texts.paramsJson);
+  const history = JSON.stringify(texts.historyJson);
   return `${head.slice(0, -1)},"paramsJson":${params},"historyJson":${history}}`;
+}
+
+/**
+ * The longest a request line can be with both texts sent: each text escaped once more inside the
+ * line (a quote or a backslash doubles), which must stay under the child's line cap.
+ */
+export function longestLine(head: string, texts: CallTexts): number {
+  return head.length + 2 * (texts.paramsJson.length + texts.historyJson.length) + 64;
 }
 
 /**
@@ -143,11 +158,12 @@ export class HeldTexts {
     historyJson: null,
   };
 
-  /** `texts` with each one the child holds already replaced by null. */
-  leaveOut(texts: CallTexts): { paramsJson: string | null; historyJson: string | null } {
+  /** `texts` with each one the child holds already replaced by its length. */
+  leaveOut(texts: CallTexts): SentTexts {
+    const { paramsJson, historyJson } = texts;
     return {
-      paramsJson: texts.paramsJson === this.held.paramsJson ? null : texts.paramsJson,
-      historyJson: texts.historyJson === this.held.historyJson ? null : texts.historyJson,
+      paramsJson: paramsJson === this.held.paramsJson ? paramsJson.length : paramsJson,
+      historyJson: historyJson === this.held.historyJson ? historyJson.length : historyJson,
     };
   }
 
@@ -249,8 +265,8 @@ const sharedCallProperties = {
   acceptance: hookContextDataSchema.properties.acceptance,
   pending: hookContextDataSchema.properties.pending,
   argument: { anyOf: [proposalSchema, trialSchema] },
-  paramsJson: { type: ["string", "null"] },
-  historyJson: { type: ["string", "null"] },
+  paramsJson: { anyOf: [{ type: "string" }, { type: "integer", minimum: 2 }] },
+  historyJson: { anyOf: [{ type: "string" }, { type: "integer", minimum: 2 }] },
 } as const;
 
 const requestSchema = {

@@ -14,6 +14,7 @@ import {
   isHistory,
   isHookResult,
   isParamList,
+  type TextOrHeld,
   type WireCall,
 } from "./protocol.ts";
 import { callSeed, sfc32 } from "./rng.ts";
@@ -236,34 +237,33 @@ export class Runner {
     dispose(m);
   }
 
-  /** The search space the call names: its text (null: the last call's), checked once per text. */
-  private params(json: string | null): { json: string; value: ParamSpec[] } {
-    if (json === null || this.paramsCache?.json === json) {
-      if (this.paramsCache) return this.paramsCache;
-      throw new InvalidRequest("the call leaves out its search space, and no earlier call sent one");
+  /** The search space the call names: its text, or the one held (sent as its length), checked once per text. */
+  private params(sent: TextOrHeld): { json: string; value: ParamSpec[] } {
+    if (typeof sent === "number") {
+      heldText("search space", sent, this.paramsCache?.json ?? null);
+      return this.paramsCache!;
     }
-    const value = parseJson(json);
+    if (this.paramsCache?.json === sent) return this.paramsCache;
+    const value = parseJson(sent);
     if (!isParamList(value)) throw new InvalidRequest(`invalid search space: ${isParamList.explain()}`);
-    this.paramsCache = { json, value };
+    this.paramsCache = { json: sent, value };
     return this.paramsCache;
   }
 
-  /** The history text the call names (null: the last call's), checked once per text. */
-  private history(json: string | null): string {
-    if (json === null || this.historyCache === json) {
-      if (this.historyCache !== null) return this.historyCache;
-      throw new InvalidRequest("the call leaves out its history, and no earlier call sent one");
-    }
-    const value = parseJson(json);
+  /** The history text the call names: its text, or the one held (sent as its length), checked once per text. */
+  private history(sent: TextOrHeld): string {
+    if (typeof sent === "number") return heldText("history", sent, this.historyCache);
+    if (this.historyCache === sent) return sent;
+    const value = parseJson(sent);
     if (!isHistory(value)) throw new InvalidRequest(`invalid history: ${isHistory.explain()}`);
-    this.historyCache = json;
-    return json;
+    this.historyCache = sent;
+    return sent;
   }
 
   /**
    * Check the caller's data before any guest code runs: the only place a call throws InvalidRequest.
    * A batch checks every call's data first, so that no guest code runs for a batch that is refused.
-   * The call's texts left out (null) are the ones the last accepted call sent.
+   * A text the call leaves out (sent as its length) is the one the last accepted call sent.
    */
   checkCall(call: WireCall): CheckedCall {
     try {
@@ -446,6 +446,18 @@ export class Runner {
     for (const m of this.loaded.values()) dispose(m);
     this.loaded.clear();
   }
+}
+
+/** The text a call left out (sent as its length): the one held, if it has that length. */
+function heldText(what: string, length: number, held: string | null): string {
+  if (held === null)
+    throw new InvalidRequest(`the call leaves out its ${what}, and no earlier call sent one`);
+  if (held.length !== length) {
+    throw new InvalidRequest(
+      `the call leaves out its ${what} as one of ${length} characters, but the one held has ${held.length}`,
+    );
+  }
+  return held;
 }
 
 /** The guest entry point's arguments for a call: its head (see __bilevel_invoke), params, history, argument. */

@@ -85,6 +85,20 @@ test("a refused history is never taken as held: sent again it is refused again, 
   expect(sandbox.quarantineReason("a")).toBeNull();
 });
 
+test("a call refused after the child took its texts (its state too deep) is not taken as held either", async () => {
+  const [one, two] = [context(1), context(301, 4)];
+  expect(said(await guide("a", one))).toBe(expected(one));
+  let deep: unknown = 1;
+  for (let i = 0; i < 100; i++) deep = [deep];
+  // The child checks and keeps both new texts, then refuses the state: the host must not think it
+  // still holds the first ones, nor that it holds these.
+  const refused = await sandbox.call(hookCall("a", "guide", { context: two, state: deep as never }));
+  expect(refused.ok ? "accepted" : refused.error.code).toBe("invalid-state");
+  expect(said(await guide("a", one))).toBe(expected(one));
+  expect(said(await guide("a", two))).toBe(expected(two));
+  expect(said(await guide("a", one))).toBe(expected(one));
+});
+
 test("a child killed and started again gets the texts again", async () => {
   const ctx = context(201);
   expect(said(await guide("a", ctx))).toBe(expected(ctx));
@@ -119,8 +133,9 @@ test("HeldTexts leaves out only what the child accepted last", () => {
   const second = callTexts(context(101));
   expect(held.leaveOut(first)).toEqual(first);
   held.settle(first, true);
-  expect(held.leaveOut(first)).toEqual({ paramsJson: null, historyJson: null });
-  expect(held.leaveOut(second)).toEqual({ paramsJson: null, historyJson: second.historyJson });
+  const lengths = { paramsJson: first.paramsJson.length, historyJson: first.historyJson.length };
+  expect(held.leaveOut(first)).toEqual(lengths);
+  expect(held.leaveOut(second)).toEqual({ paramsJson: lengths.paramsJson, historyJson: second.historyJson });
   held.settle(second, false);
   expect(held.leaveOut(first)).toEqual(first);
   expect(held.leaveOut(second)).toEqual(second);
@@ -136,23 +151,49 @@ test("a context whose search space or history is not JSON is refused before anyt
   );
 });
 
+test("a call whose texts, escaped once more in its line, would pass the child's line cap is refused by the host", async () => {
+  const roomy = await Sandbox.start({ hookTimeoutMs: 1_000, maxJsonBytes: 24 * 1024 * 1024 });
+  try {
+    expect(await roomy.load("a", SEER)).toEqual({ ok: true });
+    // 19 M characters of data (under maxJsonBytes), 38 M once escaped inside the line (over 32 Mi).
+    const quotes = { ...trace.context.history[0]!, note: '"'.repeat(9_500_000) } as unknown as Trial;
+    const outcome = await roomy.call(
+      hookCall("a", "guide", { context: { ...trace.context, history: [quotes] } }),
+    );
+    expect(outcome.ok ? "sent" : outcome.error).toMatchObject({ code: "invalid-state" });
+    // Refused before it was sent: the child lives on and the mechanism is not blamed.
+    expect(roomy.quarantineReason("a")).toBeNull();
+    expect(roomy.restarts).toBe(0);
+    expect(said(await roomy.call(hookCall("a", "guide")))).toBe(expected(trace.context));
+  } finally {
+    await roomy.close();
+  }
+});
+
 test("the child refuses a call that leaves out a text it was never sent, naming it", async () => {
   const runner = new Runner(DEFAULT_POLICY);
   try {
     await runner.ready;
     expect(await runner.load("a", SEER)).toBeNull();
     const full = toWireCall(hookCall("a", "guide"));
-    expect(() => runner.checkCall({ ...full, paramsJson: null })).toThrow(
+    const [paramsLength, historyLength] = [full.paramsJson.length, full.historyJson.length];
+    expect(() => runner.checkCall({ ...full, paramsJson: paramsLength })).toThrow(
       new InvalidRequest("the call leaves out its search space, and no earlier call sent one"),
     );
-    expect(() => runner.checkCall({ ...full, historyJson: null })).toThrow(
+    expect(() => runner.checkCall({ ...full, historyJson: historyLength })).toThrow(
       new InvalidRequest("the call leaves out its history, and no earlier call sent one"),
     );
     const outcome = await runner.call(full);
     expect(outcome.ok).toBe(true);
     // Now held: a call leaving both out runs on them.
-    const again = await runner.call({ ...full, paramsJson: null, historyJson: null });
+    const again = await runner.call({ ...full, paramsJson: paramsLength, historyJson: historyLength });
     expect(again.ok ? again.result.value : again.error).toBe(expected(trace.context));
+    // A host out of step (another length than the text held) is refused, loudly, before guest code.
+    expect(() => runner.checkCall({ ...full, historyJson: historyLength + 1 })).toThrow(
+      new InvalidRequest(
+        `the call leaves out its history as one of ${historyLength + 1} characters, but the one held has ${historyLength}`,
+      ),
+    );
   } finally {
     runner.disposeAll();
   }
