@@ -14,7 +14,7 @@ export function registerApproveCommand(group: Command): void {
     .argument("<run-dir>", "run folder")
     .argument("<id>", "mechanism id, as `bilevel status` shows it")
     .action((dir: string, id: string) => {
-      const store = openExisting(dir, dir, true);
+      const store = openExisting(dir, { writable: true });
       try {
         const row = store.mechanisms().find((m) => m.id === id);
         if (!row) {

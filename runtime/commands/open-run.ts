@@ -6,10 +6,13 @@ import { RunStore } from "../store.ts";
 
 /**
  * A run folder's store, read-only unless `writable`. A missing folder or run.db is a usage error
- * (exit 2); a store that cannot be read (damaged, from a newer bilevel) exits 1 from every command
- * (README).
+ * (exit 2); a store that cannot be opened (damaged, from a newer bilevel) exits 1 from every
+ * command (README).
  */
-export function openExisting(dir: string, label = dir, writable = false): RunStore {
+export function openExisting(
+  dir: string,
+  { label = dir, writable = false }: { label?: string; writable?: boolean } = {},
+): RunStore {
   if (!existsSync(dir)) throw new UserError(`${label}: no such folder`, 2);
   if (!RunStore.exists(dir)) throw new UserError(`${label}: no run database (run.db) there`, 2);
   try {

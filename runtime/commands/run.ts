@@ -141,7 +141,7 @@ function storedRun(dir: string, options: RunOptions): StoredRun {
   const label = `--resume ${options.resume ?? dir}`;
   if (options.out !== undefined)
     throw new UserError("--out cannot be used with --resume (the run stays in its folder)", 2);
-  const store = openExisting(dir, label);
+  const store = openExisting(dir, { label });
   let stored: StoredRun | null;
   try {
     const config = store.runConfig();

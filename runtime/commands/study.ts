@@ -184,7 +184,7 @@ function extended(dir: string, stored: StudyFile, repeats: number): Prepared {
 export function failureSummary(failed: readonly FailedRun[]): string {
   const lines = failed.map((f) => {
     const repeated = f.sameInARow > 1 ? `, the same on its last ${f.sameInARow} attempts` : "";
-    return `  ${f.id}: exit ${f.exitCode}${repeated}${f.reason ? ` — ${f.reason}` : ""}`;
+    return `  ${f.id}: ${f.ended}${repeated}${f.reason ? ` — ${f.reason}` : ""}`;
   });
   const stuck = failed.filter((f) => f.sameInARow > 1).map((f) => f.id);
   const advice =

@@ -6,6 +6,7 @@
 //                     starting it (the run waits for it before touching the folder), removed when
 //                     that process exits (a killed study leaves it: its resume reads it)
 //   attempts.jsonl    one line per finished run process: run id, start, seconds, exit status
+//                     (and a failed one's last error line)
 //   results.json      loadStudy()'s output, rewritten at the end of each `bilevel study`
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -25,6 +26,8 @@ export interface Attempt {
   readonly seconds: number;
   readonly exitCode: number | null;
   readonly signal: string | null;
+  /** A failed attempt's last error line in run.log (what it printed, not an earlier attempt's). */
+  readonly error?: string;
 }
 
 export const studyJsonPath = (dir: string) => path.join(dir, "study.json");

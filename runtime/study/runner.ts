@@ -22,6 +22,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { UserError } from "../errors.ts";
 import { safeText } from "../terminal-text.ts";
 import {
+  type Attempt,
   appendAttempt,
   type RunState,
   readAttempts,
@@ -91,10 +92,11 @@ export interface RunnerSummary {
 
 export interface FailedRun {
   readonly id: string;
-  readonly exitCode: number;
-  /** Its run.log's last error line ("bilevel: …"), or its last line; null for an empty log. */
+  /** How its last attempt ended: "exit 1", "killed by SIGKILL". */
+  readonly ended: string;
+  /** What that attempt printed last in run.log ("bilevel: …", else its last line); null: nothing. */
   readonly reason: string | null;
-  /** How many of its attempts in a row, this one included, ended with this exit status. */
+  /** How many of its attempts in a row, the last one included, ended so with that line. */
   readonly sameInARow: number;
 }
 
@@ -109,8 +111,11 @@ export async function runStudy(
   const begun = (state: RunState | undefined) => state !== "not started" && state !== "empty";
   const resumed = todo.filter((r) => begun(states.get(r.id))).map((r) => r.id);
   if (done > 0 || resumed.length > 0) {
-    const continuing =
-      resumed.length > 0 ? ` (${resumed.length} continue where they stopped: ${resumed.join(", ")})` : "";
+    const named =
+      resumed.length > 10
+        ? `${resumed.slice(0, 10).join(", ")} and ${resumed.length - 10} more`
+        : resumed.join(", ");
+    const continuing = resumed.length > 0 ? ` (${resumed.length} continue where they stopped: ${named})` : "";
     options.log(`${done} of ${study.runs.length} runs already finished; ${todo.length} to go${continuing}`);
   }
   const failed: FailedRun[] = [];
@@ -125,13 +130,13 @@ export async function runStudy(
     await runPool(todo, options.jobs, async (run, slot) => {
       if (options.signal?.aborted) return;
       started++;
-      const code = await launchRun(dir, study, run, slot, options.jobs, live);
+      const attempt = await launchRun(dir, study, run, slot, options.jobs, live);
       finished++;
       let verdict = "finished";
-      if (code !== 0) {
-        const failure = failedRun(dir, run.id, code);
+      if (attempt.exitCode !== 0) {
+        const failure = failedRun(dir, attempt);
         failed.push(failure);
-        verdict = `exited ${code} (see runs/${run.id}/run.log)${failure.reason ? `: ${failure.reason}` : ""}`;
+        verdict = `failed (${failure.ended}; see runs/${run.id}/run.log)${failure.reason ? `: ${failure.reason}` : ""}`;
       }
       options.log(`[${finished}/${study.runs.length}] ${run.id} ${verdict}`);
     });
@@ -141,24 +146,37 @@ export async function runStudy(
   return { started, failed };
 }
 
-/** What a run that exited `code` said last, and how many of its attempts in a row ended so. */
-function failedRun(dir: string, id: string, code: number): FailedRun {
-  const attempts = readAttempts(dir).filter((a) => a.run === id);
+/** A failed attempt as the study reports it, with how many of the run's attempts in a row failed alike. */
+function failedRun(dir: string, last: Attempt): FailedRun {
+  const ended = (a: Attempt) => (a.signal ? `killed by ${a.signal}` : `exit ${a.exitCode}`);
+  const attempts = readAttempts(dir).filter((a) => a.run === last.run);
   let sameInARow = 0;
-  for (let i = attempts.length - 1; i >= 0 && (attempts[i]!.exitCode ?? 128) === code; i--) sameInARow++;
-  return { id, exitCode: code, reason: lastErrorLine(path.join(runDir(dir, id), "run.log")), sameInARow };
+  for (let i = attempts.length - 1; i >= 0; i--, sameInARow++) {
+    const a = attempts[i]!;
+    if (ended(a) !== ended(last) || a.error !== last.error) break;
+  }
+  return {
+    id: last.run,
+    ended: ended(last),
+    reason: last.error ?? null,
+    sameInARow: Math.max(1, sameInARow),
+  };
 }
 
-/** The last "bilevel: " line in the log's final 64 KiB (else its last line), made safe for a terminal. */
-export function lastErrorLine(file: string): string | null {
+/**
+ * The last "bilevel: " line of the log from byte `from` on (this attempt's part of it; at most its
+ * final 64 KiB), else its last line, made safe for a terminal; null when there is none.
+ */
+export function lastErrorLine(file: string, from = 0): string | null {
   let text: string;
   try {
     const fd = openSync(file, "r");
     try {
       const size = fstatSync(fd).size;
-      const length = Math.min(size, TAIL_BYTES);
+      const start = Math.max(from, size - TAIL_BYTES);
+      const length = Math.max(0, size - start);
       const buffer = Buffer.alloc(length);
-      readSync(fd, buffer, 0, length, size - length);
+      readSync(fd, buffer, 0, length, start);
       text = buffer.toString("utf8");
     } finally {
       closeSync(fd);
@@ -174,7 +192,7 @@ export function lastErrorLine(file: string): string | null {
   return line === undefined ? null : safeText(line, { maxLength: 300 });
 }
 
-/** One run process, from start to exit; returns its exit status (128 + n for signal n). */
+/** One run process, from start to exit: the attempt it made (also appended to attempts.jsonl). */
 async function launchRun(
   dir: string,
   study: StudyFile,
@@ -182,7 +200,7 @@ async function launchRun(
   slot: number,
   jobs: number,
   live: Set<number>,
-): Promise<number> {
+): Promise<Attempt> {
   const folder = runDir(dir, run.id);
   mkdirSync(folder, { recursive: true });
   const configFile = path.join(folder, "config.json");
@@ -199,7 +217,9 @@ async function launchRun(
   const onSlurm = (run.config.executor as { kind?: string } | undefined)?.kind === "slurm";
   const launch = onSlurm ? { prefix: [], env: {} } : slotLaunch(slot, jobs, device);
   const argv = [...launch.prefix, ...CLI_ARGV, ...args];
-  const logFd = openSync(path.join(folder, "run.log"), "a");
+  const logFile = path.join(folder, "run.log");
+  const logFd = openSync(logFile, "a");
+  const logStart = fstatSync(logFd).size;
   const startedAt = new Date();
   const child = spawn(argv[0] as string, argv.slice(1), {
     stdio: ["ignore", logFd, logFd],
@@ -220,15 +240,17 @@ async function launchRun(
   if (child.pid !== undefined) live.delete(child.pid);
   closeSync(logFd);
   rmSync(pidFile, { force: true });
-  const seconds = (Date.now() - startedAt.getTime()) / 1000;
-  appendAttempt(dir, {
+  const error = exit.code === 0 ? null : lastErrorLine(logFile, logStart);
+  const attempt: Attempt = {
     run: run.id,
     startedAt: startedAt.toISOString(),
-    seconds,
+    seconds: (Date.now() - startedAt.getTime()) / 1000,
     exitCode: exit.code,
     signal: exit.signal,
-  });
-  return exit.code ?? 128;
+    ...(error === null ? {} : { error }),
+  };
+  appendAttempt(dir, attempt);
+  return attempt;
 }
 
 function signalPid(pid: number, signal: NodeJS.Signals | 0): boolean {

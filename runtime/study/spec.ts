@@ -12,6 +12,7 @@ import {
   readConfigFile,
   resolveRunConfig,
 } from "../config.ts";
+import { UserError } from "../errors.ts";
 import { jsonInputProblem } from "../json-input.ts";
 import { REPO_ROOT } from "../paths.ts";
 import { DEFAULT_SURROGATE_FILE } from "../surrogate/data.ts";
@@ -274,7 +275,7 @@ function repeatFields(spec: StudySpec, group: string, repeat: number): { name: s
 }
 
 function repeatRun(spec: StudySpec, group: string, repeat: number, config: Partial): StudyRunSpec {
-  const seed = spec.seed + SEED_STRIDE * (repeat - 1);
+  const { seed } = repeatFields(spec, group, repeat);
   return { id: `${group}-r${repeat}`, group, repeat, seed, config };
 }
 
@@ -295,7 +296,8 @@ export function withRepeats(
   for (let r = spec.repeats + 1; r <= repeats; r++) {
     for (const g of spec.groups) {
       const first = runs.find((run) => run.group === g.name && run.repeat === 1);
-      if (!first) throw new Error(`study.json has no first run of group ${g.name}`);
+      if (!first)
+        throw new UserError(`study.json has no first run of group ${g.name} to add repeats from`, 2);
       more.push(repeatRun(spec, g.name, r, { ...first.config, ...repeatFields(spec, g.name, r) }));
     }
   }

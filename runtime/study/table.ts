@@ -23,6 +23,11 @@ function comparison(c: Comparison | null): string {
   return `${f(c.diff)} ${ci(c.ci)} ${p(c.p)}${c.exact ? "" : "~"} n=${c.n}/${c.nAgainst}: ${c.verdict}`;
 }
 
+/** Whether the group's time split covers some of its finished runs but not all (the wall column says n). */
+function partlyTimed(g: GroupResult): boolean {
+  return g.seconds.wall !== null && g.seconds.runs < g.target.n;
+}
+
 function seconds(v: number | null): string {
   return v === null ? "n/a" : v.toFixed(1);
 }
@@ -78,9 +83,7 @@ export function formatStudy(results: StudyResults): string {
       `${g.target.reached}/${g.target.n}`,
       g.target.medianIteration === null ? "—" : String(g.target.medianIteration),
       tokens(g),
-      g.seconds.runs < g.target.n && g.seconds.wall !== null
-        ? `${seconds(g.seconds.wall)} (n=${g.seconds.runs})`
-        : seconds(g.seconds.wall),
+      partlyTimed(g) ? `${seconds(g.seconds.wall)} (n=${g.seconds.runs})` : seconds(g.seconds.wall),
       seconds(g.seconds.training),
       seconds(g.seconds.llm),
       seconds(g.seconds.overhead),
@@ -91,7 +94,7 @@ export function formatStudy(results: StudyResults): string {
     `A difference is called better/worse only when its 95% CI excludes 0 and p < ${ALPHA}; otherwise "no detectable difference" ("too few runs": fewer than 2 finished on a side).`,
     `target val_bpb: ${target}.`,
   ];
-  if (groups.some((g) => g.seconds.runs < g.target.n))
+  if (groups.some(partlyTimed))
     notes.push(
       "wall s/run (n=…): over the finished runs whose wall time is recorded (attempts.jsonl); training, LLM and overhead over the same runs.",
     );

@@ -67,6 +67,11 @@ test("lastErrorLine: a failed run's last 'bilevel:' line, else its last line; nu
   expect(lastErrorLine(log)).toBe("bilevel: the second");
   writeFileSync(log, "Traceback (most recent call last):\nKeyError: 'x'\n");
   expect(lastErrorLine(log)).toBe("KeyError: 'x'");
+  // From where this attempt's part of the log starts: an earlier attempt's error is not its own.
+  const earlier = "[run] started\nbilevel: the first attempt's error\n";
+  writeFileSync(log, `${earlier}[run] resumed\nKilled\n`);
+  expect(lastErrorLine(log, Buffer.byteLength(earlier))).toBe("Killed");
+  expect(lastErrorLine(log, Buffer.byteLength(`${earlier}[run] resumed\nKilled\n`))).toBeNull();
   // Only the log's end is read: an error line 100 kB back does not count.
   writeFileSync(log, `bilevel: long ago\n${"step 1 loss 2.0\n".repeat(7000)}the end\n`);
   expect(lastErrorLine(log)).toBe("the end");
@@ -77,13 +82,13 @@ test("lastErrorLine: a failed run's last 'bilevel:' line, else its last line; nu
 });
 
 test("failureSummary: each run's exit and reason; 'run it again' only while no run failed the same way twice", () => {
-  const once = { id: "A-r1", exitCode: 1, reason: "bilevel: a blip", sameInARow: 1 };
-  const stuck = { id: "C-r2", exitCode: 2, reason: null, sameInARow: 3 };
+  const once = { id: "A-r1", ended: "exit 1", reason: "bilevel: a blip", sameInARow: 1 };
+  const stuck = { id: "C-r2", ended: "killed by SIGKILL", reason: null, sameInARow: 3 };
   expect(failureSummary([once])).toBe(
     "1 run(s) did not finish:\n  A-r1: exit 1 — bilevel: a blip\nRun the same command again to continue them.",
   );
   expect(failureSummary([once, stuck])).toBe(
-    "2 run(s) did not finish:\n  A-r1: exit 1 — bilevel: a blip\n  C-r2: exit 2, the same on its last 3 attempts\n" +
+    "2 run(s) did not finish:\n  A-r1: exit 1 — bilevel: a blip\n  C-r2: killed by SIGKILL, the same on its last 3 attempts\n" +
       "Running the same command again continues them, but C-r2 failed the same way more than once: fix what runs/C-r2/run.log says first.",
   );
 });
