@@ -3,10 +3,11 @@
 // /proc). A second process is refused; a lock whose process is gone (a killed run) is taken over,
 // since the store's checkpoints make the resume exact. The start time tells a gone holder from
 // another process that got its pid since (pids wrap around at pid_max, 32768 on many machines).
-import { readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { readFileSync, rmdirSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { procStat } from "../trainer/process.ts";
 import { UserError } from "./errors.ts";
+import { makeRunFolder } from "./store.ts";
 
 const LOCK_FILE = "run.lock";
 
@@ -74,5 +75,61 @@ function release(file: string): void {
     if (Number(JSON.parse(readFileSync(file, "utf8")).pid) === process.pid) unlinkSync(file);
   } catch {
     // Already gone.
+  }
+}
+
+/**
+ * A run's hold on its folder for one process: a resume takes the lock at once; a new run claims
+ * its folder (creating it) and the lock just before its first costly step (the LLM check, a paid
+ * request), so that a second new run on the same folder is refused before paying for its own. On
+ * release, the folders a claim created go again if the run wrote nothing in them: a run refused
+ * at its LLM check leaves nothing behind.
+ */
+export class RunFolderLock {
+  private readonly dir: string;
+  private unlock: (() => void) | null = null;
+  private created: string[] = [];
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  get held(): boolean {
+    return this.unlock !== null;
+  }
+
+  /** Take the lock of an existing folder (a resume). */
+  take(): void {
+    this.unlock ??= acquireRunLock(this.dir);
+  }
+
+  /** Create the folder if it is missing, then take its lock (a new run). */
+  claimNew(): void {
+    if (this.held) return;
+    this.created = makeRunFolder(this.dir);
+    try {
+      this.take();
+    } catch (error) {
+      this.removeCreated();
+      throw error;
+    }
+  }
+
+  /** Give the lock up; remove the folders the claim made if nothing was written in them. */
+  release(): void {
+    this.unlock?.();
+    this.unlock = null;
+    this.removeCreated();
+  }
+
+  private removeCreated(): void {
+    for (const folder of this.created.reverse()) {
+      try {
+        rmdirSync(folder); // only an empty one: anything written there stays
+      } catch {
+        break;
+      }
+    }
+    this.created = [];
   }
 }

@@ -296,8 +296,9 @@ function writeError(file: string): string | null {
 /**
  * mkdir -p that says why it failed: Node's recursive mkdir reports EROFS as ENOENT (and loops
  * under /proc), so each missing folder is made on its own, below the nearest existing one.
+ * Returns the folders it made, outermost first.
  */
-function makeRunFolder(dir: string): void {
+export function makeRunFolder(dir: string): string[] {
   const target = path.resolve(dir);
   const missing: string[] = [];
   for (let at = target; !existsSync(at); at = path.dirname(at)) {
@@ -307,9 +308,11 @@ function makeRunFolder(dir: string): void {
   const refuse = (reason: string, code: StoreErrorCode = "not-writable", cause?: unknown): never => {
     throw new StoreError(code, target, `cannot create the run folder ${target}: ${reason}`, cause);
   };
+  const made: string[] = [];
   for (const folder of missing) {
     try {
       mkdirSync(folder);
+      made.push(folder);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
       if (code === "EEXIST" && statSync(folder, { throwIfNoEntry: false })?.isDirectory()) continue;
@@ -330,6 +333,7 @@ function makeRunFolder(dir: string): void {
       `cannot write in the run folder ${target}: it is not writable (${denied})`,
     );
   }
+  return made;
 }
 
 const now = () => new Date().toISOString();

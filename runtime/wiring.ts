@@ -13,7 +13,7 @@ import { BilevelLoop, type LoopObserver, type RunSummary } from "./loop.ts";
 import { readMechanismFile } from "./mechanism-file.ts";
 import { unbatched } from "./mechanisms.ts";
 import { buildReport, type RunReport } from "./report.ts";
-import { acquireRunLock } from "./run-lock.ts";
+import { RunFolderLock } from "./run-lock.ts";
 import { RunStore, StoreError } from "./store.ts";
 import { createTrainer } from "./trainers.ts";
 
@@ -36,17 +36,19 @@ export interface ExecuteOptions {
 type RunResult = RunSummary & { report: RunReport; llmStop: LlmStop | null };
 
 export async function executeRun(options: ExecuteOptions): Promise<RunResult> {
-  // A resume takes the folder's lock before anything costly (the LLM check is a paid request), so
-  // a live run or a concurrent resume is refused first; a new run's folder does not exist yet.
-  const held = options.resume === true ? acquireRunLock(options.dir) : null;
+  // The folder's lock comes before anything costly (the LLM check is a paid request), so that a
+  // live run, a concurrent resume or a second new run on the same folder is refused first: a
+  // resume takes it at once, a new run when it claims its folder, after its own checks.
+  const lock = new RunFolderLock(options.dir);
+  if (options.resume === true) lock.take();
   try {
-    return await executeLocked(options, held);
+    return await executeLocked(options, lock);
   } finally {
-    held?.();
+    lock.release();
   }
 }
 
-async function executeLocked(options: ExecuteOptions, held: (() => void) | null): Promise<RunResult> {
+async function executeLocked(options: ExecuteOptions, lock: RunFolderLock): Promise<RunResult> {
   const { config, dir } = options;
   const env = options.env ?? process.env;
   const client = options.offline ? null : createLlmClient(config.llm, env);
@@ -63,6 +65,8 @@ async function executeLocked(options: ExecuteOptions, held: (() => void) | null)
     ? []
     : config.mechanisms.map((file) => ({ file, source: readStartMechanism(file) }));
   const display: LoopObserver & LlmObserver = options.observer ?? new RunDisplay();
+  // Everything above touched nothing: now the folder (see RunFolderLock).
+  lock.claimNew();
   // The LLM endpoint too: a closed port, a refused key or an unknown model stop here, at once.
   const checked = client
     ? await checkEndpoint(client, { dir, config, env, observer: display, ...signalOf(options) }).catch(
@@ -74,7 +78,7 @@ async function executeLocked(options: ExecuteOptions, held: (() => void) | null)
     : null;
   // The child runs a proposal's filter chain with the loop's own rule (runtime/level1/filter-chain.ts).
   const sandbox = await Sandbox.start(sandboxPolicy(config.policy), { chainRule: FILTER_CHAIN_RULE });
-  const { store, unlock } = await openLocked(dir, sandbox, held);
+  const store = await openStore(dir, sandbox);
   // The run's LLM ends the run (after the current phase) on a persistent fault or a spent budget.
   const llmStopper = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, llmStopper.signal]) : llmStopper.signal;
@@ -116,22 +120,14 @@ async function executeLocked(options: ExecuteOptions, held: (() => void) | null)
     if (display instanceof RunDisplay) display.close();
     await sandbox.close();
     store.close();
-    unlock();
   }
 }
 
-/** The run folder's store, under its lock (`held`: taken already); on failure nothing stays open (the sandbox is closed too). */
-async function openLocked(
-  dir: string,
-  sandbox: Sandbox,
-  held: (() => void) | null,
-): Promise<{ store: RunStore; unlock: () => void }> {
-  let store: RunStore | null = null;
+/** The run folder's store (its lock is held); on failure the sandbox is closed too. */
+async function openStore(dir: string, sandbox: Sandbox): Promise<RunStore> {
   try {
-    store = RunStore.open(dir);
-    return { store, unlock: held ?? acquireRunLock(dir) };
+    return RunStore.open(dir);
   } catch (error) {
-    store?.close();
     await sandbox.close();
     throw error;
   }

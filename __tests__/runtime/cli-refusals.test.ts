@@ -2,9 +2,19 @@
 // that counts requests): a refused resume sends no LLM request, a finished run says how to extend
 // it, Ctrl-C says what it stops, and config or folder errors name what is wrong.
 import { type ChildProcess, spawn } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { type ResolvedRunConfig, resolveRunConfig } from "../../runtime/config.ts";
 import { RunStore } from "../../runtime/store.ts";
 import { executeRun } from "../../runtime/wiring.ts";
 import { cliArgv, cliAsync } from "../support/cli.ts";
@@ -47,6 +57,15 @@ function config(name: string, extra: Record<string, unknown> = {}): string {
     }),
   );
   return file;
+}
+
+/** config(name)'s run config as the CLI resolves it. */
+function resolvedConfig(name: string): ResolvedRunConfig {
+  const file = config(name);
+  return resolveRunConfig(JSON.parse(readFileSync(file, "utf8")), {
+    baseDir: path.dirname(file),
+    label: file,
+  });
 }
 
 /** A finished offline run of one iteration, copied to a fresh folder per test. */
@@ -120,6 +139,33 @@ test("the loser of two concurrent resumes (the lock taken after its own check) s
   } finally {
     holder.kill();
   }
+}, 120_000);
+
+test("a new run on a folder another new run has claimed (its lock, no run.db yet) sends no LLM request", async () => {
+  const dir = path.join(tmp, "claimed");
+  mkdirSync(dir);
+  const holder = holdLock(dir);
+  try {
+    const before = mock.requests.length;
+    const started = executeRun({ dir, config: resolvedConfig("claimed"), offline: false, env, observer: {} });
+    await expect(started).rejects.toThrow(`is in use by process ${holder.pid}`);
+    expect(mock.requests.length).toBe(before);
+    // The folder was there before: it stays, with the other run's lock.
+    expect(readdirSync(dir)).toEqual(["run.lock"]);
+  } finally {
+    holder.kill();
+  }
+}, 120_000);
+
+test("a new run refused at its LLM check leaves no folder behind, not even the parents it made", async () => {
+  const top = path.join(tmp, "refused-top");
+  const dir = path.join(top, "nested", "run");
+  const closed = {
+    ...resolvedConfig("refused"),
+    llm: { ...resolvedConfig("refused").llm, baseURL: "http://127.0.0.1:1/v1" },
+  };
+  await expect(executeRun({ dir, config: closed, offline: false, env, observer: {} })).rejects.toThrow();
+  expect(existsSync(top)).toBe(false);
 }, 120_000);
 
 test("a finished run: its resume says so and how to extend it (exit 0, no request, no event); --iterations extends it", async () => {
