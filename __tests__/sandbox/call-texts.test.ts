@@ -8,6 +8,7 @@ import { DEFAULT_POLICY } from "../../sandbox/policy.ts";
 import { callTexts, HeldTexts, InvalidRequest, toWireCall } from "../../sandbox/protocol.ts";
 import { Runner } from "../../sandbox/runner.ts";
 import type { HookBatch, HookContextData, HookOutcome } from "../../sandbox/types.ts";
+import { running } from "../support/wait.ts";
 import { EMPTY, hookCall, rawMechanism, trace } from "./helpers.ts";
 
 // Says what it was given: the history's trial ids and the search space's parameter names.
@@ -113,19 +114,10 @@ test("a child killed and started again gets the texts again", async () => {
   const pid = sandbox.childPid;
   if (pid === undefined) throw new Error("no child");
   process.kill(pid, "SIGKILL");
-  while (sandbox.childPid === pid && isAlive(pid)) await new Promise((r) => setTimeout(r, 10));
+  while (sandbox.childPid === pid && running(pid)) await new Promise((r) => setTimeout(r, 10));
   expect(said(await guide("a", ctx))).toBe(expected(ctx));
   expect(sandbox.restarts).toBe(restarts + 2);
 });
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test("HeldTexts leaves out only what the child accepted last", () => {
   const held = new HeldTexts();
