@@ -8,7 +8,7 @@ import { DEFAULT_POLICY } from "../../sandbox/policy.ts";
 import { callTexts, HeldTexts, InvalidRequest, toWireCall } from "../../sandbox/protocol.ts";
 import { Runner } from "../../sandbox/runner.ts";
 import type { HookBatch, HookContextData, HookOutcome } from "../../sandbox/types.ts";
-import { running } from "../support/wait.ts";
+import { pidExists } from "../support/wait.ts";
 import { EMPTY, hookCall, rawMechanism, trace } from "./helpers.ts";
 
 // Says what it was given: the history's trial ids and the search space's parameter names.
@@ -114,7 +114,8 @@ test("a child killed and started again gets the texts again", async () => {
   const pid = sandbox.childPid;
   if (pid === undefined) throw new Error("no child");
   process.kill(pid, "SIGKILL");
-  while (sandbox.childPid === pid && running(pid)) await new Promise((r) => setTimeout(r, 10));
+  // Until the host has seen it go (its exit handled, the pid reaped), not merely until it is a zombie.
+  while (pidExists(pid)) await new Promise((r) => setTimeout(r, 10));
   expect(said(await guide("a", ctx))).toBe(expected(ctx));
   expect(sandbox.restarts).toBe(restarts + 2);
 });

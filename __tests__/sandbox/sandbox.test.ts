@@ -3,7 +3,7 @@
 import { existsSync } from "node:fs";
 import { FIXED_NOW, loadDefaultParams, Sandbox, syntheticTrace } from "../../sandbox/index.ts";
 import { callSeed, sfc32 } from "../../sandbox/rng.ts";
-import { waitFor } from "../support/wait.ts";
+import { pidExists, waitFor } from "../support/wait.ts";
 import { EMPTY, HEALTHY, hookCall, rawMechanism, trace } from "./helpers.ts";
 
 const HEAD = `import type { Mechanism } from "bilevel/mechanism-api";\n`;
@@ -21,15 +21,6 @@ async function compileAndLoad(id: string, source: string): Promise<void> {
   if (!compiled.ok) throw new Error(JSON.stringify(compiled.errors));
   const loaded = await sandbox.load(id, compiled.mechanism);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.error));
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 test("init → filter → observe: state and capability data flow through the host", async () => {
@@ -344,9 +335,9 @@ test("the compile deadline: a compile that takes too long kills the child, and t
 test("close() ends the child; later calls fail cleanly", async () => {
   const box = await Sandbox.start();
   const pid = box.childPid!;
-  expect(isAlive(pid)).toBe(true);
+  expect(pidExists(pid)).toBe(true);
   await box.close();
-  expect(isAlive(pid)).toBe(false);
+  expect(pidExists(pid)).toBe(false);
   expect(await box.call(hookCall("h", "guide"))).toMatchObject({ ok: false });
   expect(await box.compile("")).toMatchObject({ ok: false, errors: [{ code: "crashed" }] });
 });

@@ -28,3 +28,16 @@ export function running(pid: number): boolean {
     return false;
   }
 }
+
+/**
+ * Whether a process with this pid exists at all, a zombie included: its parent (this process) has
+ * not reaped it yet, so its "exit" event has not been handled either.
+ */
+export function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
