@@ -81,6 +81,8 @@ interface InFlight {
   readonly proposal: ProposalRow | null;
   /** The baseline's repeat index; null for a search trial. */
   readonly repeat: number | null;
+  /** The baseline's round (see baselineRound); absent for a search trial. */
+  readonly round?: number;
 }
 
 export interface RunSummary {
@@ -158,7 +160,9 @@ export class BilevelLoop {
     if (best) return { config: best.config, valBpb: best.valBpb };
     // Search trials all use the run seed: compare them with the baseline of that seed (common
     // random numbers); the other seeds only measure σ. The mean stands in if that one failed.
-    const sameSeed = this.trials.find((t) => t.kind === "baseline" && t.seed === this.d.config.seed);
+    const sameSeed = this.trials.find(
+      (t) => t.kind === "baseline" && t.seed === this.d.config.seed && t.valBpb !== null,
+    );
     return { config: this.d.config.startConfig, valBpb: sameSeed?.valBpb ?? this.noise?.mean ?? null };
   }
 
@@ -497,8 +501,9 @@ export class BilevelLoop {
   private async runBaselines(): Promise<void> {
     const { config, store } = this.d;
     const repeats = config.acceptance.mode === "strict" ? 1 : config.acceptance.baselineRepeats;
+    const round = this.baselineRound(repeats);
     for (let r = 0; r < repeats; r++) {
-      if (store.hasCheckpoint(`baseline:${r}`)) continue;
+      if (store.hasCheckpoint(baselineCheckpoint(round, r))) continue;
       while (this.pool.freeSlot() === null && !this.aborted()) await this.takeNext();
       if (this.aborted()) break;
       const seed = config.seed + r;
@@ -508,15 +513,39 @@ export class BilevelLoop {
         iteration: 0,
         seed,
         config: config.startConfig,
-        description: `baseline run ${r + 1} (seed ${seed})`,
+        description: `baseline run ${r + 1} (seed ${seed})${round > 0 ? `, round ${round + 1}` : ""}`,
         proposal: null,
         repeat: r,
+        round,
       };
       this.launch(job?.trialId ?? this.nextTrialId(), info, job);
     }
     await this.drain();
     if (this.aborted()) return;
     this.measureNoise();
+  }
+
+  /**
+   * Which round of baselines this run is in. A run whose every baseline failed stopped (exit 1,
+   * "the starting config does not train"); resumed, presumably after a fix, it runs the baselines
+   * again as a new round of trials (the failed ones stay in the record) instead of replaying the
+   * failures for ever. Round 0's checkpoints keep their old names.
+   */
+  private baselineRound(repeats: number): number {
+    const { store } = this.d;
+    let round = Number(store.getMeta("baseline_round") ?? 0) || 0;
+    if (store.hasCheckpoint("baseline")) return round;
+    const done = Array.from({ length: repeats }, (_, r) => store.hasCheckpoint(baselineCheckpoint(round, r)));
+    const ok = this.trials.some((t) => t.kind === "baseline" && t.valBpb !== null);
+    if (!done.every(Boolean) || ok) return round;
+    round++;
+    const message = `every baseline run so far failed: running the ${repeats} baseline run(s) again (round ${round + 1})`;
+    store.transaction(() => {
+      store.setMeta("baseline_round", String(round));
+      store.addEvent(0, "1", "baseline-again", message, { round });
+    });
+    this.emit("1", message);
+    return round;
   }
 
   private async storeBaseline(id: number, info: InFlight, outcome: TrialOutcome): Promise<void> {
@@ -538,7 +567,9 @@ export class BilevelLoop {
       description: info.description,
       commit: outcome.commit ?? null,
     };
-    await this.storeTrial(row, () => this.d.store.checkpoint(`baseline:${info.repeat}`));
+    await this.storeTrial(row, () =>
+      this.d.store.checkpoint(baselineCheckpoint(info.round ?? 0, info.repeat ?? 0)),
+    );
   }
 
   private measureNoise(): void {
@@ -944,6 +975,11 @@ export function unmeasuredNoise(
     'To measure it, seed the script from $BILEVEL_SEED (e.g. torch.manual_seed(int(os.environ.get("BILEVEL_SEED", 42)))) or give it a SEED constant; ' +
     "or raise acceptance.minSigma to the noise you expect."
   );
+}
+
+/** The checkpoint of baseline `repeat` in `round` (round 0: the names stores have always used). */
+function baselineCheckpoint(round: number, repeat: number): string {
+  return round === 0 ? `baseline:${repeat}` : `baseline:${round}:${repeat}`;
 }
 
 /** Every baseline failed: the run cannot judge any change (exit 1, the run folder keeps the logs). */

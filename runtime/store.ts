@@ -1026,7 +1026,7 @@ export function resultsRow(t: TrialRow): string {
   const memGb = result && typeof result.peak_memory_mb === "number" ? result.peak_memory_mb / 1024 : 0;
   const status = t.status !== "ok" ? "crash" : t.kept || t.kind === "baseline" ? "keep" : "discard";
   const description =
-    t.kind === "baseline" ? t.description.replace(/^baseline run 1 \(.*$/, "baseline") : t.description;
+    t.kind === "baseline" ? t.description.replace(/^baseline run 1 \([^)]*\)$/, "baseline") : t.description;
   return [
     t.commit ? t.commit.slice(0, 7) : `trial-${t.id}`,
     (t.valBpb ?? 0).toFixed(6),

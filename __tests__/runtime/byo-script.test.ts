@@ -270,11 +270,41 @@ test("failures keep their reason in results.tsv and on the console; every baseli
     /^trial-1\t0\.000000\t0\.0\tcrash\tbaseline \(crashed: no val_bpb: line in the output \(exit 1\): no data shards in ~\/\.cache\/autoresearch\)$/,
   );
   expect(lines[0]).toMatch(/crashed: no val_bpb: .*no data shards/);
+
+  // Fixed and resumed, the run trains its baselines again (the failures stay in the record)
+  // instead of replaying them for ever.
+  writeFileSync(path.join(broken, "train.py"), text);
+  const messages: string[] = [];
+  await executeRun({
+    dir,
+    config: c,
+    resume: true,
+    offline: true,
+    observer: { event: (_level, message) => messages.push(message) },
+  });
+  expect(messages).toContain(
+    "every baseline run so far failed: running the 2 baseline run(s) again (round 2)",
+  );
+  const store = RunStore.open(dir, { readOnly: true });
+  try {
+    const baselines = store.trials().filter((t) => t.kind === "baseline");
+    expect(baselines.map((t) => [t.id, t.status === "ok"])).toEqual([
+      [1, false],
+      [2, false],
+      [3, true],
+      [4, true],
+    ]);
+    expect(baselines[2]!.description).toBe("baseline run 1 (seed 1), round 2");
+    expect(store.trials().filter((t) => t.kind === "search")).toHaveLength(2);
+    expect(store.getMeta("status")).toBe("finished");
+  } finally {
+    store.close();
+  }
   // Descriptions keep the exact values (the file has 0.14955, not 0.1496).
   expect(describeChanges({ EMBEDDING_LR: 0.6 }, [{ param: "EMBEDDING_LR", value: 0.14955 }])).toBe(
     "EMBEDDING_LR 0.6 -> 0.14955",
   );
-}, 60_000);
+}, 180_000);
 
 test("program.md is the user's brief for the LLM at Level 1 and Level 2", async () => {
   const proposals: string[] = [];

@@ -52,7 +52,9 @@ export function runFacts(input: {
   const { config, noise } = input;
   const { mode, k } = config.acceptance;
   const policy = config.policy;
-  const baseline = input.trials.find((t) => t.kind === "baseline" && t.seed === config.seed);
+  const baseline = input.trials.find(
+    (t) => t.kind === "baseline" && t.seed === config.seed && t.valBpb !== null,
+  );
   return {
     iteration: input.iteration,
     iterations: config.iterations,
