@@ -23,3 +23,8 @@ export function signalExit(signal: StopSignal): number {
 export function quietOutput(): void {
   for (const stream of [process.stdout, process.stderr]) stream.on("error", () => undefined);
 }
+
+/** The stop signal whose clean stop gave exit status `status` (130, 143, 129), or null. */
+export function stoppedBy(status: number | null): StopSignal | null {
+  return STOP_SIGNAL_NAMES.find((signal) => signalExit(signal) === status) ?? null;
+}

@@ -20,6 +20,7 @@ import {
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { UserError } from "../errors.ts";
+import { stoppedBy } from "../stop-signals.ts";
 import { safeText } from "../terminal-text.ts";
 import {
   type Attempt,
@@ -115,7 +116,8 @@ export async function runStudy(
       resumed.length > 10
         ? `${resumed.slice(0, 10).join(", ")} and ${resumed.length - 10} more`
         : resumed.join(", ");
-    const continuing = resumed.length > 0 ? ` (${resumed.length} continue where they stopped: ${named})` : "";
+    const verb = resumed.length === 1 ? "continues where it stopped" : "continue where they stopped";
+    const continuing = resumed.length > 0 ? ` (${resumed.length} ${verb}: ${named})` : "";
     options.log(`${done} of ${study.runs.length} runs already finished; ${todo.length} to go${continuing}`);
   }
   const failed: FailedRun[] = [];
@@ -133,7 +135,11 @@ export async function runStudy(
       const attempt = await launchRun(dir, study, run, slot, options.jobs, live);
       finished++;
       let verdict = "finished";
-      if (attempt.exitCode !== 0) {
+      const stop = stoppedBy(attempt.exitCode);
+      if (stop !== null && options.signal?.aborted) {
+        // Stopped with the study: it continues where it stopped, nothing failed.
+        verdict = `stopped (${stop}; it continues with the study)`;
+      } else if (attempt.exitCode !== 0) {
         const failure = failedRun(dir, attempt);
         failed.push(failure);
         verdict = `failed (${failure.ended}; see runs/${run.id}/run.log)${failure.reason ? `: ${failure.reason}` : ""}`;
@@ -148,7 +154,11 @@ export async function runStudy(
 
 /** A failed attempt as the study reports it, with how many of the run's attempts in a row failed alike. */
 function failedRun(dir: string, last: Attempt): FailedRun {
-  const ended = (a: Attempt) => (a.signal ? `killed by ${a.signal}` : `exit ${a.exitCode}`);
+  const ended = (a: Attempt) => {
+    const stop = stoppedBy(a.exitCode);
+    if (a.signal) return `killed by ${a.signal}`;
+    return stop ? `stopped by ${stop} (exit ${a.exitCode})` : `exit ${a.exitCode}`;
+  };
   const attempts = readAttempts(dir).filter((a) => a.run === last.run);
   let sameInARow = 0;
   for (let i = attempts.length - 1; i >= 0; i--, sameInARow++) {
@@ -240,7 +250,8 @@ async function launchRun(
   if (child.pid !== undefined) live.delete(child.pid);
   closeSync(logFd);
   rmSync(pidFile, { force: true });
-  const error = exit.code === 0 ? null : lastErrorLine(logFile, logStart);
+  // A clean stop (Ctrl-C, SIGTERM, a hang-up) is no error: its log ends with how to look again.
+  const error = exit.code === 0 || stoppedBy(exit.code) !== null ? null : lastErrorLine(logFile, logStart);
   const attempt: Attempt = {
     run: run.id,
     startedAt: startedAt.toISOString(),

@@ -142,6 +142,29 @@ test("more repeats, by the same command or --resume --repeats: the runs so far k
   expect(study(grown).spec.repeats).toBe(3);
 }, 180_000);
 
+test("Ctrl-C: the study exits 130, a run it stops is 'stopped', not failed, and no error is recorded for it", async () => {
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), "bilevel-study-int-")), "s");
+  const args = [
+    "--objective",
+    `surrogate:${SURROGATE}`,
+    "--groups",
+    "A",
+    "--repeats",
+    "1",
+    "--iterations",
+    "200",
+  ];
+  const study = start([...args, "--offline", "--out", dir]);
+  await waitFor(() => runsInProgress(dir).length > 0, { intervalMs: 20 });
+  study.child.kill("SIGINT");
+  const stopped = await study.done;
+  expect(stopped.code).toBe(130);
+  expect(stopped.stderr).toMatch(/^\[1\/1\] A-r1 stopped \(SIGTERM; it continues with the study\)$/m);
+  expect(stopped.stderr).not.toMatch(/failed|did not finish/);
+  expect(readAttempts(dir)).toEqual([expect.objectContaining({ run: "A-r1", exitCode: 143 })]);
+  expect(readAttempts(dir)[0]).not.toHaveProperty("error");
+}, 120_000);
+
 test("a run that fails the same way each time: its reason, its attempts in a row, and advice other than 'run it again'", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "bilevel-study-fails-"));
   // A train.py whose every run dies as an out-of-memory one does: the run's baselines all fail.
@@ -173,7 +196,7 @@ test("a run that fails the same way each time: its reason, its attempts in a row
   const second = await start(args).done;
   expect(second.code).toBe(1);
   expect(second.stderr).toMatch(
-    /^0 of 1 runs already finished; 1 to go \(1 continue where they stopped: A-r1\)$/m,
+    /^0 of 1 runs already finished; 1 to go \(1 continues where it stopped: A-r1\)$/m,
   );
   expect(second.stderr).toMatch(
     /A-r1: exit 1, the same on its last 2 attempts — bilevel: every baseline run failed/,
@@ -257,7 +280,9 @@ test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, r
   const second = await start(args).done;
   expect(second.stderr).toMatch(/already finished/);
   // The resume names the runs it continues (their stores kept), apart from those it starts afresh.
-  const continuing = /continue where they stopped: (.*)\)$/m.exec(second.stderr)?.[1]?.split(", ") ?? [];
+  const continuing =
+    /(?:continues where it|continue where they) stopped: (.*)\)$/m.exec(second.stderr)?.[1]?.split(", ") ??
+    [];
   for (const id of interrupted) expect(continuing).toContain(id);
   // Its stderr in place of the code, so that a failure says which run failed and why.
   expect(second.code === 0 ? 0 : `exit ${second.code}:\n${second.stderr}`).toBe(0);
