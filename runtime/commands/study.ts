@@ -148,10 +148,22 @@ function prepare(options: StudyOptions): Prepared {
       const more = withRepeats(stored.spec, stored.runs, spec.repeats);
       if (configDiff(more, { spec, runs }).length === 0) return extended(dir, stored, spec.repeats);
     }
+    // The same study with fewer repeats: as --resume --repeats says.
+    if (spec.repeats < stored.spec.repeats) {
+      const asStored = withRepeats(spec, runs, stored.spec.repeats);
+      if (configDiff(asStored, { spec: stored.spec, runs: stored.runs }).length === 0) {
+        throw new UserError(
+          `${dir} holds this study with ${stored.spec.repeats} repeats; it can gain repeats, not lose them (drop --repeats, or choose another --out)`,
+          2,
+        );
+      }
+    }
     const before = { spec: stored.spec, runs: stored.runs };
     const differs = configDiff(before, { spec, runs });
     if (differs.length > 0) {
-      const shown = differs.slice(0, 5).map((field) => withValues(field, before, { spec, runs }));
+      // The runs follow from the spec: named only when nothing in the spec differs.
+      const named = differs.length > 1 ? differs.filter((field) => field !== "runs") : differs;
+      const shown = named.slice(0, 5).map((field) => withValues(field, before, { spec, runs }));
       throw new UserError(
         `${dir} holds another study (differs in ${shown.join(", ")}): continue it with --resume ${dir}, or choose another --out`,
         2,

@@ -106,7 +106,7 @@ test("the same --out with other settings is refused (exit 2) naming what differs
   const other = await start([...args, "--iterations", "3", "--out", out]).done;
   expect(other.code).toBe(2);
   expect(other.stderr).toMatch(
-    /holds another study \(differs in spec\.iterations \(2 there, 3 here\), runs\): continue it with --resume /,
+    /holds another study \(differs in spec\.iterations \(2 there, 3 here\)\): continue it with --resume /,
   );
   expect(readFileSync(path.join(out, "study.json"), "utf8")).toBe(stored);
   expect(readdirSync(path.join(out, "runs"))).toEqual(["A-r1"]);
@@ -136,6 +136,9 @@ test("more repeats, by the same command or --resume --repeats: the runs so far k
   expect(fewer.stderr).toMatch(
     /--repeats 2: the study in .* has 3 repeats; it can gain repeats, not lose them/,
   );
+  const fewerSame = await start([...args, "--repeats", "2", "--out", grown]).done;
+  expect(fewerSame.code).toBe(2);
+  expect(fewerSame.stderr).toMatch(/holds this study with 3 repeats; it can gain repeats, not lose them/);
   const other = await start(["--resume", grown, "--repeats", "4", "--iterations", "5"]).done;
   expect(other.code).toBe(2);
   expect(other.stderr).toMatch(/drop --iterations \(only --repeats to add repeats/);
