@@ -302,6 +302,16 @@ test("config and folder errors name what is wrong: the file, the closest key, a 
   expect(noDb.stderr).toContain(`--resume ${empty}: no run database (run.db) there`);
 }, 120_000);
 
+test("mechanism approve on an empty run.db says it holds no run and leaves it empty (exit 1)", async () => {
+  const dir = path.join(tmp, "empty-db");
+  mkdirSync(dir);
+  writeFileSync(path.join(dir, "run.db"), "");
+  const r = await cliAsync(["mechanism", "approve", dir, "m1"], { env });
+  expect(r.status).toBe(1);
+  expect(r.stderr).toContain(`${path.join(dir, "run.db")} holds no run (an empty database)`);
+  expect(readFileSync(path.join(dir, "run.db"), "utf8")).toBe("");
+});
+
 test("a damaged run.db exits 1 from run --resume, status, export, report and mechanism approve alike", async () => {
   const dir = copyOfFinished("damaged");
   rmSync(path.join(dir, "run.db-wal"), { force: true });

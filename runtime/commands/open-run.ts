@@ -15,6 +15,9 @@ export function openExisting(
 ): RunStore {
   if (!existsSync(dir)) throw new UserError(`${label}: no such folder`, 2);
   if (!RunStore.exists(dir)) throw new UserError(`${label}: no run database (run.db) there`, 2);
+  // Opened for writing, an empty database would be given the schema: a run it is not.
+  if (writable && RunStore.hasNoTables(dir))
+    throw new UserError(`${label}: ${RunStore.dbPath(dir)} holds no run (an empty database)`, 1);
   try {
     return RunStore.open(dir, { readOnly: !writable });
   } catch (error) {
