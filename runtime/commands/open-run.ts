@@ -1,8 +1,10 @@
 // Opening an existing run folder's store for a command, with the errors every command gives
 // alike: a missing folder or run.db is a usage error, an unreadable store exits 1.
 import { existsSync } from "node:fs";
+import path from "node:path";
 import { UserError } from "../errors.ts";
 import { RunStore } from "../store.ts";
+import { isStudy } from "../study/layout.ts";
 
 /**
  * A run folder's store, read-only unless `writable`. A missing folder or run.db is a usage error
@@ -14,7 +16,10 @@ export function openExisting(
   { label = dir, writable = false }: { label?: string; writable?: boolean } = {},
 ): RunStore {
   if (!existsSync(dir)) throw new UserError(`${label}: no such folder`, 2);
-  if (!RunStore.exists(dir)) throw new UserError(`${label}: no run database (run.db) there`, 2);
+  if (!RunStore.exists(dir)) {
+    const study = isStudy(dir) ? `; it holds a study, whose runs are under ${path.join(dir, "runs")}` : "";
+    throw new UserError(`${label}: no run database (run.db) there${study}`, 2);
+  }
   // Opened for writing, an empty database would be given the schema: a run it is not.
   if (writable && RunStore.hasNoTables(dir))
     throw new UserError(`${label}: ${RunStore.dbPath(dir)} holds no run (an empty database)`, 1);

@@ -29,6 +29,7 @@ import {
   signalExit,
 } from "../stop-signals.ts";
 import { RunStore } from "../store.ts";
+import { isStudy } from "../study/layout.ts";
 import { recordedByStudy, studyParent } from "../study/runner.ts";
 import { DEFAULT_SURROGATE_FILE } from "../surrogate/data.ts";
 import { dataForStream, jsonForTerminal } from "../terminal-text.ts";
@@ -255,8 +256,13 @@ async function startRun(base: unknown, options: RunOptions): Promise<void> {
   if (summary.stopped && !summary.llmStop) process.exitCode = summary.exitCode;
 }
 
-/** A new run's folder must not hold a run; the advice depends on whether that run is live. */
+/** A new run's folder must not hold a run or a study; the advice depends on whether that run is live. */
 function refuseHeldFolder(dir: string): void {
+  if (isStudy(dir))
+    throw new UserError(
+      `${dir} holds a study (study.json; its runs are under runs/): choose another --out`,
+      2,
+    );
   if (!RunStore.exists(dir)) return;
   const holder = runLockHolder(dir);
   if (holder !== null)

@@ -110,6 +110,18 @@ test("the same --out with other settings is refused (exit 2) naming what differs
   );
   expect(readFileSync(path.join(out, "study.json"), "utf8")).toBe(stored);
   expect(readdirSync(path.join(out, "runs"))).toEqual(["A-r1"]);
+  // A study folder is no run folder: a run there is refused, and the run commands point to runs/.
+  const run = await cliAsync(["run", "--offline", "--out", out]);
+  expect(run.status).toBe(2);
+  expect(run.stderr).toMatch(
+    /holds a study \(study\.json; its runs are under runs\/\): choose another --out/,
+  );
+  const status = await cliAsync(["status", out]);
+  expect(status.status).toBe(2);
+  expect(status.stderr).toContain(
+    `no run database (run.db) there; it holds a study, whose runs are under ${path.join(out, "runs")}`,
+  );
+  expect(readdirSync(out).sort()).toEqual(["attempts.jsonl", "results.json", "runs", "study.json"]);
 }, 120_000);
 
 test("more repeats, by the same command or --resume --repeats: the runs so far kept, the new ones as a fresh study's", async () => {
