@@ -155,6 +155,8 @@ function sameValue(a: ParamValue, b: ParamValue): boolean {
 class OutputWatcher {
   readonly tail = new TailLines(200, 64 * 1024); // stdout and stderr, for error messages
   summaryLines: string[] | null = null; // stdout after the last "---"
+  /** A "val_bpb:" line on stdout before any "---": a summary without its separator. */
+  bpbWithoutBlock = false;
   failed = false; // a FAIL line
   oom = false;
   private readonly request: TrialRequest;
@@ -170,6 +172,7 @@ class OutputWatcher {
     const trimmed = line.trim();
     if (trimmed === "---") this.summaryLines = [];
     else if (this.summaryLines && this.summaryLines.length < 1000) this.summaryLines.push(line);
+    else if (this.summaryLines === null && trimmed.startsWith("val_bpb:")) this.bpbWithoutBlock = true;
     if (trimmed === "FAIL") this.failed = true;
     const m = PROGRESS.exec(line);
     if (!m?.[1] || !m[2] || !m[3]) return;
@@ -411,6 +414,11 @@ function classify(
     if (watcher.oom) return fail("oom", "out of memory");
     if (rawBpb !== undefined)
       return fail("crashed", `val_bpb: line is not a number: ${JSON.stringify(rawBpb)}`);
+    if (watcher.bpbWithoutBlock)
+      return fail(
+        "crashed",
+        `val_bpb: was printed, but not in a summary block: the block starts with a line "---" (as in Karpathy's train.py), then "val_bpb: …" (exit ${exitCode ?? signal})`,
+      );
     const last = watcher.lastLine();
     return fail(
       "crashed",

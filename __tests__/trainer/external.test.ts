@@ -121,6 +121,11 @@ test("a run rewrites the copy (not the original), parses progress and the summar
 
 test.each([
   ["no-bpb", "crashed", /no val_bpb: line/],
+  [
+    "no-separator",
+    "crashed",
+    /val_bpb: was printed, but not in a summary block: the block starts with a line "---"/,
+  ],
   ["fail", "diverged", /FAIL/],
   ["oom", "oom", /out of memory/],
   ["nan", "diverged", /val_bpb is NaN/],
