@@ -18,9 +18,10 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
-function comparison(c: Comparison | null): string {
+/** A comparison's cell: Δ, its CI, p (~: Monte Carlo), n, the verdict. */
+export function comparison(c: Comparison | null): string {
   if (c === null) return "—";
-  return `${f(c.diff)} ${ci(c.ci)} ${p(c.p)}${c.exact ? "" : "~"} n=${c.n}/${c.nAgainst}: ${c.verdict}`;
+  return `${f(c.diff)} ${ci(c.ci)} ${p(c.p)}${c.exact || c.p === null ? "" : "~"} n=${c.n}/${c.nAgainst}: ${c.verdict}`;
 }
 
 /** Whether the group's time split covers some of its finished runs but not all (the wall column says n). */

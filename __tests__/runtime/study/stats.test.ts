@@ -8,6 +8,7 @@ import {
   summarize,
   verdict,
 } from "../../../runtime/study/stats.ts";
+import { comparison } from "../../../runtime/study/table.ts";
 
 test("summary: mean, sample sd, median of known values", () => {
   const s = summarize([1, 2, 3, 4], 0);
@@ -74,4 +75,6 @@ test("compare: separated groups are better with n stated; the difference CI is d
   expect(compare("A", [], [0.1, 0.2, 0.3], 7).verdict).toBe("too few runs");
   expect(compare("A", [0.5], [0.1, 0.2, 0.3], 7).verdict).toBe("too few runs");
   expect(compare("A", [0.5, 0.6], [0.1], 7).verdict).toBe("too few runs");
+  // Its cell: no p, so no Monte Carlo mark after it either.
+  expect(comparison(compare("A", [], [0.1, 0.2, 0.3], 7))).toMatch(/ p n\/a n=0\/3: too few runs$/);
 });
