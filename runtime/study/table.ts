@@ -62,9 +62,13 @@ export function formatStudy(results: StudyResults): string {
       ];
     }),
   );
+  // A column per reference group the study ran (A, R) beside another; none: no comparison table.
+  const refs = (["vsA", "vsR"] as const).filter(
+    (key) => groups.length > 1 && groups.some((g) => g.name === key.slice(2)),
+  );
   const tests = formatTable(
-    ["group", "vs A: Δ mean [95% CI] p n", "vs R: Δ mean [95% CI] p n"],
-    groups.map((g) => [g.name, comparison(g.vsA), comparison(g.vsR)]),
+    ["group", ...refs.map((key) => `vs ${key.slice(2)}: Δ mean [95% CI] p n`)],
+    groups.map((g) => [g.name, ...refs.map((key) => comparison(g[key]))]),
   );
   const target =
     results.target.value === null ? "n/a" : `${f(results.target.value)} (${results.target.source})`;
@@ -101,10 +105,18 @@ export function formatStudy(results: StudyResults): string {
     );
   const unfinished = results.runs.filter((r) => r.state !== "finished");
   if (unfinished.length > 0) {
-    const states = [...new Set(unfinished.map((r) => r.state))].join(", ");
+    const states = [...new Set(unfinished.map((r) => r.state))];
+    const byState = states.map(
+      (state) =>
+        `${state}: ${unfinished
+          .filter((r) => r.state === state)
+          .map((r) => r.id)
+          .join(", ")}`,
+    );
     notes.unshift(
-      `NOT FINAL: ${unfinished.length} of ${results.runs.length} runs are not finished (${states}: ${unfinished.map((r) => r.id).join(", ")}); the statistics cover the finished runs only, so the groups may not share their seeds. Run the same command again to continue.`,
+      `NOT FINAL: ${unfinished.length} of ${results.runs.length} runs are not finished (${byState.join("; ")}); the statistics cover the finished runs only, so the groups may not share their seeds. Run the same command again to continue.`,
     );
   }
-  return [...head, "", stats, "", tests, "", costs, "", ...notes, ""].join("\n");
+  const tables = refs.length > 0 ? [stats, "", tests, "", costs] : [stats, "", costs];
+  return [...head, "", ...tables, "", ...notes, ""].join("\n");
 }

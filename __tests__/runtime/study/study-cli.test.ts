@@ -133,6 +133,9 @@ test("more repeats, by the same command or --resume --repeats: the runs so far k
   expect(more.code).toBe(0);
   expect(more.stderr).toMatch(/1 repeat\(s\) added \(now 2\): 1 new runs; the runs so far are kept/);
   expect(more.stderr).toMatch(/1 of 2 runs already finished; 1 to go/);
+  // One group: nothing to compare it with, so no comparison table.
+  expect(more.stdout).not.toMatch(/vs A:|vs R:/);
+  expect(more.stdout).toMatch(/^A +2 /m);
   const resumed = await start(["--resume", grown, "--repeats", "3"]).done;
   expect(resumed.code).toBe(0);
   expect((await start([...args, "--repeats", "3", "--out", fresh]).done).code).toBe(0);
@@ -287,6 +290,8 @@ test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, r
   expect(formatStudy(loadStudy(dir))).toMatch(
     /^NOT FINAL: \d+ of 15 runs are not finished \(.*\); the statistics cover/m,
   );
+  // Grouped by state: the runs not started yet apart from those stopped or running.
+  expect(formatStudy(loadStudy(dir))).toMatch(/^NOT FINAL: .*\(.*not started: [A-R]-r\d(, [A-R]-r\d)*[;)]/m);
   expect(loadStudy(dir, { target: 2.9 }).target).toEqual({ value: 2.9, source: "--target" });
 
   const interrupted = orphans
