@@ -14,13 +14,13 @@ import { BOOTSTRAP_FILE, FIXED_NOW, GUEST_BOOTSTRAP, wrapMechanismJs } from "../
 import { DEFAULT_POLICY, loadDefaultParams, Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import { MemoryWatchdog } from "../sandbox/memory-watchdog.ts";
 import {
+  callRequest,
   callTexts,
   HeldTexts,
   isRequest,
   isResponse,
   toWireCall,
   type WireCall,
-  wireContext,
   withTexts,
 } from "../sandbox/protocol.ts";
 import { guestArgs, Runner, warmInput } from "../sandbox/runner.ts";
@@ -258,9 +258,8 @@ async function breakdown(call: HookCall, compiled: CompiledMechanism, roundTripU
   const held = new HeldTexts();
   held.settle(callTexts(call.context), true);
   const toLine = () => {
-    const { context, ...rest } = own;
-    const head = JSON.stringify({ op: "call", id: 1, ...rest, ...wireContext(context) });
-    return withTexts(head, held.leaveOut(callTexts(context)));
+    const { head, texts } = callRequest(own);
+    return withTexts(`{"id":1,${head.slice(1)}`, held.leaveOut(texts));
   };
   const line = toLine();
   const request = JSON.parse(line) as WireCall;

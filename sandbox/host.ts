@@ -20,12 +20,12 @@ import { defaultPolicy } from "./policy.ts";
 import {
   type CallTexts,
   type ChildCallOutcome,
-  callTexts,
+  callRequest,
   isResponse,
   longestLine,
   MAX_LINE_CHARS,
+  type TextRequest,
   toWireBatch,
-  wireContext,
   withTexts,
 } from "./protocol.ts";
 import { compiledMechanismSchema } from "./schemas.ts";
@@ -302,11 +302,7 @@ export class Sandbox {
       return failed({ stage, code: "crashed", message: `mechanism "${id}" is not loaded` });
     let request: TextRequest;
     try {
-      const { context, ...rest } = call;
-      request = {
-        head: JSON.stringify({ op: "call", ...rest, ...wireContext(context) }),
-        texts: callTexts(context),
-      };
+      request = callRequest(call);
     } catch {
       return failed({ stage, code: "invalid-state", message: "the hook call's data is not JSON" });
     }
@@ -641,12 +637,6 @@ export class Sandbox {
       await this.child.request({ op: "unload", mechanismId: id }, this.loadDeadline());
     }
   }
-}
-
-/** A call's or a batch's request: its JSON without the texts (`head`), and the texts. */
-interface TextRequest {
-  readonly head: string;
-  readonly texts: CallTexts;
 }
 
 /** A request's data as the policy's maxJsonBytes counts it: its JSON and both texts, unescaped. */

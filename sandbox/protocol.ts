@@ -92,7 +92,7 @@ export interface CallTexts {
 export type FullWireCall = WireCall & CallTexts;
 
 /** A call's context as it crosses, but for its texts: what a single call and a batch share. */
-export function wireContext(context: HookContextData) {
+function wireContext(context: HookContextData) {
   return {
     iteration: context.iteration,
     seed: context.seed,
@@ -121,6 +121,18 @@ function jsonText(value: unknown, what: string): string {
 export function toWireCall(call: HookCall): FullWireCall {
   const { context, ...rest } = call;
   return { ...rest, ...wireContext(context), ...callTexts(context) };
+}
+
+/** A request whose texts may be left out when sent: its JSON without them (`head`), and the texts. */
+export interface TextRequest {
+  readonly head: string;
+  readonly texts: CallTexts;
+}
+
+/** A hook call's request (throws if the call's data is not JSON-serialisable). */
+export function callRequest(call: HookCall): TextRequest {
+  const { paramsJson, historyJson, ...wire } = toWireCall(call);
+  return { head: JSON.stringify({ op: "call", ...wire }), texts: { paramsJson, historyJson } };
 }
 
 /** The texts of a request as sent (see WireCall): each the text, or the length of the one held. */
@@ -153,23 +165,20 @@ export function longestLine(head: string, texts: CallTexts): number {
  * both (the child may have kept either); a new child starts with none.
  */
 export class HeldTexts {
-  private held: { paramsJson: string | null; historyJson: string | null } = {
-    paramsJson: null,
-    historyJson: null,
-  };
+  private held: CallTexts | null = null;
 
   /** `texts` with each one the child holds already replaced by its length. */
   leaveOut(texts: CallTexts): SentTexts {
     const { paramsJson, historyJson } = texts;
     return {
-      paramsJson: paramsJson === this.held.paramsJson ? paramsJson.length : paramsJson,
-      historyJson: historyJson === this.held.historyJson ? historyJson.length : historyJson,
+      paramsJson: paramsJson === this.held?.paramsJson ? paramsJson.length : paramsJson,
+      historyJson: historyJson === this.held?.historyJson ? historyJson.length : historyJson,
     };
   }
 
   /** After the child answered a request with `texts`: whether it accepted them (checked them and kept them). */
   settle(texts: CallTexts, accepted: boolean): void {
-    this.held = accepted ? { ...texts } : { paramsJson: null, historyJson: null };
+    this.held = accepted ? texts : null;
   }
 }
 
