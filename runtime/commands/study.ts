@@ -10,7 +10,14 @@ import { quietOutput, STOP_SIGNAL_NAMES, type StopSignal, signalExit } from "../
 import { isStudy, readStudyJson, resultsPath, type StudyFile, writeStudyJson } from "../study/layout.ts";
 import { loadStudy } from "../study/results.ts";
 import { type FailedRun, runStudy } from "../study/runner.ts";
-import { resolveStudy, type StudyFlags, studyRuns, withRepeats } from "../study/spec.ts";
+import {
+  resolveStudy,
+  type StudyFlags,
+  type StudyRunSpec,
+  type StudySpec,
+  studyRuns,
+  withRepeats,
+} from "../study/spec.ts";
 import { formatStudy } from "../study/table.ts";
 import { surrogateTrainer } from "../surrogate/trainer.ts";
 import { jsonForTerminal } from "../terminal-text.ts";
@@ -141,39 +148,45 @@ function prepare(options: StudyOptions): Prepared {
   const { spec, base, baseDir } = resolveStudy(options.config, flagsOf(options));
   const runs = studyRuns(spec, base, baseDir);
   const dir = path.resolve(options.out ?? defaultRunDir(spec.name));
-  if (isStudy(dir)) {
-    const stored = readStudyJson(dir);
-    // The same study with more repeats: the stored one extended, its runs kept.
-    if (spec.repeats > stored.spec.repeats) {
-      const more = withRepeats(stored.spec, stored.runs, spec.repeats);
-      if (configDiff(more, { spec, runs }).length === 0) return extended(dir, stored, spec.repeats);
-    }
-    // The same study with fewer repeats: as --resume --repeats says.
-    if (spec.repeats < stored.spec.repeats) {
-      const asStored = withRepeats(spec, runs, stored.spec.repeats);
-      if (configDiff(asStored, { spec: stored.spec, runs: stored.runs }).length === 0) {
-        throw new UserError(
-          `${dir} holds this study with ${stored.spec.repeats} repeats; it can gain repeats, not lose them (drop --repeats, or choose another --out)`,
-          2,
-        );
-      }
-    }
-    const before = { spec: stored.spec, runs: stored.runs };
-    const differs = configDiff(before, { spec, runs });
-    if (differs.length > 0) {
-      // The runs follow from the spec: named only when nothing in the spec differs.
-      const named = differs.length > 1 ? differs.filter((field) => field !== "runs") : differs;
-      const shown = named.slice(0, 5).map((field) => withValues(field, before, { spec, runs }));
-      throw new UserError(
-        `${dir} holds another study (differs in ${shown.join(", ")}): continue it with --resume ${dir}, or choose another --out`,
-        2,
-      );
-    }
-    return { dir, file: stored, addedRepeats: 0 };
-  }
+  if (isStudy(dir)) return sameStudy(dir, spec, runs);
   if (existsSync(dir) && readdirSync(dir).length > 0)
     throw new UserError(`${dir} exists and is not a study folder: choose another --out`, 2);
   return { dir, file: { spec, runs, createdAt: new Date().toISOString() }, addedRepeats: 0 };
+}
+
+/**
+ * The study already in `dir` when the command names it again: continued as it is, or with more
+ * repeats; anything else differing is refused, naming what.
+ */
+function sameStudy(dir: string, spec: StudySpec, runs: StudyRunSpec[]): Prepared {
+  const stored = readStudyJson(dir);
+  // The same study with more repeats: the stored one extended, its runs kept.
+  if (spec.repeats > stored.spec.repeats) {
+    const more = withRepeats(stored.spec, stored.runs, spec.repeats);
+    if (configDiff(more, { spec, runs }).length === 0) return extended(dir, stored, spec.repeats);
+  }
+  // The same study with fewer repeats: as --resume --repeats says.
+  if (spec.repeats < stored.spec.repeats) {
+    const asStored = withRepeats(spec, runs, stored.spec.repeats);
+    if (configDiff(asStored, { spec: stored.spec, runs: stored.runs }).length === 0) {
+      throw new UserError(
+        `${dir} holds this study with ${stored.spec.repeats} repeats; it can gain repeats, not lose them (drop --repeats, or choose another --out)`,
+        2,
+      );
+    }
+  }
+  const before = { spec: stored.spec, runs: stored.runs };
+  const differs = configDiff(before, { spec, runs });
+  if (differs.length > 0) {
+    // The runs follow from the spec: named only when nothing in the spec differs.
+    const named = differs.length > 1 ? differs.filter((field) => field !== "runs") : differs;
+    const shown = named.slice(0, 5).map((field) => withValues(field, before, { spec, runs }));
+    throw new UserError(
+      `${dir} holds another study (differs in ${shown.join(", ")}): continue it with --resume ${dir}, or choose another --out`,
+      2,
+    );
+  }
+  return { dir, file: stored, addedRepeats: 0 };
 }
 
 interface Prepared {
