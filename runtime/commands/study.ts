@@ -16,6 +16,7 @@ import {
   type StudyRunSpec,
   type StudySpec,
   studyRuns,
+  studyTitle,
   withRepeats,
 } from "../study/spec.ts";
 import { formatStudy } from "../study/table.ts";
@@ -229,9 +230,9 @@ async function study(options: StudyOptions): Promise<number> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   if (addedRepeats > 0)
     log(
-      `study ${file.spec.name}: ${addedRepeats} repeat(s) added (now ${file.spec.repeats}): ${addedRepeats * file.spec.groups.length} new runs; the runs so far are kept`,
+      `${studyTitle(file.spec.name)}: ${addedRepeats} repeat(s) added (now ${file.spec.repeats}): ${addedRepeats * file.spec.groups.length} new runs; the runs so far are kept`,
     );
-  log(`study ${file.spec.name}: ${file.runs.length} runs in ${dir} (${options.jobs} at a time)`);
+  log(`${studyTitle(file.spec.name)}: ${file.runs.length} runs in ${dir} (${options.jobs} at a time)`);
   const controller = new AbortController();
   let stoppedBy: StopSignal | null = null;
   // A hang-up (the terminal closed) stops the study cleanly too, like Ctrl-C; its log then goes nowhere.

@@ -1,8 +1,10 @@
 // The page of a folder made by `bilevel study`: its results (runtime/study/results.ts, what the
 // command prints and writes to results.json) as the page's data, so the page says what the tables
 // say — the same statistics, comparisons and verdicts, recomputed from the run stores.
+import path from "node:path";
 import { readStudyJson } from "../study/layout.ts";
 import { loadStudy, type RunResult, type StudyResults } from "../study/results.ts";
+import { DEFAULT_STUDY_NAME } from "../study/spec.ts";
 import type { Comparison, Summary as StudySummary } from "../study/stats.ts";
 import type { CurvePoint, StudyComparison, StudyData, StudyGroup, StudyRun, Summary } from "./study-data.ts";
 
@@ -97,7 +99,8 @@ function fromResults(results: StudyResults): StudyData {
       `${total - finished} of ${total} runs are not finished: the statistics cover the finished ones, so groups may not have the same seeds.`,
     );
   return {
-    name: spec.name,
+    // An unnamed study is shown by its folder's name, as other study folders are (not "Study study").
+    name: spec.name === DEFAULT_STUDY_NAME ? path.basename(results.dir) : spec.name,
     dir: results.dir,
     status: finished === total ? "finished" : `${finished} of ${total} runs finished`,
     objective: spec.objective,

@@ -21,6 +21,13 @@ export const STUDY_FORMAT = "bilevel-study/1";
 /** Repeat r runs with seed `seed + SEED_STRIDE × r`: the baselines' seeds (seed … seed + baselineRepeats − 1) never overlap. */
 export const SEED_STRIDE = 1000;
 export const DEFAULT_GROUPS = ["A", "B", "C", "D", "R"] as const;
+/** The name of a study whose spec names none. */
+export const DEFAULT_STUDY_NAME = "study";
+
+/** How a study is named in its output: "study" for an unnamed one (not "study study"). */
+export function studyTitle(name: string): string {
+  return name === DEFAULT_STUDY_NAME ? "study" : `study ${name}`;
+}
 
 type Partial = Record<string, unknown>;
 
@@ -229,7 +236,7 @@ export function resolveStudy(
   );
   const spec: StudySpec = {
     format: STUDY_FORMAT,
-    name: study.name ?? "study",
+    name: study.name ?? DEFAULT_STUDY_NAME,
     seed: study.seed ?? 1,
     repeats: flags.repeats ?? study.repeats ?? 5,
     iterations: flags.iterations ?? study.iterations ?? merged.iterations,

@@ -1,6 +1,7 @@
 // The study's statistics as text tables for the terminal (what `bilevel study` prints at the end).
 import { safeText } from "../terminal-text.ts";
 import type { GroupResult, StudyResults } from "./results.ts";
+import { studyTitle } from "./spec.ts";
 import { ALPHA, type Comparison, type Interval } from "./stats.ts";
 
 const f = (v: number | null, digits = 4) => (v === null ? "n/a" : v.toFixed(digits));
@@ -44,7 +45,7 @@ export function formatStudy(results: StudyResults): string {
   const { spec } = results;
   const groups = results.groups;
   const head = [
-    `study ${spec.name}: ${groups.length} groups × ${spec.repeats} repeats × ${spec.iterations} iterations; objective ${spec.objective}`,
+    `${studyTitle(spec.name)}: ${groups.length} groups × ${spec.repeats} repeats × ${spec.iterations} iterations; objective ${spec.objective}`,
     `improvement = baseline val_bpb − best val_bpb per run (higher is better); statistics over finished runs (n)`,
   ];
   const stats = formatTable(

@@ -256,7 +256,7 @@ test("a run whose study is gone before it recorded the run's pid (killed while s
 });
 
 test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, resumed, complete, nothing run twice", async () => {
-  const dir = path.join(mkdtempSync(path.join(tmpdir(), "bilevel-study-")), "study");
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), "bilevel-study-")), "surrogate-study");
   const args = [
     "--objective",
     `surrogate:${SURROGATE}`,
@@ -332,6 +332,8 @@ test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, r
   expect(killed.length).toBeGreaterThan(0);
   expect(results.groups.map((g) => g.improvement.n)).toEqual([3, 3, 3, 3, 3]);
   expect(formatStudy(results)).not.toContain("NOT FINAL");
+  // An unnamed study is "study" in its tables, not "study study", and its page names its folder.
+  expect(formatStudy(results)).toMatch(/^study: 5 groups × 3 repeats × 10 iterations; objective surrogate/);
 
   // Its page says what the tables say: the same groups, statistics and verdicts (results.json's).
   const pageFile = path.join(dir, "page.html");
@@ -340,6 +342,7 @@ test("5 groups × 3 repeats × 10 iterations on the surrogate: killed mid-way, r
   expect(report.status).toBe(0);
   const page = readFileSync(pageFile, "utf8");
   expect(page).toContain("15 / 15 finished");
+  expect(page).toContain('<h1>Study <span class="name">surrogate-study</span></h1>');
   for (const g of results.groups) {
     const { mean, sd, median } = g.improvement;
     expect(page).toContain(`${mean?.toFixed(4)} ± ${sd?.toFixed(4)}`);
