@@ -10,6 +10,7 @@ import { Worker } from "node:worker_threads";
 import ivm from "isolated-vm";
 import type { Trial } from "../mechanism-api/index.d.ts";
 import { FILTER_CHAIN_RULE } from "../runtime/level1/filter-chain.ts";
+import { frozenCopy } from "../sandbox/frozen-json.ts";
 import { BOOTSTRAP_FILE, FIXED_NOW, GUEST_BOOTSTRAP, wrapMechanismJs } from "../sandbox/guest.ts";
 import { DEFAULT_POLICY, loadDefaultParams, Sandbox, syntheticTrace } from "../sandbox/index.ts";
 import { MemoryWatchdog } from "../sandbox/memory-watchdog.ts";
@@ -119,7 +120,10 @@ async function roundTrip(sandbox: Sandbox, call: HookCall): Promise<{ rows: Row[
     burst.push(performance.now() - t);
   }
   // The largest history a run sends (proposer.historyWindow is at most 200 trials).
-  const long = { ...call, context: { ...call.context, history: longHistory(call.context.history, 200) } };
+  const long = {
+    ...call,
+    context: { ...call.context, history: frozenCopy(longHistory(call.context.history, 200)) },
+  };
   const spacedLong: number[] = [];
   for (let i = -20; i < CALLS / 4; i++) {
     await sleep(GAP_MS);
@@ -440,7 +444,17 @@ async function references(trace: DryRunTrace): Promise<Row[]> {
 }
 
 async function main(): Promise<void> {
-  const trace = syntheticTrace(loadDefaultParams(), 1);
+  // As the loop hands them (runtime/level1/context-parts.ts): the search space and history are the
+  // same deeply frozen arrays from call to call while no trial finishes.
+  const synthetic = syntheticTrace(loadDefaultParams(), 1);
+  const trace: DryRunTrace = {
+    ...synthetic,
+    context: {
+      ...synthetic.context,
+      params: frozenCopy(synthetic.context.params),
+      history: frozenCopy(synthetic.context.history),
+    },
+  };
   const loadBefore = load();
   const { rows: startRows, compiled } = await startAndCompile();
   const sandbox = await Sandbox.start({}, { chainRule: FILTER_CHAIN_RULE });

@@ -17,6 +17,7 @@ import { UserError } from "./errors.ts";
 import { LocalExecutor } from "./executors/local.ts";
 import type { Executor, ExecutorHooks } from "./executors/types.ts";
 import { acceptanceRule, decide, estimateNoise, type NoiseEstimate } from "./level1/acceptance.ts";
+import { ContextParts, toApiTrial } from "./level1/context-parts.ts";
 import { type IterationOutcome, proposeIteration } from "./level1/iteration.ts";
 import type { Proposer } from "./level1/proposer.ts";
 import { TrialPool } from "./level1/trial-pool.ts";
@@ -95,22 +96,11 @@ export interface RunSummary {
   readonly stopped: boolean;
 }
 
-export function toApiTrial(t: TrialRow): Trial {
-  return {
-    id: t.id,
-    iteration: t.iteration,
-    config: t.config,
-    changes: t.changes,
-    status: t.status,
-    valBpb: t.valBpb,
-    kept: t.kept,
-    delta: t.delta,
-  };
-}
-
 export class BilevelLoop {
   private readonly d: LoopDeps;
   private readonly params: readonly ParamSpec[];
+  /** ctx.params and ctx.history, kept while unchanged (each crosses to the sandbox once). */
+  private readonly contextParts: ContextParts;
   private readonly mechanisms: MechanismManager;
   private readonly level2: Level2Steward;
   private trials: TrialRow[] = [];
@@ -128,6 +118,7 @@ export class BilevelLoop {
   constructor(deps: LoopDeps) {
     this.d = deps;
     this.params = deps.config.searchSpace;
+    this.contextParts = new ContextParts(this.params);
     const parallel = deps.config.parallel ?? 1;
     this.pool = new TrialPool(parallel);
     this.executor =
@@ -203,14 +194,10 @@ export class BilevelLoop {
     return {
       iteration,
       // Level 1.5's sets bind mechanisms too: they see them, and changes outside the active set are refused.
-      params: this.params.map((p) => ({
-        ...p,
-        active: this.search.active.includes(p.name),
-        ...(this.search.frozen.includes(p.name) ? { frozen: true } : {}),
-      })),
+      params: this.contextParts.searchSpace(this.search.active, this.search.frozen),
       incumbent: this.incumbent(iteration),
       best: best ? { config: best.config, valBpb: best.valBpb } : null,
-      history: this.searchTrials().slice(-this.d.config.proposer.historyWindow).map(toApiTrial),
+      history: this.contextParts.trials(this.searchTrials().slice(-this.d.config.proposer.historyWindow)),
       pending: this.pendingSearchTrials(),
       acceptance: acceptanceRule(this.d.config.acceptance.mode, this.noise, this.d.config.acceptance.k),
       seed: this.d.config.seed,

@@ -24,6 +24,7 @@ import {
   suggestionSchema,
   trialSchema,
 } from "../mechanism-api/schemas.ts";
+import { frozenJson } from "./frozen-json.ts";
 import { compiledMechanismSchema, hookContextDataSchema, sandboxErrorSchema } from "./schemas.ts";
 import type {
   CapabilityState,
@@ -112,7 +113,8 @@ export function callTexts(context: HookContextData): CallTexts {
 }
 
 function jsonText(value: unknown, what: string): string {
-  const text: unknown = JSON.stringify(value);
+  // Kept by identity when deeply frozen: the loop sends one frozen history per iteration.
+  const text: unknown = frozenJson(value);
   if (typeof text !== "string") throw new TypeError(`the context's ${what} is not JSON`);
   return text;
 }

@@ -65,6 +65,11 @@ function writeMechanisms(dir: string): string[] {
   });
 }
 
+function deeplyFrozen(value: unknown): boolean {
+  if (typeof value !== "object" || value === null) return true;
+  return Object.isFrozen(value) && Object.values(value).every(deeplyFrozen);
+}
+
 /** What a run recorded, without wall-clock fields. */
 function records(dir: string) {
   const store = RunStore.open(dir, { readOnly: true });
@@ -119,6 +124,21 @@ test("a seeded run records the same with hook batching as with one round trip pe
   expect([...hooks].sort()).toEqual(["filter", "guide", "observe", "suggest"]);
   expect(sent.some((outcomes) => outcomes !== null && outcomes.length > 1)).toBe(true);
   expect(batches.mock.calls.some(([b]) => b.chain !== undefined && b.calls.length > 1)).toBe(true);
+  // ctx.params and ctx.history cross as the same deeply frozen arrays within an iteration (each is
+  // serialised once), and as new ones once a trial has finished.
+  const contexts = batches.mock.calls.map(([b]) => ({ hook: b.hook, context: b.context }));
+  for (const { context } of contexts) {
+    expect(deeplyFrozen(context.history)).toBe(true);
+    expect(deeplyFrozen(context.params)).toBe(true);
+  }
+  const before = contexts.filter((c) => c.hook !== "observe");
+  for (const a of before)
+    for (const b of before)
+      if (a.context.iteration === b.context.iteration) {
+        expect(b.context.history).toBe(a.context.history);
+        expect(b.context.params).toBe(a.context.params);
+      }
+  expect(new Set(contexts.map((c) => c.context.history)).size).toBeGreaterThan(3);
   batches.mockRestore();
 
   const expected = records(path.join(dir, "unbatched"));
