@@ -7,7 +7,7 @@
 // next proposal is made while they train, and each is judged when it finishes. In-flight trials
 // are drained at a cycle boundary, before Level 1.5 and Level 2 act.
 import { setImmediate } from "node:timers/promises";
-import type { Change, Config, Json, ParamSpec, PendingTrial, Trial } from "../mechanism-api/index.d.ts";
+import type { Change, Config, Json, ParamSpec, PendingTrial } from "../mechanism-api/index.d.ts";
 import type { DryRunTrace, HookContextData } from "../sandbox/types.ts";
 import { checkConstraints } from "../trainer/constraints.ts";
 import type { Trainer, TrainerProgress, TrialOutcome, TrialRequest } from "../trainer/types.ts";

@@ -13,15 +13,18 @@ const texts = new WeakMap<object, string>();
 
 /** `JSON.stringify(value)`, from the kept text when `value` is deeply frozen plain data (see above). */
 export function frozenJson(value: unknown): string | undefined {
-  if (typeof value !== "object" || value === null) return JSON.stringify(value);
+  if (typeof value !== "object" || value === null || !prototypesPlain()) return JSON.stringify(value);
   const kept = texts.get(value);
   if (kept !== undefined) return kept;
   const text: string | undefined = JSON.stringify(value);
-  if (text !== undefined && prototypesPlain() && isFrozenData(value, MAX_DEPTH)) texts.set(value, text);
+  if (text !== undefined && isFrozenData(value, MAX_DEPTH)) texts.set(value, text);
   return text;
 }
 
-/** Neither shared prototype has a toJSON (which JSON.stringify would call on every object). */
+/**
+ * Neither shared prototype has a toJSON, which JSON.stringify would call on every object (checked
+ * on every call: one added after a text was kept would change what the text should be).
+ */
 function prototypesPlain(): boolean {
   return !("toJSON" in Object.prototype) && !("toJSON" in Array.prototype);
 }
@@ -30,10 +33,14 @@ function isFrozenData(value: object, depth: number): boolean {
   if (depth === 0 || types.isProxy(value) || !Object.isFrozen(value)) return false;
   const proto: unknown = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== Array.prototype && proto !== null) return false;
-  for (const descriptor of Object.values(Object.getOwnPropertyDescriptors(value))) {
+  const descriptors = Object.values(Object.getOwnPropertyDescriptors(value));
+  // An array with holes: JSON.stringify reads them through the prototype chain.
+  if (Array.isArray(value) && descriptors.length !== value.length + 1) return false;
+  for (const descriptor of descriptors) {
     if (!("value" in descriptor)) return false; // an accessor
     const v: unknown = descriptor.value;
-    if (typeof v === "function") return false; // toJSON, or a value JSON would skip
+    // A function (toJSON, or a value JSON skips) or a BigInt (JSON.stringify asks BigInt.prototype for toJSON).
+    if (typeof v === "function" || typeof v === "bigint") return false;
     if (typeof v === "object" && v !== null && !isFrozenData(v, depth - 1)) return false;
   }
   return true;

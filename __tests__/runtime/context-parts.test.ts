@@ -2,7 +2,7 @@
 // changes: the same deeply frozen arrays (serialised once each on the way to the sandbox).
 import { expect, test } from "@jest/globals";
 import type { ParamSpec } from "../../mechanism-api/index.d.ts";
-import { ContextParts } from "../../runtime/level1/context-parts.ts";
+import { ContextParts, toApiTrial } from "../../runtime/level1/context-parts.ts";
 import type { TrialRow } from "../../runtime/store.ts";
 
 const PARAMS: ParamSpec[] = [
@@ -33,17 +33,14 @@ test("the history is the same frozen array while its rows are the same rows, a n
   const parts = new ContextParts(PARAMS);
   const rows = [row(1, 0.1), row(2, 0.2)];
   const first = parts.trials(rows);
-  expect(first.map((t) => [t.id, t.config.lr, t.kept])).toEqual([
-    [1, 0.1, false],
-    [2, 0.2, true],
-  ]);
+  expect(first).toEqual(rows.map(toApiTrial));
   expect(deeplyFrozen(first)).toBe(true);
   // Another call of the same iteration: the window is a new array of the same rows.
   expect(parts.trials([...rows])).toBe(first);
   // A trial finished: a new window, a new history; the rows themselves were not frozen.
   const next = parts.trials([...rows, row(3, 0.3)]);
   expect(next).not.toBe(first);
-  expect(next.map((t) => t.id)).toEqual([1, 2, 3]);
+  expect(next).toEqual([...rows, row(3, 0.3)].map(toApiTrial));
   expect(Object.isFrozen(rows[0]!.config)).toBe(false);
   // The window slid (same length, other rows).
   expect(parts.trials([row(2, 0.2), row(3, 0.3), row(4, 0.4)]).map((t) => t.id)).toEqual([2, 3, 4]);
@@ -53,18 +50,16 @@ test("the history is the same frozen array while its rows are the same rows, a n
 test("the search space marks the active and frozen sets, and is rebuilt when either changes", () => {
   const parts = new ContextParts(PARAMS);
   const all = parts.searchSpace(["lr", "depth"], []);
-  expect(all.map((p) => [p.name, p.active, p.frozen])).toEqual([
-    ["lr", true, undefined],
-    ["depth", true, undefined],
-  ]);
+  expect(all).toEqual(PARAMS.map((p) => ({ ...p, active: true })));
   expect(deeplyFrozen(all)).toBe(true);
   expect(parts.searchSpace(["lr", "depth"], [])).toBe(all);
   const narrowed = parts.searchSpace(["lr"], ["depth"]);
   expect(narrowed).not.toBe(all);
-  expect(narrowed.map((p) => [p.name, p.active, p.frozen])).toEqual([
-    ["lr", true, undefined],
-    ["depth", false, true],
+  expect(narrowed).toEqual([
+    { ...PARAMS[0], active: true },
+    { ...PARAMS[1], active: false, frozen: true },
   ]);
+  expect("frozen" in narrowed[0]!).toBe(false);
   // The run's own search space is untouched.
   expect(PARAMS[1]).toEqual({
     name: "depth",

@@ -1,8 +1,9 @@
 // A call's search space and history cross to the child once: a request leaves out a text the child
 // holds from the last call it accepted (protocol.ts, HeldTexts). Whatever went before — other
 // texts, a refused call, a killed child, a batch — each call's mechanism sees that call's own data.
-import { afterAll, beforeAll, expect, test } from "@jest/globals";
+import { afterAll, beforeAll, expect, jest, test } from "@jest/globals";
 import type { Trial } from "../../mechanism-api/index.d.ts";
+import { frozenCopy } from "../../sandbox/frozen-json.ts";
 import { Sandbox } from "../../sandbox/index.ts";
 import { DEFAULT_POLICY } from "../../sandbox/policy.ts";
 import { callTexts, HeldTexts, InvalidRequest, toWireCall } from "../../sandbox/protocol.ts";
@@ -118,6 +119,30 @@ test("a child killed and started again gets the texts again", async () => {
   while (pidExists(pid)) await new Promise((r) => setTimeout(r, 10));
   expect(said(await guide("a", ctx))).toBe(expected(ctx));
   expect(sandbox.restarts).toBe(restarts + 2);
+});
+
+test("a frozen context's texts are serialised once; an open one's afresh, changes made in place included", async () => {
+  const frozen = {
+    ...trace.context,
+    params: frozenCopy(context(1).params),
+    history: frozenCopy(context(1).history),
+  };
+  const stringify = jest.spyOn(JSON, "stringify");
+  const serialised = (value: unknown) => stringify.mock.calls.filter(([v]) => v === value).length;
+  try {
+    for (let i = 0; i < 3; i++) expect(said(await guide("a", frozen))).toBe(expected(frozen));
+    expect(serialised(frozen.history)).toBe(1);
+    expect(serialised(frozen.params)).toBe(1);
+    const open = context(1);
+    const history = open.history as Trial[];
+    expect(said(await guide("a", open))).toBe(expected(open));
+    history.push({ ...history[0]!, id: 99 });
+    expect(said(await guide("a", open))).toBe(expected(open));
+    expect(expected(open)).toMatch(/,99\|/);
+    expect(serialised(open.history)).toBe(2);
+  } finally {
+    stringify.mockRestore();
+  }
 });
 
 test("HeldTexts leaves out only what the child accepted last", () => {

@@ -69,7 +69,9 @@ test("data that could change is serialised afresh every time", () => {
   expect(stringifyCalls(() => frozenJson(proxy))).toBe(1);
 });
 
-test("while Object.prototype has a toJSON, no text is kept", () => {
+test("while Object.prototype has a toJSON, no text is kept or used", () => {
+  const kept = frozenCopy({ a: { b: 1 } });
+  expect(frozenJson(kept)).toBe('{"a":{"b":1}}');
   const fresh = frozenCopy({ a: { b: 1 } });
   Object.defineProperty(Object.prototype, "toJSON", {
     value: () => "patched",
@@ -80,8 +82,30 @@ test("while Object.prototype has a toJSON, no text is kept", () => {
     // JSON.stringify calls it for every object: what it answers may change from call to call.
     expect(frozenJson(fresh)).toBe('"patched"');
     expect(stringifyCalls(() => frozenJson(fresh))).toBe(1);
+    // A text kept before the patch is not handed out while it stands.
+    expect(frozenJson(kept)).toBe('"patched"');
   } finally {
     delete (Object.prototype as { toJSON?: unknown }).toJSON;
+  }
+});
+
+test("holes and BigInts, which JSON.stringify reads through prototypes, are not kept", () => {
+  const sparse = new Array<number>(3);
+  sparse[0] = 1;
+  sparse[2] = 3;
+  const holes = Object.freeze(sparse);
+  expect(frozenJson(holes)).toBe("[1,null,3]");
+  expect(stringifyCalls(() => frozenJson(holes))).toBe(1);
+  const big = Object.freeze({ v: 1n });
+  const proto = BigInt.prototype as unknown as { toJSON?: () => string };
+  proto.toJSON = function (this: bigint) {
+    return `${this}n`;
+  };
+  try {
+    expect(frozenJson(big)).toBe('{"v":"1n"}');
+    expect(stringifyCalls(() => frozenJson(big))).toBe(1);
+  } finally {
+    delete proto.toJSON;
   }
 });
 
