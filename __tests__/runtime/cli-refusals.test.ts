@@ -160,10 +160,8 @@ test("a new run on a folder another new run has claimed (its lock, no run.db yet
 test("a new run refused at its LLM check leaves no folder behind, not even the parents it made", async () => {
   const top = path.join(tmp, "refused-top");
   const dir = path.join(top, "nested", "run");
-  const closed = {
-    ...resolvedConfig("refused"),
-    llm: { ...resolvedConfig("refused").llm, baseURL: "http://127.0.0.1:1/v1" },
-  };
+  const refused = resolvedConfig("refused");
+  const closed = { ...refused, llm: { ...refused.llm, baseURL: "http://127.0.0.1:1/v1" } };
   await expect(executeRun({ dir, config: closed, offline: false, env, observer: {} })).rejects.toThrow();
   expect(existsSync(top)).toBe(false);
 }, 120_000);

@@ -2,8 +2,8 @@
 // (policy.autoActivate = false) be activated by the running (or next resumed) run. Ids embed
 // mechanism names (a file mechanism's is its file name), so printed lines go through safeText.
 import type { Command } from "commander";
+import { openExisting } from "../open-run.ts";
 import { safeText } from "../terminal-text.ts";
-import { openExisting } from "./open-run.ts";
 
 export function registerApproveCommand(group: Command): void {
   group

@@ -18,6 +18,7 @@ import {
 } from "../config.ts";
 import { RunDisplay } from "../display.ts";
 import { UserError } from "../errors.ts";
+import { openExisting, unreadable } from "../open-run.ts";
 import { defaultRunDir, launcherCommand, REPO_ROOT } from "../paths.ts";
 import { buildReport, formatReport } from "../report.ts";
 import { runLockHolder } from "../run-lock.ts";
@@ -34,7 +35,6 @@ import { recordedByStudy, studyParent } from "../study/runner.ts";
 import { DEFAULT_SURROGATE_FILE } from "../surrogate/data.ts";
 import { dataForStream, jsonForTerminal } from "../terminal-text.ts";
 import { executeRun } from "../wiring.ts";
-import { openExisting, unreadable } from "./open-run.ts";
 
 export function positiveInt(value: string): number {
   const n = Number(value);

@@ -3,6 +3,7 @@
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { UserError } from "../errors.ts";
+import { unreadable } from "../open-run.ts";
 import { RunStore } from "../store.ts";
 import { CSS, SCRIPT } from "./assets.ts";
 import { page } from "./html.ts";
@@ -41,10 +42,7 @@ export function openReportSource(
   try {
     store = RunStore.open(root, { readOnly: true });
   } catch (error) {
-    throw new UserError(
-      `${root}: cannot read the run database ${RunStore.dbPath(root)}: ${(error as Error).message}`,
-      1,
-    );
+    throw unreadable(root, root, error);
   }
   return {
     kind: "run",

@@ -1,10 +1,10 @@
-// Opening an existing run folder's store for a command, with the errors every command gives
+// Opening an existing run folder's store, with the errors every command (and the report) gives
 // alike: a missing folder or run.db is a usage error, an unreadable store exits 1.
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { UserError } from "../errors.ts";
-import { RunStore } from "../store.ts";
-import { isStudy } from "../study/layout.ts";
+import { UserError } from "./errors.ts";
+import { RunStore } from "./store.ts";
+import { isStudy } from "./study/layout.ts";
 
 /**
  * A run folder's store, read-only unless `writable`. A missing folder or run.db is a usage error
